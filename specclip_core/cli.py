@@ -1,0 +1,200 @@
+"""The ``specclip`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specclip_core.errors import SpecCLIPError
+
+
+def _cmd_plugins(args: argparse.Namespace) -> None:
+    from specclip_core.plugins import plugin_infos
+
+    for info in plugin_infos():
+        print(f"{info.name}  ({info.distribution} {info.version})")
+        for kind, names in info.registers.items():
+            print(f"    {kind}: {', '.join(names)}")
+
+
+def _cmd_list(args: argparse.Namespace) -> None:
+    from specclip_core.components import get_registry
+
+    registry = get_registry()
+    for kind in [args.kind] if args.kind else registry.kinds():
+        print(f"{kind}:")
+        for name in registry.names(kind):
+            component = registry.get(kind, name)
+            print(f"    {name:<24} {component.description}  [{registry.plugin_of(kind, name)}]")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from specclip_core.spec import load_spec
+
+    failed = 0
+    for item in args.specs:
+        try:
+            spec = load_spec(item)
+        except SpecCLIPError as error:
+            print(error, file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{item}: valid ({len(spec.stages)} stages: {', '.join(spec.stages)})")
+    return 1 if failed else 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> None:
+    from specclip_core.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text)
+
+
+def _parse_set(items: list[str]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecCLIPError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> None:
+    from specclip_core.runs.runner import run_spec
+    from specclip_core.spec import load_spec
+
+    spec = load_spec(args.spec, _parse_set(args.set))
+    run_spec(spec, args.run_dir, resume=args.resume, force=args.force, only=args.only, progress=not args.quiet)
+
+
+def _cmd_fetch(args: argparse.Namespace) -> None:
+    from specclip_core.data.datasets import fetch_dataset
+    from specclip_core.data.store import SpectralStore
+
+    path = fetch_dataset(args.name, refresh=args.refresh)
+    store = SpectralStore.open(path)
+    print(f"{args.name}: {len(store)} rows, modalities {store.modalities}, labels {list(store.label_columns)}")
+    print(path)
+
+
+def _read_table(path: str) -> dict[str, Any]:
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, format="ascii.csv")
+    except Exception as error:
+        raise SpecCLIPError(f"{path}: cannot read as a CSV table: {error}") from None
+    return {name: table[name].filled() if hasattr(table[name], "filled") else table[name] for name in table.colnames}
+
+
+def _cmd_ingest(args: argparse.Namespace) -> None:
+    from specclip_core.data.ingest import ingest_files
+
+    labels = _read_table(args.labels) if args.labels else None
+    report = ingest_files(
+        args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite
+    )
+    print(report.summary())
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from specclip_core.data.splits import split_labels
+    from specclip_core.data.store import SpectralStore
+
+    store = SpectralStore.open(args.store)
+    splits = split_labels(store.ids)
+    print(f"{args.store}: {len(store)} rows; train {int((splits == 'train').sum())}, val {int((splits == 'val').sum())}, test {int((splits == 'test').sum())}")
+    for modality in store.modalities:
+        wavelength = store.wavelength(modality)
+        print(f"  {modality}: {wavelength.size} pixels, {wavelength[0]:.1f}-{wavelength[-1]:.1f} A, stats {store.stats_names(modality)}")
+    print(f"  labels: {', '.join(f'{k} ({v})' for k, v in store.label_columns.items())}")
+    for key, value in store.meta.items():
+        if key != "ingest_report":
+            print(f"  {key}: {str(value)[:100]}")
+
+
+def _cmd_datasets(args: argparse.Namespace) -> None:
+    from specclip_core.components import get_registry
+
+    registry = get_registry()
+    for name in registry.names("dataset"):
+        card = registry.get("dataset", name).build()
+        print(f"{name:<20} {card.title}  [{card.licence}; {card.source.package}=={card.source.version}]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="specclip", description="Foundation models for stellar spectra.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="list plugins, their versions and what they register")
+    p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("list", help="list registered components")
+    p.add_argument("kind", nargs="?", help="encoder, tokenizer, objective, stage, modality, reader, dataset, ...")
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("validate", help="check run specs (field paths on error)")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("schema", help="JSON schema of run specs, for editors")
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=_cmd_schema)
+    p = sub.add_parser("run", help="run a spec (a file, or the name of a registered spec)")
+    p.add_argument("spec")
+    p.add_argument("--run-dir", help="default: the spec's run_dir, else runs/<name>")
+    p.add_argument("--resume", action="store_true", help="continue unfinished stages from their checkpoints")
+    p.add_argument("--force", action="store_true", help="rerun stages even when they could be reused")
+    p.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field, e.g. stages.pretrain.train.epochs=2")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_run)
+
+    data = sub.add_parser("data", help="datasets and stores").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("list", help="registered datasets")
+    p.set_defaults(func=_cmd_datasets)
+    p = data.add_parser("fetch", help="download, verify and ingest a registered dataset (cached)")
+    p.add_argument("name")
+    p.add_argument("--refresh", action="store_true")
+    p.set_defaults(func=_cmd_fetch)
+    p = data.add_parser("ingest", help="build a store from files of one modality")
+    p.add_argument("modality", help="modality name or alias")
+    p.add_argument("paths", nargs="+", help="files or directories")
+    p.add_argument("-o", "--output", required=True, help="store path (.zarr)")
+    p.add_argument("--reader", help="force a reader (default: sniff)")
+    p.add_argument("--labels", help="CSV of labels to join on the spectrum id")
+    p.add_argument("--id-column", default="id", help="column of the labels CSV holding the spectrum id")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_ingest)
+    p = data.add_parser("info", help="describe a store")
+    p.add_argument("store")
+    p.set_defaults(func=_cmd_info)
+
+    from specclip_core.plugins import get_plugin_manager
+
+    get_plugin_manager().hook.specclip_add_commands(subparsers={"root": sub, "data": data})
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        result = args.func(args)
+    except SpecCLIPError as error:
+        print(f"specclip: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("specclip: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""The name -> factory registry, fed by the plugins' hooks.
+
+Modelled on timm's ``register_model`` / ``create_model`` / ``list_models``: every buildable thing is a
+:class:`Component` with a *kind* (``encoder``, ``tokenizer``, ``objective``, ``stage``, ...), a
+*name*, a factory and an optional pydantic *config* model that validates its settings. A plugin
+collects its components with a :class:`ComponentList` and returns them from
+``specclip_register_components``::
+
+    components = ComponentList()
+
+    @components.register("encoder", "tiny_mlp", config=TinyMLPConfig)
+    def tiny_mlp(config: TinyMLPConfig) -> Encoder: ...
+
+    @hookimpl
+    def specclip_register_components():
+        return list(components)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel, ValidationError
+
+from specclip_core.errors import DuplicateComponentError, SpecError, UnknownComponentError
+
+KINDS = (
+    "modality",
+    "reader",
+    "dataset",
+    "tokenizer",
+    "encoder",
+    "projection",
+    "decoder",
+    "head",
+    "objective",
+    "stage",
+)
+
+
+@dataclass(frozen=True)
+class Component:
+    """A named factory. ``factory(config)`` builds it (``factory()`` when ``config`` is None)."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config: type[BaseModel] | None = None
+    description: str = ""
+
+    def validate(self, params: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> BaseModel | None:
+        """Validate settings against this component's config model (unknown keys are errors)."""
+        if self.config is None:
+            if params:
+                raise SpecError(None, [(k, f"{self.kind} {self.name!r} takes no settings") for k in params])
+            return None
+        return self.config.model_validate(dict(params), context=dict(context or {}))
+
+    def build(self, config: BaseModel | None = None) -> Any:
+        return self.factory() if self.config is None else self.factory(config)
+
+
+class ComponentList:
+    """What one plugin registers; use ``register`` as a decorator, return ``list(self)`` from the hook."""
+
+    def __init__(self) -> None:
+        self._items: list[Component] = []
+
+    def register(
+        self, kind: str, name: str, config: type[BaseModel] | None = None, description: str = ""
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            doc = description or (factory.__doc__ or "").strip().split("\n")[0]
+            self._items.append(Component(kind, name, factory, config, doc))
+            return factory
+
+        return decorate
+
+    def add(self, component: Component) -> None:
+        self._items.append(component)
+
+    def __iter__(self) -> Iterator[Component]:
+        return iter(self._items)
+
+
+class Registry:
+    """All components of all plugins, by kind and name, remembering which plugin gave each."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self._plugin_of: dict[tuple[str, str], str] = {}
+        self._aliases: dict[str, str] = {}
+
+    def add(self, component: Component, plugin: str = "") -> None:
+        bucket = self._items.setdefault(component.kind, {})
+        if component.name in bucket:
+            other = self._plugin_of[(component.kind, component.name)]
+            raise DuplicateComponentError(
+                f"{component.kind} {component.name!r} is registered twice: by plugin {other!r} and by {plugin!r}"
+            )
+        bucket[component.name] = component
+        self._plugin_of[(component.kind, component.name)] = plugin
+
+    def add_alias(self, alias: str, modality: str) -> None:
+        self._aliases[alias] = modality
+
+    def get(self, kind: str, name: str) -> Component:
+        bucket = self._items.get(kind, {})
+        if kind == "modality":
+            name = self._aliases.get(name, name)
+        if name not in bucket:
+            raise UnknownComponentError(kind, name, bucket)
+        return bucket[name]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._items.get(kind, {}))
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, bucket in self._items.items() if bucket]
+
+    def plugin_of(self, kind: str, name: str) -> str:
+        return self._plugin_of[(kind, self.get(kind, name).name)]
+
+    def registered_by(self, plugin: str) -> dict[str, list[str]]:
+        """Kind -> names that ``plugin`` registered."""
+        out: dict[str, list[str]] = {}
+        for (kind, name), owner in sorted(self._plugin_of.items()):
+            if owner == plugin:
+                out.setdefault(kind, []).append(name)
+        return out
+
+    def create(self, kind: str, spec: str | Mapping[str, Any] | Any, **overrides: Any) -> Any:
+        """Build a component from a name, a mapping ``{"name": ..., **settings}`` or a validated spec."""
+        if isinstance(spec, str):
+            name, params = spec, {}
+        elif isinstance(spec, Mapping):
+            params = dict(spec)
+            name = params.pop("name", None)
+            if name is None:
+                raise SpecError(None, [("name", f"a {kind} spec needs a 'name'; known: {', '.join(self.names(kind))}")])
+        else:
+            name, params = spec.name, spec.settings()
+        params.update(overrides)
+        component = self.get(kind, name)
+        try:
+            config = component.validate(params)
+        except ValidationError as error:
+            raise SpecError(None, [(".".join(map(str, e["loc"])), e["msg"]) for e in error.errors()]) from None
+        return component.build(config)
+
+    @classmethod
+    def from_plugin_manager(cls, pm: pluggy.PluginManager) -> Registry:
+        registry = cls()
+        for hook_name, kind in (
+            ("specclip_register_modalities", "modality"),
+            ("specclip_register_readers", "reader"),
+            ("specclip_register_datasets", "dataset"),
+            ("specclip_register_components", None),
+        ):
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+                for item in impl.function() or []:
+                    registry.add(_as_component(item, kind), impl.plugin_name)
+                    if kind == "modality":
+                        for alias in getattr(item, "aliases", ()):
+                            registry.add_alias(alias, item.name)
+        return registry
+
+
+def _as_component(item: Any, kind: str | None) -> Component:
+    if isinstance(item, Component):
+        return item
+    if kind is None:
+        raise TypeError(f"specclip_register_components must return Component objects, got {item!r}")
+    description = getattr(item, "description", "") or (type(item).__doc__ or "").strip().split("\n")[0]
+    return Component(kind, item.name, lambda item=item: item, None, description)
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The registry of the current plugin manager (built once, on first use)."""
+    global _registry
+    if _registry is None:
+        from specclip_core.plugins import get_plugin_manager
+
+        _registry = Registry.from_plugin_manager(get_plugin_manager())
+    return _registry
+
+
+def reset_registry() -> None:
+    """Forget the registry and plugin manager (the next use discovers plugins again)."""
+    global _registry
+    from specclip_core import plugins
+
+    _registry = None
+    plugins.reset_plugin_manager()
+
+
+def create_component(kind: str, spec: str | Mapping[str, Any] | Any, **overrides: Any) -> Any:
+    """Build a registered component; see :meth:`Registry.create`."""
+    return get_registry().create(kind, spec, **overrides)
+
+
+def list_components(kind: str | None = None) -> dict[str, list[str]] | list[str]:
+    """Names of one kind, or of every kind when ``kind`` is None."""
+    registry = get_registry()
+    if kind is not None:
+        return registry.names(kind)
+    return {k: registry.names(k) for k in registry.kinds()}
+
+
+def get_modality(name: str):
+    """The registered :class:`~specclip_core.interfaces.Modality` called ``name`` (or an alias of it)."""
+    return get_registry().get("modality", name).build()
+
+
+def get_reader(name: str):
+    return get_registry().get("reader", name).build()
+
+
+def readers_for(modality: str | None = None) -> Iterable[Any]:
+    registry = get_registry()
+    for name in registry.names("reader"):
+        reader = registry.get("reader", name).build()
+        if modality is None or reader.modality == get_modality(modality).name:
+            yield reader

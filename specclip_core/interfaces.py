@@ -1,0 +1,228 @@
+"""The contracts between the core and the plugins.
+
+A survey plugin provides a :class:`Modality` (its grid, preprocessing, tokenizers and default
+encoder) and :class:`Reader` objects for its file formats. Networks implement :class:`Encoder`,
+:class:`Projection`, :class:`Decoder`; downstream estimators implement :class:`Head`. Spectra travel
+between all of them in a :class:`Spectra` container.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _check_rows(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
+    if array.shape != shape:
+        raise ValueError(f"Spectra.{name}: expected shape {shape}, got {array.shape}")
+
+
+@dataclass
+class Spectra:
+    """A batch of N spectra sharing one wavelength grid of L pixels.
+
+    ``mask`` is True where a pixel is bad; bad pixels carry ``ivar == 0``. ``stats`` holds the
+    per-spectrum statistics a modality's preprocessing keeps (for example mean and standard
+    deviation of the normalised flux) and is ``None`` for raw spectra. ``meta`` holds per-spectrum
+    columns (header fields, labels), each of length N.
+    """
+
+    wavelength: np.ndarray
+    flux: np.ndarray
+    ivar: np.ndarray
+    mask: np.ndarray
+    ids: np.ndarray
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.flux = np.atleast_2d(np.asarray(self.flux, dtype=np.float32))
+        n, length = self.flux.shape
+        self.wavelength = np.asarray(self.wavelength, dtype=np.float64)
+        _check_rows("wavelength", self.wavelength, (length,))
+        self.ivar = np.atleast_2d(np.asarray(self.ivar, dtype=np.float32))
+        _check_rows("ivar", self.ivar, (n, length))
+        self.mask = np.atleast_2d(np.asarray(self.mask, dtype=bool))
+        _check_rows("mask", self.mask, (n, length))
+        self.ids = np.asarray(self.ids).astype(str).reshape(-1)
+        _check_rows("ids", self.ids, (n,))
+        self.meta = {k: np.asarray(v).reshape(-1) for k, v in self.meta.items()}
+        for key, column in self.meta.items():
+            _check_rows(f"meta[{key!r}]", column, (n,))
+        if self.stats is not None:
+            self.stats = np.atleast_2d(np.asarray(self.stats, dtype=np.float32))
+            if self.stats.shape[0] != n:
+                raise ValueError(f"Spectra.stats: expected {n} rows, got {self.stats.shape[0]}")
+
+    def __len__(self) -> int:
+        return self.flux.shape[0]
+
+    def subset(self, rows: np.ndarray | Sequence[int] | slice) -> Spectra:
+        """The spectra at ``rows`` (indices, boolean mask or slice)."""
+        return Spectra(
+            wavelength=self.wavelength,
+            flux=self.flux[rows],
+            ivar=self.ivar[rows],
+            mask=self.mask[rows],
+            ids=self.ids[rows],
+            meta={k: v[rows] for k, v in self.meta.items()},
+            stats=None if self.stats is None else self.stats[rows],
+        )
+
+    @staticmethod
+    def concatenate(parts: Sequence[Spectra]) -> Spectra:
+        """Join spectra on one grid; meta columns must agree across parts."""
+        if not parts:
+            raise ValueError("Spectra.concatenate: nothing to concatenate")
+        first = parts[0]
+        for part in parts[1:]:
+            if part.wavelength.shape != first.wavelength.shape or not np.allclose(part.wavelength, first.wavelength):
+                raise ValueError("Spectra.concatenate: parts are on different wavelength grids")
+        keys = [k for k in first.meta if all(k in p.meta for p in parts)]
+        has_stats = all(p.stats is not None for p in parts)
+        return Spectra(
+            wavelength=first.wavelength,
+            flux=np.concatenate([p.flux for p in parts]),
+            ivar=np.concatenate([p.ivar for p in parts]),
+            mask=np.concatenate([p.mask for p in parts]),
+            ids=np.concatenate([p.ids for p in parts]),
+            meta={k: np.concatenate([p.meta[k] for p in parts]) for k in keys},
+            stats=np.concatenate([p.stats for p in parts]) if has_stats else None,
+        )
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """What a simulator needs to know about the instrument behind a modality."""
+
+    resolving_power: float
+    native_wavelength: np.ndarray
+    description: str = ""
+
+
+class Tokenizer(ABC):
+    """Turns preprocessed flux and its statistics into a sequence of tokens ``[B, T, D]``."""
+
+    n_tokens: int
+    token_dim: int
+
+    @abstractmethod
+    def __call__(self, flux: torch.Tensor, stats: torch.Tensor) -> torch.Tensor: ...
+
+    def stats_tokens(self) -> int:
+        """How many leading tokens carry statistics rather than flux (never masked in pretraining)."""
+        return 0
+
+
+class Modality(ABC):
+    """One kind of spectrum: its model input grid, preprocessing and tokenizers.
+
+    Subclasses set ``name``, ``wavelength`` (the model's input grid, in Angstrom), ``stats_names``
+    and ``default_encoder`` (a component spec mapping, e.g. ``{"name": "masked_transformer", ...}``),
+    and may set ``instrument`` and ``aliases`` (short names accepted on the command line).
+    """
+
+    name: ClassVar[str]
+    wavelength: np.ndarray
+    stats_names: tuple[str, ...] = ("mean", "std")
+    default_encoder: Mapping[str, Any] = {"name": "mlp_autoencoder", "size": "small"}
+    default_tokenizer: Mapping[str, Any] = {"name": "vector"}
+    instrument: Instrument | None = None
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def n_pixels(self) -> int:
+        return int(len(self.wavelength))
+
+    @abstractmethod
+    def preprocess(self, spectra: Spectra) -> Spectra:
+        """Return spectra on ``self.wavelength`` ready for the model, with ``stats`` filled.
+
+        Non-finite flux must not reach the model: such pixels are masked (``mask`` True, ``ivar``
+        0, flux filled with a neutral value). A spectrum with no usable pixel raises ``ValueError``
+        naming its id.
+        """
+
+
+@dataclass
+class EncoderOutput:
+    """Token embeddings ``[B, T, E]`` and one pooled embedding per spectrum ``[B, E]``."""
+
+    tokens: torch.Tensor
+    pooled: torch.Tensor
+
+
+class Encoder(nn.Module, ABC):
+    """Maps tokens ``[B, T, D]`` to embeddings; can map its output back to tokens for pretraining."""
+
+    embed_dim: int
+
+    @abstractmethod
+    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> EncoderOutput:
+        """Encode. ``token_mask`` ``[B, T]`` is True where a token is hidden from the encoder."""
+
+    @abstractmethod
+    def reconstruct(self, output: EncoderOutput) -> torch.Tensor:
+        """Tokens ``[B, T, D]`` predicted from an encoding (the pretraining decoder)."""
+
+
+class Projection(nn.Module, ABC):
+    """Maps an encoder's output into the aligned space: ``shared`` ``[B, S]`` and ``private`` ``[B, P]``."""
+
+    shared_dim: int
+    private_dim: int = 0
+
+    @abstractmethod
+    def forward(self, output: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]: ...
+
+
+class Decoder(nn.Module, ABC):
+    """Maps an embedding ``[B, E]`` to a spectrum ``[B, L]``."""
+
+    @abstractmethod
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor: ...
+
+
+class Head(ABC):
+    """A downstream estimator of labels from inputs (embeddings or spectra)."""
+
+    @abstractmethod
+    def fit(self, train: Mapping[str, np.ndarray], validation: Mapping[str, np.ndarray]) -> Head: ...
+
+    @abstractmethod
+    def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path) -> Head: ...
+
+
+class Reader(ABC):
+    """Reads one file format into raw :class:`Spectra` (native grid, before preprocessing).
+
+    ``read`` raises :class:`specclip_core.errors.ReaderError` naming the file for anything it
+    cannot read: truncated, empty, foreign or inconsistent files.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    patterns: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def sniff(self, path: Path) -> bool:
+        """Cheap guess whether ``path`` is in this format (by name or first bytes)."""
+
+    @abstractmethod
+    def read(self, path: Path) -> Spectra: ...

@@ -1,0 +1,20 @@
+"""The core's built-in tokenizers and encoders, registered through the same hook as any plugin's."""
+
+from __future__ import annotations
+
+from specclip_core.components import ComponentList
+from specclip_core.hookspecs import hookimpl
+from specclip_core.nn.autoencoder import MLPAutoencoder, MLPAutoencoderConfig
+from specclip_core.nn.tokenizers import TokenizerConfig, VectorTokenizer, WindowsConfig, WindowTokenizer
+from specclip_core.nn.transformer import MaskedTransformer, MaskedTransformerConfig
+
+components = ComponentList()
+components.register("tokenizer", "windows", WindowsConfig, "overlapping windows of pixels (size 1 = one token per pixel), stats tokens first")(WindowTokenizer)
+components.register("tokenizer", "vector", TokenizerConfig, "the whole spectrum as one token, stats first")(VectorTokenizer)
+components.register("encoder", "masked_transformer", MaskedTransformerConfig, "masked spectrum transformer (paper sec. 2.1, app. D.1)")(MaskedTransformer)
+components.register("encoder", "mlp_autoencoder", MLPAutoencoderConfig, "MLP autoencoder, OAE (paper app. D.2)")(MLPAutoencoder)
+
+
+@hookimpl
+def specclip_register_components():
+    return list(components)

@@ -1,0 +1,19 @@
+"""The conformance suite every plugin runs against itself.
+
+In a plugin's tests::
+
+    from specclip_core.testing import ModalityConformance
+
+    class TestMySurveyConformance(ModalityConformance):
+        modality = "my_survey"
+        reader_files = [Path(__file__).parent / "data" / "one-real-file.fits"]
+
+        def raw_spectra(self):
+            return read_some_raw_spectra()
+
+pytest then runs every ``test_*`` method below on the plugin's modality and readers.
+"""
+
+from specclip_core.testing.conformance import ModalityConformance
+
+__all__ = ["ModalityConformance"]

@@ -1,0 +1,95 @@
+"""Training objectives: callables ``objective(network, batch) -> {term name: loss tensor}``.
+
+The loop sums ``objective.weight * term`` over every term of every objective. Built-ins here are the
+pretraining objectives for a :class:`~specclip_core.nn.ModalityEncoder`: masked modelling with
+chunk masking (paper appendix D.1, eqs. D2-D4) and plain reconstruction (the autoencoder's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from specclip_core.components import ComponentList
+from specclip_core.hookspecs import hookimpl
+
+
+class ObjectiveConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(1.0, ge=0, description="multiplies every term of this objective")
+
+
+class Objective:
+    """Base class: holds the config and the weight; subclasses implement ``__call__``."""
+
+    def __init__(self, config: ObjectiveConfig):
+        self.config, self.weight = config, config.weight
+
+    def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def chunk_mask(batch: int, n_tokens: int, skip: int, n_chunks: int, chunk: int, device: torch.device) -> torch.Tensor:
+    """``[batch, n_tokens]`` bool: in each of ``n_chunks`` equal segments of the tokens after the first
+    ``skip``, one contiguous run of ``chunk`` tokens starting uniformly at random within the segment."""
+    usable = n_tokens - skip
+    segment = usable // n_chunks
+    if segment < 1:
+        raise ValueError(f"cannot place {n_chunks} masked chunks in {usable} tokens")
+    width = min(chunk, segment)
+    offsets = torch.randint(0, segment - width + 1, (batch, n_chunks), device=device)
+    starts = skip + torch.arange(n_chunks, device=device) * segment + offsets
+    positions = starts.unsqueeze(-1) + torch.arange(width, device=device)
+    mask = torch.zeros(batch, n_tokens, dtype=torch.bool, device=device)
+    mask.scatter_(1, positions.flatten(1), True)
+    return mask
+
+
+class MaskedModelingConfig(ObjectiveConfig):
+    n_chunks: int = Field(6, ge=1, description="segments, one masked chunk in each")
+    chunk_tokens: int = Field(20, ge=1, description="tokens per masked chunk")
+
+
+class MaskedModeling(Objective):
+    """Mean squared error on the hidden tokens only."""
+
+    config: MaskedModelingConfig
+
+    def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        tokens = network.tokenize(batch[network.modality])
+        if tokens.shape[1] < 2:
+            raise ValueError(f"masked_modeling needs several tokens per spectrum; the {network.modality} tokenizer gives one")
+        mask = chunk_mask(tokens.shape[0], tokens.shape[1], network.tokenizer.stats_tokens(), self.config.n_chunks, self.config.chunk_tokens, tokens.device)
+        predicted = network.encoder.reconstruct(network.encoder(tokens, mask))
+        error = (predicted.float() - tokens.float()).pow(2).mean(dim=-1)
+        return {"masked_mse": (error * mask).sum() / mask.sum()}
+
+
+class ReconstructionConfig(ObjectiveConfig):
+    loss: Literal["mse", "l1"] = "mse"
+
+
+class Reconstruction(Objective):
+    """Reconstruct every token from the encoding (the autoencoder's objective)."""
+
+    config: ReconstructionConfig
+
+    def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        tokens = network.tokenize(batch[network.modality])
+        predicted = network.encoder.reconstruct(network.encoder(tokens)).float()
+        difference = predicted - tokens.float()
+        value = difference.abs().mean() if self.config.loss == "l1" else difference.pow(2).mean()
+        return {f"reconstruction_{self.config.loss}": value}
+
+
+components = ComponentList()
+components.register("objective", "masked_modeling", MaskedModelingConfig, "masked MSE with chunk masking (app. D.1)")(MaskedModeling)
+components.register("objective", "reconstruction", ReconstructionConfig, "reconstruct all tokens (autoencoder pretraining)")(Reconstruction)
+
+
+@hookimpl
+def specclip_register_components():
+    return list(components)

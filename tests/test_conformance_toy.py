@@ -1,0 +1,44 @@
+"""The conformance suite run on the toy plugin: proves the suite itself works on a good plugin."""
+
+from pathlib import Path
+
+import pytest
+
+from specclip_core.testing import ModalityConformance
+
+
+class TestToyConformance(ModalityConformance):
+    modality = "toy"
+
+    @pytest.fixture(autouse=True)
+    def _files(self, tmp_path_factory):
+        from specclip_toy import make_raw, write_file
+
+        directory = tmp_path_factory.mktemp("toyfiles")
+        type(self).reader_files = [write_file(directory / "star-1.toy.csv", make_raw(1, 5))]
+
+    def raw_spectra(self):
+        from specclip_toy import make_raw
+
+        return make_raw(6, 3)
+
+
+def test_ingest_skips_and_reports_bad_files(tmp_path):
+    from specclip_core.data.ingest import ingest_files
+    from specclip_core.data.store import SpectralStore
+    from specclip_toy import make_raw, write_file
+
+    raw = make_raw(5, 11)
+    for row in range(5):
+        write_file(tmp_path / f"s{row}.toy.csv", raw, row)
+    (tmp_path / "broken.toy.csv").write_text("# specclip-toy v1\n1000,1,1\n")
+    (tmp_path / "foreign.toy.csv").write_bytes(b"\x89PNG\r\n")
+    labels = {"id": raw.ids, "temp": raw.meta["temp"]}
+    report = ingest_files([tmp_path], "toy_alias", tmp_path / "out.zarr", labels=labels, id_column="id", progress=False)
+    assert report.n_files == 7 and report.n_spectra_written == 5
+    skipped = dict(report.skipped_files)
+    assert set(Path(p).name for p in skipped) == {"broken.toy.csv", "foreign.toy.csv"}
+    assert "truncated" in skipped[str(tmp_path / "broken.toy.csv")]
+    store = SpectralStore.open(tmp_path / "out.zarr")
+    assert len(store) == 5 and "temp" in store.label_columns
+    assert store.meta["ingest_report"]["n_spectra_written"] == 5

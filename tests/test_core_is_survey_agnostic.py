@@ -1,0 +1,25 @@
+"""The core knows no survey: no survey name may appear anywhere under specclip_core/."""
+
+import re
+from pathlib import Path
+
+CORE = Path(__file__).resolve().parent.parent / "specclip_core"
+# not inside a longer word ("design" is fine), but "desi_lrs", "GaiaXP" or "lamost-dr10" are not
+FORBIDDEN = re.compile(r"(?<![a-z])(lamost|gaia|apogee|desi(?![a-z]))", re.IGNORECASE)
+
+
+def test_no_survey_name_in_the_core():
+    offences = []
+    for path in sorted(CORE.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if FORBIDDEN.search(line):
+                    offences.append(f"{path.relative_to(CORE.parent)}:{number}: {line.strip()}")
+    assert not offences, "survey names in the core:\n" + "\n".join(offences)
+
+
+def test_the_pattern_catches_what_it_should():
+    for bad in ("LAMOST", "gaia_xp", "GaiaXP", "desi-lrs", "apogee_id", "(desi)"):
+        assert FORBIDDEN.search(bad), bad
+    for fine in ("design", "designed", "desired"):
+        assert not FORBIDDEN.search(fine), fine

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+
+import pytest
+
+from specclip_core.components import Component, ComponentList, Registry, get_registry
+from specclip_core.errors import DuplicateComponentError, UnknownComponentError
+from specclip_core.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
+
+
+def test_toy_plugin_is_discovered_through_its_entry_point(toy_site):
+    assert (toy_site / "specclip_toy-0.3.1.dist-info" / "entry_points.txt").exists()
+    registry = Registry.from_plugin_manager(create_plugin_manager(load_entry_points=True))
+    assert "toy" in registry.names("modality")
+    assert registry.plugin_of("modality", "toy") == "toy"
+    assert registry.plugin_of("reader", "toy_csv") == "toy"
+
+
+def test_autoload_can_be_disabled(monkeypatch):
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    registry = Registry.from_plugin_manager(create_plugin_manager())
+    assert "toy" not in registry.names("modality")
+    assert "masked_transformer" in registry.names("encoder"), "built-ins load regardless"
+
+
+def test_plugins_command_lists_versions_and_registrations():
+    out = subprocess.run([sys.executable, "-m", "specclip_core.cli", "plugins"], capture_output=True, text=True, check=True).stdout
+    assert "toy  (specclip-toy 0.3.1)" in out
+    assert "modality: toy" in out and "reader: toy_csv" in out
+    assert "encoder: masked_transformer, mlp_autoencoder" in out
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(UnknownComponentError) as caught:
+        get_registry().get("encoder", "resnet9000")
+    message = str(caught.value)
+    assert "resnet9000" in message and "masked_transformer" in message and "mlp_autoencoder" in message
+
+
+def test_aliases_resolve_to_the_modality():
+    assert get_registry().get("modality", "toy_alias").build().name == "toy"
+
+
+def test_duplicate_registration_names_both_plugins():
+    registry = Registry()
+    registry.add(Component("encoder", "x", lambda: None), "first")
+    with pytest.raises(DuplicateComponentError, match="first.*second"):
+        registry.add(Component("encoder", "x", lambda: None), "second")
+
+
+def test_component_list_collects_decorated_factories():
+    components = ComponentList()
+
+    @components.register("head", "constant")
+    def constant():
+        """Always predicts zero."""
+        return 0
+
+    (item,) = list(components)
+    assert (item.kind, item.name, item.description) == ("head", "constant", "Always predicts zero.")

@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+import yaml
+
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.runs.runner import run_spec
+from specclip_core.spec import validate_spec
+
+
+def _spec(store, run_dir, epochs=2):
+    return validate_spec(
+        {
+            "name": "toy-pretrain",
+            "seed": 1,
+            "run_dir": str(run_dir),
+            "data": {"store": str(store.path)},
+            "stages": {
+                "pretrain": {
+                    "kind": "pretrain",
+                    "modality": "toy",
+                    "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+                    "train": {"epochs": epochs, "batch_size": 32, "device": "cpu"},
+                }
+            },
+        }
+    )
+
+
+def test_run_writes_artifacts_and_reuses_finished_stages(toy_store, tmp_path):
+    run_dir = tmp_path / "run"
+    logs = []
+    manifests = run_spec(_spec(toy_store, run_dir), progress=False, log=logs.append)
+    stage_dir = run_dir / "pretrain"
+    for name in ("manifest.json", "encoder/encoder.safetensors", "encoder/encoder.json", "training/metrics.csv", "loss.png", "summary.json"):
+        assert (stage_dir / name).is_file(), name
+    manifest = json.loads((stage_dir / "manifest.json").read_text())
+    assert manifest["inputs"]["data"]["fingerprint"] == toy_store.fingerprint
+    assert "encoder/encoder.safetensors" in manifest["outputs"] and len(manifest["outputs"]["encoder/encoder.safetensors"]) == 64
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["name"] == "toy-pretrain"
+    encoder = ModalityEncoder.load(stage_dir / "encoder")
+    assert encoder.modality == "toy" and manifests["pretrain"]["summary"]["epochs_completed"] == 2
+
+    logs.clear()
+    run_spec(_spec(toy_store, run_dir), progress=False, log=logs.append)
+    assert any("reused" in line for line in logs)
+
+    logs.clear()
+    run_spec(_spec(toy_store, run_dir, epochs=3), progress=False, log=logs.append)
+    assert any("running" in line for line in logs), "a changed setting must rerun the stage"
+
+    (stage_dir / "loss.png").write_bytes(b"tampered")
+    logs.clear()
+    run_spec(_spec(toy_store, run_dir, epochs=3), progress=False, log=logs.append)
+    assert any("running" in line for line in logs), "a changed output must rerun the stage"
+
+
+def test_cli_run_with_overrides(toy_store, tmp_path):
+    spec_path = tmp_path / "toy.yaml"
+    spec_path.write_text(yaml.safe_dump(_spec(toy_store, tmp_path / "cli-run").dump()))
+    done = subprocess.run(
+        [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--set", "stages.pretrain.train.epochs=1", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "cli-run" / "pretrain" / "summary.json").read_text())
+    assert summary["epochs_completed"] == 1

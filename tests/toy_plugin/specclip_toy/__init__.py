@@ -1,0 +1,106 @@
+"""A toy modality for specclip's tests (not a survey): 64 pixels, two lines whose depth follows ``temp``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from specclip_core import Modality, Reader, Spectra, hookimpl
+from specclip_core.data.store import SpectralStore
+from specclip_core.errors import ReaderError
+
+WAVELENGTH = np.linspace(1000.0, 1630.0, 64)
+HEADER = "# specclip-toy v1"
+
+
+class ToyModality(Modality):
+    """Toy spectra: flux divided by its median; stats = mean and std of the result."""
+
+    name = "toy"
+    aliases = ("toy_alias",)
+    wavelength = WAVELENGTH
+    stats_names = ("mean", "std")
+    default_tokenizer = {"name": "windows", "size": 8, "stride": 4}
+    default_encoder = {"name": "masked_transformer", "size": "small", "depth": 1, "width": 16, "heads": 2}
+
+    def preprocess(self, spectra: Spectra) -> Spectra:
+        flux = np.stack([np.interp(WAVELENGTH, spectra.wavelength, row) for row in spectra.flux]).astype(np.float32)
+        ivar = np.stack([np.interp(WAVELENGTH, spectra.wavelength, row) for row in spectra.ivar]).astype(np.float32)
+        mask = ~np.isfinite(flux) | (ivar <= 0)
+        for row, sid in enumerate(spectra.ids):
+            if mask[row].all():
+                raise ValueError(f"toy spectrum {sid}: no usable pixel")
+        median = np.array([np.median(f[~m]) for f, m in zip(flux, mask)], dtype=np.float32)[:, None]
+        flux = np.where(mask, 1.0, flux / median).astype(np.float32)
+        ivar = np.where(mask, 0.0, ivar * median**2).astype(np.float32)
+        stats = np.stack([flux.mean(1), flux.std(1)], axis=1)
+        return Spectra(WAVELENGTH, flux, ivar, mask, spectra.ids, spectra.meta, stats)
+
+
+class ToyReader(Reader):
+    """``*.toy.csv``: a header line, then wavelength,flux,ivar per line; the id is in the file name."""
+
+    name = "toy_csv"
+    modality = "toy"
+    patterns = ("*.toy.csv",)
+
+    def sniff(self, path: Path) -> bool:
+        return path.name.endswith(".toy.csv")
+
+    def read(self, path: Path) -> Spectra:
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ReaderError(path, f"cannot read as text: {error}") from None
+        lines = text.splitlines()
+        if not lines or lines[0].strip() != HEADER:
+            raise ReaderError(path, f"not a toy spectrum (first line should be {HEADER!r})")
+        try:
+            table = np.array([[float(v) for v in line.split(",")] for line in lines[1:] if line.strip()])
+        except ValueError as error:
+            raise ReaderError(path, f"bad number: {error}") from None
+        if table.ndim != 2 or table.shape[1] != 3 or len(table) < WAVELENGTH.size:
+            raise ReaderError(path, f"expected {WAVELENGTH.size} rows of 3 columns, got shape {table.shape} (truncated?)")
+        wavelength, flux, ivar = table.T
+        mask = ~np.isfinite(flux) | (ivar <= 0)
+        sid = Path(path).name.removesuffix(".toy.csv")
+        return Spectra(wavelength, flux[None], np.where(mask, 0, ivar)[None], mask[None], [sid])
+
+
+def make_raw(n: int, seed: int = 0) -> Spectra:
+    """Raw toy spectra with labels ``temp`` (0..1) and ``kind`` (text)."""
+    rng = np.random.default_rng(seed)
+    temp = rng.uniform(0, 1, n)
+    lines = np.exp(-0.5 * ((WAVELENGTH - 1200) / 15) ** 2) * (0.2 + 0.6 * temp[:, None])
+    lines += np.exp(-0.5 * ((WAVELENGTH - 1450) / 25) ** 2) * (0.7 - 0.5 * temp[:, None])
+    continuum = 100 * (1 + 0.3 * temp[:, None] * (WAVELENGTH - 1300) / 300)
+    flux = continuum * (1 - lines) + rng.normal(0, 1.0, (n, WAVELENGTH.size))
+    ivar = np.ones_like(flux)
+    ids = [f"toy-{seed}-{i}" for i in range(n)]
+    meta = {"temp": temp, "kind": np.where(temp > 0.5, "hot", "cool")}
+    return Spectra(WAVELENGTH, flux, ivar, np.zeros_like(flux, dtype=bool), ids, meta)
+
+
+def write_file(path: Path, spectra: Spectra, row: int = 0) -> Path:
+    rows = [HEADER] + [f"{w},{f},{i}" for w, f, i in zip(spectra.wavelength, spectra.flux[row], spectra.ivar[row])]
+    Path(path).write_text("\n".join(rows) + "\n")
+    return Path(path)
+
+
+def make_store(path: Path, n: int = 256, seed: int = 0) -> SpectralStore:
+    """A finished store of ``n`` preprocessed toy spectra with labels temp and kind."""
+    spectra = ToyModality().preprocess(make_raw(n, seed))
+    with SpectralStore.build(path, {"toy": ToyModality()}, {"temp": "float", "kind": "str"}) as store:
+        store.append(spectra.ids, {"toy": spectra}, {"temp": spectra.meta["temp"], "kind": spectra.meta["kind"]})
+    return SpectralStore.open(path)
+
+
+@hookimpl
+def specclip_register_modalities():
+    return [ToyModality()]
+
+
+@hookimpl
+def specclip_register_readers():
+    return [ToyReader()]

@@ -15,5 +15,6 @@ pytest then runs every ``test_*`` method below on the plugin's modality and read
 """
 
 from specclip_core.testing.conformance import ModalityConformance
+from specclip_core.testing.data import shared_data, shared_data_dir
 
-__all__ = ["ModalityConformance"]
+__all__ = ["ModalityConformance", "shared_data", "shared_data_dir"]

@@ -76,6 +76,30 @@ def _cmd_run(args: argparse.Namespace) -> None:
     run_spec(spec, args.run_dir, resume=args.resume, force=args.force, only=args.only, progress=not args.quiet)
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from specclip_core.heads.stages import evaluate_stages
+    from specclip_core.predict import heads_stages
+
+    run_dir = Path(args.run)
+    stages = args.heads or sorted(heads_stages(run_dir))
+    if not stages:
+        raise SpecCLIPError(f"{run_dir}: no finished heads stage to evaluate")
+    result = evaluate_stages(run_dir, stages, args.labels, Path(args.output or run_dir / "evaluation"))
+    print(result["table"])
+    print(f"plots and metrics.json in {args.output or run_dir / 'evaluation'}")
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from specclip_core.predict import predict_catalog
+
+    report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet)
+    print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
+    if report.rejected:
+        print(f"{len(report.rejected)} input(s) rejected (listed in {report.output}.rejected.csv):", file=sys.stderr)
+        for item, reason in report.rejected[:20]:
+            print(f"  {item}: {reason}", file=sys.stderr)
+
+
 def _cmd_fetch(args: argparse.Namespace) -> None:
     from specclip_core.data.datasets import fetch_dataset
     from specclip_core.data.store import SpectralStore
@@ -155,6 +179,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field, e.g. stages.pretrain.train.epochs=2")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("evaluate", help="robust sigma and R^2 of a run's heads on the test split, with one-to-one plots")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to compare (default: all)")
+    p.add_argument("--labels", nargs="+", help="labels to report (default: all)")
+    p.add_argument("-o", "--output", help="folder for the table and plots (default: RUN/evaluation)")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("predict", help="apply a run's encoder and heads to spectra; write a catalogue")
+    p.add_argument("run", help="run directory")
+    p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
+    p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
+    p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: those on embeddings)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_predict)
 
     data = sub.add_parser("data", help="datasets and stores").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("list", help="registered datasets")

@@ -191,14 +191,39 @@ class Decoder(nn.Module, ABC):
     def forward(self, embedding: torch.Tensor) -> torch.Tensor: ...
 
 
+@dataclass
+class LabelledInputs:
+    """Inputs ``[N, D]`` (embeddings or preprocessed spectra) with ids and label columns (NaN = missing)."""
+
+    inputs: np.ndarray
+    labels: dict[str, np.ndarray]
+    ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.inputs = np.asarray(self.inputs, dtype=np.float32)
+        n = len(self.inputs)
+        self.ids = np.asarray(self.ids).astype(str)
+        _check_rows("ids", self.ids, (n,))
+        self.labels = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.labels.items()}
+        for key, column in self.labels.items():
+            _check_rows(f"labels[{key!r}]", column, (n,))
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
 class Head(ABC):
-    """A downstream estimator of labels from inputs (embeddings or spectra)."""
+    """A downstream estimator of labels from inputs (embeddings or preprocessed spectra)."""
+
+    labels: list[str]
 
     @abstractmethod
-    def fit(self, train: Mapping[str, np.ndarray], validation: Mapping[str, np.ndarray]) -> Head: ...
+    def fit(self, train: LabelledInputs, validation: LabelledInputs, run_dir: Path, **settings: Any) -> dict[str, Any]:
+        """Train on ``train``, select on ``validation``; work files go under ``run_dir``; return a summary."""
 
     @abstractmethod
-    def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]: ...
+    def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Label name -> predicted values (and ``<label>_err`` where the head gives uncertainties)."""
 
     @abstractmethod
     def save(self, directory: Path) -> None: ...

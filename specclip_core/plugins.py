@@ -22,6 +22,7 @@ BUILTIN_PLUGINS = (
     "specclip_core.nn.builtins",
     "specclip_core.train.objectives",
     "specclip_core.runs.stages",
+    "specclip_core.heads.builtins",
     "specclip_core.catalog",
 )
 

@@ -33,13 +33,13 @@ def test_run_writes_artifacts_and_reuses_finished_stages(toy_store, tmp_path):
     logs = []
     manifests = run_spec(_spec(toy_store, run_dir), progress=False, log=logs.append)
     stage_dir = run_dir / "pretrain"
-    for name in ("manifest.json", "encoder/encoder.safetensors", "encoder/encoder.json", "training/metrics.csv", "loss.png", "summary.json"):
+    for name in ("manifest.json", "encoders/toy/encoder.safetensors", "encoders/toy/encoder.json", "training/metrics.csv", "loss.png", "summary.json"):
         assert (stage_dir / name).is_file(), name
     manifest = json.loads((stage_dir / "manifest.json").read_text())
     assert manifest["inputs"]["data"]["fingerprint"] == toy_store.fingerprint
-    assert "encoder/encoder.safetensors" in manifest["outputs"] and len(manifest["outputs"]["encoder/encoder.safetensors"]) == 64
+    assert len(manifest["outputs"]["encoders/toy/encoder.safetensors"]) == 64
     assert yaml.safe_load((run_dir / "spec.yaml").read_text())["name"] == "toy-pretrain"
-    encoder = ModalityEncoder.load(stage_dir / "encoder")
+    encoder = ModalityEncoder.load(stage_dir / "encoders" / "toy")
     assert encoder.modality == "toy" and manifests["pretrain"]["summary"]["epochs_completed"] == 2
 
     logs.clear()

@@ -85,6 +85,27 @@ class StoreDataset(torch.utils.data.Dataset):
         return self.store.labels([column], rows=self.rows)[column]
 
 
+class ArrayDataset:
+    """In-memory rows batched like :class:`StoreDataset`: ``{"ids", "rows", "inputs": [B, D], "targets": [B, k]}``.
+
+    Used for heads, which train on embeddings or spectra already in memory. NaN targets are missing.
+    """
+
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, ids: Sequence[str]):
+        self.inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(self.inputs), -1))
+        self.ids = np.asarray(ids).astype(str)
+        if len(self.ids) != len(self.inputs):
+            raise ValueError(f"ArrayDataset: {len(self.ids)} ids for {len(self.inputs)} rows")
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
+        index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        return {"ids": self.ids[index.numpy()], "rows": index, "inputs": self.inputs[index], "targets": self.targets[index]}
+
+
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """The order rows are visited in one epoch: a permutation fixed by (seed, epoch)."""
     if not shuffle:
@@ -93,7 +114,7 @@ def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarr
 
 
 def iterate_batches(
-    dataset: StoreDataset,
+    dataset: StoreDataset | ArrayDataset,
     batch_size: int,
     *,
     shuffle: bool = False,

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from specclip_core.data.dataset import StoreDataset, count_batches, iterate_batches, to_device
+from specclip_core.data.dataset import ArrayDataset, StoreDataset, count_batches, iterate_batches, to_device
 from specclip_core.spec import TrainSpec
 from specclip_core.train import distributed
 from specclip_core.train.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
@@ -92,8 +92,8 @@ class Trainer:
         self,
         network: nn.Module,
         objectives: Sequence[Any],
-        train_data: StoreDataset,
-        val_data: StoreDataset | None,
+        train_data: StoreDataset | ArrayDataset,
+        val_data: StoreDataset | ArrayDataset | None,
         config: TrainSpec,
         run_dir: str | Path,
         seed: int = 0,
@@ -113,7 +113,7 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def _batches(self, data: StoreDataset, epoch: int, shuffle: bool):
+    def _batches(self, data: StoreDataset | ArrayDataset, epoch: int, shuffle: bool):
         return iterate_batches(
             data,
             self.config.batch_size,

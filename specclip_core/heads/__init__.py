@@ -1,0 +1,1 @@
+"""Downstream heads (MLP, ridge), their metrics and stages."""

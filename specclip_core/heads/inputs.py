@@ -1,0 +1,50 @@
+"""What heads read: embeddings from a trained encoder, or the preprocessed spectra themselves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from specclip_core.data.store import SpectralStore
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.train.distributed import resolve_device
+from specclip_core.util import progress_bar
+
+ENCODERS_DIR = "encoders"
+
+
+def encoder_dir(stage_dir: Path, modality: str) -> Path:
+    """Where a stage that trains encoders keeps the one for ``modality``."""
+    return Path(stage_dir) / ENCODERS_DIR / modality
+
+
+def spectra_inputs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A preprocessed spectrum as a head input: its statistics followed by its flux."""
+    return np.concatenate([arrays["stats"], arrays["flux"]], axis=1).astype(np.float32)
+
+
+def embed_rows(encoder: ModalityEncoder, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
+    """Pooled embeddings of ``rows`` of ``store`` in the encoder's modality."""
+    device = resolve_device(device)
+    out = []
+    with progress_bar(len(rows), f"embedding {encoder.modality}", "spectrum", disable=not progress) as bar:
+        for start in range(0, len(rows), 8192):
+            part = store.read(encoder.modality, rows[start : start + 8192])
+            out.append(encoder.embed(part["flux"], part["stats"], batch_size=batch_size, device=device))
+            bar.update(len(out[-1]))
+    return np.concatenate(out) if out else np.zeros((0, encoder.embed_dim), dtype=np.float32)
+
+
+def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray, encoder: ModalityEncoder | None, progress: bool = True) -> np.ndarray:
+    if kind == "spectra":
+        return spectra_inputs(store.read(modality, rows))
+    if encoder is None:
+        raise ValueError("embedding inputs need an encoder")
+    return embed_rows(encoder, store, rows, progress=progress)
+
+
+def describe_inputs(kind: str, modality: str, encoder_path: Path | None) -> str:
+    return json.dumps({"input": kind, "modality": modality, "encoder": str(encoder_path) if encoder_path else None})

@@ -1,0 +1,175 @@
+"""Apply a finished run's encoder and heads to new spectra and write a catalogue.
+
+Inputs are files in any format a registered reader of the heads' modality understands (files or
+directories), or spectral stores. Unreadable files and spectra rejected by preprocessing are listed,
+never fatal. The catalogue (CSV, ECSV or FITS) has one row per spectrum: ``id``, the source file,
+and one column per predicted label; its header names the model (run and stages) and the versions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from specclip_core.components import get_modality
+from specclip_core.data.ingest import preprocess_robustly, read_files
+from specclip_core.data.store import SpectralStore
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.inputs import encoder_dir, spectra_inputs
+from specclip_core.heads.stages import load_head
+from specclip_core.interfaces import Spectra
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.runs.runner import MANIFEST
+
+
+@dataclass
+class PredictReport:
+    output: str
+    n_rows: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def heads_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Finished heads stages of a run: name -> inputs.json (modality, input kind, encoder stage)."""
+    found = {}
+    for manifest_path in sorted(Path(run_dir).glob(f"*/{MANIFEST}")):
+        manifest = json.loads(manifest_path.read_text())
+        inputs = manifest_path.parent / "head" / "inputs.json"
+        if manifest.get("kind") == "heads" and inputs.exists():
+            found[manifest_path.parent.name] = json.loads(inputs.read_text())
+    return found
+
+
+def choose_heads(run_dir: Path, requested: list[str] | None) -> dict[str, dict[str, Any]]:
+    available = heads_stages(run_dir)
+    if not available:
+        raise SpecCLIPError(f"{run_dir}: no finished heads stage (run the spec first)")
+    if requested:
+        unknown = [name for name in requested if name not in available]
+        if unknown:
+            raise SpecCLIPError(f"{run_dir}: no finished heads stage {unknown}; available: {sorted(available)}")
+        chosen = {name: available[name] for name in requested}
+    else:
+        chosen = {n: i for n, i in available.items() if i["input"] == "embedding"} or available
+    modalities = {info["modality"] for info in chosen.values()}
+    if len(modalities) > 1:
+        raise SpecCLIPError(f"heads stages {sorted(chosen)} read different modalities {sorted(modalities)}; pick one with --heads")
+    labels: dict[str, str] = {}
+    for name in chosen:
+        for label in json.loads((Path(run_dir) / name / "head" / "head.json").read_text())["labels"]:
+            if label in labels:
+                raise SpecCLIPError(f"label {label!r} is predicted by both {labels[label]!r} and {name!r}; pick with --heads")
+            labels[label] = name
+    return chosen
+
+
+def load_inputs(paths: list[str], modality: str, progress: bool) -> tuple[Spectra | None, list[tuple[str, str]], np.ndarray]:
+    """Preprocessed spectra from files and stores, the rejected (path or id, reason) and each row's source."""
+    parts, rejected, sources = [], [], []
+    files = []
+    for item in paths:
+        path = Path(item)
+        if (path / "zarr.json").exists():
+            store = SpectralStore.open(path)
+            spectra = store.spectra(modality, labels=False)
+            parts.append(spectra)
+            sources.append(np.full(len(spectra), path.name))
+        else:
+            files.append(item)
+    if files:
+        good, bad = read_files(files, modality, progress=progress)
+        rejected += bad
+        spec = get_modality(modality)
+        for path, raw in good:
+            done, refused = preprocess_robustly(spec, raw, progress=False)
+            rejected += [(f"{path}:{sid}", reason) for sid, reason in refused]
+            if done is not None:
+                parts.append(done)
+                sources.append(np.full(len(done), Path(path).name))
+    if not parts:
+        return None, rejected, np.array([], dtype=str)
+    merged = Spectra.concatenate([Spectra(p.wavelength, p.flux, p.ivar, p.mask, p.ids, {}, p.stats) for p in parts])
+    return merged, rejected, np.concatenate(sources)
+
+
+def _versions() -> str:
+    from specclip_core.plugins import plugin_infos
+
+    seen = {f"{i.distribution}=={i.version}" for i in plugin_infos() if i.version}
+    return ", ".join(sorted(seen))
+
+
+def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True) -> PredictReport:
+    started = time.perf_counter()
+    run_dir, output = Path(run_dir), Path(output)
+    chosen = choose_heads(run_dir, heads)
+    modality = next(iter(chosen.values()))["modality"]
+    spectra, rejected, sources = load_inputs(paths, modality, progress)
+    report = PredictReport(str(output), rejected=rejected)
+    columns: dict[str, np.ndarray] = {}
+    if spectra is not None:
+        columns = {"id": spectra.ids, "source": sources}
+        encoders: dict[str, ModalityEncoder] = {}
+        for name, info in chosen.items():
+            if info["input"] == "embedding":
+                stage = info["encoder_stage"]
+                if stage not in encoders:
+                    encoders[stage] = ModalityEncoder.load(encoder_dir(run_dir / stage, modality))
+                inputs = _embed(encoders[stage], spectra, progress)
+            else:
+                inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+            for label, values in load_head(run_dir / name / "head").predict(inputs).items():
+                columns[label] = values
+    report.n_rows = len(columns.get("id", []))
+    report.columns = list(columns)
+    spec_path = run_dir / "spec.yaml"
+    run_name = yaml.safe_load(spec_path.read_text())["name"] if spec_path.exists() else run_dir.name
+    header = {
+        "MODEL": f"specclip run {run_name}, heads {'+'.join(chosen)}",
+        "MODALITY": modality,
+        "VERSIONS": _versions(),
+        "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_catalog(output, columns, header)
+    if rejected:
+        with open(output.with_name(output.name + ".rejected.csv"), "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["input", "reason"])
+            writer.writerows(rejected)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _embed(encoder: ModalityEncoder, spectra: Spectra, progress: bool) -> np.ndarray:
+    from specclip_core.train.distributed import resolve_device
+
+    return encoder.embed(spectra.flux, spectra.stats, device=resolve_device("auto"))
+
+
+def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, str]) -> None:
+    """CSV (header as '#' comments), ECSV or FITS (header keywords), chosen by the file suffix."""
+    from astropy.table import Table
+
+    table = Table({name: np.asarray(values) for name, values in columns.items()} if columns else {"id": np.array([], dtype=str)})
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix in (".fits", ".fit"):
+        table.meta.update(header)
+        table.write(path, overwrite=True)
+    elif suffix == ".ecsv":
+        table.meta.update(header)
+        table.write(path, format="ascii.ecsv", overwrite=True)
+    elif suffix == ".csv":
+        table.meta["comments"] = [f"{key}: {value}" for key, value in header.items()]
+        table.write(path, format="ascii.csv", comment="# ", overwrite=True)
+    else:
+        raise SpecCLIPError(f"{path}: catalogue must end in .csv, .ecsv or .fits")

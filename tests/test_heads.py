@@ -1,0 +1,151 @@
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+from specclip_core.heads.metrics import regression_metrics, robust_sigma
+from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
+from specclip_core.heads.linear import RidgeHead
+from specclip_core.interfaces import LabelledInputs
+from specclip_core.runs.runner import run_spec
+from specclip_core.spec import TrainSpec, validate_spec
+
+
+def test_metrics_match_their_definitions():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(0, 1, 5000)
+    residual = rng.normal(0, 0.1, 5000)
+    residual[:50] = 30.0  # outliers barely move the biweight scale
+    metrics = regression_metrics(truth, truth + residual)
+    assert metrics["n"] == 5000
+    assert metrics["robust_sigma"] == pytest.approx(0.1, rel=0.05)
+    assert metrics["clipped_std"] == pytest.approx(0.1, rel=0.05)
+    assert np.isnan(robust_sigma([1.0]))
+    assert regression_metrics([1, 2, np.nan], [1, 2, 3])["n"] == 2
+
+
+def _linear_problem(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    y = x @ np.arange(1, 9) + 0.05 * rng.normal(size=n)
+    z = np.where(rng.uniform(size=n) < 0.3, np.nan, x[:, 0] * 2.0)
+    return LabelledInputs(x, {"y": y, "z": z}, [f"r{seed}-{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize("joint", [False, True])
+def test_mlp_head_learns_saves_and_loads(tmp_path, joint):
+    train, val, test = _linear_problem(800, 1), _linear_problem(200, 2), _linear_problem(200, 3)
+    head = MLPHead(MLPHeadConfig(hidden=[64, 32], joint=joint))
+    summary = head.fit(train, val, tmp_path / "fit", TrainSpec(epochs=40, batch_size=64, lr=3e-3, weight_decay=0.0, patience=5, device="cpu"), progress=False)
+    assert (("y+z" in summary) if joint else {"y", "z"} <= set(summary))
+    predicted = head.predict(test.inputs)
+    assert regression_metrics(test.labels["y"], predicted["y"])["r2"] > 0.95
+    assert regression_metrics(test.labels["z"], predicted["z"])["r2"] > 0.95
+    head.save(tmp_path / "saved")
+    again = MLPHead.load(tmp_path / "saved").predict(test.inputs)
+    np.testing.assert_allclose(again["y"], predicted["y"], rtol=1e-5)
+
+
+def test_paper_head_size():
+    head = MLPHead()
+    head.input_mean = np.zeros(768, np.float32)
+    from specclip_core.heads.mlp import mlp
+
+    n = sum(p.numel() for p in mlp(768, head.config.hidden, 1, 0.0).parameters())
+    assert 1.3e6 < n < 1.5e6, n
+
+
+def test_ridge_head_round_trip(tmp_path):
+    train, val, test = _linear_problem(500, 4), _linear_problem(100, 5), _linear_problem(100, 6)
+    head = RidgeHead()
+    head.fit(train, val, tmp_path)
+    predicted = head.predict(test.inputs)
+    assert regression_metrics(test.labels["y"], predicted["y"])["r2"] > 0.99
+    head.save(tmp_path / "ridge")
+    np.testing.assert_allclose(RidgeHead.load(tmp_path / "ridge").predict(test.inputs)["y"], predicted["y"])
+
+
+def _pipeline_spec(store, run_dir):
+    head_train = {"epochs": 15, "batch_size": 32, "lr": 2e-3, "device": "cpu", "patience": 5}
+    return validate_spec(
+        {
+            "name": "toy-pipeline",
+            "seed": 2,
+            "run_dir": str(run_dir),
+            "data": {"store": str(store.path)},
+            "stages": {
+                "pretrain": {
+                    "kind": "pretrain",
+                    "modality": "toy",
+                    "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+                    "train": {"epochs": 3, "batch_size": 32, "device": "cpu"},
+                },
+                "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
+                "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
+                "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
+                "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
+            },
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    from specclip_toy import make_store
+
+    base = tmp_path_factory.mktemp("pipeline")
+    store = make_store(base / "toy.zarr", n=400, seed=8)
+    run_dir = base / "run"
+    manifests = run_spec(_pipeline_spec(store, run_dir), progress=False, log=lambda *_: None)
+    return run_dir, manifests
+
+
+def test_pipeline_writes_tables_plots_and_predictions(finished_run):
+    run_dir, manifests = finished_run
+    for stage in ("heads_embedding", "heads_spectra", "heads_ridge"):
+        assert (run_dir / stage / "one_to_one_temp.png").stat().st_size > 1000
+        with open(run_dir / stage / "test_predictions.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        assert rows and {"id", "temp", "temp_pred"} <= set(rows[0])
+    assert manifests["heads_ridge"]["summary"]["test"]["temp"]["r2"] > 0.9
+    table = (run_dir / "evaluate" / "table.md").read_text()
+    assert "| temp |" in table and "heads_embedding" in table and "**" in table
+    metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
+    assert set(metrics) == {"heads_embedding", "heads_spectra", "heads_ridge"}
+
+
+def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
+    from specclip_toy import make_raw, write_file
+
+    run_dir, _ = finished_run
+    raw = make_raw(4, 99)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for row in range(4):
+        write_file(inputs / f"star{row}.toy.csv", raw, row)
+    (inputs / "corrupt.toy.csv").write_text("garbage\n")
+    out = tmp_path / "catalog.fits"
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(out), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "corrupt.toy.csv" in done.stderr
+    table = Table.read(out)
+    assert len(table) == 4 and set(table.colnames) == {"id", "source", "temp"}
+    assert "toy-pipeline" in table.meta["MODEL"] and "specclip==" in table.meta["VERSIONS"]
+    assert np.corrcoef(table["temp"], raw.meta["temp"])[0, 1] > 0.8
+    csv_out = tmp_path / "catalog.csv"
+    subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(csv_out), "--heads", "heads_ridge", "--quiet"], check=True, capture_output=True)
+    text = csv_out.read_text()
+    assert text.startswith("# MODEL: specclip run toy-pipeline, heads heads_ridge")
+    assert len(Table.read(csv_out, format="ascii.csv", comment="#")) == 4
+    assert (tmp_path / "catalog.csv.rejected.csv").exists()
+
+
+def test_evaluate_command_prints_the_table(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "evaluate", str(run_dir), "-o", str(tmp_path / "ev")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "| temp |" in done.stdout and (tmp_path / "ev" / "one_to_one_heads_ridge_temp.png").exists()

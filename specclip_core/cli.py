@@ -100,6 +100,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             print(f"  {item}: {reason}", file=sys.stderr)
 
 
+def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
+    from specclip_core.bench import bench_pretrain, pretrain_table
+
+    results = bench_pretrain(args.modality, args.encoders, args.sizes, args.batch_size, args.steps, args.device, Path(args.output) if args.output else None)
+    print(pretrain_table(results))
+
+
 def _cmd_fetch(args: argparse.Namespace) -> None:
     from specclip_core.data.datasets import fetch_dataset
     from specclip_core.data.store import SpectralStore
@@ -194,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    p = bench.add_parser("pretrain", help="pretraining throughput and peak memory per encoder and size")
+    p.add_argument("--modality", required=True)
+    p.add_argument("--encoders", nargs="+", default=["mlp_autoencoder", "masked_transformer"])
+    p.add_argument("--sizes", nargs="+", default=["small", "paper"])
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--device", default="auto")
+    p.add_argument("-o", "--output", help="write OUTPUT.json and OUTPUT.md")
+    p.set_defaults(func=_cmd_bench_pretrain)
+
     data = sub.add_parser("data", help="datasets and stores").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("list", help="registered datasets")
     p.set_defaults(func=_cmd_datasets)
@@ -216,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from specclip_core.plugins import get_plugin_manager
 
-    get_plugin_manager().hook.specclip_add_commands(subparsers={"root": sub, "data": data})
+    get_plugin_manager().hook.specclip_add_commands(subparsers={"root": sub, "data": data, "bench": bench})
     return parser
 
 

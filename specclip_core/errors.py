@@ -16,7 +16,7 @@ class UnknownComponentError(SpecCLIPError, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         self.kind, self.name, self.known = kind, name, sorted(known)
         listed = ", ".join(self.known) if self.known else "none (is the plugin that provides it installed?)"
-        super().__init__(f"unknown {kind} {name!r}; known {kind}s: {listed}")
+        super().__init__(f"unknown {kind} {name!r}; known {kind} names: {listed}")
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return self.args[0]

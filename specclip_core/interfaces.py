@@ -126,7 +126,8 @@ class Modality(ABC):
 
     Subclasses set ``name``, ``wavelength`` (the model's input grid, in Angstrom), ``stats_names``
     and ``default_encoder`` (a component spec mapping, e.g. ``{"name": "masked_transformer", ...}``),
-    and may set ``instrument`` and ``aliases`` (short names accepted on the command line).
+    and may set ``instrument``, ``aliases`` (short names accepted on the command line) and
+    ``encoder_tokenizers`` (encoder name -> the tokenizer spec to use with it).
     """
 
     name: ClassVar[str]
@@ -134,6 +135,7 @@ class Modality(ABC):
     stats_names: tuple[str, ...] = ("mean", "std")
     default_encoder: Mapping[str, Any] = {"name": "mlp_autoencoder", "size": "small"}
     default_tokenizer: Mapping[str, Any] = {"name": "vector"}
+    encoder_tokenizers: Mapping[str, Mapping[str, Any]] = {}
     instrument: Instrument | None = None
     aliases: tuple[str, ...] = ()
     description: str = ""
@@ -141,6 +143,15 @@ class Modality(ABC):
     @property
     def n_pixels(self) -> int:
         return int(len(self.wavelength))
+
+    def tokenizer_for(self, encoder: str) -> Mapping[str, Any]:
+        """The tokenizer spec to pair with ``encoder``: the modality's own choice, else the default
+        tokenizer for the default encoder, else the whole vector."""
+        if encoder in self.encoder_tokenizers:
+            return self.encoder_tokenizers[encoder]
+        if encoder == self.default_encoder.get("name"):
+            return self.default_tokenizer
+        return {"name": "vector"}
 
     @abstractmethod
     def preprocess(self, spectra: Spectra) -> Spectra:

@@ -31,8 +31,8 @@ class ModalityEncoder(nn.Module):
         super().__init__()
         spec_of_modality = get_modality(modality)
         self.modality = spec_of_modality.name
-        self.tokenizer_spec = _as_spec(tokenizer or spec_of_modality.default_tokenizer)
         self.encoder_spec = _as_spec(encoder or spec_of_modality.default_encoder)
+        self.tokenizer_spec = _as_spec(tokenizer or spec_of_modality.tokenizer_for(self.encoder_spec["name"]))
         self.tokenizer = create_component(
             "tokenizer", self.tokenizer_spec, n_pixels=spec_of_modality.n_pixels, stats_names=tuple(spec_of_modality.stats_names)
         )

@@ -38,6 +38,7 @@ KINDS = (
     "head",
     "objective",
     "stage",
+    "embedder",
 )
 
 

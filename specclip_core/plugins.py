@@ -23,6 +23,7 @@ BUILTIN_PLUGINS = (
     "specclip_core.train.objectives",
     "specclip_core.runs.stages",
     "specclip_core.heads.builtins",
+    "specclip_core.align.builtins",
     "specclip_core.catalog",
 )
 

@@ -25,7 +25,7 @@ from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.inputs import encoder_dir, spectra_inputs
 from specclip_core.heads.stages import load_head
 from specclip_core.interfaces import Spectra
-from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.nn.embedders import load_embedder
 from specclip_core.runs.runner import MANIFEST
 
 
@@ -118,12 +118,12 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
     columns: dict[str, np.ndarray] = {}
     if spectra is not None:
         columns = {"id": spectra.ids, "source": sources}
-        encoders: dict[str, ModalityEncoder] = {}
+        encoders: dict[str, Any] = {}
         for name, info in chosen.items():
             if info["input"] == "embedding":
                 stage = info["encoder_stage"]
                 if stage not in encoders:
-                    encoders[stage] = ModalityEncoder.load(encoder_dir(run_dir / stage, modality))
+                    encoders[stage] = load_embedder(encoder_dir(run_dir / stage, modality))
                 inputs = _embed(encoders[stage], spectra, progress)
             else:
                 inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
@@ -149,7 +149,7 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
     return report
 
 
-def _embed(encoder: ModalityEncoder, spectra: Spectra, progress: bool) -> np.ndarray:
+def _embed(encoder: Any, spectra: Spectra, progress: bool) -> np.ndarray:
     from specclip_core.train.distributed import resolve_device
 
     return encoder.embed(spectra.flux, spectra.stats, device=resolve_device("auto"))

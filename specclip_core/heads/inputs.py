@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from specclip_core.data.store import SpectralStore
-from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.train.distributed import resolve_device
 from specclip_core.util import progress_bar
 
@@ -26,8 +26,8 @@ def spectra_inputs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.concatenate([arrays["stats"], arrays["flux"]], axis=1).astype(np.float32)
 
 
-def embed_rows(encoder: ModalityEncoder, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
-    """Pooled embeddings of ``rows`` of ``store`` in the encoder's modality."""
+def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
+    """Embeddings of ``rows`` of ``store`` by an embedder (see :mod:`specclip_core.nn.embedders`)."""
     device = resolve_device(device)
     out = []
     with progress_bar(len(rows), f"embedding {encoder.modality}", "spectrum", disable=not progress) as bar:
@@ -38,7 +38,7 @@ def embed_rows(encoder: ModalityEncoder, store: SpectralStore, rows: np.ndarray,
     return np.concatenate(out) if out else np.zeros((0, encoder.embed_dim), dtype=np.float32)
 
 
-def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray, encoder: ModalityEncoder | None, progress: bool = True) -> np.ndarray:
+def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray, encoder: Any | None, progress: bool = True) -> np.ndarray:
     if kind == "spectra":
         return spectra_inputs(store.read(modality, rows))
     if encoder is None:

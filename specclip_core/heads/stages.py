@@ -18,7 +18,7 @@ from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.inputs import encoder_dir, head_inputs
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.interfaces import LabelledInputs
-from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.nn.embedders import load_embedder
 from specclip_core.report.plots import plot_one_to_one
 from specclip_core.report.tables import metrics_table
 from specclip_core.runs.runner import StageContext
@@ -103,7 +103,7 @@ def run_heads(context: StageContext) -> dict[str, Any]:
     rows = selected_rows(store, config.labels, config.select)
     split = split_labels(store.ids[rows])
     encoder_path = find_encoder(context, modality) if config.input == "embedding" else None
-    encoder = ModalityEncoder.load(encoder_path) if encoder_path else None
+    encoder = load_embedder(encoder_path) if encoder_path else None
     inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress)
     parts = {name: _labelled(inputs[split == name], store, rows[split == name], config.labels) for name in ("train", "val", "test")}
     head = config.head.build()

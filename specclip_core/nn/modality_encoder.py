@@ -55,6 +55,7 @@ class ModalityEncoder(nn.Module):
         from specclip_core import __version__
 
         return {
+            "type": "modality_encoder",
             "modality": self.modality,
             "tokenizer": self.tokenizer_spec,
             "encoder": self.encoder_spec,

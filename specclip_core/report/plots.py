@@ -61,3 +61,26 @@ def plot_one_to_one(truth, predicted, out_png: str | Path, label: str, unit: str
     fig.savefig(out_png)
     plt.close(fig)
     return Path(out_png)
+
+
+def plot_translations(panels: list[dict], out_png: str | Path, title: str = "") -> Path:
+    """One row per example: the target spectrum (truth, grey) and its prediction from the other modality.
+
+    Each panel dict has ``wavelength``, ``truth``, ``predicted``, ``mask``, ``label`` (a title).
+    """
+    import numpy as np
+
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.9 * len(panels) + 0.4), dpi=110, squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels):
+        good = ~np.asarray(panel["mask"], bool)
+        ax.plot(panel["wavelength"][good], panel["truth"][good], color="0.55", lw=1, label="truth")
+        ax.plot(panel["wavelength"], panel["predicted"], color="C3", lw=1, label="predicted")
+        ax.set_title(panel["label"], fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("wavelength [A]")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png)
+    plt.close(fig)
+    return Path(out_png)

@@ -1,0 +1,96 @@
+"""Alignment objectives over an :class:`~specclip_core.align.model.AlignmentModel` and a paired batch.
+
+``infonce``: symmetric InfoNCE for every pair of modalities on L2-normalised shared embeddings,
+logits = logit_scale * cosine similarity (paper eqs. 2-3). ``reconstruction_l1``: in-modal decoders
+reconstruct each modality's standardised spectrum, (flux - mean) / std, from the whole projected
+embedding (eq. 4). ``cross_prediction``: cross-modal decoders predict the other modality's
+normalised flux from the shared embedding, squared error weighted by that spectrum's inverse
+variance (footnote 4), normalised per spectrum so that the weights average to one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import combinations, permutations
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from specclip_core.align.model import AlignmentModel, Embedding, pair_key
+from specclip_core.components import ComponentList, get_modality
+from specclip_core.train.objectives import Objective, ObjectiveConfig
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:
+    """Symmetric InfoNCE: mean of cross-entropy over rows (a -> b) and over columns (b -> a)."""
+    a, b = F.normalize(a.float(), dim=-1), F.normalize(b.float(), dim=-1)
+    logits = logit_scale * a @ b.T
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def standardised(inputs: Mapping[str, torch.Tensor], stats_names: tuple[str, ...]) -> torch.Tensor:
+    flux = inputs["flux"].float()
+    if "mean" in stats_names and "std" in stats_names:
+        mean = inputs["stats"][:, stats_names.index("mean"), None]
+        std = inputs["stats"][:, stats_names.index("std"), None].clamp_min(1e-6)
+        return (flux - mean) / std
+    return flux
+
+
+def ivar_weights(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Inverse variance scaled to mean one over each spectrum's good pixels (zero where masked)."""
+    ivar = torch.where(inputs["mask"], torch.zeros_like(inputs["ivar"]), inputs["ivar"]).float()
+    mean = ivar.sum(dim=1, keepdim=True) / (~inputs["mask"]).sum(dim=1, keepdim=True).clamp_min(1)
+    return ivar / mean.clamp_min(1e-12)
+
+
+def embed_all(network: AlignmentModel, batch: Mapping[str, Any]) -> dict[str, Embedding]:
+    """Embeddings of every modality, computed once per batch and shared by the objectives."""
+    cache = batch.get("_embeddings")
+    if cache is None:
+        cache = {m: network.embed(m, batch[m]) for m in network.modalities}
+        batch["_embeddings"] = cache
+    return cache
+
+
+class InfoNCE(Objective):
+    def __call__(self, network: AlignmentModel, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        embeddings = embed_all(network, batch)
+        terms = [info_nce(embeddings[a].shared, embeddings[b].shared, network.logit_scale) for a, b in combinations(network.modalities, 2)]
+        return {"infonce": torch.stack(terms).sum()}
+
+
+class ReconstructionL1(Objective):
+    def __call__(self, network: AlignmentModel, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        embeddings = embed_all(network, batch)
+        out = {}
+        for m in network.modalities:
+            target = standardised(batch[m], tuple(get_modality(m).stats_names))
+            predicted = network.reconstructors[m](embeddings[m].full).float()
+            good = ~batch[m]["mask"]
+            out[f"recon_{m}"] = ((predicted - target).abs() * good).sum() / good.sum().clamp_min(1)
+        return out
+
+
+class CrossPrediction(Objective):
+    def __call__(self, network: AlignmentModel, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        embeddings = embed_all(network, batch)
+        out = {}
+        for source, target in permutations(network.modalities, 2):
+            predicted = network.predictors[pair_key(source, target)](embeddings[source].shared).float()
+            weights = ivar_weights(batch[target])
+            out[f"predict_{source}_to_{target}"] = (weights * (predicted - batch[target]["flux"].float()) ** 2).mean()
+        return out
+
+
+class AlignObjectiveConfig(ObjectiveConfig):
+    weight: float = Field(1.0, ge=0)
+
+
+components = ComponentList()
+components.register("objective", "infonce", AlignObjectiveConfig, "symmetric InfoNCE over every pair of modalities (eqs. 2-3)")(InfoNCE)
+components.register("objective", "reconstruction_l1", AlignObjectiveConfig, "in-modal L1 reconstruction of standardised spectra (eq. 4)")(ReconstructionL1)
+components.register("objective", "cross_prediction", AlignObjectiveConfig, "inverse-variance weighted cross-modal prediction (eq. 5, footnote 4)")(CrossPrediction)

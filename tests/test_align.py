@@ -1,0 +1,120 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from specclip_core.align.model import AlignmentModel, pair_key
+from specclip_core.align.objectives import info_nce
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.runs.runner import run_spec
+from specclip_core.spec import validate_spec
+
+
+def test_infonce_matches_a_hand_computed_case():
+    a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    b = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
+    scale = 15.5
+    # unit vectors: a1=(1,0) a2=(0,1); b1=(1,0) b2=(1,1)/sqrt2 -> cosines [[1, s],[0, s]] with s = 1/sqrt2
+    s = 1 / math.sqrt(2)
+    logits = scale * np.array([[1.0, s], [0.0, s]])
+
+    def ce(row, target):
+        return -(row[target] - math.log(sum(math.exp(v) for v in row)))
+
+    rows = (ce(logits[0], 0) + ce(logits[1], 1)) / 2
+    columns = (ce(logits[:, 0], 0) + ce(logits[:, 1], 1)) / 2
+    expected = 0.5 * (rows + columns)
+    assert info_nce(a, b, scale).item() == pytest.approx(expected, rel=1e-6)
+
+
+def _model(private_dim=0, reconstruction=True, prediction=True, modalities=("toy", "toy_broad")):
+    torch.manual_seed(0)
+    encoders = {m: ModalityEncoder(m) for m in modalities}
+    projections = {m: ({"name": "cross_attention"} if encoders[m].tokenizer.n_tokens > 1 else {"name": "mlp", "hidden": 32}) | {"shared_dim": 16, "private_dim": private_dim} for m in modalities}
+    decoder = {"name": "mlp_decoder", "multipliers": [2.0]}
+    return AlignmentModel(encoders, projections, decoder if reconstruction else None, decoder if prediction else None)
+
+
+def test_split_cross_decoders_read_only_the_shared_part(toy_store):
+    model = _model(private_dim=8).eval()
+    private = model.projections["toy"].private
+    batch = {"flux": torch.randn(4, 64) * 0.1 + 1, "stats": torch.rand(4, 2) + 0.5}
+    before = model.embed("toy", batch)
+    cross_before = model.predictors[pair_key("toy", "toy_broad")](before.shared)
+    recon_before = model.reconstructors["toy"](before.full)
+    with torch.no_grad():
+        for parameter in private.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    after = model.embed("toy", batch)
+    assert not torch.allclose(after.private, before.private), "the private part must have changed"
+    torch.testing.assert_close(after.shared, before.shared)
+    torch.testing.assert_close(model.predictors[pair_key("toy", "toy_broad")](after.shared), cross_before)
+    assert not torch.allclose(model.reconstructors["toy"](after.full), recon_before), "reconstruction reads the private part"
+
+
+def test_save_load_round_trip(tmp_path):
+    model = _model(private_dim=4).eval()
+    model.save(tmp_path / "m")
+    again = AlignmentModel.load(tmp_path / "m").eval()
+    batch = {"flux": torch.randn(3, 24) * 0.1 + 1, "stats": torch.rand(3, 2) + 0.5}
+    torch.testing.assert_close(again.embed("toy_broad", batch).full, model.embed("toy_broad", batch).full)
+
+
+def _align_spec(store, run_dir, modalities, private_dim=0, reconstruction=True, prediction=True, epochs=1):
+    stages = {}
+    for m in modalities:
+        stages[f"pretrain_{m}"] = {"kind": "pretrain", "modality": m, "train": {"epochs": 1, "batch_size": 32, "device": "cpu"}}
+        if m != "toy_broad":
+            stages[f"pretrain_{m}"]["objectives"] = [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}]
+    decoder = {"name": "mlp_decoder", "multipliers": [2.0]}
+    align = {
+        "kind": "align",
+        "needs": [f"pretrain_{m}" for m in modalities],
+        "projections": {m: {"name": "mlp", "hidden": 32} if m == "toy_broad" else {"name": "cross_attention"} for m in modalities},
+        "shared_dim": 16,
+        "private_dim": private_dim,
+        "train": {"epochs": epochs, "batch_size": 64, "lr": 1e-3, "drop_last": True, "device": "cpu", "max_steps_per_epoch": 1 if epochs == 1 else None},
+        "translation_examples": 2,
+    }
+    if reconstruction:
+        align["reconstruction"] = decoder
+    if prediction:
+        align["prediction"] = decoder
+    stages["align"] = align
+    stages["heads"] = {"kind": "heads", "needs": ["align"], "modality": modalities[0], "labels": ["temp"], "head": {"name": "ridge"}}
+    return validate_spec({"name": "toy-align", "run_dir": str(run_dir), "data": {"store": str(store.path)}, "stages": stages})
+
+
+@pytest.mark.parametrize(
+    "variant,private_dim,reconstruction,prediction",
+    [("clip", 0, False, False), ("clip-r", 0, True, False), ("clip-p", 0, False, True), ("clip-pr", 0, True, True), ("clip-split", 8, True, True)],
+)
+def test_each_variant_trains_one_step_on_a_toy_pair(tmp_path, variant, private_dim, reconstruction, prediction):
+    from specclip_toy import make_paired_store
+
+    store = make_paired_store(tmp_path / "pair.zarr", n=200)
+    manifests = run_spec(_align_spec(store, tmp_path / "run", ("toy", "toy_broad"), private_dim, reconstruction, prediction), progress=False, log=lambda *_: None)
+    summary = manifests["align"]["summary"]
+    assert summary["steps"] == 1
+    assert set(summary["aligned"]["retrieval"]) == {"toy->toy_broad", "toy_broad->toy"}
+    assert bool(summary["aligned"]["prediction_weighted_mse"]) == prediction
+    assert (tmp_path / "run" / "align" / "encoders" / "toy" / "encoder.json").exists()
+    assert manifests["heads"]["summary"]["input_dim"] == 16 + private_dim
+
+
+@pytest.mark.slow
+def test_three_modalities_align_and_improve_retrieval(tmp_path):
+    from specclip_toy import make_paired_store
+
+    modalities = ("toy", "toy_broad", "toy_narrow")
+    store = make_paired_store(tmp_path / "three.zarr", modalities, n=400)
+    manifests = run_spec(_align_spec(store, tmp_path / "run", modalities, epochs=8), progress=False, log=lambda *_: None)
+    summary = manifests["align"]["summary"]
+    assert len(summary["aligned"]["cosine"]) == 3 and len(summary["aligned"]["retrieval"]) == 6
+    for pair, value in summary["aligned"]["cosine"].items():
+        assert value > summary["baseline_before_training"]["cosine"][pair], pair
+    metrics = json.loads((tmp_path / "run" / "align" / "metrics.json").read_text())
+    assert metrics["aligned"]["retrieval"]["toy->toy_broad"]["top10"] > metrics["baseline_before_training"]["retrieval"]["toy->toy_broad"]["top10"]
+    assert (tmp_path / "run" / "align" / "translations.png").exists()

@@ -1,0 +1,230 @@
+"""Run a spec stage by stage in a run directory, reusing finished stages.
+
+Each stage works in ``<run_dir>/<stage>.partial/`` (kept across crashes so that ``--resume`` picks
+up its checkpoint) and is renamed to ``<run_dir>/<stage>/`` when it finishes, with a
+``manifest.json``: the stage's key (a hash of its settings, the seed, its data's fingerprint and the
+keys of the stages it needs), the sha256 of its inputs and outputs, its summary and timings. A later
+run whose key matches and whose outputs still hash the same reuses the stage without running it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specclip_core.components import get_registry
+from specclip_core.data.store import SpectralStore
+from specclip_core.errors import SpecCLIPError
+from specclip_core.spec import DataSpec, RunSpec, StageSpec
+from specclip_core.util import atomic_write_text, sha256_file
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class StageContext:
+    """What a stage runner gets: its settings, its output directory and access to data and earlier stages."""
+
+    spec: RunSpec
+    name: str
+    stage: StageSpec
+    run_dir: Path
+    out_dir: Path
+    resume: bool = False
+    progress: bool = True
+    _stores: dict[str, SpectralStore] = field(default_factory=dict)
+
+    @property
+    def config(self) -> Any:
+        return self.stage.config
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    def data_spec(self) -> DataSpec:
+        data = self.spec.data_for(self.name)
+        if data is None:
+            raise SpecCLIPError(f"stage {self.name!r}: no data given (set 'data' on the stage or at the top of the spec)")
+        return data
+
+    def store(self) -> SpectralStore:
+        """The stage's spectral store (a registered dataset is fetched on first use)."""
+        data = self.data_spec()
+        key = data.model_dump_json()
+        if key not in self._stores:
+            self._stores[key] = open_data(data, progress=self.progress)
+        return self._stores[key]
+
+    def upstream(self, name: str) -> Path:
+        """The finished output directory of an earlier stage this one ``needs``."""
+        if name not in self.stage.needs:
+            raise SpecCLIPError(f"stage {self.name!r} reads stage {name!r} but does not list it in 'needs'")
+        path = self.run_dir / name
+        if not (path / MANIFEST).exists():
+            raise SpecCLIPError(f"stage {name!r} has not finished (no {path / MANIFEST})")
+        return path
+
+    def upstream_of_kind(self, kind: str) -> Path:
+        """The output of the one needed stage of ``kind`` (e.g. the ``pretrain`` stage a head reads)."""
+        matches = [n for n in self.stage.needs if self.spec.stages[n].kind == kind]
+        if len(matches) != 1:
+            raise SpecCLIPError(f"stage {self.name!r} must need exactly one {kind!r} stage, it needs {self.stage.needs}")
+        return self.upstream(matches[0])
+
+
+def open_data(data: DataSpec, progress: bool = True) -> SpectralStore:
+    if data.store is not None:
+        return SpectralStore.open(data.store)
+    from specclip_core.data.datasets import fetch_dataset
+
+    return SpectralStore.open(fetch_dataset(data.dataset, progress=progress))
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
+    from specclip_core import __version__
+
+    stage = spec.stages[name]
+    settings = json.loads(stage.model_dump_json())
+    payload = {"settings": settings, "seed": spec.seed, "data": data_fingerprint, "needs": upstream_keys, "specclip": __version__}
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def _output_hashes(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): sha256_file(path)
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def _reusable(directory: Path, key: str) -> dict[str, Any] | None:
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("key") != key:
+        return None
+    if _output_hashes(directory) != manifest.get("outputs"):
+        return None
+    return manifest
+
+
+def _sync() -> None:
+    """Wait for every rank when running under torchrun (a no-op otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def run_spec(
+    spec: RunSpec,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    only: list[str] | None = None,
+    progress: bool = True,
+    log=print,
+) -> dict[str, dict[str, Any]]:
+    """Run every stage of ``spec`` in order (or only those in ``only``, whose needs must be finished).
+
+    Returns stage name -> manifest. ``force`` reruns stages even when they could be reused.
+    Under torchrun every rank runs each stage (the training loop shares the work); only rank 0
+    writes manifests and moves directories.
+    """
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if not is_main:
+        log = lambda *_: None  # noqa: E731
+    run_dir = Path(run_dir or spec.run_dir or Path("runs") / spec.name)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "spec.yaml", yaml.safe_dump(spec.dump(), sort_keys=False))
+    registry = get_registry()
+    manifests: dict[str, dict[str, Any]] = {}
+    keys: dict[str, str] = {}
+    for name, stage in spec.stages.items():
+        context = StageContext(spec, name, stage, run_dir, run_dir / f"{name}.partial", resume=resume, progress=progress)
+        data = spec.data_for(name)
+        fingerprint = None
+        if data is not None:
+            store = context.store()
+            fingerprint = store.fingerprint
+        upstream = {need: keys[need] for need in stage.needs}
+        key = stage_key(spec, name, fingerprint, upstream)
+        keys[name] = key
+        final = run_dir / name
+        if only is not None and name not in only:
+            manifest = _reusable(final, key)
+            if manifest is None and any(name in spec.stages[o].needs for o in only):
+                raise SpecCLIPError(f"stage {name!r} is needed but not finished; run it first")
+            if manifest is not None:
+                manifests[name] = manifest
+            continue
+        manifest = None if force else _reusable(final, key)
+        if manifest is not None:
+            log(f"[{name}] reused (finished {manifest['finished']}, key {key[:12]})")
+            manifests[name] = manifest
+            continue
+        if is_main:
+            if context.out_dir.exists() and not resume:
+                shutil.rmtree(context.out_dir)
+            context.out_dir.mkdir(parents=True, exist_ok=True)
+        _sync()
+        log(f"[{name}] running {stage.kind} stage")
+        started = time.time()
+        summary = registry.get("stage", stage.kind).factory(context)
+        _sync()
+        if not is_main:
+            _sync()
+            manifests[name] = json.loads((final / MANIFEST).read_text())
+            continue
+        inputs = {f"stage:{need}": manifests[need]["outputs_sha256"] for need in stage.needs}
+        if fingerprint is not None:
+            inputs["data"] = {"fingerprint": fingerprint, **data_provenance(context.store())}
+        outputs = _output_hashes(context.out_dir)
+        manifest = {
+            "stage": name,
+            "kind": stage.kind,
+            "key": key,
+            "settings": json.loads(stage.model_dump_json()),
+            "seed": spec.seed,
+            "inputs": inputs,
+            "outputs": outputs,
+            "outputs_sha256": hashlib.sha256(_canonical(outputs).encode()).hexdigest(),
+            "summary": summary or {},
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds": round(time.time() - started, 2),
+        }
+        atomic_write_text(context.out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+        if final.exists():
+            shutil.rmtree(final)
+        context.out_dir.rename(final)
+        manifests[name] = manifest
+        _sync()
+        log(f"[{name}] done in {manifest['seconds']:.1f} s")
+    if not is_main:
+        return manifests
+    atomic_write_text(
+        run_dir / MANIFEST,
+        json.dumps({"name": spec.name, "stages": {n: {"key": m["key"], "finished": m["finished"], "summary": m["summary"]} for n, m in manifests.items()}}, indent=2, default=str),
+    )
+    return manifests
+
+
+def data_provenance(store: SpectralStore) -> dict[str, Any]:
+    meta = store.meta
+    return {k: meta[k] for k in ("dataset", "source_sha256", "source") if k in meta}

@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from specclip_gaiaxp.grid import SAMPLING_NM
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CHUNK = 1000
 

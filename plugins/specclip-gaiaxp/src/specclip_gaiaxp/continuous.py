@@ -12,10 +12,9 @@ multiplies the sampled error by it again. A row with neither band gives an all-N
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from astropy.table import Table
 
 from specclip_core.errors import ReaderError
 from specclip_core.interfaces import Reader, Spectra
@@ -23,6 +22,10 @@ from specclip_gaiaxp import calibrate
 from specclip_gaiaxp.assemble import raw_spectra
 from specclip_gaiaxp.grid import WAVELENGTH, to_flux_unit
 from specclip_gaiaxp.tables import column_names, float_rows, read_table, scalar_column, table_format
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from astropy.table import Table
 
 BANDS = ("bp", "rp")
 ARRAYS = ("coefficients", "coefficient_errors", "coefficient_correlations")
@@ -42,6 +45,8 @@ class GaiaXPContinuousReader(Reader):
         return "source_id" in names and any(f"{band}_coefficients" in names for band in BANDS)
 
     def read(self, path: Path) -> Spectra:
+        import pandas as pd
+
         path = Path(path)
         table = read_table(path, ["source_id"])
         bands = [band for band in BANDS if f"{band}_coefficients" in table.colnames]

@@ -14,10 +14,9 @@ from __future__ import annotations
 import ast
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import astropy.units as u
 import numpy as np
-from astropy.table import Table
 
 from specclip_core.errors import ReaderError
 from specclip_core.interfaces import Reader, Spectra
@@ -26,8 +25,10 @@ from specclip_gaiaxp.continuous import BANDS, TABLE_PATTERNS
 from specclip_gaiaxp.grid import SAMPLING_NM, WAVELENGTH, resample, to_flux_unit
 from specclip_gaiaxp.tables import column_names, float_rows, read_table, scalar_column, table_format
 
+if TYPE_CHECKING:
+    from astropy.table import Table
+
 log = logging.getLogger(__name__)
-FLUX_UNIT = u.W / u.m**2 / u.nm
 
 
 class GaiaXPSampledReader(Reader):
@@ -102,6 +103,8 @@ def _sampling(path: Path, table: Table, n_samples: int) -> np.ndarray:
 
 def _sampling_file(path: Path) -> str:
     """The ``pos`` entry of a gaiaxpy ``*_sampling.csv`` file."""
+    from astropy.table import Table
+
     try:
         return str(Table.read(path, format="ascii.csv", guess=False)["pos"][0])
     except Exception as error:  # astropy raises many kinds for a damaged file
@@ -110,9 +113,11 @@ def _sampling_file(path: Path) -> str:
 
 def _unit_scale(path: Path, table: Table, column: str) -> float:
     """Factor to W m-2 nm-1 from a column's unit (none given: the archive's W m-2 nm-1)."""
-    unit = table[column].unit
+    import astropy.units as u
+
+    unit, expected = table[column].unit, u.W / u.m**2 / u.nm
     if unit is None:
         return 1.0
-    if isinstance(unit, u.UnrecognizedUnit) or not unit.is_equivalent(FLUX_UNIT):
+    if isinstance(unit, u.UnrecognizedUnit) or not unit.is_equivalent(expected):
         raise ReaderError(path, f"{column} unit {unit} is not a flux density per wavelength (W m-2 nm-1 expected)")
-    return float(unit.to(FLUX_UNIT))
+    return float(unit.to(expected))

@@ -3,7 +3,8 @@
 Every problem becomes a :class:`~specclip_core.errors.ReaderError` that names the file. Array
 columns (coefficients, correlations, sampled fluxes) arrive as text ``(1.0, 2.0, ...)`` or
 ``[1.0, 2.0, ...]`` in CSV, and as fixed or variable-length vector columns in ECSV and FITS;
-:func:`float_rows` turns any of them into one float array per row.
+:func:`float_rows` turns any of them into one float array per row. astropy is imported on first
+use, which keeps loading the plugin (every ``specclip`` command does) fast.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.io import fits
-from astropy.table import Table
 
 from specclip_core.errors import ReaderError
+
+if TYPE_CHECKING:
+    from astropy.table import Table
 
 _FORMATS = {"csv": "ascii.csv", "ecsv": "ascii.ecsv"}
 _ECSV_DELIMITER = re.compile(r"^#\s*delimiter:\s*'?([^'\s])'?", re.MULTILINE)
@@ -62,6 +65,8 @@ def column_names(path: Path) -> list[str]:
     kind = table_format(path)
     try:
         if kind == "fits":
+            from astropy.io import fits
+
             with fits.open(path) as hdul:
                 table = next((hdu for hdu in hdul if isinstance(hdu, fits.BinTableHDU)), None)
                 return [] if table is None else list(table.columns.names)
@@ -127,6 +132,9 @@ def _last_byte(path: Path) -> bytes:
 
 
 def _read(path: Path, kind: str) -> Table:
+    from astropy.io import fits
+    from astropy.table import Table
+
     if kind != "fits":
         source = gzip.decompress(path.read_bytes()).decode("utf-8") if _gzipped(path) else path
         return Table.read(source, format=_FORMATS[kind], guess=False)

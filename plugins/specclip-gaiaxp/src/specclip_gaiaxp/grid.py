@@ -12,8 +12,7 @@ import numpy as np
 SAMPLING_NM = np.arange(336.0, 1021.0, 2.0)
 WAVELENGTH = SAMPLING_NM * 10.0
 REFERENCE_WAVELENGTH = 5500.0
-FLUX_UNIT = 1e-17
-FLUX_UNIT_TEXT = "1e-17 W m-2 nm-1"
+FLUX_UNIT = 1e-17  # W m-2 nm-1
 
 
 def to_flux_unit(values: np.ndarray) -> np.ndarray:
@@ -29,7 +28,8 @@ def resample(wavelength: np.ndarray, flux: np.ndarray, error: np.ndarray, target
 
     Errors are interpolated linearly too, as for fully correlated neighbours: XP samples are
     strongly correlated (55 basis functions per band), so the independent-error formula would
-    understate them. Target points outside ``wavelength``, or between two samples one of which is not finite, get NaN.
+    understate them. Target points outside ``wavelength``, or between two samples one of which is
+    not finite, get NaN.
     """
     wavelength = np.asarray(wavelength, dtype=np.float64)
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))

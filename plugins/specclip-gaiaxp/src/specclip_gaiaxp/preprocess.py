@@ -39,14 +39,17 @@ def normalise_at_550(flux: np.ndarray, error: np.ndarray, ids: np.ndarray) -> tu
         normalised = flux / scale
         sigma = np.hypot(error / scale, normalised * relative)
         usable = measured & np.isfinite(sigma) & (sigma > 0) & (sigma**-2.0 < _FLOAT32_MAX)
-    for row, sid in enumerate(ids):
-        if not measured[row].any():
-            raise ValueError(f"{MODALITY} spectrum {sid}: no usable pixel (flux or error not finite, or error not positive, everywhere)")
-        if not (f550[row] > 0 and usable[row, REFERENCE_INDEX]):
-            raise ValueError(
-                f"{MODALITY} spectrum {sid}: no usable flux at 550 nm (flux {f550[row]:.4g}, error {s550[row]:.4g}; "
-                "both must be finite and positive)"
-            )
+    empty = ~measured.any(axis=1)
+    no_reference = ~((f550 > 0) & usable[:, REFERENCE_INDEX])
+    bad = np.flatnonzero(empty | no_reference)
+    if bad.size:
+        row = bad[0]
+        if empty[row]:
+            raise ValueError(f"{MODALITY} spectrum {ids[row]}: no usable pixel (flux or error not finite, or error not positive, everywhere)")
+        raise ValueError(
+            f"{MODALITY} spectrum {ids[row]}: no usable flux at 550 nm (flux {f550[row]:.4g}, error {s550[row]:.4g}; "
+            "both must be finite and positive)"
+        )
     return normalised, sigma, usable
 
 

@@ -149,9 +149,11 @@ def test_default_encoder_and_masked_transformer_run(good):
     spec = get_modality("gaia_xp")
     assert dict(spec.default_tokenizer) == {"name": "vector"}
     assert dict(spec.default_encoder) == {"name": "mlp_autoencoder", "size": "small"}
+    assert spec.tokenizer_for("mlp_autoencoder") == {"name": "vector"}
+    assert spec.tokenizer_for("masked_transformer") == MT_TOKENIZER
     out = spec.preprocess(good.subset(slice(0, 3)))
     inputs = {"flux": torch.from_numpy(out.flux), "stats": torch.from_numpy(out.stats)}
     oae = ModalityEncoder("xp")
-    transformer = ModalityEncoder("xp", MT_TOKENIZER, {"name": "masked_transformer", "depth": 1, "width": 16, "heads": 2})
+    transformer = ModalityEncoder("xp", spec.tokenizer_for("masked_transformer"), {"name": "masked_transformer", "depth": 1, "width": 16, "heads": 2})
     assert oae(inputs).pooled.shape == (3, oae.embed_dim)
     assert transformer(inputs).tokens.shape == (3, 345, 16)

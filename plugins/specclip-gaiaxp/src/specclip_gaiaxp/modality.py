@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from specclip_core.interfaces import Instrument, Modality, Spectra
 from specclip_gaiaxp import preprocess as _preprocess
@@ -25,7 +25,7 @@ class GaiaXPModality(Modality):
     """Gaia DR3 XP spectra on 336-1020 nm every 2 nm, divided by the flux at 550 nm.
 
     Tokenizations: the whole vector for the MLP autoencoder (OAE, the default; paper sec. 5.6) or
-    one token per sample for the masked transformer (``MT_TOKENIZER``: 343 + 2 stats tokens).
+    one token per sample for the masked transformer (``MT_TOKENIZER``: 2 stats + 343 tokens).
     """
 
     name = _preprocess.MODALITY
@@ -34,7 +34,7 @@ class GaiaXPModality(Modality):
     stats_names = ("mean", "std")
     default_tokenizer = OAE_TOKENIZER
     default_encoder = {"name": "mlp_autoencoder", "size": "small"}
-    tokenizers: ClassVar[dict[str, dict[str, Any]]] = {"oae": OAE_TOKENIZER, "mt": MT_TOKENIZER}
+    encoder_tokenizers = {"mlp_autoencoder": OAE_TOKENIZER, "masked_transformer": MT_TOKENIZER}
     instrument = INSTRUMENT
     description = "Gaia DR3 BP/RP (XP) spectra, 343 samples 336-1020 nm, flux / flux at 550 nm"
 

@@ -72,6 +72,16 @@ def test_library_ids_labels_and_units():
     assert not spectra.mask.any()
 
 
+def test_library_fluxes_are_absolute():
+    """flux * medflux is in W m-2 nm-1: at 550 nm it gives, for stars with G_BP - G_RP < 1.2, a
+    magnitude (zero point 3.63e-11 W m-2 nm-1, Vega at 550 nm) within 0.3 mag of Gaia's G."""
+    spectra = ApogeeXPLibraryReader().read(LIBRARY_SLICE)
+    colour = spectra.meta["phot_bp_mean_mag"] - spectra.meta["phot_rp_mean_mag"]
+    blue = colour < 1.2
+    magnitude = -2.5 * np.log10(spectra.flux[blue, 107] * FLUX_UNIT / 3.63e-11)
+    assert blue.sum() >= 10 and np.all(np.abs(magnitude - spectra.meta["phot_g_mean_mag"][blue]) < 0.3)
+
+
 def test_library_rows_of_one_star_that_disagree_are_an_error(tmp_path):
     with fits.open(LIBRARY_SLICE) as hdul:
         data = hdul[1].data.copy()

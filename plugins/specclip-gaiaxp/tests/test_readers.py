@@ -166,6 +166,18 @@ def test_inconsistent_coefficients_are_rejected(tmp_path):
         GaiaXPContinuousReader().read(tmp_path / "bad.csv")
 
 
+def test_coefficients_gaiaxpy_cannot_use_are_rejected(tmp_path):
+    table = Table.read(DATA / "XP_CONTINUOUS_RAW.csv", format="ascii.csv")
+    for row in range(len(table)):  # 54 BP coefficients everywhere: consistent, but not DR3's 55 bases
+        for column, keep in (("bp_coefficients", 54), ("bp_coefficient_errors", 54), ("bp_coefficient_correlations", 54 * 53 // 2)):
+            table[column][row] = "(" + ",".join(table[column][row].strip("()").split(",")[:keep]) + ")"
+    table["bp_n_parameters"] = 54
+    table.write(tmp_path / "short_basis.csv", format="ascii.csv")
+    with pytest.raises(ReaderError, match="gaiaxpy cannot sample") as caught:
+        GaiaXPContinuousReader().read(tmp_path / "short_basis.csv")
+    assert "short_basis.csv" in str(caught.value)
+
+
 def test_continuous_reading_is_quiet_and_offline(monkeypatch, capfd):
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")

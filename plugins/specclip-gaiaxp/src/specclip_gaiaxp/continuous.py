@@ -63,7 +63,10 @@ class GaiaXPContinuousReader(Reader):
         flux = np.full((len(frame), WAVELENGTH.size), np.nan)
         error = flux.copy()
         if covered.any():
-            flux[covered], error[covered] = calibrate.sample(frame[covered])
+            try:
+                flux[covered], error[covered] = calibrate.sample(frame[covered])
+            except Exception as problem:  # gaiaxpy raises ValueError, KeyError, ... for input it cannot use
+                raise ReaderError(path, f"gaiaxpy cannot sample these spectra: {type(problem).__name__}: {problem}") from None
         ids = source_id.astype(str)
         return raw_spectra(path, WAVELENGTH, to_flux_unit(flux), to_flux_unit(error), ids, {"source_id": ids})
 

@@ -154,6 +154,7 @@ def test_default_encoder_and_masked_transformer_run(good):
     out = spec.preprocess(good.subset(slice(0, 3)))
     inputs = {"flux": torch.from_numpy(out.flux), "stats": torch.from_numpy(out.stats)}
     oae = ModalityEncoder("xp")
-    transformer = ModalityEncoder("xp", spec.tokenizer_for("masked_transformer"), {"name": "masked_transformer", "depth": 1, "width": 16, "heads": 2})
+    small = {"name": "masked_transformer", "depth": 1, "width": 16, "heads": 2}
+    transformer = ModalityEncoder("xp", spec.tokenizer_for("masked_transformer"), small)
     assert oae(inputs).pooled.shape == (3, oae.embed_dim)
     assert transformer(inputs).tokens.shape == (3, 345, 16)

@@ -152,8 +152,8 @@ def test_18sco_is_a_continuous_spectrum():
 
 def test_a_source_without_either_band_gives_an_empty_spectrum(tmp_path):
     table = Table.read(DATA / "XP_CONTINUOUS_RAW.csv", format="ascii.csv")
-    for column in ("bp_coefficients", "bp_coefficient_errors", "bp_coefficient_correlations", "rp_coefficients", "rp_coefficient_errors", "rp_coefficient_correlations"):
-        table[column][1] = ""
+    for name in ("coefficients", "coefficient_errors", "coefficient_correlations"):
+        table[f"bp_{name}"][1] = table[f"rp_{name}"][1] = ""
     table.write(tmp_path / "one_empty.csv", format="ascii.csv")
     spectra = GaiaXPContinuousReader().read(tmp_path / "one_empty.csv")
     assert spectra.mask[1].all() and not spectra.mask[0].any()
@@ -210,7 +210,8 @@ def test_gaiaxpy_output_on_another_sampling_is_resampled(tmp_path, kind):
     with quiet():
         from gaiaxpy import calibrate
 
-        calibrate(str(DATA / "XP_CONTINUOUS_RAW.csv"), sampling=np.arange(337.0, 1010.0, 1.0), save_file=True, output_path=str(tmp_path), output_file="fine", output_format=kind)
+        fine = np.arange(337.0, 1010.0, 1.0)
+        calibrate(str(DATA / "XP_CONTINUOUS_RAW.csv"), sampling=fine, output_path=str(tmp_path), output_file="fine", output_format=kind)
     path = tmp_path / f"fine.{kind}"
     reader = GaiaXPSampledReader()
     assert [r.name for r in READERS if r.sniff(path)] == ["gaiaxp_sampled"]
@@ -242,4 +243,5 @@ def test_gzipped_csv_is_read(tmp_path):
     path = tmp_path / "XP_SAMPLED_RAW_dr3int6.csv.gz"
     path.write_bytes(gzip.compress((DATA / "XP_SAMPLED_RAW_dr3int6.csv").read_bytes()))
     assert GaiaXPSampledReader().sniff(path)
-    np.testing.assert_array_equal(GaiaXPSampledReader().read(path).flux, GaiaXPSampledReader().read(DATA / "XP_SAMPLED_RAW_dr3int6.csv").flux)
+    plain = GaiaXPSampledReader().read(DATA / "XP_SAMPLED_RAW_dr3int6.csv")
+    np.testing.assert_array_equal(GaiaXPSampledReader().read(path).flux, plain.flux)

@@ -11,7 +11,9 @@ from specclip_core.errors import ReaderError
 from specclip_core.interfaces import Spectra
 
 
-def raw_spectra(path: Path, wavelength: np.ndarray, flux: np.ndarray, error: np.ndarray, ids: np.ndarray, meta: Mapping[str, np.ndarray]) -> Spectra:
+def raw_spectra(
+    path: Path, wavelength: np.ndarray, flux: np.ndarray, error: np.ndarray, ids: np.ndarray, meta: Mapping[str, np.ndarray]
+) -> Spectra:
     """Spectra with ``ivar = 1 / error**2``; pixels with non-finite flux or no positive, finite error are masked.
 
     A source listed more than once is kept once when its rows are identical; rows of one source
@@ -34,7 +36,7 @@ def _first_of_identical(path: Path, ids: np.ndarray, flux: np.ndarray, error: np
     unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
     if (counts == 1).all():
         return np.arange(len(ids))
-    for sid, row in zip(unique[counts > 1], first[counts > 1]):
+    for sid, row in zip(unique[counts > 1], first[counts > 1], strict=True):
         for other in np.flatnonzero(ids == sid):
             same = _equal(flux[other], flux[row]) and _equal(error[other], error[row])
             if not (same and all(_equal(values[other], values[row]) for values in meta.values())):

@@ -88,7 +88,7 @@ def _band_columns(path: Path, table: Table, band: str) -> dict[str, list]:
         deviation = scalar_column(table, f"{band}_standard_deviation")
     else:
         deviation = np.ones(len(table))
-    for row, (n, c, e, r) in enumerate(zip(sizes, coefficients, errors, correlations)):
+    for row, (n, e, r) in enumerate(zip(sizes, errors, correlations, strict=True)):
         if n and (declared[row] != n or e.size != n or r.size != n * (n - 1) // 2):
             raise ReaderError(
                 path,

@@ -45,7 +45,7 @@ def normalise_at_550(flux: np.ndarray, error: np.ndarray, ids: np.ndarray) -> tu
     if bad.size:
         row = bad[0]
         if empty[row]:
-            raise ValueError(f"{MODALITY} spectrum {ids[row]}: no usable pixel (flux or error not finite, or error not positive, everywhere)")
+            raise ValueError(f"{MODALITY} spectrum {ids[row]}: no usable pixel (flux or error not finite, or error not positive)")
         raise ValueError(
             f"{MODALITY} spectrum {ids[row]}: no usable flux at 550 nm (flux {f550[row]:.4g}, error {s550[row]:.4g}; "
             "both must be finite and positive)"

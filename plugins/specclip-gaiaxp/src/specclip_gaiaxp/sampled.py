@@ -48,13 +48,13 @@ class GaiaXPSampledReader(Reader):
         path = Path(path)
         table = read_table(path, ["source_id", "flux", "flux_error"])
         if "xp" in table.colnames:
-            raise ReaderError(path, "internally calibrated XP spectra (gaiaxpy.convert output, pseudo-wavelengths); expected absolute sampled spectra")
+            raise ReaderError(path, "internally calibrated spectra (gaiaxpy.convert output, pseudo-wavelengths); expected absolute ones")
         flux, error = (_matrix(path, table, name) for name in ("flux", "flux_error"))
         if error.shape != flux.shape:
             raise ReaderError(path, f"flux has {flux.shape[1]} samples per row but flux_error has {error.shape[1]}")
         sampling = _sampling(path, table, flux.shape[1])
         if not np.array_equal(sampling, SAMPLING_NM):
-            log.info("%s: resampling %d samples at %.1f-%.1f nm onto the 343-sample XP grid", path, sampling.size, sampling.min(), sampling.max())
+            log.info("%s: resampling %d samples at %.1f-%.1f nm onto the XP grid", path, sampling.size, sampling[0], sampling[-1])
             flux, error = resample(sampling * 10.0, flux, error)
         source_id = scalar_column(table, "source_id", np.int64)
         if (source_id <= 0).any():

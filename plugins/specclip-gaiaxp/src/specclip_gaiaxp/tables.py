@@ -149,7 +149,7 @@ def _parse_text(text: str, path: Path, column: str, row: int) -> np.ndarray:
     stripped = str(text).strip()
     if stripped.lower() in _MISSING_TEXT:
         return np.empty(0)
-    if not (stripped[0] + stripped[-1] in ("()", "[]")):
+    if stripped[0] + stripped[-1] not in ("()", "[]"):
         raise ReaderError(path, f"row {row}, column {column!r}: expected an array like (1.0, 2.0, ...), got {stripped[:40]!r}")
     body = stripped[1:-1].strip()
     if not body:

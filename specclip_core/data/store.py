@@ -3,7 +3,7 @@
 Layout::
 
     <store>/ids                 (N,) str          unique row id (e.g. a survey's object id)
-    <store>/labels/<column>     (N,) float64|str  one array per label column
+    <store>/labels/<column>     (N,) float64|int64|str  one array per label column
     <store>/<modality>/wavelength  (L,) float64   the modality's model input grid
     <store>/<modality>/flux     (N, L) float32    preprocessed flux
     <store>/<modality>/ivar     (N, L) float32
@@ -39,6 +39,7 @@ FORMAT_VERSION = 1
 _FLOAT_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
 _CHUNK_BYTES = 2 * 1024**2
 _VECTOR_CHUNK = 65536
+_LABEL_DTYPES = {"float": "float64", "int": "int64", "str": str}
 
 
 @dataclass(frozen=True)
@@ -138,14 +139,13 @@ class SpectralStore:
     @staticmethod
     def _initialise(path: Path, modalities: Mapping[str, Any], label_columns: Mapping[str, str], attrs: Mapping[str, Any]) -> None:
         for column, kind in label_columns.items():
-            if kind not in ("float", "str"):
-                raise StoreError(f"label column {column!r}: kind must be 'float' or 'str', got {kind!r}")
+            if kind not in _LABEL_DTYPES:
+                raise StoreError(f"label column {column!r}: kind must be one of {list(_LABEL_DTYPES)}, got {kind!r}")
         group = zarr.open_group(path, mode="w-")
         group.create_array("ids", shape=(0,), chunks=(_VECTOR_CHUNK,), dtype=str)
         labels = group.create_group("labels")
         for column, kind in label_columns.items():
-            dtype = str if kind == "str" else "float64"
-            labels.create_array(column, shape=(0,), chunks=(_VECTOR_CHUNK,), dtype=dtype)
+            labels.create_array(column, shape=(0,), chunks=(_VECTOR_CHUNK,), dtype=_LABEL_DTYPES[kind])
         described = {}
         for name, layout in modalities.items():
             layout = layout if isinstance(layout, ModalityLayout) else ModalityLayout.of(layout)
@@ -261,7 +261,7 @@ class SpectralStore:
         )
 
     def labels(self, columns: Sequence[str] | None = None, rows: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
-        """Label columns at ``rows``: float columns as float64 (NaN = missing), text columns as str."""
+        """Label columns at ``rows``: float64 (NaN = missing), int64 (never missing) or str."""
         columns = list(self._label_columns) if columns is None else list(columns)
         missing = [c for c in columns if c not in self._label_columns]
         if missing:
@@ -270,7 +270,8 @@ class SpectralStore:
         out = {}
         for column in columns:
             values = self._take(self._group["labels"][column], rows)
-            out[column] = _as_str(values) if self._label_columns[column] == "str" else values.astype(np.float64)
+            kind = self._label_columns[column]
+            out[column] = _as_str(values) if kind == "str" else values.astype(np.int64 if kind == "int" else np.float64)
         return out
 
     # -- writing -------------------------------------------------------------------------------------
@@ -332,7 +333,9 @@ class SpectralStore:
             values = np.asarray(labels[column]).reshape(-1)
             if len(values) != k:
                 raise StoreError(f"{self.path}: label {column!r} has {len(values)} values for {k} ids")
-            arrays[("labels", column)] = values.astype(str) if kind == "str" else values.astype(np.float64)
+            if kind == "int" and values.dtype.kind not in "iub":
+                raise StoreError(f"{self.path}: label {column!r} is an integer column; got values of dtype {values.dtype}")
+            arrays[("labels", column)] = values.astype(str) if kind == "str" else values.astype(np.int64 if kind == "int" else np.float64)
         for modality, block in spectra.items():
             n_pixels = self._modalities[modality]["n_pixels"]
             n_stats = len(self._modalities[modality]["stats_names"])

@@ -99,8 +99,9 @@ class ModalityConformance:
         out = self.spec.preprocess(self.raw_spectra())
         inputs = {"flux": torch.from_numpy(out.flux), "stats": torch.from_numpy(out.stats)}
         for encoder in self.encoders:
-            tokenizer = self.spec.default_tokenizer if encoder == "masked_transformer" else {"name": "vector"}
-            net = ModalityEncoder(self.modality, tokenizer, {"name": encoder, **_SMALL[encoder]})
+            net = ModalityEncoder(self.modality, self.spec.tokenizer_for(encoder), {"name": encoder, **_SMALL[encoder]})
+            if encoder == "masked_transformer":
+                assert net.tokenizer.n_tokens > 1, "the masked transformer needs a multi-token tokenizer (set encoder_tokenizers)"
             result = net(inputs)
             assert result.pooled.shape == (len(out), net.embed_dim)
             assert result.tokens.shape[0] == len(out) and result.tokens.shape[-1] == net.embed_dim
@@ -136,7 +137,7 @@ class ModalityConformance:
         if not self.reader_files:
             pytest.skip("no reader files given")
 
-        def truncate(src: Path, dst: Path) -> None:
+        def truncate(src: Path, dst: Path) -> None:  # cut the (decompressed) content to a third
             if src.suffix == ".gz":
                 data = gzip.decompress(src.read_bytes())
                 dst.write_bytes(gzip.compress(data[: len(data) // 3]))
@@ -145,6 +146,18 @@ class ModalityConformance:
                 dst.write_bytes(data[: len(data) // 3])
 
         self._check_rejects(tmp_path, truncate)
+
+    def test_readers_reject_corrupt_bytes(self, tmp_path):
+        if not self.reader_files:
+            pytest.skip("no reader files given")
+
+        def corrupt(src: Path, dst: Path) -> None:  # overwrite the middle third with noise
+            data = bytearray(gzip.decompress(src.read_bytes()) if src.suffix == ".gz" else src.read_bytes())
+            third = len(data) // 3
+            data[third : 2 * third] = np.random.default_rng(0).integers(0, 256, third, dtype=np.uint8).tobytes()
+            dst.write_bytes(gzip.compress(bytes(data)) if src.suffix == ".gz" else bytes(data))
+
+        self._check_rejects(tmp_path, corrupt)
 
     def test_readers_reject_empty_files(self, tmp_path):
         if not self.reader_files:

@@ -89,9 +89,9 @@ def test_fetch_end_to_end_offline(tiny_card, monkeypatch):
     flux = store.read("gaia_xp")["flux"]
     assert np.all(flux[:, 107] == 1.0)
     meta = store.meta
-    assert meta["source_sha256"] == tiny_card.source.sha256 and meta["n_rejected"] == 2
-    assert sorted(sid for sid, _ in meta["rejected"]) == ["2057671934775173760", "5878329877585470720"]
-    assert all("no usable flux at 550 nm" in reason for _, reason in meta["rejected"])
+    assert meta["source_sha256"] == tiny_card.source.sha256 and len(meta["ingest_report"]["rejected_spectra"]) == 2
+    assert sorted(sid for sid, _ in meta["ingest_report"]["rejected_spectra"]) == ["2057671934775173760", "5878329877585470720"]
+    assert all("no usable flux at 550 nm" in reason for _, reason in meta["ingest_report"]["rejected_spectra"])
 
     def fail(self, path):
         raise AssertionError("a second fetch must not read the source again")

@@ -1,0 +1,13 @@
+"""LAMOST low-resolution spectra for specclip.
+
+Provides the modality ``lamost_lrs`` (alias ``lamost``): the SpecCLIP paper's continuum
+normalisation (Appendix B) on 4000-5600 A, 1462 pixels at 1e-4 dex; and readers for LAMOST LRS
+``spec-*.fits(.gz)`` files in the DR8+ COADD-table layout and the older 5 x N image layout.
+"""
+
+from specclip_lamost.continuum import fit_continuum
+from specclip_lamost.grid import INSTRUMENT, MODEL_WAVELENGTH
+from specclip_lamost.modality import LamostLRS
+from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
+
+__all__ = ["INSTRUMENT", "MODEL_WAVELENGTH", "LamostCoaddReader", "LamostImageReader", "LamostLRS", "fit_continuum"]

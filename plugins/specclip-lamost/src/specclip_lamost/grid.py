@@ -1,0 +1,39 @@
+"""LAMOST LRS wavelength grids: the native log-linear grid and the model's 4000-5600 A input grid.
+
+All wavelengths are in Angstrom, in vacuum (LAMOST spectra are delivered in vacuum wavelengths).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from specclip_core.interfaces import Instrument
+
+LOG_STEP = 1e-4
+"""Pixel size of every LAMOST LRS grid, in log10(wavelength)."""
+
+NATIVE_LOG_START = 3.5682
+NATIVE_PIXELS = 3909
+"""The usual DR8+ grid: 10**(3.5682 + 1e-4 i), 3700-9099 A (files may hold a few pixels fewer)."""
+
+MODEL_START = 4000.0
+MODEL_PIXELS = 1462
+"""The model grid: 1462 pixels from 4000 A every 1e-4 dex, up to 5599.6 A (the paper's 400-560 nm)."""
+
+RESOLVING_POWER = 1800.0
+
+
+def log_linear_grid(start: float, n_pixels: int, log_step: float = LOG_STEP) -> np.ndarray:
+    """``n_pixels`` wavelengths from ``start`` (A) spaced by ``log_step`` in log10."""
+    return 10.0 ** (np.log10(start) + log_step * np.arange(n_pixels))
+
+
+MODEL_WAVELENGTH = log_linear_grid(MODEL_START, MODEL_PIXELS)
+NATIVE_WAVELENGTH = 10.0 ** (NATIVE_LOG_START + LOG_STEP * np.arange(NATIVE_PIXELS))
+
+INSTRUMENT = Instrument(
+    resolving_power=RESOLVING_POWER,
+    native_wavelength=NATIVE_WAVELENGTH,
+    description="LAMOST low-resolution spectrographs: R ~ 1800, 3700-9100 A log-linear at 1e-4 dex (vacuum), "
+    "blue and red arms joined near 5900 A",
+)

@@ -1,0 +1,17 @@
+"""The specclip hooks of the LAMOST plugin (entry point ``lamost`` in the ``specclip`` group)."""
+
+from __future__ import annotations
+
+from specclip_core.hookspecs import hookimpl
+from specclip_lamost.modality import LamostLRS
+from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
+
+
+@hookimpl
+def specclip_register_modalities():
+    return [LamostLRS()]
+
+
+@hookimpl
+def specclip_register_readers():
+    return [LamostCoaddReader(), LamostImageReader()]

@@ -8,6 +8,6 @@ normalisation (Appendix B) on 4000-5600 A, 1462 pixels at 1e-4 dex; and readers 
 from specclip_lamost.continuum import fit_continuum
 from specclip_lamost.grid import INSTRUMENT, MODEL_WAVELENGTH
 from specclip_lamost.modality import LamostLRS
-from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
+from specclip_lamost.readers import LamostCoaddReader, LamostImageReader, read_lamost
 
-__all__ = ["INSTRUMENT", "MODEL_WAVELENGTH", "LamostCoaddReader", "LamostImageReader", "LamostLRS", "fit_continuum"]
+__all__ = ["INSTRUMENT", "MODEL_WAVELENGTH", "LamostCoaddReader", "LamostImageReader", "LamostLRS", "fit_continuum", "read_lamost"]

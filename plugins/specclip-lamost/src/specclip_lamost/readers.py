@@ -204,3 +204,14 @@ class LamostImageReader(Reader):
         if wavelength is None:
             wavelength = coeff_wavelength(path, header, data.shape[1])
         return make_spectrum(path, header, wavelength, rows["flux"], rows["inverse"], rows["andmask"])
+
+
+def read_lamost(path: str | Path) -> Spectra:
+    """Read one LAMOST LRS file of either layout (the reader is chosen by sniffing)."""
+    path = Path(path)
+    for reader in (LamostCoaddReader(), LamostImageReader()):
+        if reader.sniff(path):
+            return reader.read(path)
+    if not path.exists():
+        raise ReaderError(path, "no such file")
+    raise ReaderError(path, "not a LAMOST LRS file (neither a COADD-table nor a 5 x N image spec file)")

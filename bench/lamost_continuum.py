@@ -26,6 +26,7 @@ from astropy.io import fits  # noqa: E402
 
 from specclip_core.interfaces import Spectra  # noqa: E402
 from specclip_lamost.continuum import BLUE_RANGE, fit_continuum  # noqa: E402
+from specclip_lamost.grid import NATIVE_WAVELENGTH  # noqa: E402
 from specclip_lamost.modality import LamostLRS  # noqa: E402
 from specclip_lamost.readers import read_lamost  # noqa: E402
 from specclip_lamost.resample import Interpolation  # noqa: E402
@@ -93,6 +94,27 @@ def compare(spectra: list[Spectra], pipeline: list[np.ndarray], usable: list[boo
             diff = (ours[k] - theirs[k])[~bad[k]]
             mad[i], signed[i] = np.median(np.abs(diff)), np.median(diff)
     return {"mad": mad, "signed": signed}
+
+
+def synthetic_bias(snrs: tuple[float, ...] = (10, 20, 50, 100, 500), n: int = 50, seed: int = 7) -> list[tuple[float, float, float]]:
+    """(S/N, median, 90th percentile of |fit / truth - 1|) over 4000-5600 A for a simulated star of known continuum:
+    a smooth curve times Balmer, metal and 300 weak lines, with Gaussian noise at S/N per pixel."""
+    rng = np.random.default_rng(seed)
+    w = NATIVE_WAVELENGTH
+    x = (w - 6000) / 3000
+    truth = 1000 * (1.2 - 0.3 * x - 0.5 * x**2 + 0.2 * x**3) * (1 - 0.35 * np.exp(-(((w - 3800) / 250) ** 2)))
+    lines = np.ones_like(w)
+    for centre, depth, width in [(4102, 0.5, 12), (4341, 0.55, 12), (4861, 0.5, 10), (5175, 0.3, 4), (4227, 0.3, 2.5), (5890, 0.35, 3)]:
+        lines *= 1 - depth * np.exp(-0.5 * ((w - centre) / width) ** 2)
+    for centre in rng.uniform(3900, 9000, 300):
+        lines *= 1 - rng.uniform(0.02, 0.15) * np.exp(-0.5 * ((w - centre) / 1.5) ** 2)
+    band = (w >= 4000) & (w <= 5600)
+    out = []
+    for snr in snrs:
+        flux = truth * lines + rng.normal(0.0, 1.0, (n, w.size)) * truth / snr
+        ratio = fit_continuum(w, flux)[:, band] / truth[band] - 1
+        out.append((snr, float(np.median(ratio)), float(np.percentile(np.abs(ratio), 90))))
+    return out
 
 
 def table(mad: np.ndarray, signed: np.ndarray, groups: list[tuple[str, np.ndarray]]) -> list[str]:
@@ -251,6 +273,16 @@ def main() -> None:
         *table(from_3700["mad"], from_3700["signed"], snr_groups(snr) + types),
         "",
         f"The shipped setting ({BLUE_RANGE[0]:.0f}-{BLUE_RANGE[1]:.0f} A) is the first table.",
+        "",
+        "## Known continuum: a simulated star",
+        "",
+        "The fit is an upper envelope, so noise lifts it. On a simulated star of known continuum (smooth curve times",
+        "Balmer, metal and 300 weak lines; 50 noise realisations per S/N), fitted continuum / true continuum - 1 over",
+        "4000-5600 A:",
+        "",
+        "| S/N per pixel | median | 90 % of abs |",
+        "|---|---|---|",
+        *[f"| {snr:g} | {median:+.4f} | {p90:.4f} |" for snr, median, p90 in synthetic_bias()],
         "",
         "## Figures",
         "",

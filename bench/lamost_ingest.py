@@ -208,8 +208,8 @@ def main() -> None:
                     "DR10 notes:",
                     "",
                     f"- labels.csv's `snrg` differs from the file header's SNRG by more than 10 % for {int(np.sum(np.abs(ratio - 1) > 0.1))} of "
-                    f"{ratio.size} spectra (header / label from {ratio.min():.2f} to {ratio.max():.2f}); the labels come from a later"
-                    " catalogue than the v0 files. The benchmarks bin by the header value; in a store the labels' columns (snrg,"
+                    f"{ratio.size} spectra (header / label from {ratio.min():.2f} to {ratio.max():.2f}); the labels presumably come from another"
+                    " catalogue version than these v0 files. The benchmarks bin by the header value; in a store the labels' columns (snrg,"
                     " class, subclass, ra, dec, z) replace the header's of the same name.",
                     f"- {int(np.sum([s.meta['snrg'][0] < 10 for s in raws]))} spectra have a header S/N(g) below 10 although labels.csv starts at 10.",
                     "",

@@ -135,7 +135,9 @@ def red_continuum(wavelength: np.ndarray, smoothed: np.ndarray) -> np.ndarray:
     return fit
 
 
-def raw_continuum(wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
+def raw_continuum(
+    wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray | None = None, blue_range: tuple[float, float] = BLUE_RANGE
+) -> np.ndarray:
     """Steps 1-5 without the final replacement: may be <= 0 where a fit fails (see :func:`fit_continuum`)."""
     wavelength = np.asarray(wavelength, dtype=np.float64)
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
@@ -144,7 +146,7 @@ def raw_continuum(wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray |
     flux = fill_unusable(wavelength, flux, np.atleast_2d(usable) & np.isfinite(flux))
     median = medfilt2d(flux, kernel_size=(1, MEDIAN_WIDTH))
     continuum = median.copy()
-    blue = (wavelength >= BLUE_RANGE[0]) & (wavelength <= BLUE_RANGE[1])
+    blue = (wavelength >= blue_range[0]) & (wavelength <= blue_range[1])
     red = wavelength >= RED_START
     fitted = {}
     for name, segment, fit in (("blue", blue, blue_continuum), ("red", red, red_continuum)):
@@ -162,11 +164,14 @@ def raw_continuum(wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray |
     return continuum
 
 
-def fit_continuum(wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray | None = None) -> np.ndarray:
+def fit_continuum(
+    wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray | None = None, blue_range: tuple[float, float] = BLUE_RANGE
+) -> np.ndarray:
     """Continuum (N, L) of spectra ``flux`` (N, L) on one increasing ``wavelength`` grid (L,).
 
     ``usable`` (N, L), True for good pixels, lets masked pixels be bridged by interpolation before
-    the fit instead of pulling it. A continuum <= 0 is replaced by 1, as in the paper.
+    the fit instead of pulling it. ``blue_range`` sets the blue segment (A). A continuum <= 0 is
+    replaced by 1, as in the paper.
     """
-    continuum = raw_continuum(wavelength, flux, usable)
+    continuum = raw_continuum(wavelength, flux, usable, blue_range)
     return np.where(continuum > 0, continuum, 1.0)

@@ -75,6 +75,7 @@ def primary_header(path: Path) -> fits.Header | None:
 
 
 def looks_like_lamost(path: Path, header: fits.Header) -> bool:
+    """A LAMOST file name (``spec-*``) or a LAMOST telescope keyword."""
     return path.name.startswith("spec-") or str(header.get("TELESCOP", "")).strip().upper().startswith("LAMOST")
 
 
@@ -196,7 +197,7 @@ class LamostImageReader(Reader):
         if data is None or data.ndim != 2 or data.shape[0] != len(IMAGE_ROWS):
             shape = None if data is None else data.shape
             raise ReaderError(path, f"the primary HDU should be a 5 x N image (Flux, Inverse, Wavelength, Andmask, Ormask), got {shape}")
-        rows = dict(zip(cls._row_names(header), (_vector(r) for r in data)))
+        rows = dict(zip(cls._row_names(header), (_vector(r) for r in data), strict=True))
         missing = [name for name in ("flux", "inverse", "andmask") if name not in rows]
         if missing:
             raise ReaderError(path, f"EXTEN0 names no {', '.join(missing)} row(s): {header.get('EXTEN0')!r}")

@@ -42,3 +42,27 @@ def test_ingest_skips_and_reports_bad_files(tmp_path):
     store = SpectralStore.open(tmp_path / "out.zarr")
     assert len(store) == 5 and "temp" in store.label_columns
     assert store.meta["ingest_report"]["n_spectra_written"] == 5
+
+
+def test_label_join_keeps_header_values_where_the_table_has_no_row():
+    from specclip_core.data.ingest import join_labels
+    from specclip_toy import make_raw
+
+    raw = make_raw(3, 1)
+    raw.meta["subclass"] = __import__("numpy").array(["G2", "K0", "A1"])
+    table = {"id": raw.ids[:2], "subclass": ["G5", "K1"], "temp": [0.1, 0.2], "mass": [1.0, 2.0]}
+    joined = join_labels(raw, table, "id")
+    assert list(joined.meta["subclass"]) == ["G5", "K1", "A1"]
+    assert joined.meta["temp"].tolist() == [0.1, 0.2, raw.meta["temp"][2]]
+    assert joined.meta["mass"][:2].tolist() == [1.0, 2.0] and joined.meta["mass"][2] != joined.meta["mass"][2]
+
+
+def test_cli_label_table_gives_nan_for_missing_numbers(tmp_path):
+    import numpy as np
+
+    from specclip_core.cli import _read_table
+
+    path = tmp_path / "labels.csv"
+    path.write_text("id,group,kind\na,1,x\nb,,y\nc,3\n")
+    table = _read_table(str(path))
+    assert np.isnan(table["group"][1]) and table["group"][2] == 3 and table["kind"][2] == ""

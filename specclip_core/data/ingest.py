@@ -34,7 +34,7 @@ class IngestReport:
     rejected_spectra: list[tuple[str, str]] = field(default_factory=list)
     masked_pixel_fraction: float = 0.0
     masked_pixels_per_spectrum_median: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # end to end: reading, preprocessing, joining labels and writing the store
     spectra_per_second: float = 0.0
 
     def summary(self) -> str:
@@ -148,22 +148,30 @@ def write_store(
 
 
 def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: str, source: str = "labels") -> Spectra:
-    """Add the columns of a label table to ``spectra.meta``, matched on ``id_column`` = spectrum id."""
+    """Add the columns of a label table to ``spectra.meta``, matched on ``id_column`` = spectrum id.
+
+    Where a spectrum has no row in the table, a column it already carries (e.g. from its file
+    header) keeps its value; otherwise the value is missing (NaN or "").
+    """
     if id_column not in table:
         raise SpecCLIPError(f"{source}: no column {id_column!r}; columns are {list(table)}")
     keys = np.asarray(table[id_column]).astype(str)
     where = {key: i for i, key in enumerate(keys)}
     index = np.array([where.get(i, -1) for i in spectra.ids])
+    found = index >= 0
     meta = dict(spectra.meta)
     for column, values in table.items():
         if column == id_column:
             continue
         values = np.asarray(values)
-        if values.dtype.kind in "fiub":
-            filled = np.where(index >= 0, values[np.clip(index, 0, None)].astype(np.float64), np.nan)
+        numeric = values.dtype.kind in "fiub"
+        picked = values[np.clip(index, 0, None)].astype(np.float64 if numeric else str)
+        previous = meta.get(column)
+        if previous is not None and (np.asarray(previous).dtype.kind in "fiub") == numeric:
+            fallback = np.asarray(previous).astype(np.float64 if numeric else str)
         else:
-            filled = np.where(index >= 0, values[np.clip(index, 0, None)].astype(str), "")
-        meta[column] = filled
+            fallback = np.full(len(spectra), np.nan if numeric else "", dtype=np.float64 if numeric else object).astype(np.float64 if numeric else str)
+        meta[column] = np.where(found, picked, fallback)
     return Spectra(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, spectra.ids, meta, spectra.stats)
 
 
@@ -214,9 +222,9 @@ def ingest_files(
     report.masked_pixel_fraction = float(masked.sum() / spectra.mask.size)
     report.masked_pixels_per_spectrum_median = float(np.median(masked))
     report.n_spectra_written = len(spectra)
+    write_store(store_path, spec, spectra, columns, {"ingest": {"n_files": report.n_files}, **(attrs or {})}, overwrite)
     report.seconds = time.perf_counter() - started
     report.spectra_per_second = len(spectra) / max(report.seconds, 1e-9)
-    store = write_store(store_path, spec, spectra, columns, {"ingest": {"n_files": report.n_files}, **(attrs or {})}, overwrite)
     store = SpectralStore.open(store_path, mode="a")
     store.set_meta(ingest_report=asdict(report))
     return report

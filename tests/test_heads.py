@@ -149,3 +149,14 @@ def test_evaluate_command_prints_the_table(finished_run, tmp_path):
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "evaluate", str(run_dir), "-o", str(tmp_path / "ev")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "| temp |" in done.stdout and (tmp_path / "ev" / "one_to_one_heads_ridge_temp.png").exists()
+
+
+def test_same_group_nearest_neighbour_counts_repeats():
+    from specclip_core.retrieval.search import same_group_nearest_neighbour
+
+    vectors = np.array([[1, 0], [0.99, 0.1], [0, 1], [0.1, 0.99], [0.7, 0.7], [-1, 0]], dtype=float)
+    groups = np.array(["a", "a", "b", "c", "", "d"])
+    result = same_group_nearest_neighbour(vectors, groups)
+    assert result == {"n_spectra": 2, "n_groups": 1, "fraction": 1.0}
+    result = same_group_nearest_neighbour(vectors, np.array(["a", "b", "a", "b", "", ""]))
+    assert result["n_spectra"] == 4 and result["fraction"] == 0.0

@@ -11,13 +11,13 @@ from __future__ import annotations
 from itertools import combinations, permutations
 from typing import Any
 
-import faiss
 import numpy as np
 import torch
 
 from specclip_core.align.model import AlignmentModel, pair_key
 from specclip_core.align.objectives import ivar_weights
 from specclip_core.data.store import SpectralStore
+from specclip_core.retrieval.search import retrieval_accuracy, unit
 
 
 @torch.no_grad()
@@ -30,19 +30,6 @@ def shared_embeddings(model: AlignmentModel, store: SpectralStore, rows: np.ndar
             inputs = {"flux": torch.as_tensor(part["flux"], device=device), "stats": torch.as_tensor(part["stats"], device=device)}
             out[m].append(model.embed(m, inputs).shared.float().cpu().numpy())
     return {m: np.concatenate(v) for m, v in out.items()}
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def retrieval_accuracy(queries: np.ndarray, database: np.ndarray, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
-    """Fraction of queries i whose own row i is among the top-k of ``database`` by cosine similarity."""
-    index = faiss.IndexFlatIP(database.shape[1])
-    index.add(unit(database))
-    _, found = index.search(unit(queries), max(ks))
-    truth = np.arange(len(queries))[:, None]
-    return {f"top{k}": float((found[:, :k] == truth).any(axis=1).mean()) for k in ks}
 
 
 @torch.no_grad()

@@ -1,0 +1,1 @@
+"""Similarity search: faiss cosine search, retrieval accuracy, repeat-observation neighbours."""

@@ -117,29 +117,10 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
     print(path)
 
 
-def _read_table(path: str) -> dict[str, Any]:
-    """A CSV label table as columns; missing numbers become NaN and missing text "" (never a sentinel)."""
-    import numpy as np
-    from astropy.table import Table
-
-    try:
-        table = Table.read(path, format="ascii.csv")
-    except Exception as error:
-        raise SpecCLIPError(f"{path}: cannot read as a CSV table: {error}") from None
-    columns = {}
-    for name in table.colnames:
-        data, missing = np.ma.getdata(table[name]), np.ma.getmaskarray(table[name])
-        if data.dtype.kind in "iufb":
-            columns[name] = np.where(missing, np.nan, data.astype(np.float64)) if missing.any() else np.asarray(data)
-        else:
-            columns[name] = np.where(missing, "", data.astype(str))
-    return columns
-
-
 def _cmd_ingest(args: argparse.Namespace) -> None:
-    from specclip_core.data.ingest import ingest_files
+    from specclip_core.data.ingest import ingest_files, read_label_table
 
-    labels = _read_table(args.labels) if args.labels else None
+    labels = read_label_table(args.labels) if args.labels else None
     report = ingest_files(
         args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite
     )

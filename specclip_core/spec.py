@@ -126,15 +126,17 @@ class TrainSpec(SpecModel):
 
 
 class DataSpec(SpecModel):
-    """Where a stage's spectra come from: a registered dataset (fetched on demand) or a store path."""
+    """Where a stage's spectra come from: a registered dataset (fetched on demand), a store path, or
+    the store an earlier stage wrote (e.g. an ``ingest`` stage)."""
 
     dataset: str | None = None
     store: str | None = None
+    stage: str | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DataSpec:
-        if (self.dataset is None) == (self.store is None):
-            raise ValueError("give exactly one of 'dataset' (a registered dataset name) or 'store' (a path)")
+        if sum(v is not None for v in (self.dataset, self.store, self.stage)) != 1:
+            raise ValueError("give exactly one of 'dataset' (a registered dataset name), 'store' (a path) or 'stage' (an earlier stage that writes a store)")
         return self
 
 
@@ -181,6 +183,10 @@ class RunSpec(SpecModel):
     def _check_order(self) -> RunSpec:
         seen: list[str] = []
         for stage_name, stage in self.stages.items():
+            data = stage.data or self.data
+            uses_data = getattr(stage.config, "requires_data", False)
+            if uses_data and data is not None and data.stage is not None and data.stage not in stage.needs:
+                stage.needs.append(data.stage)
             for need in stage.needs:
                 if need not in seen:
                     raise PydanticCustomError(

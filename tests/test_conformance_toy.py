@@ -60,9 +60,44 @@ def test_label_join_keeps_header_values_where_the_table_has_no_row():
 def test_cli_label_table_gives_nan_for_missing_numbers(tmp_path):
     import numpy as np
 
-    from specclip_core.cli import _read_table
+    from specclip_core.data.ingest import read_label_table
 
     path = tmp_path / "labels.csv"
     path.write_text("id,group,kind\na,1,x\nb,,y\nc,3\n")
-    table = _read_table(str(path))
+    table = read_label_table(str(path))
     assert np.isnan(table["group"][1]) and table["group"][2] == 3 and table["kind"][2] == ""
+
+
+def test_ingest_stage_feeds_later_stages(tmp_path):
+    from specclip_core.runs.runner import run_spec
+    from specclip_core.spec import validate_spec
+    from specclip_toy import make_raw, write_file
+
+    raw = make_raw(60, 21)
+    (tmp_path / "files").mkdir()
+    for row in range(60):
+        write_file(tmp_path / "files" / f"s{row}.toy.csv", raw, row)
+    (tmp_path / "labels.csv").write_text("id,temp\n" + "".join(f"s{row},{t}\n" for row, t in enumerate(raw.meta["temp"])))
+    spec = validate_spec(
+        {
+            "name": "ingest-then-heads",
+            "run_dir": str(tmp_path / "run"),
+            "data": {"stage": "ingest"},
+            "stages": {
+                "ingest": {"kind": "ingest", "modality": "toy", "paths": [str(tmp_path / "files")], "labels": str(tmp_path / "labels.csv")},
+                "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
+            },
+        }
+    )
+    assert spec.stages["heads"].needs == ["ingest"]
+    logs = []
+    manifests = run_spec(spec, progress=False, log=logs.append)
+    assert manifests["ingest"]["summary"]["n_spectra_written"] == 60
+    assert sum(manifests["heads"]["summary"]["n_rows"].values()) == 60
+    logs.clear()
+    run_spec(spec, progress=False, log=logs.append)
+    assert sum("reused" in line for line in logs) == 2
+    write_file(tmp_path / "files" / "s0.toy.csv", raw, 1)
+    logs.clear()
+    run_spec(spec, progress=False, log=logs.append)
+    assert any("[ingest] running" in line for line in logs), "an edited input file must rerun the ingest"

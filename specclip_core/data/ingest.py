@@ -175,6 +175,24 @@ def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: st
     return Spectra(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, spectra.ids, meta, spectra.stats)
 
 
+def read_label_table(path: str) -> dict[str, Any]:
+    """A CSV label table as columns; missing numbers become NaN and missing text "" (never a sentinel)."""
+    from astropy.table import Table
+
+    try:
+        table = Table.read(path, format="ascii.csv")
+    except Exception as error:
+        raise SpecCLIPError(f"{path}: cannot read as a CSV table: {error}") from None
+    columns = {}
+    for name in table.colnames:
+        data, missing = np.ma.getdata(table[name]), np.ma.getmaskarray(table[name])
+        if data.dtype.kind in "iufb":
+            columns[name] = np.where(missing, np.nan, data.astype(np.float64)) if missing.any() else np.asarray(data)
+        else:
+            columns[name] = np.where(missing, "", data.astype(str))
+    return columns
+
+
 def label_kinds(meta: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> dict[str, str]:
     """'int', 'float' or 'str' for each meta column (all columns when ``columns`` is None)."""
     chosen = list(meta) if columns is None else list(columns)

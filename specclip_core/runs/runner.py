@@ -61,7 +61,7 @@ class StageContext:
         data = self.data_spec()
         key = data.model_dump_json()
         if key not in self._stores:
-            self._stores[key] = open_data(data, progress=self.progress)
+            self._stores[key] = open_data(data, self.run_dir, progress=self.progress)
         return self._stores[key]
 
     def upstream(self, name: str) -> Path:
@@ -81,9 +81,14 @@ class StageContext:
         return self.upstream(matches[0])
 
 
-def open_data(data: DataSpec, progress: bool = True) -> SpectralStore:
+STORE = "store.zarr"
+
+
+def open_data(data: DataSpec, run_dir: Path, progress: bool = True) -> SpectralStore:
     if data.store is not None:
         return SpectralStore.open(data.store)
+    if data.stage is not None:
+        return SpectralStore.open(run_dir / data.stage / STORE)
     from specclip_core.data.datasets import fetch_dataset
 
     return SpectralStore.open(fetch_dataset(data.dataset, progress=progress))
@@ -94,11 +99,14 @@ def _canonical(value: Any) -> str:
 
 
 def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
+    """Hash of what a stage's result depends on: its settings, the seed, its data, the stages it
+    needs, the specclip version, and whatever its config's ``fingerprint()`` adds (input files)."""
     from specclip_core import __version__
 
     stage = spec.stages[name]
     settings = json.loads(stage.model_dump_json())
-    payload = {"settings": settings, "seed": spec.seed, "data": data_fingerprint, "needs": upstream_keys, "specclip": __version__}
+    extra = stage.config.fingerprint() if hasattr(stage.config, "fingerprint") else None
+    payload = {"settings": settings, "seed": spec.seed, "data": data_fingerprint, "needs": upstream_keys, "inputs": extra, "specclip": __version__}
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
@@ -157,11 +165,10 @@ def run_spec(
     keys: dict[str, str] = {}
     for name, stage in spec.stages.items():
         context = StageContext(spec, name, stage, run_dir, run_dir / f"{name}.partial", resume=resume, progress=progress)
-        data = spec.data_for(name)
+        data = spec.data_for(name) if getattr(stage.config, "requires_data", False) else None
         fingerprint = None
         if data is not None:
-            store = context.store()
-            fingerprint = store.fingerprint
+            fingerprint = context.store().fingerprint
         upstream = {need: keys[need] for need in stage.needs}
         key = stage_key(spec, name, fingerprint, upstream)
         keys[name] = key

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from specclip_core.components import ComponentList, create_component, get_modality
 from specclip_core.data.dataset import StoreDataset
+from specclip_core.data.ingest_stage import IngestConfig, run_ingest
 from specclip_core.heads.inputs import encoder_dir
 from specclip_core.hookspecs import hookimpl
 from specclip_core.nn.modality_encoder import ModalityEncoder
@@ -61,6 +62,9 @@ def pretrain(context: StageContext) -> dict[str, Any]:
     summary = {"modality": modality.name, "n_train": len(train), "n_val": len(val), **network.describe(), **fit_summary(result)}
     atomic_write_text(context.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
+
+
+components.register("stage", "ingest", IngestConfig, "build a store from local files (read, preprocess, join labels, report)")(run_ingest)
 
 
 @hookimpl

@@ -1,0 +1,53 @@
+"""The ``ingest`` stage: build a store from local files inside a run (later stages read it with
+``data: {stage: <this stage>}``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from specclip_core.components import get_modality, get_registry
+from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
+from specclip_core.runs.runner import STORE, StageContext
+from specclip_core.spec import SpecModel
+from specclip_core.util import atomic_write_text
+
+
+class IngestConfig(SpecModel):
+    modality: str
+    paths: list[str] = Field(min_length=1, description="files or directories (relative to the working directory)")
+    labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
+    id_column: str = "id"
+    reader: str | None = Field(None, description="force a reader (default: sniff each file)")
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of every input file (so edited inputs rerun the stage)."""
+        registry = get_registry()
+        target = get_modality(self.modality).name
+        readers = [registry.get("reader", n).build() for n in registry.names("reader")]
+        files = expand_paths(self.paths, [r for r in readers if r.modality == target])
+        if self.labels:
+            files.append(Path(self.labels))
+        digest = hashlib.sha256()
+        for path in files:
+            stat = path.stat() if path.exists() else None
+            digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+        return digest.hexdigest()
+
+
+def run_ingest(context: StageContext) -> dict[str, Any]:
+    config: IngestConfig = context.config
+    labels = read_label_table(config.labels) if config.labels else None
+    report = ingest_files(config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column, progress=context.progress)
+    atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
+    summary = asdict(report)
+    atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
+    return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra")} | {
+        "n_skipped_files": len(report.skipped_files),
+        "n_rejected_spectra": len(report.rejected_spectra),
+    }

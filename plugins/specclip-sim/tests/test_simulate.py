@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from specclip_core.interfaces import Instrument
+from specclip_sim.noise import relative_throughput
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings
 
 WAVELENGTH = 10 ** (np.log10(4900.0) + 1e-4 * np.arange(170))
@@ -77,11 +78,15 @@ def test_noise_matches_ivar_and_the_drawn_snr(synthetic_emulator):
     assert per_pixel_snr == pytest.approx(50.0, rel=0.01)
 
 
-def test_given_radial_velocities_are_used(simulator):
+def test_given_radial_velocities_and_snr_are_used(simulator):
     labels = _labels(5)
     labels["rv"] = np.array([0.0, 10.0, -20.0, 300.0, -400.0])
-    spectra = simulator.simulate(labels, _ids(5), [30.0], seed=0)
+    labels["snr"] = np.array([10.0, 20.0, 30.0, 40.0, 50.0])
+    spectra = simulator.simulate(labels, _ids(5), [], seed=0)
     np.testing.assert_array_equal(spectra.meta["rv"], labels["rv"])
+    np.testing.assert_array_equal(spectra.meta["snr"], labels["snr"])
+    with pytest.raises(ValueError, match="snr"):
+        simulator.simulate({**labels, "snr": [10.0, 0.0, 1.0, 1.0, 1.0]}, _ids(5), [], seed=0)
     with pytest.raises(ValueError, match="at most"):
         simulator.simulate({**labels, "rv": np.full(5, 2000.0)}, _ids(5), [30.0], seed=0)
 
@@ -106,3 +111,17 @@ def test_bad_inputs_are_refused(simulator):
         simulator.simulate({**labels, "feh": [0.1, np.nan, 0.0]}, _ids(3), [30.0], seed=0)
     with pytest.raises(ValueError, match="snr_values"):
         simulator.simulate(labels, _ids(3), [], seed=0)
+
+
+def test_throughput_shapes_the_noise_and_can_be_measured_back(synthetic_emulator):
+    throughput = np.linspace(0.2, 3.0, len(WAVELENGTH))
+    settings = SimulationSettings(masks={"mean_runs": 0.0}, background_fraction=0.0, snr_band=(4950.0, 5050.0))
+    simulator = InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, settings, throughput=throughput)
+    spectra = simulator.simulate(_labels(50), _ids(50), [80.0], seed=4)
+    band = (WAVELENGTH >= 4950.0) & (WAVELENGTH <= 5050.0)
+    clean_snr = np.array([np.median((spectra.flux[i] * np.sqrt(spectra.ivar[i]))[band]) for i in range(50)])
+    assert np.median(clean_snr) == pytest.approx(80.0, rel=0.02)
+    measured = relative_throughput(spectra.flux, spectra.ivar, spectra.mask)
+    np.testing.assert_allclose(measured, throughput / np.median(throughput), rtol=0.05)
+    with pytest.raises(ValueError, match="throughput"):
+        InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, settings, throughput=throughput[:-1])

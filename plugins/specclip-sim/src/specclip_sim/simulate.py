@@ -3,10 +3,10 @@
 For each star: the emulator's normalised spectrum at the instrument's resolution, Doppler shifted by
 its radial velocity, times its continuum (the emulator's continuum model, scaled to a mean of 1 over
 the grid), times the extinction of its A_K, times a smooth flux-calibration error; then Gaussian
-noise of variance k * (F + b * F_ref), photon-like plus a background pedestal (b =
-``background_fraction``, F_ref = median flux in the S/N band) with k set so that the median
-per-pixel S/N in the band is the star's drawn S/N; then runs of masked pixels (ivar 0). ``ivar`` is
-1 / variance of the noiseless flux. Every output is simulated and its meta says so.
+noise (:mod:`specclip_sim.noise`: photon-like plus a background pedestal, shaped by the instrument's
+relative throughput if given) scaled so that the median per-pixel S/N in the S/N band is the star's
+drawn S/N; then runs of masked pixels (ivar 0). ``ivar`` is 1 / variance of the noiseless flux.
+Every output is simulated and its meta says so.
 
 Reproducibility: one seed gives bit-for-bit the same spectra for the same inputs, settings and batch
 size (random numbers come from independent streams per purpose, drawn in input order).
@@ -23,6 +23,7 @@ from specclip_core.interfaces import Instrument, Spectra
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
 from specclip_sim.emulator import Emulator
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
+from specclip_sim.noise import variance as noise_variance
 
 REQUIRED = ("teff", "logg", "feh", "a_k")
 
@@ -44,9 +45,19 @@ class SimulationSettings(BaseModel):
 
 
 class InstrumentSimulator:
-    """Simulates observations with one instrument; build once, call :meth:`simulate` many times."""
+    """Simulates observations with one instrument; build once, call :meth:`simulate` many times.
 
-    def __init__(self, instrument: Instrument, emulator: Emulator | None = None, settings: SimulationSettings | None = None):
+    ``throughput``: the instrument's relative throughput on its native grid (see
+    :func:`specclip_sim.noise.relative_throughput`); None for a flat one.
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        emulator: Emulator | None = None,
+        settings: SimulationSettings | None = None,
+        throughput: np.ndarray | None = None,
+    ):
         self.instrument = instrument
         self.settings = settings or SimulationSettings()
         self.emulator = emulator or Emulator.load()
@@ -57,6 +68,9 @@ class InstrumentSimulator:
         )
         self.extinction_ratio = a_lambda_over_a_k(wavelength, self.settings.r_v)
         self.calibration_basis = self.settings.flux_calibration.basis(wavelength)
+        self.throughput = np.ones(len(wavelength)) if throughput is None else np.asarray(throughput, dtype=np.float64)
+        if self.throughput.shape != wavelength.shape or not (self.throughput > 0).all():
+            raise ValueError("throughput must be positive, one value per pixel of the instrument's grid")
         band = self.settings.snr_band
         self.in_band = np.ones(len(wavelength), bool) if band is None else (wavelength >= band[0]) & (wavelength <= band[1])
         if not self.in_band.any():
@@ -72,8 +86,9 @@ class InstrumentSimulator:
         """Simulated spectra of the stars described by ``labels`` on the instrument's native grid.
 
         ``labels`` needs columns teff (K), logg, feh (dex) and a_k (mag; negative values are set to
-        0); a column ``rv`` (km/s), if given, is used instead of drawing radial velocities. Every
-        column is copied into ``meta``. S/N values are drawn with replacement from ``snr_values``.
+        0); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
+        velocities or S/N. Every column is copied into ``meta``. S/N values are otherwise drawn
+        with replacement from ``snr_values``.
         """
         columns = {key: np.asarray(value).reshape(-1) for key, value in labels.items()}
         missing = [key for key in REQUIRED if key not in columns]
@@ -87,15 +102,15 @@ class InstrumentSimulator:
         a_k = columns["a_k"].astype(np.float64)
         if not np.isfinite(a_k).all():
             raise ValueError(f"{(~np.isfinite(a_k)).sum()} star(s) have a non-finite a_k, e.g. {ids[~np.isfinite(a_k)][0]!r}")
-        snr_values = np.asarray(snr_values, dtype=np.float64)
+        snr_values = np.asarray(columns.get("snr", snr_values), dtype=np.float64)
         if snr_values.size == 0 or not (np.isfinite(snr_values) & (snr_values > 0)).all():
-            raise ValueError("snr_values must be a non-empty list of finite positive numbers")
+            raise ValueError("snr_values (or the snr column) must hold finite positive numbers")
 
         streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
         rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng = streams
         settings = self.settings
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
-        snr = snr_rng.choice(snr_values, size=n)
+        snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
         calibration = settings.flux_calibration.sample(calibration_rng, n)
         run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
         stellar = np.stack([columns["teff"], columns["logg"], columns["feh"]], axis=1).astype(np.float64)
@@ -114,10 +129,7 @@ class InstrumentSimulator:
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)
             clean = normalised * continuum * transmission(np.maximum(a_k[rows], 0.0), self.extinction_ratio)
             clean *= np.exp(calibration[rows] @ self.calibration_basis.T)
-            reference = np.median(clean[:, self.in_band], axis=1, keepdims=True)
-            shape = clean + settings.background_fraction * reference
-            scale = (np.median(clean[:, self.in_band] / np.sqrt(shape[:, self.in_band]), axis=1) / snr[rows])[:, None]
-            variance = scale**2 * shape
+            variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32)
             flux[rows] = clean + np.sqrt(variance) * noise
             in_batch = (run_star >= rows.start) & (run_star < rows.stop)

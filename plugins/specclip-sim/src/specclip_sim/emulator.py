@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from specclip_sim.cannon import CannonModel, read_models
 from specclip_sim.lsf import convolve_coefficients
@@ -123,7 +124,7 @@ class Emulator:
         cont_step = float(np.median(np.diff(cont_x)))
         xc = np.arange(x0 - 2 * cont_step, x0 + n * step + 2 * cont_step, cont_step)
         log_cont = [
-            np.stack([np.interp(xc, np.log10(m.log_continuum.wavelength), row) for row in m.log_continuum.theta])
+            np.stack([np.interp(xc, np.log10(m.log_continuum.wavelength), row) for row in m.log_continuum.theta]).astype(np.float32)
             for m in self.models
         ]
         return ConvolvedEmulator(
@@ -152,25 +153,25 @@ class _Grid:
         self.r = q - self.a
         self.step = step
 
-    def sample(self, design: np.ndarray, theta: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    def sample(self, design: np.ndarray, theta: np.ndarray, shift: np.ndarray, chunk: int = 256) -> np.ndarray:
         """``design @ theta`` read at the target pixels moved by ``-shift`` (in x), for each row of
-        ``design``, by linear interpolation. Stars are grouped by the integer part of the shift so
+        ``design``, by linear interpolation. Stars are grouped by the integer part of their shift so
         that only three columns of ``theta`` per pixel enter each product."""
         steps = shift / self.step
         whole = np.floor(steps).astype(np.int64)
         frac = (steps - whole)[:, None]
         out = np.empty((len(design), len(self.a)), dtype=theta.dtype)
-        for k in np.unique(whole):
-            rows = np.flatnonzero(whole == k)
-            columns = (self.a - k)[:, None] + np.array([-1, 0, 1])
-            values = (design[rows].astype(theta.dtype) @ theta[:, columns.ravel()]).reshape(len(rows), len(self.a), 3)
-            before = self.r[None, :] < frac[rows]
-            weight = np.where(before, 1.0 + self.r - frac[rows], self.r - frac[rows]).astype(theta.dtype)
-            left = np.where(before, values[..., 0], values[..., 1])
-            right = np.where(before, values[..., 1], values[..., 2])
-            out[rows] = left + weight * (right - left)
+        with threadpool_limits(1, user_api="blas"):  # these products are small: threads cost more than they give
+            for k in np.unique(whole):
+                group = np.flatnonzero(whole == k)
+                near = theta[:, np.concatenate([self.a - k - 1, self.a - k, self.a - k + 1])]
+                for start in range(0, len(group), chunk):
+                    rows = group[start : start + chunk]
+                    below, at, above = np.split(design[rows].astype(theta.dtype) @ near, 3, axis=1)
+                    # pixel position a + r - frac lies between a-1 and a if r < frac, else between a and a+1
+                    offset = (self.r[None, :] - frac[rows]).astype(theta.dtype)
+                    out[rows] = at + offset * np.where(offset < 0, at - below, above - at)
         return out
-
 
 @dataclass(frozen=True)
 class ConvolvedEmulator:

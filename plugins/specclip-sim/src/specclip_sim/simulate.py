@@ -9,7 +9,8 @@ drawn S/N; then runs of masked pixels (ivar 0). ``ivar`` is 1 / variance of the 
 Every output is simulated and its meta says so.
 
 Reproducibility: one seed gives bit-for-bit the same spectra for the same inputs, settings and batch
-size (random numbers come from independent streams per purpose, drawn in input order).
+size (random numbers come from independent streams per purpose; stars are processed in batches
+ordered by radial velocity, which keeps the emulator's products large).
 """
 
 from __future__ import annotations
@@ -121,8 +122,10 @@ class InstrumentSimulator:
         used = np.empty((n, 3))
         clipped, covered, capped = np.empty(n, bool), np.empty(n, bool), np.empty(n)
         model = np.empty(n, dtype=object)
+        order = np.argsort(rv, kind="stable")  # batches of similar rv: fewer, larger products in the emulator
+        position = np.full(n, -1)
         for lo in range(0, n, settings.batch_size):
-            rows = slice(lo, min(lo + settings.batch_size, n))
+            rows = order[lo : lo + settings.batch_size]
             emulated = self.convolved(stellar[rows], rv[rows])
             normalised = np.clip(emulated.flux, 0.0, 1.0)
             capped[rows] = (normalised != emulated.flux).mean(axis=1)
@@ -132,9 +135,12 @@ class InstrumentSimulator:
             variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32)
             flux[rows] = clean + np.sqrt(variance) * noise
-            in_batch = (run_star >= rows.start) & (run_star < rows.stop)
-            mask[rows] = runs_to_mask(run_star[in_batch] - rows.start, run_start[in_batch], run_length[in_batch], rows.stop - rows.start, len(self.wavelength))
-            ivar[rows] = np.where(mask[rows], 0.0, 1.0 / variance)
+            position[rows] = np.arange(len(rows))
+            in_batch = position[run_star] >= 0
+            batch_mask = runs_to_mask(position[run_star[in_batch]], run_start[in_batch], run_length[in_batch], len(rows), len(self.wavelength))
+            position[rows] = -1
+            mask[rows] = batch_mask
+            ivar[rows] = np.where(batch_mask, 0.0, 1.0 / variance)
             assignment = emulated.assignment
             used[rows], clipped[rows], covered[rows] = assignment.labels, assignment.clipped, assignment.covered
             model[rows] = [self.emulator.models[i].name for i in assignment.model]

@@ -87,8 +87,9 @@ def test_given_radial_velocities_and_snr_are_used(simulator):
     np.testing.assert_array_equal(spectra.meta["snr"], labels["snr"])
     with pytest.raises(ValueError, match="snr"):
         simulator.simulate({**labels, "snr": [10.0, 0.0, 1.0, 1.0, 1.0]}, _ids(5), [], seed=0)
-    with pytest.raises(ValueError, match="at most"):
-        simulator.simulate({**labels, "rv": np.full(5, 2000.0)}, _ids(5), [30.0], seed=0)
+    for bad in (2000.0, np.nan):
+        with pytest.raises(ValueError, match="at most"):
+            simulator.simulate({**labels, "rv": np.full(5, bad)}, _ids(5), [30.0], seed=0)
 
 
 def test_extinction_reddens(synthetic_emulator):
@@ -99,6 +100,13 @@ def test_extinction_reddens(synthetic_emulator):
     spectra = simulator.simulate(labels, _ids(2), [1e6], seed=0)
     ratio = spectra.flux[1] / spectra.flux[0]
     assert ratio[0] < ratio[-1]  # bluer light is dimmed more (both are scaled to the same continuum mean)
+
+
+def test_stars_beyond_the_emulator_can_be_refused(synthetic_emulator):
+    simulator = InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, SimulationSettings(outside="raise"))
+    labels = {"teff": [5000.0, 20000.0], "logg": [3.0, 1.0], "feh": [0.0, 0.0], "a_k": [0.0, 0.0]}
+    with pytest.raises(ValueError, match="outside the emulator's range"):
+        simulator.simulate(labels, _ids(2), [30.0], seed=0)
 
 
 def test_bad_inputs_are_refused(simulator):
@@ -115,7 +123,7 @@ def test_bad_inputs_are_refused(simulator):
 
 def test_throughput_shapes_the_noise_and_can_be_measured_back(synthetic_emulator):
     throughput = np.linspace(0.2, 3.0, len(WAVELENGTH))
-    settings = SimulationSettings(masks={"mean_runs": 0.0}, background_fraction=0.0, snr_band=(4950.0, 5050.0))
+    settings = SimulationSettings(masks={"mean_runs": 0.0}, background_fraction=1e-9, snr_band=(4950.0, 5050.0))
     simulator = InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, settings, throughput=throughput)
     spectra = simulator.simulate(_labels(50), _ids(50), [80.0], seed=4)
     band = (WAVELENGTH >= 4950.0) & (WAVELENGTH <= 5050.0)

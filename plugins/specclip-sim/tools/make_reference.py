@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from doppler import cannon  # noqa: the point of this script is to run thedoppler's own code
+from doppler import cannon  # the point of this script: thedoppler's own code makes the reference
 
 MEMBER = "doppler/data/cannongrid_3000_18000_{}_norm_cubic_model.pkl"
 CASES = [  # (model, teff, logg, feh)

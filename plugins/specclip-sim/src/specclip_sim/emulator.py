@@ -191,8 +191,8 @@ class ConvolvedEmulator:
         assignment = self.emulator.assign(labels, outside)
         n = len(assignment.labels)
         rv = np.zeros(n) if rv is None else np.broadcast_to(np.asarray(rv, dtype=np.float64), (n,))
-        if np.any(np.abs(rv) > self.max_velocity):
-            raise ValueError(f"|rv| must be at most {self.max_velocity} km/s (raise max_velocity in at_resolution)")
+        if not np.all(np.abs(rv) <= self.max_velocity):
+            raise ValueError(f"rv must be finite and |rv| at most {self.max_velocity} km/s (raise max_velocity in at_resolution)")
         shift = np.log10(doppler_factor(rv))
         flux = np.empty((n, len(self.wavelength)), dtype=np.float32)
         continuum = np.empty_like(flux)

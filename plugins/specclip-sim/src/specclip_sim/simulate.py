@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from specclip_core.interfaces import Instrument, Spectra
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
-from specclip_sim.emulator import Emulator
+from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
 from specclip_sim.noise import variance as noise_variance
 
@@ -38,10 +38,11 @@ class SimulationSettings(BaseModel):
     flux_calibration: FluxCalibrationError = FluxCalibrationError()
     masks: MaskRuns = MaskRuns()
     snr_band: tuple[float, float] | None = Field(None, description="wavelength range (A) where the median S/N per pixel is the drawn S/N; None: the whole grid")
-    background_fraction: float = Field(0.1, ge=0, description="noise pedestal b, as a fraction of the median flux in the S/N band")
+    background_fraction: float = Field(0.1, gt=0, description="noise pedestal b, as a fraction of the median flux in the S/N band (> 0 keeps ivar finite at zero flux)")
     r_v: float = Field(3.1, description="R_V of the G23 extinction law")
     vacuum: bool = Field(True, description="the instrument's wavelengths are in vacuum (the emulator's are in air)")
     max_velocity: float = Field(1000.0, gt=0, description="largest |rv| (km/s) the simulator accepts")
+    outside: Outside = Field("clip", description="labels beyond the emulator: clip into the nearest model and flag, or raise")
     batch_size: int = Field(2048, ge=1)
 
 
@@ -126,7 +127,7 @@ class InstrumentSimulator:
         position = np.full(n, -1)
         for lo in range(0, n, settings.batch_size):
             rows = order[lo : lo + settings.batch_size]
-            emulated = self.convolved(stellar[rows], rv[rows])
+            emulated = self.convolved(stellar[rows], rv[rows], settings.outside)
             normalised = np.clip(emulated.flux, 0.0, 1.0)
             capped[rows] = (normalised != emulated.flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)

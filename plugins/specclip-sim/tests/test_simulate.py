@@ -113,8 +113,9 @@ def test_bad_inputs_are_refused(simulator):
     labels = _labels(3)
     with pytest.raises(ValueError, match="lack"):
         simulator.simulate({k: v for k, v in labels.items() if k != "a_k"}, _ids(3), [30.0], seed=0)
-    with pytest.raises(ValueError, match="non-finite a_k"):
-        simulator.simulate({**labels, "a_k": [0.1, np.nan, 0.0]}, _ids(3), [30.0], seed=0)
+    for a_k in ([0.1, np.nan, 0.0], [0.1, -9999.0, 0.0]):
+        with pytest.raises(ValueError, match="sentinel a_k"):
+            simulator.simulate({**labels, "a_k": a_k}, _ids(3), [30.0], seed=0)
     with pytest.raises(ValueError, match="non-finite"):
         simulator.simulate({**labels, "feh": [0.1, np.nan, 0.0]}, _ids(3), [30.0], seed=0)
     with pytest.raises(ValueError, match="snr_values"):

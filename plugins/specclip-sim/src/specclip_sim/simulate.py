@@ -87,8 +87,8 @@ class InstrumentSimulator:
     ) -> Spectra:
         """Simulated spectra of the stars described by ``labels`` on the instrument's native grid.
 
-        ``labels`` needs columns teff (K), logg, feh (dex) and a_k (mag; negative values are set to
-        0); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
+        ``labels`` needs columns teff (K), logg, feh (dex) and a_k (mag; values in [-1, 0) are set
+        to 0, lower ones are refused as missing-value sentinels); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
         velocities or S/N. Every column is copied into ``meta``. S/N values are otherwise drawn
         with replacement from ``snr_values``.
         """
@@ -102,8 +102,9 @@ class InstrumentSimulator:
             if len(column) != n:
                 raise ValueError(f"label column {key!r} has {len(column)} rows, ids have {n}")
         a_k = columns["a_k"].astype(np.float64)
-        if not np.isfinite(a_k).all():
-            raise ValueError(f"{(~np.isfinite(a_k)).sum()} star(s) have a non-finite a_k, e.g. {ids[~np.isfinite(a_k)][0]!r}")
+        invalid = ~np.isfinite(a_k) | (a_k < -1.0)  # below -1 mag is a missing-value sentinel (e.g. -9999), not noise
+        if invalid.any():
+            raise ValueError(f"{invalid.sum()} star(s) have a non-finite or sentinel a_k (< -1), e.g. {ids[invalid][0]!r}")
         snr_values = np.asarray(columns.get("snr", snr_values), dtype=np.float64)
         if snr_values.size == 0 or not (np.isfinite(snr_values) & (snr_values > 0)).all():
             raise ValueError("snr_values (or the snr column) must hold finite positive numbers")

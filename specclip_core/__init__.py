@@ -32,6 +32,7 @@ from specclip_core.interfaces import (  # noqa: E402
     Reader,
     Spectra,
     Tokenizer,
+    Writer,
 )
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "Reader",
     "Spectra",
     "Tokenizer",
+    "Writer",
     "__version__",
     "create_component",
     "get_modality",

@@ -30,6 +30,7 @@ from specclip_core.errors import DuplicateComponentError, SpecError, UnknownComp
 KINDS = (
     "modality",
     "reader",
+    "writer",
     "dataset",
     "tokenizer",
     "encoder",
@@ -158,6 +159,7 @@ class Registry:
         for hook_name, kind in (
             ("specclip_register_modalities", "modality"),
             ("specclip_register_readers", "reader"),
+            ("specclip_register_writers", "writer"),
             ("specclip_register_datasets", "dataset"),
             ("specclip_register_components", None),
         ):

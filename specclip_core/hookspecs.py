@@ -19,7 +19,7 @@ import pluggy
 if TYPE_CHECKING:
     from specclip_core.components import Component
     from specclip_core.data.datasets import DatasetCard
-    from specclip_core.interfaces import Modality, Reader
+    from specclip_core.interfaces import Modality, Reader, Writer
 
 PROJECT = "specclip"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -39,6 +39,11 @@ def specclip_register_components() -> list[Component]:
 @hookspec
 def specclip_register_readers() -> list[Reader]:
     """Readers of file formats (instances of :class:`~specclip_core.interfaces.Reader`)."""
+
+
+@hookspec
+def specclip_register_writers() -> list[Writer]:
+    """Writers of native file formats (instances of :class:`~specclip_core.interfaces.Writer`)."""
 
 
 @hookspec

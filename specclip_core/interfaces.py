@@ -100,11 +100,15 @@ class Spectra:
 
 @dataclass(frozen=True)
 class Instrument:
-    """What a simulator needs to know about the instrument behind a modality."""
+    """What a simulator needs to know about the instrument behind a modality: its resolving power,
+    its native wavelength grid (Angstrom; vacuum unless ``air_wavelengths``) and the band in which
+    its quoted S/N is measured."""
 
     resolving_power: float
     native_wavelength: np.ndarray
     description: str = ""
+    air_wavelengths: bool = False
+    snr_band: tuple[float, float] | None = None
 
 
 class Tokenizer(ABC):
@@ -262,3 +266,17 @@ class Reader(ABC):
 
     @abstractmethod
     def read(self, path: Path) -> Spectra: ...
+
+
+class Writer(ABC):
+    """Writes spectra as files in a modality's native format, readable by that modality's readers
+    (used to put simulated spectra through exactly the code real files go through)."""
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def write(self, spectra: Spectra, directory: Path) -> list[Path]:
+        """One or more files under ``directory`` holding ``spectra`` (ids and meta kept where the
+        format has room for them); return their paths."""

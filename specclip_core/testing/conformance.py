@@ -123,6 +123,24 @@ class ModalityConformance:
             assert len(spectra) >= 1 and spectra.flux.shape[1] == spectra.wavelength.size
             assert np.all(spectra.ivar[spectra.mask] == 0)
 
+    def test_writers_round_trip_through_the_readers(self, tmp_path):
+        registry = get_registry()
+        writers = [registry.get("writer", n).build() for n in registry.names("writer")]
+        writers = [w for w in writers if w.modality == self.spec.name]
+        if not writers:
+            pytest.skip(f"no writer registered for {self.modality}")
+        raw = self.raw_spectra()
+        readers = self._readers()
+        for writer in writers:
+            paths = writer.write(raw, tmp_path / writer.name)
+            back = Spectra.concatenate([next(r for r in readers if r.sniff(p)).read(p) for p in paths])
+            order = np.argsort(back.ids)
+            expected = np.argsort(raw.ids)
+            assert list(back.ids[order]) == list(raw.ids[expected])
+            np.testing.assert_allclose(back.wavelength, raw.wavelength, rtol=1e-6)
+            np.testing.assert_allclose(back.flux[order], raw.flux[expected], rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(back.mask[order], raw.mask[expected])
+
     def _check_rejects(self, tmp_path: Path, make) -> None:
         for path in self.reader_files:
             bad = tmp_path / path.name

@@ -9,13 +9,13 @@ e.g. ``stages.pretrain.encoder.depth: Input should be a valid integer (got 'six'
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
+import tomllib
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from specclip_core.errors import SpecCLIPError, SpecError, UnknownComponentError
@@ -33,6 +33,19 @@ def _registry(info: ValidationInfo):
     from specclip_core.components import get_registry
 
     return (info.context or {}).get("registry") or get_registry()
+
+
+def _known_modality(name: str, info: ValidationInfo) -> str:
+    registry = _registry(info)
+    try:
+        registry.get("modality", name)
+    except UnknownComponentError as error:
+        raise ValueError(str(error)) from None
+    return name
+
+
+ModalityName = Annotated[str, AfterValidator(_known_modality)]
+"""A registered modality name or alias, checked when the spec is validated."""
 
 
 def problems_of(error: ValidationError) -> list[tuple[str, str]]:

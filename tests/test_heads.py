@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from specclip_core.heads.linear import RidgeHead
 from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
-from specclip_core.heads.linear import RidgeHead
 from specclip_core.interfaces import LabelledInputs
 from specclip_core.runs.runner import run_spec
 from specclip_core.spec import TrainSpec, validate_spec

@@ -103,3 +103,10 @@ def test_schema_spells_out_registered_components():
     assert {"masked_transformer", "mlp_autoencoder"} <= encoders
     stages = {v["properties"]["kind"]["const"] for v in schema["$defs"]["StageSpec"]["oneOf"]}
     assert "pretrain" in stages
+
+
+def test_unknown_modality_is_caught_at_validation():
+    data = json.loads(json.dumps(GOOD))
+    data["stages"]["pretrain"]["modality"] = "toyy"
+    problems, _ = _problems(data)
+    assert "unknown modality 'toyy'" in problems["stages.pretrain.modality"] and "toy_broad" in problems["stages.pretrain.modality"]

@@ -1,5 +1,4 @@
 import csv
-import json
 import os
 import subprocess
 import sys
@@ -114,3 +113,16 @@ def test_ddp_two_processes_agree_on_weights(toy_store, tmp_path):
     rows = (run_dir / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 2, "only rank 0 writes metrics"
     assert (run_dir / CHECKPOINT).exists()
+
+
+def test_denoising_reconstruction_adds_noise_only_in_training(toy_store):
+    network = ModalityEncoder("toy", {"name": "vector"}, {"name": "mlp_autoencoder", "hidden": 16, "bottleneck": 8, "blocks": 1})
+    objective = create_component("objective", {"name": "reconstruction", "noise_scale": 3.0})
+    batch = StoreDataset(toy_store, ["toy"]).__getitems__(list(range(16)))
+    network.eval()
+    assert objective(network, batch)["reconstruction_mse"].item() == objective(network, batch)["reconstruction_mse"].item()
+    network.train()
+    torch.manual_seed(1)
+    first = objective(network, batch)["reconstruction_mse"].item()
+    torch.manual_seed(2)
+    assert objective(network, batch)["reconstruction_mse"].item() != first

@@ -21,7 +21,7 @@ from specclip_core.heads.stages import find_encoder
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.report.plots import plot_training_curves, plot_translations
 from specclip_core.runs.runner import StageContext
-from specclip_core.spec import DecoderSpec, ProjectionSpec, SpecModel, TrainSpec
+from specclip_core.spec import DecoderSpec, ModalityName, ProjectionSpec, SpecModel, TrainSpec
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
 
@@ -41,7 +41,7 @@ class AlignConfig(SpecModel):
     -split: both and ``private_dim`` > 0. Encoders come from the needed pretraining stages."""
 
     requires_data: ClassVar[bool] = True
-    projections: dict[str, ProjectionSpec] = Field(min_length=2, description="modality -> projection")
+    projections: dict[ModalityName, ProjectionSpec] = Field(min_length=2, description="modality -> projection")
     shared_dim: int = Field(768, ge=2)
     private_dim: int = Field(0, ge=0, description="> 0 splits each projection into shared + private (CLIP-split)")
     reconstruction: DecoderSpec | None = Field(None, description="in-modal decoders (reads shared + private)")

@@ -12,13 +12,13 @@ import os
 import subprocess
 import sys
 import time
-import tomllib
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import tomllib
 from pydantic import Field, ValidationError
 
 from specclip_core.components import get_modality, get_registry

@@ -14,12 +14,12 @@ from pydantic import Field
 from specclip_core.components import get_modality, get_registry
 from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
 from specclip_core.runs.runner import STORE, StageContext
-from specclip_core.spec import SpecModel
+from specclip_core.spec import ModalityName, SpecModel
 from specclip_core.util import atomic_write_text
 
 
 class IngestConfig(SpecModel):
-    modality: str
+    modality: ModalityName
     paths: list[str] = Field(min_length=1, description="files or directories (relative to the working directory)")
     labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
     id_column: str = "id"

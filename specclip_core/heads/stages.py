@@ -22,7 +22,7 @@ from specclip_core.nn.embedders import load_embedder
 from specclip_core.report.plots import plot_one_to_one
 from specclip_core.report.tables import metrics_table
 from specclip_core.runs.runner import StageContext
-from specclip_core.spec import HeadSpec, SpecModel, TrainSpec
+from specclip_core.spec import HeadSpec, ModalityName, SpecModel, TrainSpec
 from specclip_core.util import atomic_write_text
 
 PREDICTIONS = "test_predictions.csv"
@@ -41,7 +41,7 @@ class HeadsConfig(SpecModel):
     """Train one head per label (or jointly) on embeddings of a needed stage's encoder, or on the spectra."""
 
     requires_data: ClassVar[bool] = True
-    modality: str
+    modality: ModalityName
     input: Literal["embedding", "spectra"] = "embedding"
     labels: list[str] = Field(min_length=1)
     head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"))

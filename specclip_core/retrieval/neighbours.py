@@ -19,13 +19,13 @@ from specclip_core.heads.stages import find_encoder
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.retrieval.search import same_group_nearest_neighbour
 from specclip_core.runs.runner import StageContext
-from specclip_core.spec import SpecModel
+from specclip_core.spec import ModalityName, SpecModel
 from specclip_core.util import atomic_write_text
 
 
 class NeighboursConfig(SpecModel):
     requires_data: ClassVar[bool] = True
-    modality: str
+    modality: ModalityName
     group: str = Field(description="label column naming the object each spectrum belongs to (missing = no group)")
     inputs: list[Literal["embedding", "spectra"]] = Field(default_factory=lambda: ["embedding", "spectra"], min_length=1)
 

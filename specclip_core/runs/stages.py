@@ -15,7 +15,7 @@ from specclip_core.heads.inputs import encoder_dir
 from specclip_core.hookspecs import hookimpl
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.runs.runner import StageContext
-from specclip_core.spec import EncoderSpec, ObjectiveSpec, SpecModel, TokenizerSpec, TrainSpec
+from specclip_core.spec import EncoderSpec, ModalityName, ObjectiveSpec, SpecModel, TokenizerSpec, TrainSpec
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
 
@@ -26,7 +26,7 @@ class PretrainConfig(SpecModel):
     """Self-supervised pretraining of one modality's encoder on the train split; early stopping on val."""
 
     requires_data: ClassVar[bool] = True
-    modality: str = Field(description="registered modality name")
+    modality: ModalityName = Field(description="registered modality name")
     tokenizer: TokenizerSpec | None = Field(None, description="default: the modality's")
     encoder: EncoderSpec | None = Field(None, description="default: the modality's")
     objectives: list[ObjectiveSpec] = Field(default_factory=lambda: [], description="default: masked_modeling for multi-token input, else reconstruction")

@@ -70,16 +70,27 @@ class MaskedModeling(Objective):
 
 class ReconstructionConfig(ObjectiveConfig):
     loss: Literal["mse", "l1"] = "mse"
+    noise_scale: float = Field(0.0, ge=0, description="denoising: add this many sigma (from each pixel's ivar) of noise to the input, in training only")
+
+
+def noisy(inputs: Mapping[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:
+    """A copy of one modality's inputs with Gaussian noise of ``scale`` x each pixel's own sigma added to the flux."""
+    ivar = inputs["ivar"].float()
+    sigma = torch.where(ivar > 0, ivar.clamp_min(1e-12).rsqrt(), torch.zeros_like(ivar))
+    return {**inputs, "flux": inputs["flux"] + scale * sigma * torch.randn_like(sigma)}
 
 
 class Reconstruction(Objective):
-    """Reconstruct every token from the encoding (the autoencoder's objective)."""
+    """Reconstruct every token from the encoding (the autoencoder's objective); optionally from a
+    noisier copy of the spectrum (a denoising autoencoder), always against the spectrum as observed."""
 
     config: ReconstructionConfig
 
     def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        tokens = network.tokenize(batch[network.modality])
-        predicted = network.encoder.reconstruct(network.encoder(tokens)).float()
+        inputs = batch[network.modality]
+        tokens = network.tokenize(inputs)
+        source = network.tokenize(noisy(inputs, self.config.noise_scale)) if self.config.noise_scale and network.training else tokens
+        predicted = network.encoder.reconstruct(network.encoder(source)).float()
         difference = predicted - tokens.float()
         value = difference.abs().mean() if self.config.loss == "l1" else difference.pow(2).mean()
         return {f"reconstruction_{self.config.loss}": value}

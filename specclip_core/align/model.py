@@ -9,7 +9,6 @@ CLIP-pr and CLIP-split are settings of this one class.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,8 +21,7 @@ from torch import nn
 
 from specclip_core.components import create_component, get_modality
 from specclip_core.nn.modality_encoder import ModalityEncoder
-from specclip_core.train.checkpoint import load_weights, save_weights
-from specclip_core.util import atomic_write_text
+from specclip_core.train.checkpoint import load_weights, read_description, save_described
 
 
 @dataclass
@@ -120,15 +118,12 @@ class AlignmentModel(nn.Module):
         }
 
     def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self, directory / "model.safetensors")
-        atomic_write_text(directory / "model.json", json.dumps(self.describe(), indent=2))
+        save_described(self, directory, "model", self.describe())
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> AlignmentModel:
         directory = Path(directory)
-        described = json.loads((directory / "model.json").read_text())
+        described = read_description(directory, "model")
         encoders = {m: ModalityEncoder(m, d["tokenizer"], d["encoder"]) for m, d in described["encoders"].items()}
         model = cls(
             encoders,

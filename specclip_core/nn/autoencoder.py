@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from specclip_core.interfaces import Encoder, EncoderOutput
+from specclip_core.nn.presets import apply_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"hidden": 256, "bottleneck": 256, "blocks": 2, "expansion": 2},
@@ -36,9 +37,7 @@ class MLPAutoencoderConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = {**PRESETS.get(data.get("size", "small"), {}), **data}
-        return data
+        return apply_preset(PRESETS, data)
 
 
 class ResidualMLP(nn.Module):

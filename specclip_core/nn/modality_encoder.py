@@ -7,7 +7,6 @@ encoder specs), never as a pickle.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,7 @@ from torch import nn
 
 from specclip_core.components import create_component, get_modality
 from specclip_core.interfaces import EncoderOutput
-from specclip_core.train.checkpoint import load_weights, save_weights
-from specclip_core.util import atomic_write_text
+from specclip_core.train.checkpoint import load_weights, read_description, save_described
 
 
 def _as_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
@@ -65,17 +63,13 @@ class ModalityEncoder(nn.Module):
         }
 
     def save(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self, directory / "encoder.safetensors")
-        atomic_write_text(directory / "encoder.json", json.dumps(self.describe(), indent=2))
+        save_described(self, directory, "encoder", self.describe())
 
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> ModalityEncoder:
-        directory = Path(directory)
-        described = json.loads((directory / "encoder.json").read_text())
+        described = read_description(directory, "encoder")
         model = cls(described["modality"], described["tokenizer"], described["encoder"])
-        load_weights(model, directory / "encoder.safetensors", map_location)
+        load_weights(model, Path(directory) / "encoder.safetensors", map_location)
         return model
 
     @torch.no_grad()

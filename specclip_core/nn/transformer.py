@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from specclip_core.interfaces import Encoder, EncoderOutput
+from specclip_core.nn.presets import apply_preset
 
 PRESETS: dict[str, dict[str, Any]] = {
     "small": {"depth": 4, "width": 128, "heads": 4},
@@ -37,10 +38,7 @@ class MaskedTransformerConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            preset = PRESETS.get(data.get("size", "small"), {})
-            data = {**preset, **data}
-        return data
+        return apply_preset(PRESETS, data)
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> MaskedTransformerConfig:

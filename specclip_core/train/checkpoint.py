@@ -34,6 +34,18 @@ def load_weights(module: torch.nn.Module, path: str | Path, map_location: str | 
         raise RuntimeError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
 
 
+def save_described(module: torch.nn.Module, directory: str | Path, stem: str, description: dict[str, Any]) -> None:
+    """``<stem>.safetensors`` (weights) and ``<stem>.json`` (what to rebuild the module from) in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(module, directory / f"{stem}.safetensors")
+    atomic_write_bytes(directory / f"{stem}.json", json.dumps(description, indent=2).encode())
+
+
+def read_description(directory: str | Path, stem: str) -> dict[str, Any]:
+    return json.loads((Path(directory) / f"{stem}.json").read_text())
+
+
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     tensors = {f"model.{k}": v for k, v in _plain(model.state_dict()).items()}
     optim_state = optimizer.state_dict()

@@ -89,6 +89,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"plots and metrics.json in {args.output or run_dir / 'evaluation'}")
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from specclip_core.report.paper_tables import write_report
+    from specclip_core.spec import load_spec
+
+    run_dir = Path(args.run)
+    spec = load_spec(run_dir / "spec.yaml")
+    stages = [name for name, stage in spec.stages.items() if stage.kind == "report"]
+    if not stages:
+        raise SpecCLIPError(f"{run_dir}: its spec has no report stage; add one (kind: report) naming the heads and align stages")
+    for name in stages:
+        text = write_report(run_dir, spec.stages[name].config, run_dir / name)
+        print(text)
+        print(f"written to {run_dir / name / 'report.md'}")
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from specclip_core.predict import predict_catalog
 
@@ -183,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", help="labels to report (default: all)")
     p.add_argument("-o", "--output", help="folder for the table and plots (default: RUN/evaluation)")
     p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("report", help="the paper's Table 1 and Table 2 for a finished run (markdown + PNG)")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=_cmd_report)
     p = sub.add_parser("predict", help="apply a run's encoder and heads to spectra; write a catalogue")
     p.add_argument("run", help="run directory")
     p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")

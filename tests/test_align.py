@@ -118,3 +118,36 @@ def test_three_modalities_align_and_improve_retrieval(tmp_path):
     metrics = json.loads((tmp_path / "run" / "align" / "metrics.json").read_text())
     assert metrics["aligned"]["retrieval"]["toy->toy_broad"]["top10"] > metrics["baseline_before_training"]["retrieval"]["toy->toy_broad"]["top10"]
     assert (tmp_path / "run" / "align" / "translations.png").exists()
+
+
+def test_report_builds_table1_and_table2(tmp_path):
+    from specclip_toy import make_paired_store
+
+    store = make_paired_store(tmp_path / "pair.zarr", n=200)
+    base = _align_spec(store, tmp_path / "run", ("toy", "toy_broad")).dump()
+    stages = base["stages"]
+    stages["align_pr"] = {**stages["align"], "needs": ["pretrain_toy", "pretrain_toy_broad"]}
+    del stages["heads"]
+    for name, need in (("heads_raw", None), ("heads_pre", "pretrain_toy"), ("heads_clip", "align"), ("heads_pr", "align_pr")):
+        stages[name] = {"kind": "heads", "modality": "toy", "labels": ["temp"], "head": {"name": "ridge"}} | (
+            {"needs": [need]} if need else {"input": "spectra"}
+        )
+    stages["report"] = {
+        "kind": "report",
+        "needs": ["heads_raw", "heads_pre", "heads_clip", "heads_pr", "align", "align_pr"],
+        "table1": [{"title": "toy (simulated)", "labels": ["temp"], "columns": {"raw": "heads_raw", "pretrained": "heads_pre", "CLIP": "heads_clip", "CLIP-pr": "heads_pr"}}],
+        "table2": {"CLIP": "align", "CLIP-pr": "align_pr"},
+    }
+    del stages["align"]["reconstruction"], stages["align"]["prediction"]
+    spec = validate_spec(base)
+    run_spec(spec, progress=False, log=lambda *_: None)
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "**toy (simulated)**" in report and "| temp (N=" in report and "Number of wins" in report
+    assert "before alignment" in report and "| CLIP-pr |" in report and "pred. wMSE toy->toy_broad" in report
+    assert "](plots/align_pr_translations.png)" in report
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "report", str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Table 2" in done.stdout

@@ -7,6 +7,7 @@ from specclip_core.heads.linear import RidgeHead, RidgeHeadConfig
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
 from specclip_core.heads.stages import EvaluateConfig, HeadsConfig, run_evaluate, run_heads
 from specclip_core.hookspecs import hookimpl
+from specclip_core.report.paper_tables import ReportConfig, run_report
 from specclip_core.retrieval.neighbours import NeighboursConfig, run_neighbours
 
 components = ComponentList()
@@ -15,6 +16,7 @@ components.register("head", "ridge", RidgeHeadConfig, "ridge regression per labe
 components.register("stage", "heads", HeadsConfig, "train label heads on embeddings or spectra; score the test split")(run_heads)
 components.register("stage", "evaluate", EvaluateConfig, "compare heads stages: robust sigma and R^2 table, one-to-one plots")(run_evaluate)
 
+components.register("stage", "report", ReportConfig, "the paper's Table 1 and Table 2 for a run, in markdown with plots")(run_report)
 components.register("stage", "neighbours", NeighboursConfig, "fraction of repeat observations whose cosine nearest neighbour is the same object")(run_neighbours)
 
 

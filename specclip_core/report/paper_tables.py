@@ -1,0 +1,126 @@
+"""The paper's Table 1 (label accuracy: raw spectra, pretrained and each CLIP variant) and Table 2
+(alignment: true-pair cosine similarity, cross-modal retrieval, cross-modal prediction) for a run.
+
+A ``report`` stage names, for each block of Table 1, the heads stage behind each column, and for
+Table 2 the align stage behind each variant. It reads their finished outputs and writes
+``report.md`` with the tables and links to every plot. ``specclip report RUN`` rebuilds it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.metrics import regression_metrics
+from specclip_core.heads.stages import PREDICTIONS, read_predictions
+from specclip_core.report.tables import _format
+from specclip_core.runs.runner import MANIFEST, StageContext
+from specclip_core.spec import SpecModel
+from specclip_core.util import atomic_write_text
+
+
+class Table1Block(SpecModel):
+    title: str = Field(description='e.g. "Gaia XP (real)" or "LAMOST-like (simulated)"')
+    labels: list[str] = Field(min_length=1)
+    columns: dict[str, str] = Field(min_length=1, description="column title -> heads stage")
+
+
+class ReportConfig(SpecModel):
+    title: str = "SpecCLIP results"
+    note: str = ""
+    table1: list[Table1Block] = Field(default_factory=list)
+    table2: dict[str, str] = Field(default_factory=dict, description="variant title -> align stage")
+
+
+def _manifest(run_dir: Path, stage: str) -> dict[str, Any]:
+    path = run_dir / stage / MANIFEST
+    if not path.exists():
+        raise SpecCLIPError(f"{path}: missing; stage {stage!r} has not finished")
+    return json.loads(path.read_text())
+
+
+def table1_block(run_dir: Path, block: Table1Block) -> tuple[str, dict[str, int]]:
+    """One block of Table 1 in markdown (sigma / R^2, best sigma per row in bold) and the wins per column."""
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    for column, stage in block.columns.items():
+        _manifest(run_dir, stage)
+        truth, predicted = read_predictions(run_dir / stage / PREDICTIONS)
+        metrics[column] = {label: regression_metrics(truth[label], predicted[label]) for label in block.labels if label in predicted}
+    wins = {column: 0 for column in block.columns}
+    lines = [f"**{block.title}**", "", "| label | " + " | ".join(block.columns) + " |", "|---|" + "---|" * len(block.columns)]
+    for label in block.labels:
+        sigmas = {c: metrics[c].get(label, {}).get("robust_sigma", float("nan")) for c in block.columns}
+        finite = {c: s for c, s in sigmas.items() if s == s}
+        best = min(finite, key=finite.get) if finite else None
+        if best is not None:
+            wins[best] += 1
+        cells = []
+        for column in block.columns:
+            entry = metrics[column].get(label)
+            cell = "-" if not entry else f"{_format(entry['robust_sigma'])} / {entry['r2']:.3f}"
+            cells.append(f"**{cell}**" if column == best else cell)
+        n = next((metrics[c][label]["n"] for c in block.columns if label in metrics[c]), 0)
+        lines.append(f"| {label} (N={n}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n", wins
+
+
+def table2(run_dir: Path, variants: dict[str, str]) -> str:
+    """Alignment metrics per variant, with the untrained model as the pre-alignment baseline."""
+    rows, baseline = [], None
+    for title, stage in variants.items():
+        summary = _manifest(run_dir, stage)["summary"]
+        rows.append((title, summary["aligned"]))
+        baseline = baseline or summary["baseline_before_training"]
+    if not rows:
+        return ""
+    first = rows[0][1]
+    pairs, directions = list(first["cosine"]), list(first["retrieval"])
+    predictions = sorted({k for _, r in rows for k in r.get("prediction_weighted_mse", {})})
+    header = ["model"] + [f"cosine {p}" for p in pairs] + [f"top-1 / top-10 {d}" for d in directions] + [f"pred. wMSE {d}" for d in predictions]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+    for title, result in [("before alignment (untrained projections)", baseline), *rows]:
+        cells = [title] + [f"{result['cosine'][p]:.3f}" for p in pairs]
+        cells += [f"{result['retrieval'][d]['top1']:.3f} / {result['retrieval'][d]['top10']:.3f}" for d in directions]
+        cells += [f"{result.get('prediction_weighted_mse', {}).get(d, float('nan')):.4g}" for d in predictions]
+        lines.append("| " + " | ".join(cells).replace("nan", "-") + " |")
+    n = first["n_pairs"]
+    return "\n".join(lines) + f"\n\nOn {n} held-out pairs (test split). Cosine: mean similarity of true pairs of shared embeddings. Retrieval: query one modality, find the same star among all {n} in the other.\n"
+
+
+def write_report(run_dir: Path, config: ReportConfig, out_dir: Path) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# {config.title}", ""]
+    if config.note:
+        parts += [config.note, ""]
+    if config.table1:
+        parts += ["## Table 1: label accuracy on the test split", "", "Each cell: robust sigma (Tukey biweight scale of residuals) / R^2; bold = lowest sigma in the row.", ""]
+        total: dict[str, int] = {}
+        for block in config.table1:
+            text, wins = table1_block(run_dir, block)
+            parts += [text]
+            for column, count in wins.items():
+                total[column] = total.get(column, 0) + count
+        parts += ["**Number of wins (lowest sigma), all blocks**", "", "| " + " | ".join(total) + " |", "|" + "---|" * len(total), "| " + " | ".join(str(v) for v in total.values()) + " |", ""]
+    if config.table2:
+        parts += ["## Table 2: alignment on held-out pairs", "", table2(run_dir, config.table2)]
+    parts += ["## Plots", ""]
+    stages = [s for block in config.table1 for s in block.columns.values()] + list(config.table2.values())
+    for stage in dict.fromkeys(stages):
+        for png in sorted((run_dir / stage).glob("*.png")):
+            target = out_dir / "plots" / f"{stage}_{png.name}"
+            target.parent.mkdir(exist_ok=True)
+            shutil.copyfile(png, target)
+            parts.append(f"![{stage}: {png.stem}](plots/{target.name})")
+    text = "\n".join(parts) + "\n"
+    atomic_write_text(out_dir / "report.md", text)
+    return text
+
+
+def run_report(context: StageContext) -> dict[str, Any]:
+    write_report(context.run_dir, context.config, context.out_dir)
+    return {"report": str(context.run_dir / context.name / "report.md")}

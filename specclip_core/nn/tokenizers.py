@@ -3,7 +3,8 @@
 Both standardise the flux with the spectrum's own ``mean`` and ``std`` statistics when the modality
 keeps them, and put the statistics first: as ``ceil(k / D)`` leading tokens for windows of D pixels
 (one token for 20-pixel windows with two statistics; two tokens for one-pixel windows), or as the
-first k entries of the single vector token.
+first k entries of the single vector token. Statistics enter as asinh(value): linear near zero,
+logarithmic for the rare spectra whose normalisation makes them huge, so those cannot dominate.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class WindowTokenizer(Tokenizer):
         windows = x.unfold(1, self.size, self.stride)  # [B, n_windows, size]
         if not self.n_stats_tokens:
             return windows
-        flat = F.pad(stats.to(x.dtype), (0, self.n_stats_tokens * self.size - stats.shape[1]))
+        flat = F.pad(torch.asinh(stats.to(x.dtype)), (0, self.n_stats_tokens * self.size - stats.shape[1]))
         return torch.cat([flat.view(-1, self.n_stats_tokens, self.size), windows], dim=1)
 
 
@@ -75,4 +76,4 @@ class VectorTokenizer(Tokenizer):
 
     def __call__(self, flux: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         x = _standardize(flux, stats, self.names, self.config.standardize)
-        return torch.cat([stats.to(x.dtype), x], dim=1).unsqueeze(1)
+        return torch.cat([torch.asinh(stats.to(x.dtype)), x], dim=1).unsqueeze(1)

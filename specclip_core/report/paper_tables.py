@@ -25,7 +25,7 @@ from specclip_core.util import atomic_write_text
 
 
 class Table1Block(SpecModel):
-    title: str = Field(description='e.g. "Gaia XP (real)" or "LAMOST-like (simulated)"')
+    title: str = Field(description='e.g. "Survey A (real)" or "Survey B-like (simulated)"')
     labels: list[str] = Field(min_length=1)
     columns: dict[str, str] = Field(min_length=1, description="column title -> heads stage")
 

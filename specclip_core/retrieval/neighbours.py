@@ -1,8 +1,14 @@
 """The ``neighbours`` stage: do repeat observations of one object sit next to each other?
 
-For every spectrum in a group of repeats (a label column naming the object), is its nearest
-neighbour by cosine similarity, among all spectra of the store, another observation of the same
-object? Measured on embeddings of a needed stage's encoder and on the preprocessed spectra.
+For every spectrum in a group of repeats, is its nearest neighbour by cosine similarity, among all
+spectra of the store, another observation of the same object? Measured on embeddings of a needed
+stage's encoder and on the preprocessed spectra.
+
+The groups come either from a label column naming the object (``group``), or from the sky
+positions (``sky_match_arcsec`` with the ``ra`` / ``dec`` label columns, in degrees): spectra closer
+than that separation are linked, and the connected components of those links (friends of friends)
+are the objects. Spectra without a finite position, or with a missing group name, belong to no group
+(they still count as candidate neighbours).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import json
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from specclip_core.components import get_modality
 from specclip_core.heads.inputs import embed_rows
@@ -26,8 +32,19 @@ from specclip_core.util import atomic_write_text
 class NeighboursConfig(SpecModel):
     requires_data: ClassVar[bool] = True
     modality: ModalityName
-    group: str = Field(description="label column naming the object each spectrum belongs to (missing = no group)")
+    group: str | None = Field(None, description="label column naming the object each spectrum belongs to (missing = no group)")
+    sky_match_arcsec: float | None = Field(
+        None, gt=0, description="instead of 'group': spectra within this separation on the sky (friends of friends) are one object"
+    )
+    ra: str = Field("ra", description="label column of right ascension in degrees (with sky_match_arcsec)")
+    dec: str = Field("dec", description="label column of declination in degrees (with sky_match_arcsec)")
     inputs: list[Literal["embedding", "spectra"]] = Field(default_factory=lambda: ["embedding", "spectra"], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_grouping(self) -> NeighboursConfig:
+        if (self.group is None) == (self.sky_match_arcsec is None):
+            raise ValueError("give exactly one of 'group' (a label column) or 'sky_match_arcsec' (group by sky position)")
+        return self
 
 
 def _group_names(values: np.ndarray) -> np.ndarray:
@@ -37,12 +54,45 @@ def _group_names(values: np.ndarray) -> np.ndarray:
     return values.astype(str)
 
 
+def sky_groups(ra: np.ndarray, dec: np.ndarray, radius_arcsec: float) -> np.ndarray:
+    """Object names ("0", "1", ...) from sky positions in degrees: connected components of the graph
+    linking every pair closer than ``radius_arcsec``; "" where a position is not finite."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord, search_around_sky
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ra, dec = np.asarray(ra, dtype=np.float64), np.asarray(dec, dtype=np.float64)
+    names = np.full(ra.shape, "", dtype=object)
+    finite = np.flatnonzero(np.isfinite(ra) & np.isfinite(dec))
+    if finite.size == 0:
+        return names.astype(str)
+    coords = SkyCoord(ra[finite] * u.deg, dec[finite] * u.deg)
+    first, second, _, _ = search_around_sky(coords, coords, radius_arcsec * u.arcsec)
+    links = coo_matrix((np.ones(first.size, dtype=np.int8), (first, second)), shape=(finite.size, finite.size))
+    _, component = connected_components(links, directed=False)
+    names[finite] = component.astype(str)
+    return names.astype(str)
+
+
+def _size_histogram(groups: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(groups[groups != ""], return_counts=True)
+    sizes, number = np.unique(counts, return_counts=True)
+    return {str(int(s)): int(n) for s, n in zip(sizes, number)}
+
+
 def run_neighbours(context: StageContext) -> dict[str, Any]:
     config: NeighboursConfig = context.config
     modality = get_modality(config.modality).name
     store = context.store()
     rows = np.arange(len(store))
-    groups = _group_names(store.labels([config.group])[config.group])
+    if config.sky_match_arcsec is not None:
+        table = store.labels([config.ra, config.dec])
+        groups = sky_groups(table[config.ra], table[config.dec], config.sky_match_arcsec)
+        grouping = f"sky position: {config.ra}/{config.dec} within {config.sky_match_arcsec:g} arcsec (friends of friends)"
+    else:
+        groups = _group_names(store.labels([config.group])[config.group])
+        grouping = f"label column {config.group!r}"
     results: dict[str, Any] = {}
     for kind in config.inputs:
         if kind == "embedding":
@@ -52,6 +102,13 @@ def run_neighbours(context: StageContext) -> dict[str, Any]:
         results[kind] = same_group_nearest_neighbour(vectors, groups)
     lines = ["| input | spectra in repeat groups | groups | nearest neighbour is the same object |", "|---|---|---|---|"]
     lines += [f"| {kind} | {r['n_spectra']} | {r['n_groups']} | {r['fraction']:.3f} |" for kind, r in results.items()]
-    atomic_write_text(context.out_dir / "table.md", "\n".join(lines) + f"\n\nCosine nearest neighbour among all {len(store)} spectra of the store.\n")
-    atomic_write_text(context.out_dir / "metrics.json", json.dumps(results, indent=2))
-    return results
+    sizes = _size_histogram(groups)
+    footer = (
+        f"\n\nCosine nearest neighbour among all {len(store)} spectra of the store. Objects by {grouping}; "
+        f"group sizes (size: number of groups) {sizes}; {int((groups == '').sum())} spectra in no group.\n"
+    )
+    atomic_write_text(context.out_dir / "table.md", "\n".join(lines) + footer)
+    summary = {**results, "grouping": grouping, "group_sizes": sizes, "n_without_group": int((groups == "").sum())}
+    atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
+    atomic_write_text(context.out_dir / "groups.json", json.dumps(dict(zip(store.ids.tolist(), groups.tolist()))))
+    return summary

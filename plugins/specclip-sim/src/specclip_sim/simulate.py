@@ -51,6 +51,9 @@ class InstrumentSimulator:
 
     ``throughput``: the instrument's relative throughput on its native grid (see
     :func:`specclip_sim.noise.relative_throughput`); None for a flat one.
+    ``mask_runs``: a library of real masked-pixel patterns, one (k, 2) array of (first pixel, length)
+    per real spectrum, on the instrument's native grid; each simulated spectrum then gets the runs of
+    one pattern drawn at random (instead of ``settings.masks``' uniformly placed runs).
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class InstrumentSimulator:
         emulator: Emulator | None = None,
         settings: SimulationSettings | None = None,
         throughput: np.ndarray | None = None,
+        mask_runs: Sequence[np.ndarray] | None = None,
     ):
         self.instrument = instrument
         self.settings = settings or SimulationSettings()
@@ -77,6 +81,16 @@ class InstrumentSimulator:
         self.in_band = np.ones(len(wavelength), bool) if band is None else (wavelength >= band[0]) & (wavelength <= band[1])
         if not self.in_band.any():
             raise ValueError(f"the S/N band {band} contains no pixel of the instrument's grid")
+        self.mask_library = None
+        if mask_runs is not None:
+            patterns = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in mask_runs]
+            if not patterns:
+                raise ValueError("mask_runs must hold at least one pattern (an empty array is a pattern without masked pixels)")
+            counts = np.array([len(p) for p in patterns])
+            runs = np.concatenate(patterns) if counts.sum() else np.zeros((0, 2), np.int64)
+            if len(runs) and (runs[:, 0].min() < 0 or runs[:, 0].max() >= len(wavelength) or runs[:, 1].min() < 1):
+                raise ValueError("mask_runs must start on the instrument's grid and have positive lengths")
+            self.mask_library = (counts, np.concatenate([[0], np.cumsum(counts)]), runs)
 
     def simulate(
         self,
@@ -115,7 +129,14 @@ class InstrumentSimulator:
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
         snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
         calibration = settings.flux_calibration.sample(calibration_rng, n)
-        run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
+        if self.mask_library is None:
+            run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
+        else:
+            counts, offsets, runs = self.mask_library
+            pattern = mask_rng.integers(len(counts), size=n)
+            run_star = np.repeat(np.arange(n), counts[pattern])
+            picked = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in pattern]) if len(run_star) else np.zeros(0, np.int64)
+            run_start, run_length = runs[picked, 0], runs[picked, 1]
         stellar = np.stack([columns["teff"], columns["logg"], columns["feh"]], axis=1).astype(np.float64)
 
         flux = np.empty((n, len(self.wavelength)), dtype=np.float32)

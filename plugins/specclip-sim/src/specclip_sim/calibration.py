@@ -61,7 +61,9 @@ class Calibration(BaseModel):
         return np.interp(np.log10(np.asarray(wavelength, dtype=np.float64)), grid, np.asarray(self.throughput))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.model_dump(mode="json"), indent=1) + "\n")
+        """One top-level key per line, values compact."""
+        items = [f"{json.dumps(k)}: {json.dumps(v, separators=(',', ':'))}" for k, v in self.model_dump(mode="json").items()]
+        Path(path).write_text("{\n" + ",\n".join(items) + "\n}\n")
 
 
 def calibration_path(modality: str) -> Path:

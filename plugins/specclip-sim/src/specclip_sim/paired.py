@@ -212,10 +212,14 @@ def simulate_paired(
             return report
         raise SpecCLIPError(f"{output} exists and was made from other inputs or settings; pass overwrite=True (--overwrite) to replace it")
 
-    rows = np.arange(n_source)
-    labels = source.labels(rows=rows)
-    ids = source.ids[rows]
+    # inputs (and imputations) from every source row, so a star gets the same values with or without --limit
+    labels = source.labels()
     inputs, keep, flags, missing_record = simulation_inputs(labels, columns, missing, seed)
+    labels = {k: v[:n_source] for k, v in labels.items()}
+    inputs = {k: v[:n_source] for k, v in inputs.items()}
+    flags = {k: v[:n_source] for k, v in flags.items()}
+    keep = keep[:n_source]
+    ids = source.ids[:n_source]
     report.n_dropped = int((~keep).sum())
     report.n_fe_h_imputed = int(flags["fe_h_imputed"].sum())
     report.n_a_k_imputed = int(flags["a_k_imputed"].sum())

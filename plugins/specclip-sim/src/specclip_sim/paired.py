@@ -13,7 +13,8 @@ column                     kind   meaning
 (every source label)              unchanged; a missing [Fe/H] or A_K stays missing here
 ``rv``                     float  simulated heliocentric radial velocity (km/s)
 ``sim_snr``                float  simulated S/N (per pixel, median over the calibration's S/N band)
-``sim_fe_h``, ``sim_a_k``  float  [Fe/H] and A_K given to the simulator (imputed where flagged)
+``sim_fe_h``, ``sim_a_k``  float  [Fe/H] given to and A_K applied by the simulator (imputed where
+                                  flagged; A_K clipped to 0..5 mag, see SimulationSettings.max_a_k)
 ``fe_h_imputed``           int    1: [Fe/H] was missing and was imputed (see :mod:`specclip_sim.impute`)
 ``a_k_imputed``            int    1: A_K was missing (NaN) or a sentinel (< -1 mag) and was imputed
 ``emulator_teff`` ...      float  labels the emulator used after clipping into its range
@@ -283,7 +284,7 @@ def simulate_paired(
             meta = spectra.meta
             row_labels = {c: values[source_rows] for c, values in labels.items()}
             row_labels.update(
-                rv=meta["rv"], sim_snr=meta["snr"], sim_fe_h=meta["feh"], sim_a_k=meta["a_k"],
+                rv=meta["rv"], sim_snr=meta["snr"], sim_fe_h=meta["feh"], sim_a_k=meta["a_k_applied"],
                 fe_h_imputed=flags["fe_h_imputed"][source_rows], a_k_imputed=flags["a_k_imputed"][source_rows],
                 emulator_teff=meta["teff_emulated"], emulator_logg=meta["logg_emulated"], emulator_fe_h=meta["feh_emulated"],
                 emulator_clipped=meta["clipped"].astype(np.int64), emulator_covered=meta["covered"].astype(np.int64),

@@ -1,8 +1,8 @@
 """Simulated observations of stars with given labels by any instrument (resolving power + grid).
 
 For each star: the emulator's normalised spectrum at the instrument's resolution, Doppler shifted by
-its radial velocity, times its continuum (the emulator's continuum model, scaled to a mean of 1 over
-the grid), times the extinction of its A_K, times a smooth flux-calibration error; then Gaussian
+its radial velocity, times its continuum (the emulator's continuum model), times the extinction of
+its A_K, times a smooth flux-calibration error, scaled to a median of 1 in the S/N band; then Gaussian
 noise (:mod:`specclip_sim.noise`: photon-like plus a background pedestal, shaped by the instrument's
 relative throughput if given) scaled so that the median per-pixel S/N in the S/N band is the star's
 drawn S/N; then runs of masked pixels (ivar 0). ``ivar`` is 1 / variance of the noiseless flux.
@@ -40,6 +40,10 @@ class SimulationSettings(BaseModel):
     snr_band: tuple[float, float] | None = Field(None, description="wavelength range (A) where the median S/N per pixel is the drawn S/N; None: the whole grid")
     background_fraction: float = Field(0.1, gt=0, description="noise pedestal b, as a fraction of the median flux in the S/N band (> 0 keeps ivar finite at zero flux)")
     r_v: float = Field(3.1, description="R_V of the G23 extinction law")
+    max_a_k: float = Field(
+        5.0, gt=0, description="larger A_K (mag) is applied as this (recorded in meta a_k_applied): beyond it an optical "
+        "spectrum spans over 20 orders of magnitude (float32 overflows) and its blue end receives no light at all",
+    )
     vacuum: bool = Field(True, description="the instrument's wavelengths are in vacuum (the emulator's are in air)")
     max_velocity: float = Field(1000.0, gt=0, description="largest |rv| (km/s) the simulator accepts")
     outside: Outside = Field("clip", description="labels beyond the emulator: clip into the nearest model and flag, or raise")
@@ -102,7 +106,8 @@ class InstrumentSimulator:
         """Simulated spectra of the stars described by ``labels`` on the instrument's native grid.
 
         ``labels`` needs columns teff (K), logg, feh (dex) and a_k (mag; values in [-1, 0) are set
-        to 0, lower ones are refused as missing-value sentinels); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
+        to 0, lower ones are refused as missing-value sentinels, values above ``settings.max_a_k``
+        are applied as that); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
         velocities or S/N. Every column is copied into ``meta``. S/N values are otherwise drawn
         with replacement from ``snr_values``.
         """
@@ -153,8 +158,11 @@ class InstrumentSimulator:
             normalised = np.clip(emulated.flux, 0.0, 1.0)
             capped[rows] = (normalised != emulated.flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)
-            clean = normalised * continuum * transmission(np.maximum(a_k[rows], 0.0), self.extinction_ratio)
+            clean = normalised * continuum * transmission(np.clip(a_k[rows], 0.0, settings.max_a_k), self.extinction_ratio)
             clean *= np.exp(calibration[rows] @ self.calibration_basis.T)
+            # flux unit: median 1 in the S/N band (float64 until here, so heavy extinction neither
+            # underflows the flux nor overflows the float32 ivar; the absolute scale is not simulated)
+            clean /= np.median(clean[:, self.in_band], axis=1, keepdims=True)
             variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32)
             flux[rows] = clean + np.sqrt(variance) * noise
@@ -175,7 +183,7 @@ class InstrumentSimulator:
             teff_emulated=used[:, 0],
             logg_emulated=used[:, 1],
             feh_emulated=used[:, 2],
-            a_k_applied=np.maximum(a_k, 0.0),
+            a_k_applied=np.clip(a_k, 0.0, settings.max_a_k),
             clipped=clipped,
             covered=covered,
             capped_fraction=capped,

@@ -29,6 +29,14 @@ THREE_STARS = {  # LAMOST DR10 OBSID -> Gaia DR3 source id (../shared/data/READM
 }
 
 
+def in_train_split(ids) -> np.ndarray:
+    """The DR10 stars an empirical correction may learn from (70%, by a hash of the id); the other 30%
+    are held out for every realism and sim-to-real figure that involves the correction."""
+    import hashlib
+
+    return np.array([int(hashlib.sha256(f"realism:{i}".encode()).hexdigest()[:8], 16) / 16**8 < 0.7 for i in ids])
+
+
 def machine() -> str:
     load = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     return f"{os.cpu_count()} CPU cores ({platform.machine()}), shared with other work; load average {load}"

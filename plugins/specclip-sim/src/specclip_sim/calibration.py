@@ -10,6 +10,8 @@ spectra of the instrument and with its provenance:
 - ``throughput``: the relative throughput on the instrument's native grid (shapes the noise);
 - ``mask_runs``: masked-pixel runs of real spectra, one list per spectrum, to reuse as the masks of
   simulated spectra (optional);
+- ``correction``: an empirical, label-dependent correction of the emulator's normalised flux
+  learned from real spectra (optional; :mod:`specclip_sim.correction`);
 - ``measured``: how and from what it was measured (script, data, date, numbers).
 
 Modalities without a calibration are simulated at their instrument's nominal resolving power with a
@@ -26,6 +28,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from specclip_sim.correction import ResidualCorrection
+
 CALIBRATIONS = "calibrations"
 
 
@@ -40,6 +44,7 @@ class Calibration(BaseModel):
     log_step: float = Field(gt=0, description="log10 step of that grid")
     throughput: list[float] | None = None
     mask_runs: list[list[tuple[int, int]]] | None = Field(None, description="per real spectrum: (first pixel, length) of each masked run on the native grid")
+    correction: ResidualCorrection | None = Field(None, description="empirical correction of the emulator learned from real spectra (specclip_sim.correction)")
     measured: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

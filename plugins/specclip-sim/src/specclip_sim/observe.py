@@ -40,12 +40,14 @@ MaskSource = Literal["calibration", "uniform"]
 @dataclass
 class ObservedChunk:
     """One chunk: preprocessed simulated spectra (``meta``: the simulation's columns), the ids that
-    preprocessing rejected with the reason, seconds per step, and native-file statistics."""
+    preprocessing rejected with the reason, wall and CPU seconds per step (the CPU time of the process
+    that did the chunk: on shared cores wall time includes waiting), and native-file statistics."""
 
     index: int
     spectra: Spectra | None
     rejected: list[tuple[str, str]]
     seconds: dict[str, float]
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
     n_files: int = 0
     file_bytes: int = 0
     native_masked_fraction: float = 0.0
@@ -77,6 +79,7 @@ class NativeObserver:
     ``calibration``: ``"auto"`` loads the shipped calibration of the modality (if any), or give one,
     or None for none. ``masks``: masked pixels drawn from the calibration's real mask runs
     (``"calibration"``, when it has them) or the simulator's uniform runs (``"uniform"``).
+    ``correction``: apply the calibration's empirical correction of the emulator, when it has one.
     ``snr_values``: the S/N distribution to draw from when the labels have no ``snr`` column
     (default: the calibration's).
     """
@@ -91,6 +94,7 @@ class NativeObserver:
         snr_values: Sequence[float] | np.ndarray | None = None,
         masks: MaskSource = "calibration",
         writer: str | None = None,
+        correction: bool = True,
     ):
         self.modality = get_modality(modality)
         instrument = self.modality.instrument
@@ -123,7 +127,8 @@ class NativeObserver:
         if masks == "calibration" and cal is not None and cal.mask_runs:
             mask_runs = shift_runs(cal.mask_runs, cal.wavelength_start, cal.log_step, wavelength)
         self.masks = "calibration" if mask_runs is not None else "uniform"
-        self.simulator = InstrumentSimulator(self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs)
+        self.correction = cal.correction if (correction and cal is not None) else None
+        self.simulator = InstrumentSimulator(self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs, correction=self.correction)
 
     def describe(self) -> ObserverDescription:
         cal = self.calibration
@@ -133,7 +138,7 @@ class NativeObserver:
             reader=None,
             resolving_power=self.resolving_power,
             nominal_resolving_power=float(self.modality.instrument.resolving_power),
-            settings={**self.settings.model_dump(mode="json"), "masks": self.masks, "throughput": cal is not None and cal.throughput is not None},
+            settings={**self.settings.model_dump(mode="json"), "masks": self.masks, "throughput": cal is not None and cal.throughput is not None, "correction": None if self.correction is None else self.correction.measured},
             calibration=None if cal is None else {"modality": cal.modality, "resolving_power": cal.resolving_power, "snr_band": list(cal.snr_band), "n_snr_values": len(cal.snr_values), "n_mask_spectra": len(cal.mask_runs or []), "measured": cal.measured},
             emulator=dict(self.simulator.emulator.metadata),
         )
@@ -142,34 +147,37 @@ class NativeObserver:
     def observe(self, labels: Mapping[str, np.ndarray], ids: Sequence[str] | np.ndarray, seed: int, index: int = 0, workdir: str | Path | None = None) -> ObservedChunk:
         """Simulate, write, read back and preprocess one chunk of stars."""
         ids = np.asarray(ids).astype(str)
-        seconds = dict.fromkeys(STEPS, 0.0)
-        started = time.perf_counter()
+        seconds, cpu = dict.fromkeys(STEPS, 0.0), dict.fromkeys(STEPS, 0.0)
+        clock = [time.perf_counter(), time.process_time()]
+
+        def lap(step: str) -> None:
+            now = [time.perf_counter(), time.process_time()]
+            seconds[step], cpu[step] = now[0] - clock[0], now[1] - clock[1]
+            clock[:] = now
+
         raw = self.simulator.simulate(labels, ids, self.snr_values, chunk_seed(seed, index))
-        seconds["simulate"] = time.perf_counter() - started
+        lap("simulate")
         folder = Path(tempfile.mkdtemp(prefix=f"chunk{index}-", dir=workdir))
         try:
-            started = time.perf_counter()
             paths = self.writer.write(raw, folder)
-            seconds["write"] = time.perf_counter() - started
             if len(paths) != len(raw):
                 raise SpecCLIPError(f"writer {self.writer.name} wrote {len(paths)} files for {len(raw)} spectra; simulation needs one file per spectrum")
             file_bytes = sum(p.stat().st_size for p in paths)
-            started = time.perf_counter()
+            lap("write")
             reader = choose_reader(paths[0], self.readers)
             back = Spectra.concatenate([reader.read(p) for p in paths])
-            seconds["read"] = time.perf_counter() - started
+            lap("read")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         # file i holds spectrum i: give the read-back spectra their original ids and the simulation's meta
         back = Spectra(back.wavelength, back.flux, back.ivar, back.mask, ids, raw.meta)
-        started = time.perf_counter()
         processed, rejected = preprocess_robustly(self.modality, back, progress=False)
         if processed is not None:
             where = {sid: i for i, sid in enumerate(ids)}
             rows = np.array([where[sid] for sid in processed.ids])
             processed = Spectra(processed.wavelength, processed.flux, processed.ivar, processed.mask, processed.ids, {k: v[rows] for k, v in raw.meta.items()}, processed.stats)
-        seconds["preprocess"] = time.perf_counter() - started
-        return ObservedChunk(index, processed, rejected, seconds, len(paths), file_bytes, float(back.mask.mean()))
+        lap("preprocess")
+        return ObservedChunk(index, processed, rejected, seconds, cpu, len(paths), file_bytes, float(back.mask.mean()))
 
     # -- many chunks -------------------------------------------------------------------------------
     def run(

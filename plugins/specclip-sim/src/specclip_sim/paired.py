@@ -268,6 +268,7 @@ def simulate_paired(
 
     rejected: list[tuple[str, str]] = []
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     sim_inputs = {k: v[kept] for k, v in inputs.items()}
     output.parent.mkdir(parents=True, exist_ok=True)
     with SpectralStore.build(output, layouts, label_kinds, attrs, overwrite=overwrite) as store:
@@ -275,6 +276,8 @@ def simulate_paired(
             rejected += chunk.rejected
             for step, value in chunk.seconds.items():
                 seconds[step] = seconds.get(step, 0.0) + value
+            for step, value in chunk.cpu_seconds.items():
+                cpu_seconds[step] = cpu_seconds.get(step, 0.0) + value
             spectra = chunk.spectra
             if spectra is None:
                 continue
@@ -303,6 +306,9 @@ def simulate_paired(
         store.set_meta(
             rejected=[list(r) for r in rejected[:1000]],
             counts={"source_rows": n_source, "written": report.n_written, "dropped": report.n_dropped, "rejected": len(rejected)},
-            timings={"seconds": report.seconds, "workers": workers, "note": "per-step seconds are summed over worker processes; wall is end to end"},
+            timings={
+                "seconds": report.seconds, "cpu_seconds": {k: round(v, 2) for k, v in cpu_seconds.items()}, "workers": workers,
+                "note": "per-step wall and CPU seconds are summed over worker processes; wall is end to end",
+            },
         )
     return report

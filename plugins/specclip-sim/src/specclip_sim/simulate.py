@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from specclip_core.interfaces import Instrument, Spectra
+from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
@@ -58,6 +59,8 @@ class InstrumentSimulator:
     ``mask_runs``: a library of real masked-pixel patterns, one (k, 2) array of (first pixel, length)
     per real spectrum, on the instrument's native grid; each simulated spectrum then gets the runs of
     one pattern drawn at random (instead of ``settings.masks``' uniformly placed runs).
+    ``correction``: an empirical correction of the emulated normalised flux learned from real spectra
+    (:mod:`specclip_sim.correction`), added before the continuum; meta ``corrected`` says so.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class InstrumentSimulator:
         settings: SimulationSettings | None = None,
         throughput: np.ndarray | None = None,
         mask_runs: Sequence[np.ndarray] | None = None,
+        correction: ResidualCorrection | None = None,
     ):
         self.instrument = instrument
         self.settings = settings or SimulationSettings()
@@ -85,6 +89,8 @@ class InstrumentSimulator:
         self.in_band = np.ones(len(wavelength), bool) if band is None else (wavelength >= band[0]) & (wavelength <= band[1])
         if not self.in_band.any():
             raise ValueError(f"the S/N band {band} contains no pixel of the instrument's grid")
+        self.correction = correction
+        self.correction_theta = None if correction is None else correction.on_grid(wavelength).astype(np.float32)
         self.mask_library = None
         if mask_runs is not None:
             patterns = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in mask_runs]
@@ -155,8 +161,11 @@ class InstrumentSimulator:
         for lo in range(0, n, settings.batch_size):
             rows = order[lo : lo + settings.batch_size]
             emulated = self.convolved(stellar[rows], rv[rows], settings.outside)
-            normalised = np.clip(emulated.flux, 0.0, 1.0)
-            capped[rows] = (normalised != emulated.flux).mean(axis=1)
+            emulated_flux = emulated.flux
+            if self.correction is not None:
+                emulated_flux = emulated_flux + self.correction.design(stellar[rows]).astype(np.float32) @ self.correction_theta
+            normalised = np.clip(emulated_flux, 0.0, 1.0)
+            capped[rows] = (normalised != emulated_flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)
             clean = normalised * continuum * transmission(np.clip(a_k[rows], 0.0, settings.max_a_k), self.extinction_ratio)
             clean *= np.exp(calibration[rows] @ self.calibration_basis.T)
@@ -188,6 +197,7 @@ class InstrumentSimulator:
             covered=covered,
             capped_fraction=capped,
             emulator_model=model.astype(str),
+            corrected=np.full(n, self.correction is not None),
             simulated=np.ones(n, dtype=bool),
         )
         return Spectra(self.wavelength, flux, ivar, mask, ids, meta)

@@ -62,4 +62,4 @@ def test_the_simulator_adds_the_correction(synthetic_emulator):
     # the correction turns n into n - 0.2 (then the S/N-band scaling divides it by 0.8)
     n_plain, n_corrected = plain.flux[0] / plain.flux[0].max(), corrected.flux[0] / corrected.flux[0].max()
     np.testing.assert_allclose(n_corrected, (n_plain - 0.2) / 0.8, atol=1e-4)
-    assert n_plain.min() < 0.8
+    assert n_plain.min() < 0.99  # there are lines

@@ -14,7 +14,7 @@ regression's standardised coefficients per pixel, and for the boosted trees the 
 when a 40-pixel block is shuffled across test spectra (permutation importance).
 
 Variants (``--variants``) record how the simulation's settings change the AUC:
-  nominal     R 1800 (nominal), uniform mask runs, measured throughput
+  nominal     R 1800 (nominal), uniform mask runs, measured throughput, no empirical correction
   no-correction  the shipped calibration without its empirical correction: effective R, real mask patterns
   calibrated  the shipped calibration (what `data simulate` uses), with its empirical correction of the
               emulator when it has one (learned on the training stars of this very split only)
@@ -55,7 +55,7 @@ BLOCK = 40
 def observer_for(variant: str, emulator: Emulator) -> NativeObserver:
     calibration = load_calibration("lamost_lrs")
     if variant == "nominal":
-        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform")
+        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform", correction=False)
     if variant == "calibrated":
         return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator)
     if variant == "no-correction":

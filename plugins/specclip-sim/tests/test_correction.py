@@ -38,14 +38,15 @@ def test_the_fit_recovers_a_label_dependent_difference():
     assert np.allclose(far, correction.design(labels.max(0)[None, :]))
 
 
-def test_on_grid_is_zero_outside_and_tapered_at_the_edges():
+def test_on_grid_is_full_inside_and_tapered_to_zero_beyond():
     correction = ResidualCorrection(
         wavelength_start=float(WAVELENGTH[40]), log_step=1e-4, exponents=[[0, 0, 0]], fiducials=[3.7, 3.0, 0.0], scales=[1.0, 1.0, 1.0],
         label_min=[3000.0, 0.0, -3.0], label_max=[40000.0, 5.0, 1.0], theta=[[0.1] * 80], taper_pixels=10,
     )
     grid = correction.on_grid(WAVELENGTH)[0]
-    assert (grid[:40] == 0).all() and (grid[121:] == 0).all()
-    assert grid[40] == 0 and grid[45] == pytest.approx(0.05) and grid[80] == pytest.approx(0.1)
+    np.testing.assert_allclose(grid[40:120], 0.1)
+    assert grid[35] == pytest.approx(0.05) and grid[124] == pytest.approx(0.05)
+    assert (grid[:31] == 0).all() and (grid[129:] == 0).all()
 
 
 def test_the_simulator_adds_the_correction(synthetic_emulator):

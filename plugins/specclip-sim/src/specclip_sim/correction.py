@@ -6,8 +6,8 @@ simulated *preprocessed* spectra can be learned as a function of the labels, Can
 a polynomial in scaled labels (log10 Teff, logg, [Fe/H]), fitted by weighted least squares (inverse
 variance of both spectra, masked pixels excluded) with a small ridge term. The simulator then adds
 ``design(labels) @ theta`` to the emulated continuum-normalised flux (before continuum, extinction,
-calibration error and noise), within the wavelength range it was learned on (tapered to zero at its
-edges); labels are clamped into the range of the real stars it was learned from, so it does not
+calibration error and noise), over the wavelength range it was learned on (its edge values tapered
+to zero just beyond it); labels are clamped into the range of the real stars it was learned from, so it does not
 extrapolate a polynomial beyond them (it is constant there instead).
 
 It is data-driven: a correction learned from LAMOST stars with LAMOST pipeline labels carries their
@@ -40,7 +40,7 @@ class ResidualCorrection(BaseModel):
     label_min: list[float] = Field(description="labels (Teff, logg, [Fe/H]) are clamped into [label_min, label_max]")
     label_max: list[float]
     theta: list[list[float]] = Field(description="terms x pixels: the additive correction of the normalised flux")
-    taper_pixels: int = Field(20, ge=0)
+    taper_pixels: int = Field(20, ge=0, description="beyond the learned range, the edge values fall linearly to zero over this many pixels")
     measured: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -55,18 +55,18 @@ class ResidualCorrection(BaseModel):
         return np.prod(scaled[:, None, :] ** np.asarray(self.exponents)[None, :, :], axis=2)
 
     def on_grid(self, wavelength: np.ndarray) -> np.ndarray:
-        """theta (terms, L) interpolated onto ``wavelength``, zero outside the learned range, tapered
-        over ``taper_pixels`` at its edges."""
+        """theta (terms, L) interpolated onto ``wavelength``: in full over the learned range, its edge
+        values tapered linearly to zero over ``taper_pixels`` beyond it, zero further out."""
         wavelength = np.asarray(wavelength, dtype=np.float64)
         position = (np.log10(wavelength) - np.log10(self.wavelength_start)) / self.log_step
         position = np.round(position, 6)  # a pixel of the learned grid is on it, whatever the rounding
+        last = self.n_pixels - 1
         index = np.arange(self.n_pixels)
         theta = np.asarray(self.theta, dtype=np.float64)
-        out = np.stack([np.interp(position, index, row, left=0.0, right=0.0) for row in theta])
-        if self.taper_pixels:
-            distance = np.minimum(position, self.n_pixels - 1 - position)
-            out *= np.clip(distance / self.taper_pixels, 0.0, 1.0)
-        return out
+        out = np.stack([np.interp(np.clip(position, 0, last), index, row) for row in theta])
+        beyond = np.maximum(np.maximum(-position, position - last), 0.0)
+        weight = (beyond == 0) if self.taper_pixels == 0 else np.clip(1.0 - beyond / self.taper_pixels, 0.0, 1.0)
+        return out * weight
 
 
 def fit_correction(

@@ -134,3 +134,24 @@ def test_throughput_shapes_the_noise_and_can_be_measured_back(synthetic_emulator
     np.testing.assert_allclose(measured, throughput / np.median(throughput), rtol=0.05)
     with pytest.raises(ValueError, match="throughput"):
         InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, settings, throughput=throughput[:-1])
+
+
+def test_masks_can_be_drawn_from_a_library_of_real_patterns(synthetic_emulator):
+    patterns = [np.array([[10, 5], [100, 3]]), np.zeros((0, 2), int), np.array([[165, 20]])]
+    simulator = InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, SimulationSettings(batch_size=9), mask_runs=patterns)
+    spectra = simulator.simulate(_labels(60), _ids(60), [40.0], seed=2)
+    expected = []
+    for pattern in patterns:
+        row = np.zeros(len(WAVELENGTH), bool)
+        for start, length in pattern:
+            row[start : start + length] = True
+        expected.append(row)
+    seen = set()
+    for row in spectra.mask:
+        match = [k for k, e in enumerate(expected) if np.array_equal(row, e)]
+        assert len(match) == 1
+        seen.add(match[0])
+    assert seen == {0, 1, 2}
+    assert (spectra.ivar[spectra.mask] == 0).all()
+    with pytest.raises(ValueError, match="mask_runs"):
+        InstrumentSimulator(Instrument(1800.0, WAVELENGTH), synthetic_emulator, mask_runs=[np.array([[500, 2]])])

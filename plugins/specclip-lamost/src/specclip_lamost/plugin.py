@@ -5,6 +5,7 @@ from __future__ import annotations
 from specclip_core.hookspecs import hookimpl
 from specclip_lamost.modality import LamostLRS
 from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
+from specclip_lamost.writer import LamostCoaddWriter
 
 
 @hookimpl
@@ -15,3 +16,8 @@ def specclip_register_modalities():
 @hookimpl
 def specclip_register_readers():
     return [LamostCoaddReader(), LamostImageReader()]
+
+
+@hookimpl
+def specclip_register_writers():
+    return [LamostCoaddWriter()]

@@ -9,7 +9,8 @@ Two layouts exist:
 
 Both give one raw spectrum on the native grid whose id is the OBSID, with header fields as meta
 columns. A pixel is masked where ANDMASK != 0 (bad in every exposure), the flux is not finite or the
-inverse variance is not positive; masked pixels carry ``ivar == 0``.
+inverse variance is not positive; masked pixels carry ``ivar == 0``. A file with a ``SIMULATED``
+keyword (written by :mod:`specclip_lamost.writer`) also gives a boolean meta column ``simulated``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def header_meta(path: Path, header: fits.Header) -> tuple[str, dict[str, np.ndar
         meta[key] = np.array([float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else np.nan])
     for key, card in HEADER_TEXT.items():
         meta[key] = np.array([str(header.get(card, "")).strip()])
+    if "SIMULATED" in header:  # only files written for simulated spectra carry it (specclip_lamost.writer)
+        meta["simulated"] = np.array([header["SIMULATED"] is True])
     return str(obsid), meta
 
 

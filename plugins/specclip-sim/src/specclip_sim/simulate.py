@@ -1,8 +1,8 @@
 """Simulated observations of stars with given labels by any instrument (resolving power + grid).
 
 For each star: the emulator's normalised spectrum at the instrument's resolution, Doppler shifted by
-its radial velocity, times its continuum (the emulator's continuum model, scaled to a mean of 1 over
-the grid), times the extinction of its A_K, times a smooth flux-calibration error; then Gaussian
+its radial velocity, times its continuum (the emulator's continuum model), times the extinction of
+its A_K, times a smooth flux-calibration error, scaled to a median of 1 in the S/N band; then Gaussian
 noise (:mod:`specclip_sim.noise`: photon-like plus a background pedestal, shaped by the instrument's
 relative throughput if given) scaled so that the median per-pixel S/N in the S/N band is the star's
 drawn S/N; then runs of masked pixels (ivar 0). ``ivar`` is 1 / variance of the noiseless flux.
@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from specclip_core.interfaces import Instrument, Spectra
+from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
@@ -40,6 +41,10 @@ class SimulationSettings(BaseModel):
     snr_band: tuple[float, float] | None = Field(None, description="wavelength range (A) where the median S/N per pixel is the drawn S/N; None: the whole grid")
     background_fraction: float = Field(0.1, gt=0, description="noise pedestal b, as a fraction of the median flux in the S/N band (> 0 keeps ivar finite at zero flux)")
     r_v: float = Field(3.1, description="R_V of the G23 extinction law")
+    max_a_k: float = Field(
+        5.0, gt=0, description="larger A_K (mag) is applied as this (recorded in meta a_k_applied): beyond it an optical "
+        "spectrum spans over 20 orders of magnitude (float32 overflows) and its blue end receives no light at all",
+    )
     vacuum: bool = Field(True, description="the instrument's wavelengths are in vacuum (the emulator's are in air)")
     max_velocity: float = Field(1000.0, gt=0, description="largest |rv| (km/s) the simulator accepts")
     outside: Outside = Field("clip", description="labels beyond the emulator: clip into the nearest model and flag, or raise")
@@ -51,6 +56,11 @@ class InstrumentSimulator:
 
     ``throughput``: the instrument's relative throughput on its native grid (see
     :func:`specclip_sim.noise.relative_throughput`); None for a flat one.
+    ``mask_runs``: a library of real masked-pixel patterns, one (k, 2) array of (first pixel, length)
+    per real spectrum, on the instrument's native grid; each simulated spectrum then gets the runs of
+    one pattern drawn at random (instead of ``settings.masks``' uniformly placed runs).
+    ``correction``: an empirical correction of the emulated normalised flux learned from real spectra
+    (:mod:`specclip_sim.correction`), added before the continuum; meta ``corrected`` says so.
     """
 
     def __init__(
@@ -59,6 +69,8 @@ class InstrumentSimulator:
         emulator: Emulator | None = None,
         settings: SimulationSettings | None = None,
         throughput: np.ndarray | None = None,
+        mask_runs: Sequence[np.ndarray] | None = None,
+        correction: ResidualCorrection | None = None,
     ):
         self.instrument = instrument
         self.settings = settings or SimulationSettings()
@@ -77,6 +89,18 @@ class InstrumentSimulator:
         self.in_band = np.ones(len(wavelength), bool) if band is None else (wavelength >= band[0]) & (wavelength <= band[1])
         if not self.in_band.any():
             raise ValueError(f"the S/N band {band} contains no pixel of the instrument's grid")
+        self.correction = correction
+        self.correction_theta = None if correction is None else correction.on_grid(wavelength).astype(np.float32)
+        self.mask_library = None
+        if mask_runs is not None:
+            patterns = [np.asarray(p, dtype=np.int64).reshape(-1, 2) for p in mask_runs]
+            if not patterns:
+                raise ValueError("mask_runs must hold at least one pattern (an empty array is a pattern without masked pixels)")
+            counts = np.array([len(p) for p in patterns])
+            runs = np.concatenate(patterns) if counts.sum() else np.zeros((0, 2), np.int64)
+            if len(runs) and (runs[:, 0].min() < 0 or runs[:, 0].max() >= len(wavelength) or runs[:, 1].min() < 1):
+                raise ValueError("mask_runs must start on the instrument's grid and have positive lengths")
+            self.mask_library = (counts, np.concatenate([[0], np.cumsum(counts)]), runs)
 
     def simulate(
         self,
@@ -88,7 +112,8 @@ class InstrumentSimulator:
         """Simulated spectra of the stars described by ``labels`` on the instrument's native grid.
 
         ``labels`` needs columns teff (K), logg, feh (dex) and a_k (mag; values in [-1, 0) are set
-        to 0, lower ones are refused as missing-value sentinels); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
+        to 0, lower ones are refused as missing-value sentinels, values above ``settings.max_a_k``
+        are applied as that); columns ``rv`` (km/s) and ``snr``, if given, are used instead of drawing radial
         velocities or S/N. Every column is copied into ``meta``. S/N values are otherwise drawn
         with replacement from ``snr_values``.
         """
@@ -115,7 +140,14 @@ class InstrumentSimulator:
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
         snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
         calibration = settings.flux_calibration.sample(calibration_rng, n)
-        run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
+        if self.mask_library is None:
+            run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
+        else:
+            counts, offsets, runs = self.mask_library
+            pattern = mask_rng.integers(len(counts), size=n)
+            run_star = np.repeat(np.arange(n), counts[pattern])
+            picked = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in pattern]) if len(run_star) else np.zeros(0, np.int64)
+            run_start, run_length = runs[picked, 0], runs[picked, 1]
         stellar = np.stack([columns["teff"], columns["logg"], columns["feh"]], axis=1).astype(np.float64)
 
         flux = np.empty((n, len(self.wavelength)), dtype=np.float32)
@@ -129,11 +161,17 @@ class InstrumentSimulator:
         for lo in range(0, n, settings.batch_size):
             rows = order[lo : lo + settings.batch_size]
             emulated = self.convolved(stellar[rows], rv[rows], settings.outside)
-            normalised = np.clip(emulated.flux, 0.0, 1.0)
-            capped[rows] = (normalised != emulated.flux).mean(axis=1)
+            emulated_flux = emulated.flux
+            if self.correction is not None:
+                emulated_flux = emulated_flux + self.correction.design(stellar[rows]).astype(np.float32) @ self.correction_theta
+            normalised = np.clip(emulated_flux, 0.0, 1.0)
+            capped[rows] = (normalised != emulated_flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)
-            clean = normalised * continuum * transmission(np.maximum(a_k[rows], 0.0), self.extinction_ratio)
+            clean = normalised * continuum * transmission(np.clip(a_k[rows], 0.0, settings.max_a_k), self.extinction_ratio)
             clean *= np.exp(calibration[rows] @ self.calibration_basis.T)
+            # flux unit: median 1 in the S/N band (float64 until here, so heavy extinction neither
+            # underflows the flux nor overflows the float32 ivar; the absolute scale is not simulated)
+            clean /= np.median(clean[:, self.in_band], axis=1, keepdims=True)
             variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32)
             flux[rows] = clean + np.sqrt(variance) * noise
@@ -154,11 +192,12 @@ class InstrumentSimulator:
             teff_emulated=used[:, 0],
             logg_emulated=used[:, 1],
             feh_emulated=used[:, 2],
-            a_k_applied=np.maximum(a_k, 0.0),
+            a_k_applied=np.clip(a_k, 0.0, settings.max_a_k),
             clipped=clipped,
             covered=covered,
             capped_fraction=capped,
             emulator_model=model.astype(str),
+            corrected=np.full(n, self.correction is not None),
             simulated=np.ones(n, dtype=bool),
         )
         return Spectra(self.wavelength, flux, ivar, mask, ids, meta)

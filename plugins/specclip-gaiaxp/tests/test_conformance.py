@@ -33,3 +33,14 @@ def test_alias_resolves():
     from specclip_core.components import get_modality
 
     assert get_modality("xp").name == "gaia_xp"
+
+
+def test_sampling_leaves_matplotlib_settings_alone():
+    import matplotlib
+
+    from specclip_gaiaxp.calibrate import quiet
+
+    with quiet():
+        import gaiaxpy.calibrator.calibrator  # noqa: F401
+        import gaiaxpy.plotter.plotter  # noqa: F401  (sets text.usetex on import)
+    assert matplotlib.rcParams["text.usetex"] is False

@@ -27,8 +27,11 @@ CHUNK = 1000
 
 @contextlib.contextmanager
 def quiet():
-    """Capture stdout and silence warnings (gaiaxpy's messages, bars and pandas deprecations)."""
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+    """Capture stdout, silence warnings (gaiaxpy's messages, bars and pandas deprecations) and keep
+    matplotlib's settings (importing gaiaxpy turns on ``text.usetex``, which needs a LaTeX install)."""
+    import matplotlib
+
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")
         yield
 

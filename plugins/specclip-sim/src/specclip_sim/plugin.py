@@ -1,4 +1,4 @@
-"""specclip hooks of specclip-sim: ``specclip data sim-emulator`` fetches and converts the emulator;
+"""specclip hooks of specclip-sim: the ``simulate`` stage; ``specclip data sim-emulator`` fetches and converts the emulator;
 ``specclip data simulate MODALITY --like DATASET`` writes a store pairing a dataset's real spectra
 with simulated spectra of the same stars (:func:`specclip_sim.paired.simulate_paired`)."""
 
@@ -7,7 +7,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from specclip_core.components import ComponentList
 from specclip_core.hookspecs import hookimpl
+from specclip_sim.stage import SimulateConfig, run_simulate
+
+components = ComponentList()
+components.register("stage", "simulate", SimulateConfig, "pair a dataset's real spectra with SIMULATED spectra of the same stars (one store)")(run_simulate)
+
+
+@hookimpl
+def specclip_register_components():
+    return list(components)
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

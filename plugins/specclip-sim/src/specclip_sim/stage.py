@@ -1,0 +1,42 @@
+"""The ``simulate`` stage: :func:`~specclip_sim.paired.simulate_paired` inside a run, so a spec can go
+from a registered dataset to a paired real + SIMULATED store (later stages read it with
+``data: {stage: <this stage>}``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from pydantic import Field
+
+from specclip_core.runs.runner import STORE, StageContext
+from specclip_core.spec import ModalityName, SpecModel
+
+
+class SimulateConfig(SpecModel):
+    """Simulate ``modality`` spectra for the stars of ``like`` and pair them with its real spectra."""
+
+    modality: ModalityName = Field(description="the modality to simulate, e.g. lamost_lrs")
+    like: str = Field(description="registered dataset (fetched when needed) or store path whose stars and real spectra to use")
+    limit: int | None = Field(None, gt=0, description="only the first N stars of the dataset")
+    missing: str = Field("impute", pattern="^(impute|drop)$", description="stars with missing labels: impute and flag, or drop")
+    workers: int | None = Field(None, gt=0, description="processes (default: the CPU cores available, at most 4)")
+
+
+def run_simulate(context: StageContext) -> dict[str, Any]:
+    config: SimulateConfig = context.config
+    from specclip_sim.paired import simulate_paired
+
+    report = simulate_paired(
+        config.modality,
+        like=config.like,
+        output=context.out_dir / STORE,
+        seed=context.seed,
+        limit=config.limit,
+        missing=config.missing,
+        workers=config.workers,
+        progress=context.progress,
+    )
+    summary = asdict(report)
+    summary["store"] = STORE
+    return summary

@@ -271,10 +271,43 @@ def registered_specs() -> dict[str, Path]:
     return out
 
 
-def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
-    """Load, merge ``overrides`` (dotted keys) and validate a spec from a file or a registered name."""
-    path = find_spec(name_or_path)
+def merge_spec_data(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``changes`` laid over ``base``: mappings merge key by key, anything else (lists too) replaces,
+    and a key set to null is removed (a stage, or a setting back to its default)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_spec_data(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_spec_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A spec file's data, with ``extends: <spec name or path>`` resolved: the named spec's data with this
+    file's laid over it (:func:`merge_spec_data`). Relative paths are relative to the extending file."""
     data = parse_spec_text(path.read_text(), path.suffix.lower(), str(path))
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise SpecError(str(path), [("extends", f"expected a spec name or path, got {type(base).__name__}")])
+    candidate = path.parent / base
+    try:
+        base_path = (candidate if candidate.is_file() else find_spec(base)).resolve()
+    except SpecCLIPError as error:
+        raise SpecError(str(path), [("extends", str(error))]) from None
+    if base_path in seen or base_path == path.resolve():
+        raise SpecError(str(path), [("extends", f"{base!r} extends itself through {' -> '.join(p.name for p in seen)}")])
+    return merge_spec_data(read_spec_data(base_path, (*seen, path.resolve())), data)
+
+
+def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
+    """Load (resolving ``extends``), merge ``overrides`` (dotted keys) and validate a spec from a file or a registered name."""
+    path = find_spec(name_or_path)
+    data = read_spec_data(path)
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

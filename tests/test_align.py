@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from specclip_core.align.model import AlignmentModel, pair_key
 from specclip_core.align.objectives import info_nce
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.runs.runner import run_spec
-from specclip_core.spec import validate_spec
+from specclip_core.errors import SpecError
+from specclip_core.spec import load_spec, validate_spec
 
 
 def test_infonce_matches_a_hand_computed_case():
@@ -87,21 +89,44 @@ def _align_spec(store, run_dir, modalities, private_dim=0, reconstruction=True, 
     return validate_spec({"name": "toy-align", "run_dir": str(run_dir), "data": {"store": str(store.path)}, "stages": stages})
 
 
+REGISTRY_SPECS = Path(__file__).resolve().parent.parent / "registry" / "specs"
+
+
+def _registry_align_settings(variant: str) -> dict:
+    """The align stage of a shipped variant spec, resized for the toy pair (its decoders, split and weights kept)."""
+    path = REGISTRY_SPECS / f"{variant}.yaml"
+    try:
+        settings = load_spec(path).dump()["stages"]["align"]
+    except SpecError as error:
+        pytest.skip(f"{path.name} needs a plugin that is not installed: {error}")
+    settings["projections"] = {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}}
+    settings["shared_dim"] = 16
+    settings["private_dim"] = 8 if settings.get("private_dim") else 0
+    settings["train"] = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "drop_last": True, "device": "cpu", "max_steps_per_epoch": 1}
+    settings["translation_examples"] = 2
+    settings["needs"] = ["pretrain_toy", "pretrain_toy_broad"]
+    return settings
+
+
 @pytest.mark.parametrize(
-    "variant,private_dim,reconstruction,prediction",
-    [("clip", 0, False, False), ("clip-r", 0, True, False), ("clip-p", 0, False, True), ("clip-pr", 0, True, True), ("clip-split", 8, True, True)],
+    "variant,split,reconstruction,prediction",
+    [("clip", False, False, False), ("clip-r", False, True, False), ("clip-p", False, False, True), ("clip-pr", False, True, True), ("clip-split", True, True, True)],
 )
-def test_each_variant_trains_one_step_on_a_toy_pair(tmp_path, variant, private_dim, reconstruction, prediction):
+def test_each_registry_variant_spec_trains_one_step_on_a_toy_pair(tmp_path, variant, split, reconstruction, prediction):
     from specclip_toy import make_paired_store
 
     store = make_paired_store(tmp_path / "pair.zarr", n=200)
-    manifests = run_spec(_align_spec(store, tmp_path / "run", ("toy", "toy_broad"), private_dim, reconstruction, prediction), progress=False, log=lambda *_: None)
+    data = _align_spec(store, tmp_path / "run", ("toy", "toy_broad")).dump()
+    data["stages"]["align"] = _registry_align_settings(variant)
+    manifests = run_spec(validate_spec(data), progress=False, log=lambda *_: None)
     summary = manifests["align"]["summary"]
     assert summary["steps"] == 1
     assert set(summary["aligned"]["retrieval"]) == {"toy->toy_broad", "toy_broad->toy"}
     assert bool(summary["aligned"]["prediction_weighted_mse"]) == prediction
+    model = AlignmentModel.load(tmp_path / "run" / "align" / "model")
+    assert bool(len(model.reconstructors)) == reconstruction and bool(len(model.predictors)) == prediction
     assert (tmp_path / "run" / "align" / "encoders" / "toy" / "encoder.json").exists()
-    assert manifests["heads"]["summary"]["input_dim"] == 16 + private_dim
+    assert manifests["heads"]["summary"]["input_dim"] == 16 + (8 if split else 0)
 
 
 @pytest.mark.slow

@@ -110,3 +110,28 @@ def test_unknown_modality_is_caught_at_validation():
     data["stages"]["pretrain"]["modality"] = "toyy"
     problems, _ = _problems(data)
     assert "unknown modality 'toyy'" in problems["stages.pretrain.modality"] and "toy_broad" in problems["stages.pretrain.modality"]
+
+
+def test_extends_lays_a_spec_over_another(tmp_path):
+    (tmp_path / "base.yaml").write_text(json.dumps(GOOD))
+    (tmp_path / "variant.yaml").write_text(
+        "extends: base.yaml\nname: variant\nstages:\n  pretrain:\n    encoder: {depth: 2}\n    train: {batch_size: null}\n"
+    )
+    loaded = load_spec(tmp_path / "variant.yaml")
+    spec = loaded.dump()
+    assert spec["name"] == "variant" and spec["seed"] == 3
+    pretrain = spec["stages"]["pretrain"]
+    assert pretrain["encoder"]["depth"] == 2 and pretrain["encoder"]["width"] == 16
+    assert pretrain["train"] == {"epochs": 2}
+    assert loaded.stages["pretrain"].config.train.batch_size == 64, "null restores the default"
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(SpecError, match="extends itself"):
+        load_spec(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: nowhere\nname: c\n")
+    with pytest.raises(SpecError, match="c.yaml") as caught:
+        load_spec(tmp_path / "c.yaml")
+    assert "extends" in dict(caught.value.problems)

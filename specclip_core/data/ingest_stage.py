@@ -44,8 +44,9 @@ def run_ingest(context: StageContext) -> dict[str, Any]:
     config: IngestConfig = context.config
     labels = read_label_table(config.labels) if config.labels else None
     report = ingest_files(config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column, progress=context.progress)
-    atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
-    summary = asdict(report)
+    text = report.summary().replace(str(context.out_dir / STORE), f"<stage>/{STORE}")
+    atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + text + "\n```\n")
+    summary = asdict(report) | {"store": STORE}
     atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
     return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra")} | {
         "n_skipped_files": len(report.skipped_files),

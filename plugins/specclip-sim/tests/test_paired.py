@@ -159,3 +159,28 @@ def test_with_the_real_emulator(fake_xp, tmp_path):
     flux = arrays["lamost_lrs"]["flux"]
     assert np.isfinite(flux).all() and 0.7 < np.median(flux) < 1.1
     assert flux.min(axis=1).max() < 0.9  # absorption lines are there
+
+
+def test_the_simulate_stage_writes_the_paired_store_and_is_reused(fake_xp, stub_emulator, tmp_path, monkeypatch):
+    from specclip_core.runs.runner import run_spec
+    from specclip_core.spec import validate_spec
+
+    monkeypatch.setattr(Emulator, "load", classmethod(lambda cls, download=True, progress=True: stub_emulator))
+    spec = validate_spec(
+        {
+            "name": "sim-stage",
+            "run_dir": str(tmp_path / "run"),
+            "data": {"stage": "simulate"},
+            "stages": {
+                "simulate": {"kind": "simulate", "modality": "lamost", "like": str(fake_xp), "limit": 5, "workers": 1},
+            },
+        }
+    )
+    manifests = run_spec(spec, progress=False, log=lambda *_: None)
+    summary = manifests["simulate"]["summary"]
+    assert summary["n_written"] == 5 and summary["modality"] == "lamost_lrs" and summary["store"] == "store.zarr"
+    store = SpectralStore.open(tmp_path / "run" / "simulate" / "store.zarr")
+    assert set(store.modalities) == {"gaia_xp", "lamost_lrs"} and len(store) == 5
+    lines = []
+    run_spec(spec, progress=False, log=lines.append)
+    assert lines and lines[0].startswith("[simulate] reused")

@@ -1,12 +1,14 @@
-"""Pretraining throughput and peak memory for lamost_lrs on this machine's CPU, batch 64.
+"""Pretraining throughput and peak memory for one modality on this machine's CPU, batch 64.
 
-Runs the core benchmark (``specclip bench pretrain --modality lamost_lrs``: forward, backward and an
+Runs the core benchmark (``specclip bench pretrain --modality MODALITY``: forward, backward and an
 AdamW step on batches of the modality's exact shape, each configuration in a fresh process, 3
 warm-up steps not timed) for the masked transformer and the MLP autoencoder, small and paper size,
 and records the machine's load average before and after each configuration: on a shared machine the
 numbers are a lower bound of what the cores can do.
 
-Usage (repository root): python bench/lamost_pretrain_cpu.py [-o bench/results/lamost_pretrain_cpu]
+Usage (repository root):
+    python bench/pretrain_cpu.py --modality lamost_lrs --n-train 1836     # -> bench/results/lamost_lrs_pretrain_cpu.md
+    python bench/pretrain_cpu.py --modality gaia_xp --n-train 32336
 """
 
 from __future__ import annotations
@@ -39,15 +41,18 @@ def cpu_model() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-o", "--output", type=Path, default=Path("bench/results/lamost_pretrain_cpu"))
+    parser.add_argument("--modality", required=True)
+    parser.add_argument("--n-train", type=int, required=True, help="training spectra of the real dataset, for the epoch-time estimate")
+    parser.add_argument("-o", "--output", type=Path, help="default: bench/results/<modality>_pretrain_cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
+    args.output = args.output or Path(f"bench/results/{args.modality}_pretrain_cpu")
     results = []
     for encoder, size, steps in CONFIGS:
         before = os.getloadavg()
         started = time.time()
         done = subprocess.run(
-            ["specclip", "bench", "pretrain", "--modality", "lamost_lrs", "--encoders", encoder, "--sizes", size,
+            ["specclip", "bench", "pretrain", "--modality", args.modality, "--encoders", encoder, "--sizes", size,
              "--batch-size", str(args.batch_size), "--steps", str(steps), "--device", "cpu", "-o", str(args.output.with_name(f"_{encoder}_{size}"))],
             capture_output=True, text=True, check=True,
         )
@@ -60,11 +65,11 @@ def main() -> None:
         print(f"{encoder} {size}: {result['spectra_per_s']} spectra/s, {result['peak_memory_mb']} MB, load {before[0]:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
         del done
     lines = [
-        "# lamost_lrs pretraining throughput on CPU",
+        f"# {args.modality} pretraining throughput on CPU",
         "",
-        f"Written by `bench/lamost_pretrain_cpu.py` on {time.strftime('%Y-%m-%d %H:%M')}: the core's `specclip bench pretrain --modality lamost_lrs"
-        f" --batch-size {args.batch_size} --device cpu` per configuration (forward + backward + AdamW step on random batches of the modality's"
-        " shape, 1462 pixels + 2 statistics; masked modelling with 6 chunks of 20 tokens for the transformer, reconstruction for the"
+        f"Written by `bench/pretrain_cpu.py --modality {args.modality}` on {time.strftime('%Y-%m-%d %H:%M')}: the core's `specclip bench pretrain"
+        f" --modality {args.modality} --batch-size {args.batch_size} --device cpu` per configuration (forward + backward + AdamW step on random"
+        " batches of the modality's shape with its default tokenizer; masked modelling for the transformer, reconstruction for the"
         " autoencoder; fp32; 3 untimed warm-up steps), each in a fresh process.",
         "",
         f"Machine: {os.cpu_count()} CPU cores ({cpu_model()}), torch threads {results[0]['threads']}. **Shared with other engineers' jobs**: the"
@@ -80,11 +85,11 @@ def main() -> None:
             f" {'/'.join(f'{v:.1f}' for v in r['load_before'])} | {'/'.join(f'{v:.1f}' for v in r['load_after'])} |"
         )
     paper = next(r for r in results if r["encoder"] == "masked_transformer" and r["size"] == "paper")
-    epoch_h = 1836 / paper["spectra_per_s"] / 3600
+    epoch_h = args.n_train / paper["spectra_per_s"] / 3600
     lines += [
         "",
-        f"At this rate one epoch of the paper-size transformer over the 1,836 DR10 train spectra takes {epoch_h:.1f} h on these cores, and"
-        f" the paper's 128 epochs {128 * epoch_h:.0f} h: `registry/specs/lamost-paper.yaml` is meant for a GPU.",
+        f"At this rate one epoch of the paper-size transformer over {args.n_train:,} training spectra takes {epoch_h:.1f} h on these cores,"
+        f" and 128 epochs {128 * epoch_h:.0f} h: the paper-size specs are meant for a GPU.",
     ]
     args.output.with_suffix(".md").write_text("\n".join(lines) + "\n")
     args.output.with_suffix(".json").write_text(json.dumps(results, indent=2))

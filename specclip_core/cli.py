@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
     p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
-    p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: those on embeddings)")
+    p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: the last heads stage on embeddings, in spec order, for the modality of the inputs)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_predict)
 

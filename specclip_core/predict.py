@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from specclip_core.components import get_modality
-from specclip_core.data.ingest import preprocess_robustly, read_files
+from specclip_core.components import get_modality, get_registry
+from specclip_core.data.ingest import expand_paths, preprocess_robustly, read_files
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.inputs import encoder_dir, spectra_inputs
@@ -39,17 +39,37 @@ class PredictReport:
 
 
 def heads_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Finished heads stages of a run: name -> inputs.json (modality, input kind, encoder stage)."""
+    """Finished heads stages of a run, in the order of its spec: name -> inputs.json (modality, input
+    kind, encoder stage)."""
     found = {}
     for manifest_path in sorted(Path(run_dir).glob(f"*/{MANIFEST}")):
         manifest = json.loads(manifest_path.read_text())
         inputs = manifest_path.parent / "head" / "inputs.json"
         if manifest.get("kind") == "heads" and inputs.exists():
             found[manifest_path.parent.name] = json.loads(inputs.read_text())
+    spec_path = Path(run_dir) / "spec.yaml"
+    order = list(yaml.safe_load(spec_path.read_text()).get("stages", {})) if spec_path.exists() else []
+    return dict(sorted(found.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
+
+
+def input_modalities(paths: list[str]) -> set[str]:
+    """Modalities the inputs hold: a store's modalities, or those whose readers recognise the files."""
+    registry = get_registry()
+    readers = [registry.get("reader", n).build() for n in registry.names("reader")]
+    found: set[str] = set()
+    for item in paths:
+        path = Path(item)
+        if (path / "zarr.json").exists():
+            found |= set(SpectralStore.open(path).modalities)
+            continue
+        for file in expand_paths([path], readers)[:20]:
+            found |= {reader.modality for reader in readers if file.exists() and reader.sniff(file)}
     return found
 
 
-def choose_heads(run_dir: Path, requested: list[str] | None) -> dict[str, dict[str, Any]]:
+def choose_heads(run_dir: Path, requested: list[str] | None, modalities: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The heads stages to apply: those ``requested``, or else the last heads stage on embeddings in the
+    run's spec (the last on spectra where there is none) among those that read one of ``modalities``."""
     available = heads_stages(run_dir)
     if not available:
         raise SpecCLIPError(f"{run_dir}: no finished heads stage (run the spec first)")
@@ -59,7 +79,12 @@ def choose_heads(run_dir: Path, requested: list[str] | None) -> dict[str, dict[s
             raise SpecCLIPError(f"{run_dir}: no finished heads stage {unknown}; available: {sorted(available)}")
         chosen = {name: available[name] for name in requested}
     else:
-        chosen = {n: i for n, i in available.items() if i["input"] == "embedding"} or available
+        usable = {n: i for n, i in available.items() if not modalities or i["modality"] in modalities}
+        if not usable:
+            read = {i["modality"] for i in available.values()}
+            raise SpecCLIPError(f"{run_dir}: its heads read {sorted(read)}, but the inputs hold {sorted(modalities or [])}")
+        on_embeddings = [n for n, i in usable.items() if i["input"] == "embedding"] or list(usable)
+        chosen = {on_embeddings[-1]: usable[on_embeddings[-1]]}
     modalities = {info["modality"] for info in chosen.values()}
     if len(modalities) > 1:
         raise SpecCLIPError(f"heads stages {sorted(chosen)} read different modalities {sorted(modalities)}; pick one with --heads")
@@ -111,7 +136,7 @@ def _versions() -> str:
 def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True) -> PredictReport:
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
-    chosen = choose_heads(run_dir, heads)
+    chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
     modality = next(iter(chosen.values()))["modality"]
     spectra, rejected, sources = load_inputs(paths, modality, progress)
     report = PredictReport(str(output), rejected=rejected)

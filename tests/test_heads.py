@@ -144,6 +144,17 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     assert (tmp_path / "catalog.csv.rejected.csv").exists()
 
 
+def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(finished_run):
+    from specclip_core.errors import SpecCLIPError
+    from specclip_core.predict import choose_heads, heads_stages
+
+    run_dir, _ = finished_run
+    assert list(heads_stages(run_dir)) == ["heads_embedding", "heads_spectra", "heads_ridge"], "spec order"
+    assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
+    with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
+        choose_heads(run_dir, None, {"toy_broad"})
+
+
 def test_evaluate_command_prints_the_table(finished_run, tmp_path):
     run_dir, _ = finished_run
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "evaluate", str(run_dir), "-o", str(tmp_path / "ev")], capture_output=True, text=True)

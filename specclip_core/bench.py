@@ -74,7 +74,9 @@ def bench_pretrain_one(modality: str, encoder: str, size: str, batch_size: int, 
     }
 
 
-def bench_pretrain(modality: str, encoders: list[str], sizes: list[str], batch_size: int, steps: int, device: str, output: Path | None) -> list[dict[str, Any]]:
+def bench_pretrain(
+    modality: str, encoders: list[str], sizes: list[str], batch_size: int, steps: int, device: str, output: Path | None, warmup: int = 3
+) -> list[dict[str, Any]]:
     """Each configuration in a fresh process; optionally write JSON and a markdown table."""
     modality = get_modality(modality).name
     results = []
@@ -82,7 +84,7 @@ def bench_pretrain(modality: str, encoders: list[str], sizes: list[str], batch_s
         for size in sizes:
             code = (
                 "import json,sys; from specclip_core.bench import bench_pretrain_one as b; "
-                f"print(json.dumps(b({modality!r},{encoder!r},{size!r},{batch_size},{steps},3,{device!r})))"
+                f"print(json.dumps(b({modality!r},{encoder!r},{size!r},{batch_size},{steps},{warmup},{device!r})))"
             )
             done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
             if done.returncode != 0:

@@ -118,7 +118,7 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from specclip_core.bench import bench_pretrain, pretrain_table
 
-    results = bench_pretrain(args.modality, args.encoders, args.sizes, args.batch_size, args.steps, args.device, Path(args.output) if args.output else None)
+    results = bench_pretrain(args.modality, args.encoders, args.sizes, args.batch_size, args.steps, args.device, Path(args.output) if args.output else None, args.warmup)
     print(pretrain_table(results))
 
 
@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoders", nargs="+", default=["mlp_autoencoder", "masked_transformer"])
     p.add_argument("--sizes", nargs="+", default=["small", "paper"])
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     p.add_argument("--device", default="auto")
     p.add_argument("-o", "--output", help="write OUTPUT.json and OUTPUT.md")
     p.set_defaults(func=_cmd_bench_pretrain)

@@ -189,7 +189,7 @@ class Trainer:
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value.item() * n
                 elapsed = time.perf_counter() - started
-                bar.set_postfix(loss=f"{sums['loss'] / seen:.4g}", spectra_s=f"{seen * info.world_size / max(elapsed, 1e-9):.0f}")
+                bar.set_postfix(loss=f"{sums['loss'] / seen:.4g}", spectra_s=f"{seen * info.world_size / max(elapsed, 1e-9):.0f}", refresh=False)
                 bar.update(1)
             bar.close()
             seconds = time.perf_counter() - started

@@ -148,7 +148,7 @@ def test_three_modalities_align_and_improve_retrieval(tmp_path):
 def test_report_builds_table1_and_table2(tmp_path):
     from specclip_toy import make_paired_store
 
-    store = make_paired_store(tmp_path / "pair.zarr", n=200)
+    store = make_paired_store(tmp_path / "pair.zarr", n=200, simulated=("toy",))
     base = _align_spec(store, tmp_path / "run", ("toy", "toy_broad")).dump()
     stages = base["stages"]
     stages["align_pr"] = {**stages["align"], "needs": ["pretrain_toy", "pretrain_toy_broad"]}
@@ -170,6 +170,8 @@ def test_report_builds_table1_and_table2(tmp_path):
     assert "**toy (simulated)**" in report and "| temp (N=" in report and "Number of wins" in report
     assert "before alignment" in report and "| CLIP-pr |" in report and "pred. wMSE toy->toy_broad" in report
     assert "](plots/align_pr_translations.png)" in report
+    assert json.loads((tmp_path / "run" / "heads_raw" / "manifest.json").read_text())["summary"]["simulated"] is True
+    assert "toy spectra are SIMULATED" in (tmp_path / "run" / "heads_raw" / "table.md").read_text()
     import subprocess
     import sys
 

@@ -9,7 +9,7 @@ from specclip_core.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 
 
 def test_toy_plugin_is_discovered_through_its_entry_point(toy_site):
-    assert (toy_site / "specclip_toy-0.3.1.dist-info" / "entry_points.txt").exists()
+    assert (toy_site / "specclip_toy-0.3.2.dist-info" / "entry_points.txt").exists()
     registry = Registry.from_plugin_manager(create_plugin_manager(load_entry_points=True))
     assert "toy" in registry.names("modality")
     assert registry.plugin_of("modality", "toy") == "toy"
@@ -25,7 +25,7 @@ def test_autoload_can_be_disabled(monkeypatch):
 
 def test_plugins_command_lists_versions_and_registrations():
     out = subprocess.run([sys.executable, "-m", "specclip_core.cli", "plugins"], capture_output=True, text=True, check=True).stdout
-    assert "toy  (specclip-toy 0.3.1)" in out
+    assert "toy  (specclip-toy 0.3.2)" in out
     assert "modality: toy" in out and "reader: toy_csv" in out
     assert "encoder: masked_transformer, mlp_autoencoder" in out
 

@@ -78,6 +78,11 @@ def translation_panels(model: AlignmentModel, store, rows: np.ndarray, n: int) -
     if not len(model.predictors) or n == 0:
         return []
     chosen = rows[:: max(len(rows) // n, 1)][:n]
+    simulated = set(store.simulated_modalities)
+
+    def name(modality: str) -> str:
+        return f"{modality} (SIMULATED)" if modality in simulated else modality
+
     panels = []
     model.eval()
     with torch.no_grad():
@@ -92,7 +97,7 @@ def translation_panels(model: AlignmentModel, store, rows: np.ndarray, n: int) -
                         "truth": batch[target]["flux"][i].numpy(),
                         "predicted": predicted[i],
                         "mask": batch[target]["mask"][i].numpy(),
-                        "label": f"{store.ids[row]}: {source} -> {target}",
+                        "label": f"{store.ids[row]}: {name(source)} -> {name(target)}",
                     }
                 )
     return panels

@@ -190,6 +190,11 @@ class SpectralStore:
         return dict(self._group.attrs.get("meta", {}))
 
     @property
+    def simulated_modalities(self) -> list[str]:
+        """Modalities whose spectra are simulated (``meta["simulated_modalities"]``, set by whoever made them)."""
+        return list(self.meta.get("simulated_modalities", []))
+
+    @property
     def fingerprint(self) -> str:
         """Changes whenever the committed content changes (used to decide whether a stage can be reused)."""
         return f"{self._group.attrs['revision']}:{len(self)}"

@@ -106,23 +106,34 @@ def run_heads(context: StageContext) -> dict[str, Any]:
     encoder = load_embedder(encoder_path) if encoder_path else None
     inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress)
     parts = {name: _labelled(inputs[split == name], store, rows[split == name], config.labels) for name in ("train", "val", "test")}
+    simulated = modality in store.simulated_modalities
     head = config.head.build()
     fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
     head.save(context.out_dir / "head")
     atomic_write_text(
         context.out_dir / "head" / "inputs.json",
-        json.dumps({"modality": modality, "input": config.input, "encoder_stage": encoder_path.parent.parent.name if encoder_path else None, "head": config.head.name}),
+        json.dumps(
+            {
+                "modality": modality,
+                "input": config.input,
+                "encoder_stage": encoder_path.parent.parent.name if encoder_path else None,
+                "head": config.head.name,
+                "simulated": simulated,
+            }
+        ),
     )
     test = parts["test"]
     predicted = head.predict(test.inputs)
     write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
     metrics = {label: regression_metrics(test.labels[label], predicted[label]) for label in config.labels}
     atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
-    atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels))
+    note = f"{modality} spectra are SIMULATED." if simulated else ""
+    atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
+    title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
     for label in config.labels:
-        plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), f"{context.name} ({config.input})")
+        plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title)
     n_params = head.n_parameters() if hasattr(head, "n_parameters") else None
-    return {"n_rows": {k: len(v) for k, v in parts.items()}, "input_dim": int(inputs.shape[1]), "head_parameters": n_params, "test": metrics, "fit": fit_summary}
+    return {"n_rows": {k: len(v) for k, v in parts.items()}, "simulated": simulated, "input_dim": int(inputs.shape[1]), "head_parameters": n_params, "test": metrics, "fit": fit_summary}
 
 
 class EvaluateConfig(SpecModel):
@@ -137,6 +148,7 @@ def evaluate_stages(run_dir: Path, stages: list[str], labels: list[str] | None, 
     """Metrics of several heads stages on their test splits, a markdown table and one-to-one plots."""
     results: dict[str, dict[str, dict[str, float]]] = {}
     order: list[str] = []
+    flagged: list[str] = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for stage in stages:
         path = Path(run_dir) / stage / PREDICTIONS
@@ -145,9 +157,15 @@ def evaluate_stages(run_dir: Path, stages: list[str], labels: list[str] | None, 
         truth, predicted = read_predictions(path)
         results[stage] = {label: regression_metrics(truth[label], predicted[label]) for label in predicted}
         order += [label for label in predicted if label not in order]
+        inputs_path = path.parent / "head" / "inputs.json"
+        simulated = json.loads(inputs_path.read_text()).get("simulated", False) if inputs_path.exists() else False
+        if simulated:
+            flagged.append(stage)
         for label in predicted:
             if not labels or label in labels:
-                plot_one_to_one(truth[label], predicted[label], out_dir / f"one_to_one_{stage}_{label}.png", label, title=stage)
+                plot_one_to_one(truth[label], predicted[label], out_dir / f"one_to_one_{stage}_{label}.png", label, title=stage + (" (SIMULATED spectra)" if simulated else ""))
+    if flagged:
+        note = " ".join(filter(None, [note, f"Stages on SIMULATED spectra: {', '.join(flagged)}."]))
     table = metrics_table(results, labels or order, note)
     atomic_write_text(out_dir / "table.md", table)
     atomic_write_text(out_dir / "metrics.json", json.dumps(results, indent=2))

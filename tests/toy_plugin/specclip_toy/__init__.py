@@ -126,12 +126,13 @@ def make_store(path: Path, n: int = 256, seed: int = 0) -> SpectralStore:
     return SpectralStore.open(path)
 
 
-def make_paired_store(path: Path, modalities=("toy", "toy_broad"), n: int = 256, seed: int = 0) -> SpectralStore:
-    """The same ``n`` stars seen in several toy modalities, one row per star."""
+def make_paired_store(path: Path, modalities=("toy", "toy_broad"), n: int = 256, seed: int = 0, simulated=()) -> SpectralStore:
+    """The same ``n`` stars seen in several toy modalities, one row per star (``simulated``: modalities
+    the store's meta marks as simulated)."""
     views = {m: MODALITIES[m]() for m in modalities}
     spectra = {m: view.preprocess(make_raw(n, seed, np.linspace(view.wavelength[0] - 50, view.wavelength[-1] + 50, 3 * view.n_pixels))) for m, view in views.items()}
     first = spectra[modalities[0]]
-    with SpectralStore.build(path, views, {"temp": "float"}) as store:
+    with SpectralStore.build(path, views, {"temp": "float"}, {"simulated_modalities": list(simulated)}) as store:
         store.append(first.ids, spectra, {"temp": first.meta["temp"]})
     return SpectralStore.open(path)
 

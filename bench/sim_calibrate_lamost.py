@@ -27,8 +27,8 @@ import time
 import numpy as np
 from astropy.stats import biweight_scale
 from numpy.polynomial import legendre
-
 from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, machine, simulate_preprocessed
+
 from specclip_core.data.ingest import read_label_table
 from specclip_lamost.grid import LOG_STEP, MODEL_WAVELENGTH
 from specclip_lamost.readers import read_lamost

@@ -17,8 +17,8 @@ import datetime
 import sys
 
 import numpy as np
-
 from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, in_train_split, machine, simulate_preprocessed
+
 from specclip_lamost.grid import LOG_STEP, MODEL_WAVELENGTH
 from specclip_sim.calibration import calibration_path, load_calibration
 from specclip_sim.correction import fit_correction

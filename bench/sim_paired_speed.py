@@ -23,9 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from sim_common import RESULTS, machine
+
 from specclip_core.data.datasets import fetch_dataset
 from specclip_core.data.store import SpectralStore
 from specclip_sim.emulator import Emulator

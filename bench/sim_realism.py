@@ -34,13 +34,13 @@ import warnings
 
 import matplotlib
 import numpy as np
+from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, in_train_split, machine, simulate_preprocessed
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sim_common import DR10, RESULTS, align, in_train_split, dr10_labels_for_simulation, dr10_store, machine, simulate_preprocessed
 from specclip_lamost.grid import MODEL_WAVELENGTH
 from specclip_sim.calibration import load_calibration
 from specclip_sim.emulator import Emulator

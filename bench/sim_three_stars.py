@@ -22,8 +22,8 @@ import sys
 
 import matplotlib
 import numpy as np
-
 from sim_common import DR10, RESULTS, THREE_STARS, dr10_store, in_train_split, machine
+
 from specclip_core.data.datasets import fetch_dataset
 from specclip_core.data.store import SpectralStore
 from specclip_lamost.grid import MODEL_WAVELENGTH

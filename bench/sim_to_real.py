@@ -22,12 +22,11 @@ import datetime
 import json
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 import numpy as np
+from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, in_train_split, machine, simulate_preprocessed
 
-from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, in_train_split, dr10_store, machine, simulate_preprocessed
 from specclip_core.data.datasets import cache_dir
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore

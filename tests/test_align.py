@@ -8,9 +8,9 @@ import torch
 
 from specclip_core.align.model import AlignmentModel, pair_key
 from specclip_core.align.objectives import info_nce
+from specclip_core.errors import SpecError
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.runs.runner import run_spec
-from specclip_core.errors import SpecError
 from specclip_core.spec import load_spec, validate_spec
 
 

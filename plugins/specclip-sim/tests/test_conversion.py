@@ -9,9 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from specclip_core.util import sha256_file
 from specclip_sim import convert, source
 from specclip_sim.cannon import read_models
-from specclip_core.util import sha256_file
 
 TERMS = [[(0, 1)], [(1, 1)], [(2, 1)], [(0, 2.0)], [(1, 1), (0, 1)]]
 

@@ -27,7 +27,7 @@ from threadpoolctl import threadpool_limits
 from specclip_core.components import get_modality, get_registry
 from specclip_core.data.ingest import choose_reader, preprocess_robustly
 from specclip_core.errors import SpecCLIPError
-from specclip_core.interfaces import Instrument, Spectra
+from specclip_core.interfaces import Spectra
 from specclip_core.util import progress_bar
 from specclip_sim.calibration import Calibration, load_calibration
 from specclip_sim.emulator import Emulator

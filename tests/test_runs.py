@@ -67,3 +67,20 @@ def test_cli_run_with_overrides(toy_store, tmp_path):
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "cli-run" / "pretrain" / "summary.json").read_text())
     assert summary["epochs_completed"] == 1
+
+
+def test_two_fresh_processes_train_the_same_weights(toy_store, tmp_path):
+    spec_path = tmp_path / "toy.yaml"
+    spec_path.write_text(yaml.safe_dump(_spec(toy_store, tmp_path / "unused", epochs=1).dump()))
+    weights = []
+    for name in ("a", "b"):
+        done = subprocess.run(
+            [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--run-dir", str(tmp_path / name), "--quiet"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        files = sorted((tmp_path / name / "pretrain" / "encoders" / "toy").glob("*.safetensors"))
+        assert files
+        weights.append([f.read_bytes() for f in files])
+    assert weights[0] == weights[1], "initialisation or training drew unseeded randomness"

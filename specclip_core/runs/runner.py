@@ -98,6 +98,17 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def seed_everything(seed: int, stage: str) -> None:
+    """Seed torch's and numpy's global generators from (spec seed, stage name) before a stage runs, so
+    whatever a stage draws before its own seeding (network initialisation) is the same in every run."""
+    import numpy as np
+    import torch
+
+    value = int.from_bytes(hashlib.sha256(f"{seed}:{stage}".encode()).digest()[:8], "little") % (2**63 - 1)
+    torch.manual_seed(value)
+    np.random.seed(value % (2**32))
+
+
 def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
     """Hash of what a stage's result depends on: its settings, the seed, its data, the stages it
     needs, the specclip version, and whatever its config's ``fingerprint()`` adds (input files)."""
@@ -192,6 +203,7 @@ def run_spec(
         _sync()
         log(f"[{name}] running {stage.kind} stage")
         started = time.time()
+        seed_everything(spec.seed, name)
         summary = registry.get("stage", stage.kind).factory(context)
         _sync()
         if not is_main:

@@ -135,13 +135,12 @@ def test_three_modalities_align_and_improve_retrieval(tmp_path):
 
     modalities = ("toy", "toy_broad", "toy_narrow")
     store = make_paired_store(tmp_path / "three.zarr", modalities, n=400)
-    manifests = run_spec(_align_spec(store, tmp_path / "run", modalities, epochs=8), progress=False, log=lambda *_: None)
+    manifests = run_spec(_align_spec(store, tmp_path / "run", modalities, epochs=30), progress=False, log=lambda *_: None)
     summary = manifests["align"]["summary"]
     assert len(summary["aligned"]["cosine"]) == 3 and len(summary["aligned"]["retrieval"]) == 6
-    for pair, value in summary["aligned"]["cosine"].items():
-        assert value > summary["baseline_before_training"]["cosine"][pair], pair
     metrics = json.loads((tmp_path / "run" / "align" / "metrics.json").read_text())
-    assert metrics["aligned"]["retrieval"]["toy->toy_broad"]["top10"] > metrics["baseline_before_training"]["retrieval"]["toy->toy_broad"]["top10"]
+    for direction, aligned in metrics["aligned"]["retrieval"].items():
+        assert aligned["top10"] > metrics["baseline_before_training"]["retrieval"][direction]["top10"], direction
     assert (tmp_path / "run" / "align" / "translations.png").exists()
 
 

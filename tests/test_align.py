@@ -168,6 +168,8 @@ def test_report_builds_table1_and_table2(tmp_path):
     report = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "**toy (simulated)**" in report and "| temp (N=" in report and "Number of wins" in report
     assert "before alignment" in report and "| CLIP-pr |" in report and "pred. wMSE toy->toy_broad" in report
+    baseline_row = next(line for line in report.splitlines() if line.startswith("| before alignment"))
+    assert baseline_row.count(" - ") == 0, "the untrained prediction error comes from the variant that has decoders"
     assert "](plots/align_pr_translations.png)" in report
     assert json.loads((tmp_path / "run" / "heads_raw" / "manifest.json").read_text())["summary"]["simulated"] is True
     assert "toy spectra are SIMULATED" in (tmp_path / "run" / "heads_raw" / "table.md").read_text()

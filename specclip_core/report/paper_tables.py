@@ -70,14 +70,17 @@ def table1_block(run_dir: Path, block: Table1Block) -> tuple[str, dict[str, int]
 
 
 def table2(run_dir: Path, variants: dict[str, str]) -> str:
-    """Alignment metrics per variant, with the untrained model as the pre-alignment baseline."""
-    rows, baseline = [], None
+    """Alignment metrics per variant, with the untrained model as the pre-alignment baseline (the first
+    variant's; its prediction error from the first variant that has cross-modal decoders)."""
+    rows, baselines = [], []
     for title, stage in variants.items():
         summary = _manifest(run_dir, stage)["summary"]
         rows.append((title, summary["aligned"]))
-        baseline = baseline or summary["baseline_before_training"]
+        baselines.append(summary["baseline_before_training"])
     if not rows:
         return ""
+    baseline = dict(baselines[0])
+    baseline["prediction_weighted_mse"] = next((b["prediction_weighted_mse"] for b in baselines if b.get("prediction_weighted_mse")), {})
     first = rows[0][1]
     pairs, directions = list(first["cosine"]), list(first["retrieval"])
     predictions = sorted({k for _, r in rows for k in r.get("prediction_weighted_mse", {})})

@@ -27,7 +27,7 @@ import time
 import numpy as np
 from astropy.stats import biweight_scale
 from numpy.polynomial import legendre
-from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, machine, simulate_preprocessed
+from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, have_dr10, machine, simulate_preprocessed
 
 from specclip_core.data.ingest import read_label_table
 from specclip_lamost.grid import LOG_STEP, MODEL_WAVELENGTH
@@ -98,8 +98,7 @@ def main() -> int:
     parser.add_argument("--min-snr", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if not DR10.exists():
-        print(f"needs {DR10}", file=sys.stderr)
+    if not have_dr10():
         return 1
     started = time.perf_counter()
     load_at_start = machine()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +36,14 @@ def in_train_split(ids) -> np.ndarray:
     import hashlib
 
     return np.array([int(hashlib.sha256(f"realism:{i}".encode()).hexdigest()[:8], 16) / 16**8 < 0.7 for i in ids])
+
+
+def have_dr10() -> bool:
+    """Whether the real DR10 spectra are there; says what is missing on stderr when not."""
+    if DR10.exists():
+        return True
+    print(f"needs {DR10}", file=sys.stderr)
+    return False
 
 
 def machine() -> str:

@@ -34,7 +34,16 @@ import warnings
 
 import matplotlib
 import numpy as np
-from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, in_train_split, machine, simulate_preprocessed
+from sim_common import (
+    RESULTS,
+    align,
+    dr10_labels_for_simulation,
+    dr10_store,
+    have_dr10,
+    in_train_split,
+    machine,
+    simulate_preprocessed,
+)
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
@@ -141,8 +150,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="sim_realism")
     args = parser.parse_args()
-    if not DR10.exists():
-        print(f"needs {DR10}", file=sys.stderr)
+    if not have_dr10():
         return 1
     started = time.perf_counter()
     load_at_start = machine()

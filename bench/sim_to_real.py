@@ -25,7 +25,16 @@ import time
 
 import matplotlib
 import numpy as np
-from sim_common import DR10, RESULTS, align, dr10_labels_for_simulation, dr10_store, in_train_split, machine, simulate_preprocessed
+from sim_common import (
+    RESULTS,
+    align,
+    dr10_labels_for_simulation,
+    dr10_store,
+    have_dr10,
+    in_train_split,
+    machine,
+    simulate_preprocessed,
+)
 
 from specclip_core.data.datasets import cache_dir
 from specclip_core.data.splits import split_labels
@@ -52,8 +61,7 @@ def main() -> int:
     parser.add_argument("--per-label", action="store_true", help="one network per label (the paper's choice; 3x the CPU time) instead of one joint network")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    if not DR10.exists():
-        print(f"needs {DR10}", file=sys.stderr)
+    if not have_dr10():
         return 1
     started = time.perf_counter()
     load_at_start = machine()

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from specclip_core.components import get_modality, get_registry
-from specclip_core.data.ingest import expand_paths, preprocess_robustly, read_files
+from specclip_core.components import get_modality, readers_for
+from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_files
 from specclip_core.data.store import SpectralStore
-from specclip_core.errors import SpecCLIPError
+from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import encoder_dir, spectra_inputs
 from specclip_core.heads.stages import load_head
 from specclip_core.interfaces import Spectra
@@ -54,8 +54,7 @@ def heads_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
 
 def input_modalities(paths: list[str]) -> set[str]:
     """Modalities the inputs hold: a store's modalities, or those whose readers recognise the files."""
-    registry = get_registry()
-    readers = [registry.get("reader", n).build() for n in registry.names("reader")]
+    readers = list(readers_for())
     found: set[str] = set()
     for item in paths:
         path = Path(item)
@@ -63,7 +62,10 @@ def input_modalities(paths: list[str]) -> set[str]:
             found |= set(SpectralStore.open(path).modalities)
             continue
         for file in expand_paths([path], readers)[:20]:
-            found |= {reader.modality for reader in readers if file.exists() and reader.sniff(file)}
+            try:
+                found.add(choose_reader(file, readers).modality)
+            except ReaderError:
+                continue
     return found
 
 

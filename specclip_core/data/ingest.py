@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from specclip_core.components import get_modality, get_registry
+from specclip_core.components import get_modality, get_reader, readers_for
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.interfaces import Modality, Reader, Spectra
@@ -79,14 +79,7 @@ def read_files(
     paths: Iterable[str | Path], modality: str | None = None, reader: str | None = None, progress: bool = True
 ) -> tuple[list[tuple[Path, Spectra]], list[tuple[str, str]]]:
     """Read every file; return (path, spectra) for the readable ones and (path, reason) for the rest."""
-    registry = get_registry()
-    if reader is not None:
-        readers = [registry.get("reader", reader).build()]
-    else:
-        readers = [registry.get("reader", n).build() for n in registry.names("reader")]
-        if modality is not None:
-            target = get_modality(modality).name
-            readers = [r for r in readers if r.modality == target]
+    readers = [get_reader(reader)] if reader is not None else list(readers_for(modality))
     if not readers:
         raise SpecCLIPError(f"no reader registered for modality {modality!r}; is its plugin installed?")
     files = expand_paths(paths, readers)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.components import get_modality, get_registry
+from specclip_core.components import readers_for
 from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
 from specclip_core.runs.runner import STORE, StageContext
 from specclip_core.spec import ModalityName, SpecModel
@@ -27,10 +27,7 @@ class IngestConfig(SpecModel):
 
     def fingerprint(self) -> str:
         """Names, sizes and modification times of every input file (so edited inputs rerun the stage)."""
-        registry = get_registry()
-        target = get_modality(self.modality).name
-        readers = [registry.get("reader", n).build() for n in registry.names("reader")]
-        files = expand_paths(self.paths, [r for r in readers if r.modality == target])
+        files = expand_paths(self.paths, list(readers_for(self.modality)))
         if self.labels:
             files.append(Path(self.labels))
         digest = hashlib.sha256()
@@ -44,9 +41,9 @@ def run_ingest(context: StageContext) -> dict[str, Any]:
     config: IngestConfig = context.config
     labels = read_label_table(config.labels) if config.labels else None
     report = ingest_files(config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column, progress=context.progress)
-    text = report.summary().replace(str(context.out_dir / STORE), f"<stage>/{STORE}")
-    atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + text + "\n```\n")
-    summary = asdict(report) | {"store": STORE}
+    report.store = STORE  # relative to the stage directory, which is renamed when the stage finishes
+    atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
+    summary = asdict(report)
     atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
     return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra")} | {
         "n_skipped_files": len(report.skipped_files),

@@ -76,7 +76,7 @@ def sky_groups(ra: np.ndarray, dec: np.ndarray, radius_arcsec: float) -> np.ndar
 
 
 def _size_histogram(groups: np.ndarray) -> dict[str, int]:
-    names, counts = np.unique(groups[groups != ""], return_counts=True)
+    _, counts = np.unique(groups[groups != ""], return_counts=True)
     sizes, number = np.unique(counts, return_counts=True)
     return {str(int(s)): int(n) for s, n in zip(sizes, number)}
 
@@ -102,13 +102,13 @@ def run_neighbours(context: StageContext) -> dict[str, Any]:
         results[kind] = same_group_nearest_neighbour(vectors, groups)
     lines = ["| input | spectra in repeat groups | groups | nearest neighbour is the same object |", "|---|---|---|---|"]
     lines += [f"| {kind} | {r['n_spectra']} | {r['n_groups']} | {r['fraction']:.3f} |" for kind, r in results.items()]
-    sizes = _size_histogram(groups)
+    sizes, ungrouped = _size_histogram(groups), int((groups == "").sum())
     footer = (
         f"\n\nCosine nearest neighbour among all {len(store)} spectra of the store. Objects by {grouping}; "
-        f"group sizes (size: number of groups) {sizes}; {int((groups == '').sum())} spectra in no group.\n"
+        f"group sizes (size: number of groups) {sizes}; {ungrouped} spectra in no group.\n"
     )
     atomic_write_text(context.out_dir / "table.md", "\n".join(lines) + footer)
-    summary = {**results, "grouping": grouping, "group_sizes": sizes, "n_without_group": int((groups == "").sum())}
+    summary = {**results, "grouping": grouping, "group_sizes": sizes, "n_without_group": ungrouped}
     atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
     atomic_write_text(context.out_dir / "groups.json", json.dumps(dict(zip(store.ids.tolist(), groups.tolist()))))
     return summary

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from specclip_core.components import get_modality, get_registry
+from specclip_core.components import get_modality, get_registry, readers_for
 from specclip_core.errors import ReaderError
 from specclip_core.interfaces import Modality, Spectra
 from specclip_core.nn.modality_encoder import ModalityEncoder
@@ -37,9 +37,7 @@ class ModalityConformance:
         return get_modality(self.modality)
 
     def _readers(self):
-        registry = get_registry()
-        readers = [registry.get("reader", n).build() for n in registry.names("reader")]
-        return [r for r in readers if r.modality == self.spec.name]
+        return list(readers_for(self.spec.name))
 
     def _tokenizer_specs(self) -> dict[str, dict[str, Any]]:
         default = dict(self.spec.default_tokenizer)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from specclip_core.components import get_modality, get_registry
+from specclip_core.components import get_modality, get_registry, readers_for
 from specclip_core.data.ingest import choose_reader, preprocess_robustly
 from specclip_core.errors import SpecCLIPError
 from specclip_core.interfaces import Spectra
@@ -108,8 +108,7 @@ class NativeObserver:
         if not writers:
             raise SpecCLIPError(f"no writer registered for modality {self.modality.name!r}{f' named {writer!r}' if writer else ''}: simulated spectra cannot be put through its readers")
         self.writer = writers[0]
-        self.readers = [registry.get("reader", n).build() for n in registry.names("reader")]
-        self.readers = [r for r in self.readers if r.modality == self.modality.name]
+        self.readers = list(readers_for(self.modality.name))
         if not self.readers:
             raise SpecCLIPError(f"no reader registered for modality {self.modality.name!r}")
         self.resolving_power = float(resolving_power or (cal.resolving_power if cal else instrument.resolving_power))

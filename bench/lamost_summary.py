@@ -30,12 +30,14 @@ from sklearn.metrics import r2_score
 
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
-from specclip_core.heads.inputs import embed_rows, encoder_dir, head_inputs
+from specclip_core.heads.inputs import embed_rows, head_inputs
 from specclip_core.heads.linear import RidgeHead
 from specclip_core.heads.metrics import regression_metrics
-from specclip_core.heads.stages import load_head, read_predictions, selected_rows
+from specclip_core.heads.saved import load_head
 from specclip_core.interfaces import LabelledInputs
 from specclip_core.nn.embedders import load_embedder
+from specclip_core.rundir import encoder_dir, read_predictions
+from specclip_core.stages.heads import selected_rows
 
 LABELS = ["teff", "logg", "feh"]
 UNITS = {"teff": "K", "logg": "dex", "feh": "dex"}

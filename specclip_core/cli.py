@@ -14,7 +14,7 @@ from specclip_core.errors import SpecCLIPError
 
 
 def _cmd_plugins(args: argparse.Namespace) -> None:
-    from specclip_core.plugins import plugin_infos
+    from specclip_core.components import plugin_infos
 
     for info in plugin_infos():
         print(f"{info.name}  ({info.distribution} {info.version})")
@@ -31,6 +31,13 @@ def _cmd_list(args: argparse.Namespace) -> None:
         for name in registry.names(kind):
             component = registry.get(kind, name)
             print(f"    {name:<24} {component.description}  [{registry.plugin_of(kind, name)}]")
+
+
+def _cmd_specs(args: argparse.Namespace) -> None:
+    from specclip_core.spec import registered_spec_sources
+
+    for name, (path, distribution) in sorted(registered_spec_sources().items()):
+        print(f"{name:<20} {distribution:<28} {path}")
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -69,7 +76,7 @@ def _parse_set(items: list[str]) -> dict[str, Any]:
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from specclip_core.runs.runner import run_spec
+    from specclip_core.runner import run_spec
     from specclip_core.spec import load_spec
 
     spec = load_spec(args.spec, _parse_set(args.set))
@@ -77,11 +84,11 @@ def _cmd_run(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from specclip_core.heads.stages import evaluate_stages
-    from specclip_core.predict import heads_stages
+    from specclip_core.report.evaluation import evaluate_stages
+    from specclip_core.rundir import RunDir
 
     run_dir = Path(args.run)
-    stages = args.heads or sorted(heads_stages(run_dir))
+    stages = args.heads or list(RunDir(run_dir).finished_heads())
     if not stages:
         raise SpecCLIPError(f"{run_dir}: no finished heads stage to evaluate")
     result = evaluate_stages(run_dir, stages, args.labels, Path(args.output or run_dir / "evaluation"))
@@ -90,16 +97,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from specclip_core.report.paper_tables import write_report
+    from specclip_core.rundir import SPEC
     from specclip_core.spec import load_spec
+    from specclip_core.stages.report import write
 
     run_dir = Path(args.run)
-    spec = load_spec(run_dir / "spec.yaml")
+    spec = load_spec(run_dir / SPEC)
     stages = [name for name, stage in spec.stages.items() if stage.kind == "report"]
     if not stages:
         raise SpecCLIPError(f"{run_dir}: its spec has no report stage; add one (kind: report) naming the heads and align stages")
     for name in stages:
-        text = write_report(run_dir, spec.stages[name].config, run_dir / name)
+        text = write(run_dir, spec.stages[name].config, run_dir / name)
         print(text)
         print(f"written to {run_dir / name / 'report.md'}")
 
@@ -176,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered components")
     p.add_argument("kind", nargs="?", help="encoder, tokenizer, objective, stage, modality, reader, dataset, ...")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("specs", help="list every registered run spec with the distribution that ships it")
+    p.set_defaults(func=_cmd_specs)
     p = sub.add_parser("validate", help="check run specs (field paths on error)")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.set_defaults(func=_cmd_validate)

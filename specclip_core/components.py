@@ -19,28 +19,56 @@ collects its components with a :class:`ComponentList` and returns them from
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 from pydantic import BaseModel, ValidationError
 
-from specclip_core.errors import DuplicateComponentError, SpecError, UnknownComponentError
+from specclip_core import interfaces
+from specclip_core.errors import DuplicateComponentError, SpecCLIPError, SpecError, UnknownComponentError
 
-KINDS = (
-    "modality",
-    "reader",
-    "writer",
-    "dataset",
-    "tokenizer",
-    "encoder",
-    "projection",
-    "decoder",
-    "head",
-    "objective",
-    "stage",
-    "embedder",
-)
+KINDS: dict[str, str] = {
+    "modality": "factory() -> a Modality instance (from specclip_register_modalities)",
+    "reader": "factory() -> a Reader instance (from specclip_register_readers)",
+    "writer": "factory() -> a Writer instance (from specclip_register_writers)",
+    "dataset": "factory() -> a DatasetCard (from specclip_register_datasets)",
+    "tokenizer": "a Tokenizer subclass; cls(config) with n_pixels and stats_names filled in by the core",
+    "encoder": "an Encoder subclass; cls(config) with n_tokens and token_dim filled in by the core",
+    "projection": "a Projection subclass; cls(config) with the encoder's sizes and shared/private dims filled in",
+    "decoder": "a Decoder subclass; cls(config) with input and output sizes filled in",
+    "head": "a Head subclass; cls(config) is untrained, cls.load(directory) restores a saved one",
+    "objective": "an Objective subclass; cls(config)",
+    "stage": "a Stage subclass; cls(config) with the stage's validated settings, then .run(context)",
+    "embedder": "an Embedder subclass; cls.load(directory) restores one a stage saved (encoder.json 'type')",
+}
+"""Every component kind and what its registered factory is: one meaning per kind."""
+
+_INTERFACE = {
+    "modality": interfaces.Modality,
+    "reader": interfaces.Reader,
+    "writer": interfaces.Writer,
+    "tokenizer": interfaces.Tokenizer,
+    "encoder": interfaces.Encoder,
+    "projection": interfaces.Projection,
+    "decoder": interfaces.Decoder,
+    "head": interfaces.Head,
+    "objective": interfaces.Objective,
+    "stage": interfaces.Stage,
+    "embedder": interfaces.Embedder,
+}
+_INSTANCE_KINDS = ("modality", "reader", "writer", "dataset")
+
+
+def check_kind(kind: str, name: str, factory: Any) -> None:
+    """Reject an unknown kind, and a factory that is not what ``KINDS`` says for its kind."""
+    if kind not in KINDS:
+        raise SpecCLIPError(f"{name!r}: unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
+    interface = _INTERFACE.get(kind)
+    if interface is None or kind in _INSTANCE_KINDS:
+        return
+    if not (isinstance(factory, type) and issubclass(factory, interface)):
+        raise SpecCLIPError(f"{kind} {name!r}: the registered factory must be a subclass of {interface.__name__} ({KINDS[kind]}), got {factory!r}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +90,9 @@ class Component:
         return self.config.model_validate(dict(params), context=dict(context or {}))
 
     def build(self, config: BaseModel | None = None) -> Any:
-        return self.factory() if self.config is None else self.factory(config)
+        if self.kind in _INSTANCE_KINDS:
+            return self.factory()
+        return self.factory(config)
 
 
 class ComponentList:
@@ -75,6 +105,7 @@ class ComponentList:
         self, kind: str, name: str, config: type[BaseModel] | None = None, description: str = ""
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def decorate(factory: Callable[..., Any]) -> Callable[..., Any]:
+            check_kind(kind, name, factory)
             doc = description or (factory.__doc__ or "").strip().split("\n")[0]
             self._items.append(Component(kind, name, factory, config, doc))
             return factory
@@ -97,7 +128,11 @@ class Registry:
         self._aliases: dict[str, str] = {}
 
     def add(self, component: Component, plugin: str = "") -> None:
-        bucket = self._items.setdefault(component.kind, {})
+        if component.kind in _INSTANCE_KINDS:
+            check_kind(component.kind, component.name, None)
+        else:
+            check_kind(component.kind, component.name, component.factory)
+        bucket = self._items[component.kind]
         if component.name in bucket:
             other = self._plugin_of[(component.kind, component.name)]
             raise DuplicateComponentError(
@@ -116,6 +151,10 @@ class Registry:
         if name not in bucket:
             raise UnknownComponentError(kind, name, bucket)
         return bucket[name]
+
+    def is_modality(self, name: str) -> bool:
+        """Whether ``name`` is a registered modality or an alias of one."""
+        return name in self._items["modality"] or name in self._aliases
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._items.get(kind, {}))
@@ -177,6 +216,9 @@ def _as_component(item: Any, kind: str | None) -> Component:
         return item
     if kind is None:
         raise TypeError(f"specclip_register_components must return Component objects, got {item!r}")
+    interface = _INTERFACE.get(kind)
+    if interface is not None and not isinstance(item, interface):
+        raise SpecCLIPError(f"a {kind} hook returned {item!r}, which is not a {interface.__name__}")
     description = getattr(item, "description", "") or (type(item).__doc__ or "").strip().split("\n")[0]
     return Component(kind, item.name, lambda item=item: item, None, description)
 
@@ -192,6 +234,13 @@ def get_registry() -> Registry:
 
         _registry = Registry.from_plugin_manager(get_plugin_manager())
     return _registry
+
+
+def refresh_registry() -> None:
+    """Rebuild the registry from the current plugin manager on next use (after a program registers or
+    unregisters a plugin with ``get_plugin_manager().register(...)``)."""
+    global _registry
+    _registry = None
 
 
 def reset_registry() -> None:
@@ -231,3 +280,42 @@ def readers_for(modality: str | None = None) -> Iterable[Any]:
         reader = registry.get("reader", name).build()
         if modality is None or reader.modality == get_modality(modality).name:
             yield reader
+
+
+@dataclass
+class PluginInfo:
+    """A registered plugin: its distribution, version and what it registers (kind -> names)."""
+
+    name: str
+    distribution: str
+    version: str
+    registers: dict[str, list[str]] = field(default_factory=dict)
+
+
+def plugin_infos() -> list[PluginInfo]:
+    """Every registered plugin, with its distribution, version and what it registers."""
+    from specclip_core.plugins import distribution_of, get_plugin_manager
+
+    registry = get_registry()
+    infos = []
+    for name, _plugin in get_plugin_manager().list_name_plugin():
+        dist, version = distribution_of(name)
+        infos.append(PluginInfo(name, dist, version, registry.registered_by(name)))
+    return infos
+
+
+def distributions_of(used: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Distribution -> version of the plugins that registered the ``(kind, name)`` components in ``used``
+    (names that are not registered are left out; validation reports them)."""
+    from specclip_core.plugins import distribution_of
+
+    registry = get_registry()
+    out: dict[str, str] = {}
+    for kind, name in used:
+        try:
+            plugin = registry.plugin_of(kind, name)
+        except UnknownComponentError:
+            continue
+        dist, version = distribution_of(plugin)
+        out[dist] = version
+    return dict(sorted(out.items()))

@@ -2,21 +2,33 @@
 
 A survey plugin provides a :class:`Modality` (its grid, preprocessing, tokenizers and default
 encoder) and :class:`Reader` objects for its file formats. Networks implement :class:`Encoder`,
-:class:`Projection`, :class:`Decoder`; downstream estimators implement :class:`Head`. Spectra travel
-between all of them in a :class:`Spectra` container.
+:class:`Projection`, :class:`Decoder`; downstream estimators implement :class:`Head` (saved as a
+:class:`HeadLayout`); whatever turns spectra into vectors is an :class:`Embedder`; training terms are
+:class:`Objective` objects; a run is a sequence of :class:`Stage` objects. Spectra travel between all
+of them in a :class:`Spectra` container.
+
+How each is registered (kind, and what the registered factory is) is listed in
+:data:`specclip_core.components.KINDS`.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+
+from specclip_core.errors import SpecCLIPError
+
+if TYPE_CHECKING:
+    from specclip_core.runner import StageContext
 
 
 def _check_rows(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -227,8 +239,52 @@ class LabelledInputs:
         return len(self.inputs)
 
 
+HEAD_FILE = "head.json"
+
+
+@dataclass
+class HeadLayout:
+    """The saved layout of a head: a directory holding ``head.json`` beside the head's weight files.
+
+    ``head.json`` is a JSON object with at least ``head`` (the registered head name, which finds the
+    class whose ``load`` restores it) and ``labels`` (the labels it predicts, in order); every other
+    key (``settings`` here) belongs to that head and is read back only by its own ``load``. Weights are
+    safetensors files in the same directory, never pickles. ``predict`` reads ``head`` and ``labels``;
+    the stage that trained the head writes what its inputs were beside it (see
+    :mod:`specclip_core.rundir`).
+    """
+
+    head: str
+    labels: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, directory: Path) -> None:
+        from specclip_core.util import atomic_write_text
+
+        atomic_write_text(Path(directory) / HEAD_FILE, json.dumps({"head": self.head, "labels": list(self.labels), **self.settings}))
+
+    @classmethod
+    def read(cls, directory: Path) -> HeadLayout:
+        path = Path(directory) / HEAD_FILE
+        try:
+            described = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SpecCLIPError(f"{path}: missing; {directory} is not a saved head") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise SpecCLIPError(f"{path}: not valid JSON ({error})") from None
+        missing = [key for key in ("head", "labels") if key not in described]
+        if missing:
+            raise SpecCLIPError(f"{path}: no {' or '.join(repr(k) for k in missing)} field; a head.json names its head and its labels")
+        head, labels = described.pop("head"), described.pop("labels")
+        return cls(head, list(labels), described)
+
+
 class Head(ABC):
-    """A downstream estimator of labels from inputs (embeddings or preprocessed spectra)."""
+    """A downstream estimator of labels from inputs (embeddings or preprocessed spectra).
+
+    Registered with kind ``head`` as the class itself: ``cls(config)`` is an untrained head,
+    ``cls.load(directory)`` restores one that ``save`` wrote as a :class:`HeadLayout`.
+    """
 
     labels: list[str]
 
@@ -241,7 +297,8 @@ class Head(ABC):
         """Label name -> predicted values (and ``<label>_err`` where the head gives uncertainties)."""
 
     @abstractmethod
-    def save(self, directory: Path) -> None: ...
+    def save(self, directory: Path) -> None:
+        """Write weights and a :class:`HeadLayout` into ``directory``."""
 
     @classmethod
     @abstractmethod
@@ -280,3 +337,98 @@ class Writer(ABC):
     def write(self, spectra: Spectra, directory: Path) -> list[Path]:
         """One or more files under ``directory`` holding ``spectra`` (ids and meta kept where the
         format has room for them); return their paths."""
+
+
+class Embedder(ABC):
+    """Maps preprocessed spectra of one modality to one vector each (what heads, search and predict read).
+
+    Registered with kind ``embedder`` as the class itself; a stage saves one with ``save(directory)``,
+    which writes ``encoder.json`` whose ``type`` is the registered name, and anything reads it back
+    with :func:`specclip_core.nn.embedders.load_embedder`, which calls ``cls.load(directory)``.
+    """
+
+    modality: str
+    embed_dim: int
+
+    @abstractmethod
+    def embed(self, flux: np.ndarray, stats: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu") -> np.ndarray:
+        """``[N, embed_dim]`` float32 embeddings of preprocessed ``flux`` ``[N, L]`` and ``stats`` ``[N, k]``."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> Embedder: ...
+
+
+class ObjectiveConfig(BaseModel):
+    """Settings every objective has; an objective's own config subclasses this."""
+
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(1.0, ge=0, description="multiplies every term of this objective")
+
+
+class Objective(ABC):
+    """A training term: ``objective(network, batch) -> {term name: scalar loss tensor}``.
+
+    Registered with kind ``objective`` as the class, built as ``cls(config)``. The loop sums
+    ``weight * term`` over every term of every objective and logs each term by name. What ``network``
+    and ``batch`` are depends on the stage that trains:
+
+    - pretraining (``pretrain`` stage): ``network`` is a
+      :class:`~specclip_core.nn.modality_encoder.ModalityEncoder` (``.modality``, ``.tokenize(inputs)``,
+      ``.tokenizer``, ``.encoder``); ``batch[modality]`` holds ``flux``, ``ivar``, ``mask``, ``stats``
+      tensors of one modality.
+    - alignment (``align`` stage, which adds every objective listed in its ``objectives`` setting to
+      its own): ``network`` is an :class:`~specclip_core.align.model.AlignmentModel` (``.modalities``,
+      ``.embed(modality, inputs)`` -> shared / private / full embeddings, ``.logit_scale``,
+      ``.reconstructors``, ``.predictors``); ``batch`` holds every modality's tensors for the same
+      stars, row by row. :func:`specclip_core.align.objectives.embed_all` computes the embeddings once
+      per batch for all objectives.
+    """
+
+    def __init__(self, config: ObjectiveConfig):
+        self.config, self.weight = config, config.weight
+
+    @abstractmethod
+    def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]: ...
+
+
+class Stage(ABC):
+    """One kind of run stage.
+
+    Registered with kind ``stage`` as the class with its settings model as config::
+
+        components.register("stage", "my_stage", MyStageConfig)(MyStage)
+
+    The fields of the config are the stage's keys in a run spec (beside ``kind``, ``needs`` and
+    ``data``). The runner builds ``MyStage(config)`` from the validated settings and:
+
+    - orders stages by ``needs``: the spec's own list, the stage that writes its ``data``, and
+      :meth:`needs`;
+    - keys the result (reuse when the key matches) on the settings, the seed, the data's fingerprint
+      when ``requires_data``, the keys of the stages it needs, :meth:`fingerprint`, and the versions
+      of the distributions whose components the settings name;
+    - calls :meth:`run` with a :class:`~specclip_core.runner.StageContext` whose ``out_dir`` is the
+      stage's working directory, renamed to the stage's directory when ``run`` returns.
+    """
+
+    requires_data: ClassVar[bool] = False
+    """True when the stage reads spectra through ``context.store()``."""
+
+    def __init__(self, config: BaseModel | None):
+        self.config = config
+
+    def needs(self) -> list[str]:
+        """Earlier stages that the settings name (e.g. the heads stages a table compares)."""
+        return []
+
+    def fingerprint(self) -> Any:
+        """What else the result depends on that the settings do not show (input files' sizes and
+        modification times); JSON-able, or None."""
+        return None
+
+    @abstractmethod
+    def run(self, context: StageContext) -> dict[str, Any]:
+        """Do the work in ``context.out_dir``; return a JSON-able summary (kept in the manifest)."""

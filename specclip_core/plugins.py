@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 import pluggy
@@ -21,19 +20,11 @@ DISABLE_AUTOLOAD_ENV = "SPECCLIP_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "specclip_core.nn.builtins",
     "specclip_core.train.objectives",
-    "specclip_core.runs.stages",
     "specclip_core.heads.builtins",
     "specclip_core.align.builtins",
-    "specclip_core.catalog",
+    "specclip_core.stages",
 )
-
-
-@dataclass
-class PluginInfo:
-    name: str
-    distribution: str
-    version: str
-    registers: dict[str, list[str]] = field(default_factory=dict)
+IN_PROCESS = ("(registered in-process)", "")
 
 
 _pm: pluggy.PluginManager | None = None
@@ -85,13 +76,7 @@ def reset_plugin_manager() -> None:
     _pm = None
 
 
-def plugin_infos() -> list[PluginInfo]:
-    """Every registered plugin, with its distribution, version and what it registers."""
-    from specclip_core.components import get_registry
-
-    pm, registry = get_plugin_manager(), get_registry()
-    infos = []
-    for name, _plugin in pm.list_name_plugin():
-        dist, version = _dists.get(name, ("(registered in-process)", ""))
-        infos.append(PluginInfo(name, dist, version, registry.registered_by(name)))
-    return infos
+def distribution_of(plugin: str) -> tuple[str, str]:
+    """(distribution name, version) of a registered plugin; ``IN_PROCESS`` for one a program registered itself."""
+    get_plugin_manager()
+    return _dists.get(plugin, IN_PROCESS)

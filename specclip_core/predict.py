@@ -9,24 +9,22 @@ and one column per predicted label; its header names the model (run and stages) 
 from __future__ import annotations
 
 import csv
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from specclip_core.components import get_modality, readers_for
+from specclip_core.components import get_modality, plugin_infos, readers_for
 from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_files
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
-from specclip_core.heads.inputs import encoder_dir, spectra_inputs
-from specclip_core.heads.stages import load_head
+from specclip_core.heads.inputs import spectra_inputs
+from specclip_core.heads.saved import head_labels, load_head
 from specclip_core.interfaces import Spectra
 from specclip_core.nn.embedders import load_embedder
-from specclip_core.runs.runner import MANIFEST
+from specclip_core.rundir import HeadInputs, RunDir, encoder_dir
 
 
 @dataclass
@@ -36,20 +34,6 @@ class PredictReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def heads_stages(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Finished heads stages of a run, in the order of its spec: name -> inputs.json (modality, input
-    kind, encoder stage)."""
-    found = {}
-    for manifest_path in sorted(Path(run_dir).glob(f"*/{MANIFEST}")):
-        manifest = json.loads(manifest_path.read_text())
-        inputs = manifest_path.parent / "head" / "inputs.json"
-        if manifest.get("kind") == "heads" and inputs.exists():
-            found[manifest_path.parent.name] = json.loads(inputs.read_text())
-    spec_path = Path(run_dir) / "spec.yaml"
-    order = list(yaml.safe_load(spec_path.read_text()).get("stages", {})) if spec_path.exists() else []
-    return dict(sorted(found.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))
 
 
 def input_modalities(paths: list[str]) -> set[str]:
@@ -69,10 +53,11 @@ def input_modalities(paths: list[str]) -> set[str]:
     return found
 
 
-def choose_heads(run_dir: Path, requested: list[str] | None, modalities: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def choose_heads(run_dir: Path, requested: list[str] | None, modalities: set[str] | None = None) -> dict[str, HeadInputs]:
     """The heads stages to apply: those ``requested``, or else the last heads stage on embeddings in the
     run's spec (the last on spectra where there is none) among those that read one of ``modalities``."""
-    available = heads_stages(run_dir)
+    run = RunDir(run_dir)
+    available = run.finished_heads()
     if not available:
         raise SpecCLIPError(f"{run_dir}: no finished heads stage (run the spec first)")
     if requested:
@@ -81,18 +66,18 @@ def choose_heads(run_dir: Path, requested: list[str] | None, modalities: set[str
             raise SpecCLIPError(f"{run_dir}: no finished heads stage {unknown}; available: {sorted(available)}")
         chosen = {name: available[name] for name in requested}
     else:
-        usable = {n: i for n, i in available.items() if not modalities or i["modality"] in modalities}
+        usable = {n: i for n, i in available.items() if not modalities or i.modality in modalities}
         if not usable:
-            read = {i["modality"] for i in available.values()}
+            read = {i.modality for i in available.values()}
             raise SpecCLIPError(f"{run_dir}: its heads read {sorted(read)}, but the inputs hold {sorted(modalities or [])}")
-        on_embeddings = [n for n, i in usable.items() if i["input"] == "embedding"] or list(usable)
+        on_embeddings = [n for n, i in usable.items() if i.input == "embedding"] or list(usable)
         chosen = {on_embeddings[-1]: usable[on_embeddings[-1]]}
-    modalities = {info["modality"] for info in chosen.values()}
+    modalities = {info.modality for info in chosen.values()}
     if len(modalities) > 1:
         raise SpecCLIPError(f"heads stages {sorted(chosen)} read different modalities {sorted(modalities)}; pick one with --heads")
     labels: dict[str, str] = {}
     for name in chosen:
-        for label in json.loads((Path(run_dir) / name / "head" / "head.json").read_text())["labels"]:
+        for label in head_labels(run.head(name)):
             if label in labels:
                 raise SpecCLIPError(f"label {label!r} is predicted by both {labels[label]!r} and {name!r}; pick with --heads")
             labels[label] = name
@@ -129,8 +114,6 @@ def load_inputs(paths: list[str], modality: str, progress: bool) -> tuple[Spectr
 
 
 def _versions() -> str:
-    from specclip_core.plugins import plugin_infos
-
     seen = {f"{i.distribution}=={i.version}" for i in plugin_infos() if i.version}
     return ", ".join(sorted(seen))
 
@@ -138,8 +121,9 @@ def _versions() -> str:
 def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True) -> PredictReport:
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
+    run = RunDir(run_dir)
     chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
-    modality = next(iter(chosen.values()))["modality"]
+    modality = next(iter(chosen.values())).modality
     spectra, rejected, sources = load_inputs(paths, modality, progress)
     report = PredictReport(str(output), rejected=rejected)
     columns: dict[str, np.ndarray] = {}
@@ -147,21 +131,19 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
         columns = {"id": spectra.ids, "source": sources}
         encoders: dict[str, Any] = {}
         for name, info in chosen.items():
-            if info["input"] == "embedding":
-                stage = info["encoder_stage"]
+            if info.input == "embedding":
+                stage = info.encoder_stage
                 if stage not in encoders:
-                    encoders[stage] = load_embedder(encoder_dir(run_dir / stage, modality))
+                    encoders[stage] = load_embedder(encoder_dir(run.stage(stage), modality))
                 inputs = _embed(encoders[stage], spectra, progress)
             else:
                 inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
-            for label, values in load_head(run_dir / name / "head").predict(inputs).items():
+            for label, values in load_head(run.head(name)).predict(inputs).items():
                 columns[label] = values
     report.n_rows = len(columns.get("id", []))
     report.columns = list(columns)
-    spec_path = run_dir / "spec.yaml"
-    run_name = yaml.safe_load(spec_path.read_text())["name"] if spec_path.exists() else run_dir.name
     header = {
-        "MODEL": f"specclip run {run_name}, heads {'+'.join(chosen)}",
+        "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",
         "MODALITY": modality,
         "VERSIONS": _versions(),
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -1,14 +1,19 @@
 """Declarative run specs: pydantic models loaded from YAML or TOML.
 
-A run spec names a run, its data, and an ordered mapping of stages. Every component inside it is
-written as ``{name: <registered name>, <setting>: <value>, ...}``; the settings are validated
-against the component's own config model, so an error names the full path of the offending field,
-e.g. ``stages.pretrain.encoder.depth: Input should be a valid integer (got 'six')``.
+A run spec names a run, its data, and a mapping of stages (run in the order of their ``needs``).
+Every component inside it is written as ``{name: <registered name>, <setting>: <value>, ...}``; the
+settings are validated against the component's own config model, so an error names the full path of
+the offending field, e.g. ``stages.pretrain.encoder.depth: Input should be a valid integer (got 'six')``.
+
+A spec that needs something only the user has (a directory of their files) declares it under
+``settings`` and writes ``${name}`` where it is used; ``--set settings.name=VALUE`` gives it, and a
+spec run without it fails naming the setting.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -157,10 +162,11 @@ class StageSpec(BaseModel):
     """One stage: ``kind`` picks a registered stage; its other keys are that stage's settings."""
 
     model_config = ConfigDict(extra="allow")
-    kind: str
-    needs: list[str] = Field(default_factory=list, description="stages whose outputs this one reads")
-    data: DataSpec | None = None
+    kind: str = Field(description="registered stage kind (specclip list stage)")
+    needs: list[str] = Field(default_factory=list, description="stages whose outputs this one reads (the stage that writes its data, and stages its settings name, are added)")
+    data: DataSpec | None = Field(None, description="this stage's spectra, instead of the spec's top-level data")
     _config: BaseModel | None = PrivateAttr(default=None)
+    _stage: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _validate_settings(self, info: ValidationInfo) -> StageSpec:
@@ -175,50 +181,93 @@ class StageSpec(BaseModel):
             raise PydanticCustomError(
                 NESTED_ERROR, "{summary}", {"summary": f"invalid {self.kind} stage", "problems": problems_of(error)}
             )
+        self._stage = component.build(self._config)
         return self
 
     @property
     def config(self) -> BaseModel | None:
         return self._config
 
+    @property
+    def stage(self) -> Any:
+        """The :class:`~specclip_core.interfaces.Stage` built from these settings."""
+        return self._stage
+
+
+class Setting(SpecModel):
+    """Something the user gives a spec (``--set settings.<name>=VALUE``), written ``${name}`` where used."""
+
+    description: str = ""
+    value: Any = None
+
+
+def _nested(problems: list[tuple[str, str]], summary: str) -> PydanticCustomError:
+    return PydanticCustomError(NESTED_ERROR, "{summary}", {"summary": summary, "problems": problems})
+
+
+def order_stages(stages: Mapping[str, StageSpec], data: DataSpec | None) -> tuple[list[str], dict[str, list[str]], list[tuple[str, str]]]:
+    """Stage names in an order where each comes after what it needs (file order where free), each
+    stage's complete needs (its own, the stage writing its data, those its settings name), and problems."""
+    problems: list[tuple[str, str]] = []
+    needs: dict[str, list[str]] = {}
+    for name, stage in stages.items():
+        wanted = [(need, f"stages.{name}.needs") for need in stage.needs]
+        source = stage.data or data
+        if stage.stage is not None and stage.stage.requires_data and source is not None and source.stage is not None:
+            where = f"stages.{name}.data.stage" if stage.data is not None else "data.stage"
+            wanted.append((source.stage, where))
+        if stage.stage is not None:
+            wanted += [(need, f"stages.{name}") for need in stage.stage.needs()]
+        needs[name] = []
+        for need, where in wanted:
+            if need not in stages:
+                problems.append((where, f"{need!r} is not a stage of this spec (stages: {', '.join(stages)})"))
+            elif need == name:
+                problems.append((where, f"stage {name!r} cannot need itself"))
+            elif need not in needs[name]:
+                needs[name].append(need)
+    order: list[str] = []
+    waiting = list(stages)
+    while waiting:
+        ready = next((n for n in waiting if all(need in order for need in needs[n])), None)
+        if ready is None:
+            problems.append(("stages", f"stages need each other in a circle: {', '.join(waiting)}"))
+            order += waiting
+            break
+        order.append(ready)
+        waiting.remove(ready)
+    return order, needs, problems
+
+
+def missing_data(stages: Mapping[str, StageSpec], data: DataSpec | None) -> list[tuple[str, str]]:
+    """A problem for every stage that reads spectra but is given none, here or at the top level."""
+    return [
+        (f"stages.{name}.data", "no data given here or at the top level")
+        for name, stage in stages.items()
+        if stage.data is None and data is None and stage.stage is not None and stage.stage.requires_data
+    ]
+
 
 class RunSpec(SpecModel):
     """A whole run: data, seed and an ordered mapping of stage name -> stage."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the run's name (default run directory: runs/<name>)")
+    description: str = Field("", description="free text")
+    seed: int = Field(0, description="seeds every stage (with the stage's name) and the data splits' shuffles")
     run_dir: str | None = Field(None, description="default: runs/<name>")
-    data: DataSpec | None = None
-    stages: dict[str, StageSpec] = Field(min_length=1)
+    settings: dict[str, Setting] = Field(default_factory=dict, description="values the user gives (--set settings.NAME=VALUE), used as ${NAME}")
+    data: DataSpec | None = Field(None, description="the spectra of every stage that reads spectra and names none itself")
+    stages: dict[str, StageSpec] = Field(min_length=1, description="stage name -> stage; run in the order of their needs")
 
     @model_validator(mode="after")
     def _check_order(self) -> RunSpec:
-        seen: list[str] = []
-        for stage_name, stage in self.stages.items():
-            data = stage.data or self.data
-            uses_data = getattr(stage.config, "requires_data", False)
-            if uses_data and data is not None and data.stage is not None and data.stage not in stage.needs:
-                stage.needs.append(data.stage)
-            for need in stage.needs:
-                if need not in seen:
-                    raise PydanticCustomError(
-                        NESTED_ERROR,
-                        "{summary}",
-                        {
-                            "summary": "bad needs",
-                            "problems": [
-                                (f"stages.{stage_name}.needs", f"{need!r} is not an earlier stage (earlier: {seen or 'none'})")
-                            ],
-                        },
-                    )
-            if stage.data is None and self.data is None and getattr(stage.config, "requires_data", False):
-                raise PydanticCustomError(
-                    NESTED_ERROR,
-                    "{summary}",
-                    {"summary": "no data", "problems": [(f"stages.{stage_name}.data", "no data given here or at the top level")]},
-                )
-            seen.append(stage_name)
+        order, needs, problems = order_stages(self.stages, self.data)
+        problems += missing_data(self.stages, self.data)
+        if problems:
+            raise _nested(problems, "bad stages")
+        for name, stage in self.stages.items():
+            stage.needs[:] = needs[name]
+        self.stages = {name: self.stages[name] for name in order}
         return self
 
     def data_for(self, stage_name: str) -> DataSpec | None:
@@ -260,15 +309,24 @@ def find_spec(name_or_path: str | Path) -> Path:
     raise SpecCLIPError(f"no spec file or registered spec called {str(name_or_path)!r}; registered: {', '.join(sorted(known))}")
 
 
-def registered_specs() -> dict[str, Path]:
-    """Name -> path of every run spec shipped by the registry and the plugins."""
-    from specclip_core.plugins import get_plugin_manager
+def registered_spec_sources() -> dict[str, tuple[Path, str]]:
+    """Name -> (path, distribution that ships it) of every run spec a plugin registers."""
+    from specclip_core.plugins import distribution_of, get_plugin_manager
 
-    out: dict[str, Path] = {}
-    for paths in get_plugin_manager().hook.specclip_register_specs():
-        for item in paths or []:
-            out[Path(item).stem] = Path(item)
+    out: dict[str, tuple[Path, str]] = {}
+    for impl in get_plugin_manager().hook.specclip_register_specs.get_hookimpls():
+        distribution = " ".join(filter(None, distribution_of(impl.plugin_name)))
+        for item in impl.function() or []:
+            name = Path(item).stem
+            if name in out:
+                raise SpecCLIPError(f"run spec {name!r} is registered twice: by {out[name][1]} ({out[name][0]}) and by {distribution} ({item})")
+            out[name] = (Path(item), distribution)
     return out
+
+
+def registered_specs() -> dict[str, Path]:
+    """Name -> path of every run spec the plugins register."""
+    return {name: path for name, (path, _) in registered_spec_sources().items()}
 
 
 def merge_spec_data(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
@@ -304,8 +362,55 @@ def read_spec_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return merge_spec_data(read_spec_data(base_path, (*seen, path.resolve())), data)
 
 
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> dict[str, Any]:
+    """``data`` with every ``${name}`` replaced by the value of setting ``name`` (a setting given as
+    a plain value by ``--set settings.name=VALUE`` counts as its value). A placeholder that is the
+    whole string takes the value's own type. Unset or undeclared settings are errors naming them."""
+    declared = data.get("settings") or {}
+    if not isinstance(declared, Mapping):
+        raise SpecError(source, [("settings", f"expected a mapping of setting name -> {{description, value}}, got {type(declared).__name__}")])
+    settings = {name: dict(entry) if isinstance(entry, Mapping) else {"value": entry} for name, entry in declared.items()}
+    problems: list[tuple[str, str]] = []
+    unset: dict[str, list[str]] = {}
+
+    def value_of(name: str, where: str) -> Any:
+        if name not in settings:
+            problems.append((where, f"${{{name}}} names no setting (declared: {', '.join(settings) or 'none'})"))
+            return None
+        value = settings[name].get("value")
+        if value is None:
+            unset.setdefault(name, []).append(where)
+        return value
+
+    def substitute(node: Any, where: str) -> Any:
+        if isinstance(node, str):
+            whole = PLACEHOLDER.fullmatch(node)
+            if whole:
+                return value_of(whole[1], where)
+            return PLACEHOLDER.sub(lambda m: str(value_of(m[1], where)), node)
+        if isinstance(node, Mapping):
+            return {key: substitute(value, f"{where}.{key}" if where else str(key)) for key, value in node.items()}
+        if isinstance(node, list):
+            return [substitute(value, f"{where}.{i}") for i, value in enumerate(node)]
+        return node
+
+    resolved = {key: substitute(value, key) for key, value in data.items() if key != "settings"}
+    for name, places in unset.items():
+        what = settings[name].get("description") or "no description"
+        problems.append((f"settings.{name}", f"not set ({what}); give it with --set settings.{name}=VALUE (used at {', '.join(places)})"))
+    if problems:
+        raise SpecError(source, problems)
+    if settings:
+        resolved["settings"] = settings
+    return resolved
+
+
 def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
-    """Load (resolving ``extends``), merge ``overrides`` (dotted keys) and validate a spec from a file or a registered name."""
+    """Load (resolving ``extends``), merge ``overrides`` (dotted keys), fill in ``settings`` and
+    validate a spec from a file or a registered name."""
     path = find_spec(name_or_path)
     data = read_spec_data(path)
     for dotted, value in (overrides or {}).items():
@@ -314,7 +419,38 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
-    return validate_spec(data, str(path))
+    return validate_spec(resolve_settings(data, str(path)), str(path))
+
+
+def components_used(config: BaseModel | None) -> set[tuple[str, str]]:
+    """(kind, name) of the registered components that validated settings name: every component spec
+    (encoder, head, objective, ...) and every modality name (as a value or a key)."""
+    from specclip_core.components import get_registry
+
+    registry = get_registry()
+    found: set[tuple[str, str]] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, ComponentSpec):
+            found.add((value.kind, value.name))
+            walk(value.config)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+            for item in (value.model_extra or {}).values():
+                walk(item)
+        elif isinstance(value, Mapping):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, (list, tuple, set)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and registry.is_modality(value):
+            found.add(("modality", registry.get("modality", value).name))
+
+    walk(config)
+    return found
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,6 +1,5 @@
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +7,9 @@ import torch
 
 from specclip_core.align.model import AlignmentModel, pair_key
 from specclip_core.align.objectives import info_nce
-from specclip_core.errors import SpecError
 from specclip_core.nn.modality_encoder import ModalityEncoder
-from specclip_core.runs.runner import run_spec
-from specclip_core.spec import load_spec, validate_spec
+from specclip_core.runner import run_spec
+from specclip_core.spec import load_spec, registered_specs, validate_spec
 
 
 def test_infonce_matches_a_hand_computed_case():
@@ -89,16 +87,12 @@ def _align_spec(store, run_dir, modalities, private_dim=0, reconstruction=True, 
     return validate_spec({"name": "toy-align", "run_dir": str(run_dir), "data": {"store": str(store.path)}, "stages": stages})
 
 
-REGISTRY_SPECS = Path(__file__).resolve().parent.parent / "registry" / "specs"
-
-
 def _registry_align_settings(variant: str) -> dict:
-    """The align stage of a shipped variant spec, resized for the toy pair (its decoders, split and weights kept)."""
-    path = REGISTRY_SPECS / f"{variant}.yaml"
-    try:
-        settings = load_spec(path).dump()["stages"]["align"]
-    except SpecError as error:
-        pytest.skip(f"{path.name} needs a plugin that is not installed: {error}")
+    """The align stage of a shipped variant spec (from the catalogue distribution), resized for the toy
+    pair (its decoders, split and weights kept)."""
+    if variant not in registered_specs():
+        pytest.skip(f"the spec {variant!r} is not registered: specclip-registry is not installed")
+    settings = load_spec(variant).dump()["stages"]["align"]
     settings["projections"] = {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}}
     settings["shared_dim"] = 16
     settings["private_dim"] = 8 if settings.get("private_dim") else 0

@@ -69,7 +69,7 @@ def test_cli_label_table_gives_nan_for_missing_numbers(tmp_path):
 
 
 def test_ingest_stage_feeds_later_stages(tmp_path):
-    from specclip_core.runs.runner import run_spec
+    from specclip_core.runner import run_spec
     from specclip_core.spec import validate_spec
     from specclip_toy import make_raw, write_file
 

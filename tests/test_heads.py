@@ -11,7 +11,7 @@ from specclip_core.heads.linear import RidgeHead
 from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
 from specclip_core.interfaces import LabelledInputs
-from specclip_core.runs.runner import run_spec
+from specclip_core.runner import run_spec
 from specclip_core.spec import TrainSpec, validate_spec
 
 
@@ -146,10 +146,11 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
 
 def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(finished_run):
     from specclip_core.errors import SpecCLIPError
-    from specclip_core.predict import choose_heads, heads_stages
+    from specclip_core.predict import choose_heads
+    from specclip_core.rundir import RunDir
 
     run_dir, _ = finished_run
-    assert list(heads_stages(run_dir)) == ["heads_embedding", "heads_spectra", "heads_ridge"], "spec order"
+    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge"], "spec order"
     assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
     with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
         choose_heads(run_dir, None, {"toy_broad"})

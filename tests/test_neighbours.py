@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from specclip_core.errors import SpecError
-from specclip_core.retrieval.neighbours import sky_groups
-from specclip_core.runs.runner import run_spec
+from specclip_core.retrieval.groups import sky_groups
+from specclip_core.runner import run_spec
 from specclip_core.spec import validate_spec
 
 ARCSEC = 1 / 3600

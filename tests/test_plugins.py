@@ -3,8 +3,9 @@ import sys
 
 import pytest
 
-from specclip_core.components import Component, ComponentList, Registry, get_registry
-from specclip_core.errors import DuplicateComponentError, UnknownComponentError
+from specclip_core.components import KINDS, Component, ComponentList, Registry, get_registry
+from specclip_core.errors import DuplicateComponentError, SpecCLIPError, UnknownComponentError
+from specclip_core.interfaces import Head, HeadLayout
 from specclip_core.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 
 
@@ -41,20 +42,57 @@ def test_aliases_resolve_to_the_modality():
     assert get_registry().get("modality", "toy_alias").build().name == "toy"
 
 
+class ConstantHead(Head):
+    """Always predicts zero."""
+
+    def fit(self, train, validation, run_dir, **settings):
+        return {}
+
+    def predict(self, inputs):
+        return {}
+
+    def save(self, directory):
+        HeadLayout("constant", []).write(directory)
+
+    @classmethod
+    def load(cls, directory):
+        return cls()
+
+
 def test_duplicate_registration_names_both_plugins():
     registry = Registry()
-    registry.add(Component("encoder", "x", lambda: None), "first")
+    registry.add(Component("head", "x", ConstantHead), "first")
     with pytest.raises(DuplicateComponentError, match="first.*second"):
-        registry.add(Component("encoder", "x", lambda: None), "second")
+        registry.add(Component("head", "x", ConstantHead), "second")
 
 
 def test_component_list_collects_decorated_factories():
     components = ComponentList()
-
-    @components.register("head", "constant")
-    def constant():
-        """Always predicts zero."""
-        return 0
-
+    components.register("head", "constant")(ConstantHead)
     (item,) = list(components)
     assert (item.kind, item.name, item.description) == ("head", "constant", "Always predicts zero.")
+
+
+def test_the_registry_rejects_an_unknown_kind_and_a_factory_of_another_meaning():
+    with pytest.raises(SpecCLIPError, match="unknown component kind 'heads'.*kinds are modality"):
+        ComponentList().register("heads", "constant")(ConstantHead)
+    with pytest.raises(SpecCLIPError, match="unknown component kind"):
+        Registry().add(Component("augmentation", "flip", ConstantHead), "mine")
+    with pytest.raises(SpecCLIPError, match="head 'constant': the registered factory must be a subclass of Head"):
+        ComponentList().register("head", "constant")(lambda config: ConstantHead())
+    with pytest.raises(SpecCLIPError, match="must be a subclass of Stage"):
+        ComponentList().register("stage", "mine")(ConstantHead)
+
+
+def test_every_kind_says_what_its_factory_is():
+    assert set(KINDS) >= {"modality", "reader", "writer", "dataset", "encoder", "head", "objective", "stage", "embedder"}
+    assert all(len(meaning) > 20 for meaning in KINDS.values())
+
+
+def test_a_head_layout_names_its_head_and_labels(tmp_path):
+    HeadLayout("constant", ["teff"], {"width": 3}).write(tmp_path)
+    layout = HeadLayout.read(tmp_path)
+    assert (layout.head, layout.labels, layout.settings) == ("constant", ["teff"], {"width": 3})
+    (tmp_path / "head.json").write_text('{"labels": []}')
+    with pytest.raises(SpecCLIPError, match="head.json: no 'head'"):
+        HeadLayout.read(tmp_path)

@@ -5,7 +5,7 @@ import sys
 import yaml
 
 from specclip_core.nn.modality_encoder import ModalityEncoder
-from specclip_core.runs.runner import run_spec
+from specclip_core.runner import run_spec
 from specclip_core.spec import validate_spec
 
 

@@ -1,1 +1,1 @@
-"""Contrastive alignment of any number of modalities: model, objectives, metrics, stage."""
+"""Contrastive alignment of any number of modalities: model, objectives, metrics, aligned embedder."""

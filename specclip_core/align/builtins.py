@@ -1,17 +1,15 @@
-"""The alignment stage, its objectives and the aligned embedder, registered through the component hook."""
+"""The alignment objectives and the aligned embedder, registered through the component hook."""
 
 from __future__ import annotations
 
 from specclip_core.align.embedder import AlignedEmbedder
 from specclip_core.align.objectives import components as objective_components
-from specclip_core.align.stage import AlignConfig, run_align
 from specclip_core.components import ComponentList
 from specclip_core.hookspecs import hookimpl
 
 components = ComponentList()
 for item in objective_components:
     components.add(item)
-components.register("stage", "align", AlignConfig, "contrastive alignment with optional reconstruction/prediction decoders (CLIP variants)")(run_align)
 components.register("embedder", "aligned", None, "a modality's branch of an alignment model: encoder then projection")(AlignedEmbedder)
 
 

@@ -13,12 +13,15 @@ import numpy as np
 import torch
 
 from specclip_core.align.model import AlignmentModel
+from specclip_core.interfaces import Embedder
 from specclip_core.util import atomic_write_text
 
 MODEL_DIR = "model"
 
 
-class AlignedEmbedder:
+class AlignedEmbedder(Embedder):
+    """One modality's branch of an alignment model; embeds into the aligned space."""
+
     def __init__(self, model: AlignmentModel, modality: str):
         self.model, self.modality = model, modality
         projection = model.projections[modality]

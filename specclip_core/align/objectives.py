@@ -20,7 +20,7 @@ from pydantic import Field
 
 from specclip_core.align.model import AlignmentModel, Embedding, pair_key
 from specclip_core.components import ComponentList, get_modality
-from specclip_core.train.objectives import Objective, ObjectiveConfig
+from specclip_core.interfaces import Objective, ObjectiveConfig
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor | float) -> torch.Tensor:

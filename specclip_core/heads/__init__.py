@@ -1,1 +1,1 @@
-"""Downstream heads (MLP, ridge), their metrics and stages."""
+"""Downstream heads (MLP, ridge), their inputs, saved layout and metrics."""

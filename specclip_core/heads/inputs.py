@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,13 +10,6 @@ import numpy as np
 from specclip_core.data.store import SpectralStore
 from specclip_core.train.distributed import resolve_device
 from specclip_core.util import progress_bar
-
-ENCODERS_DIR = "encoders"
-
-
-def encoder_dir(stage_dir: Path, modality: str) -> Path:
-    """Where a stage that trains encoders keeps the one for ``modality``."""
-    return Path(stage_dir) / ENCODERS_DIR / modality
 
 
 def spectra_inputs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -45,6 +36,3 @@ def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray
         raise ValueError("embedding inputs need an encoder")
     return embed_rows(encoder, store, rows, progress=progress)
 
-
-def describe_inputs(kind: str, modality: str, encoder_path: Path | None) -> str:
-    return json.dumps({"input": kind, "modality": modality, "encoder": str(encoder_path) if encoder_path else None})

@@ -5,7 +5,6 @@ A fast, strong linear baseline; its coefficients are saved as safetensors (no pi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,7 @@ from safetensors.torch import load_file, save_file
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
-from specclip_core.interfaces import Head, LabelledInputs
-from specclip_core.util import atomic_write_text
+from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
 
 
 class RidgeHeadConfig(BaseModel):
@@ -62,15 +60,16 @@ class RidgeHead(Head):
         tensors["scaler.mean"] = torch.from_numpy(self.scaler.mean_)
         tensors["scaler.scale"] = torch.from_numpy(self.scaler.scale_)
         save_file(tensors, str(directory / "ridge.safetensors"))
-        atomic_write_text(directory / "head.json", json.dumps({"head": "ridge", "config": self.config.model_dump(), "labels": self.labels, "intercept": self.intercept, "alpha": self.alpha}))
+        HeadLayout("ridge", self.labels, {"config": self.config.model_dump(), "intercept": self.intercept, "alpha": self.alpha}).write(directory)
 
     @classmethod
     def load(cls, directory: Path) -> RidgeHead:
         directory = Path(directory)
-        described = json.loads((directory / "head.json").read_text())
+        layout = HeadLayout.read(directory)
+        described = layout.settings
         tensors = load_file(str(directory / "ridge.safetensors"))
         head = cls(RidgeHeadConfig(**described["config"]))
-        head.labels, head.intercept, head.alpha = described["labels"], described["intercept"], described["alpha"]
+        head.labels, head.intercept, head.alpha = layout.labels, described["intercept"], described["alpha"]
         head.coef = {k: tensors[f"coef.{k}"].numpy() for k in head.labels}
         head.scaler = StandardScaler()
         head.scaler.mean_, head.scaler.scale_ = tensors["scaler.mean"].numpy(), tensors["scaler.scale"].numpy()

@@ -7,7 +7,6 @@ the paper's ~1.4M.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,12 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from specclip_core.data.dataset import ArrayDataset
-from specclip_core.interfaces import Head, LabelledInputs
+from specclip_core.interfaces import Head, HeadLayout, LabelledInputs, Objective, ObjectiveConfig
 from specclip_core.spec import TrainSpec
 from specclip_core.train.checkpoint import load_weights, save_weights
 from specclip_core.train.loop import Trainer
-from specclip_core.train.objectives import Objective, ObjectiveConfig
-from specclip_core.util import atomic_write_text
 
 
 class MLPHeadConfig(BaseModel):
@@ -131,10 +128,8 @@ class MLPHead(Head):
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        described = {
-            "head": "mlp",
+        settings = {
             "config": self.config.model_dump(),
-            "labels": self.labels,
             "groups": self.groups,
             "n_inputs": int(self.input_mean.size),
             "input_mean": self.input_mean.tolist(),
@@ -144,14 +139,15 @@ class MLPHead(Head):
         }
         for group, network in zip(self.groups, self.networks):
             save_weights(network, directory / f"{'+'.join(group)}.safetensors")
-        atomic_write_text(directory / "head.json", json.dumps(described))
+        HeadLayout("mlp", self.labels, settings).write(directory)
 
     @classmethod
     def load(cls, directory: Path) -> MLPHead:
         directory = Path(directory)
-        described = json.loads((directory / "head.json").read_text())
+        layout = HeadLayout.read(directory)
+        described = layout.settings
         head = cls(MLPHeadConfig(**described["config"]))
-        head.labels, head.groups = described["labels"], described["groups"]
+        head.labels, head.groups = layout.labels, described["groups"]
         head.input_mean = np.asarray(described["input_mean"], dtype=np.float32)
         head.input_std = np.asarray(described["input_std"], dtype=np.float32)
         head.label_mean, head.label_std = described["label_mean"], described["label_std"]

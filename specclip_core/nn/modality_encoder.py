@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from specclip_core.components import create_component, get_modality
-from specclip_core.interfaces import EncoderOutput
+from specclip_core.interfaces import Embedder, EncoderOutput
 from specclip_core.train.checkpoint import load_weights, read_description, save_described
 
 
@@ -24,7 +24,9 @@ def _as_spec(spec: str | Mapping[str, Any]) -> dict[str, Any]:
     return {"name": spec} if isinstance(spec, str) else dict(spec)
 
 
-class ModalityEncoder(nn.Module):
+class ModalityEncoder(nn.Module, Embedder):
+    """A modality's tokenizer and encoder (an :class:`~specclip_core.interfaces.Embedder`: pooled embeddings)."""
+
     def __init__(self, modality: str, tokenizer: str | Mapping[str, Any] | None = None, encoder: str | Mapping[str, Any] | None = None):
         super().__init__()
         spec_of_modality = get_modality(modality)

@@ -1,1 +1,1 @@
-"""Plots and tables."""
+"""Plots, tables, the evaluation of heads stages and the paper tables."""

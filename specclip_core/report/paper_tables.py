@@ -8,48 +8,33 @@ Table 2 the align stage behind each variant. It reads their finished outputs and
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
-from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.metrics import regression_metrics
-from specclip_core.heads.stages import PREDICTIONS, read_predictions
 from specclip_core.report.tables import _format
-from specclip_core.runs.runner import MANIFEST, StageContext
+from specclip_core.rundir import RunDir, read_predictions
 from specclip_core.spec import SpecModel
 from specclip_core.util import atomic_write_text
 
 
 class Table1Block(SpecModel):
+    """One block of Table 1: a title, its labels, and the heads stage behind each column."""
+
     title: str = Field(description='e.g. "Survey A (real)" or "Survey B-like (simulated)"')
-    labels: list[str] = Field(min_length=1)
+    labels: list[str] = Field(min_length=1, description="rows of the block")
     columns: dict[str, str] = Field(min_length=1, description="column title -> heads stage")
-
-
-class ReportConfig(SpecModel):
-    title: str = "SpecCLIP results"
-    note: str = ""
-    table1: list[Table1Block] = Field(default_factory=list)
-    table2: dict[str, str] = Field(default_factory=dict, description="variant title -> align stage")
-
-
-def _manifest(run_dir: Path, stage: str) -> dict[str, Any]:
-    path = run_dir / stage / MANIFEST
-    if not path.exists():
-        raise SpecCLIPError(f"{path}: missing; stage {stage!r} has not finished")
-    return json.loads(path.read_text())
 
 
 def table1_block(run_dir: Path, block: Table1Block) -> tuple[str, dict[str, int]]:
     """One block of Table 1 in markdown (sigma / R^2, best sigma per row in bold) and the wins per column."""
+    run = RunDir(run_dir)
     metrics: dict[str, dict[str, dict[str, float]]] = {}
     for column, stage in block.columns.items():
-        _manifest(run_dir, stage)
-        truth, predicted = read_predictions(run_dir / stage / PREDICTIONS)
+        run.manifest(stage)
+        truth, predicted = read_predictions(run.predictions(stage))
         metrics[column] = {label: regression_metrics(truth[label], predicted[label]) for label in block.labels if label in predicted}
     wins = {column: 0 for column in block.columns}
     lines = [f"**{block.title}**", "", "| label | " + " | ".join(block.columns) + " |", "|---|" + "---|" * len(block.columns)]
@@ -74,7 +59,7 @@ def table2(run_dir: Path, variants: dict[str, str]) -> str:
     variant's; its prediction error from the first variant that has cross-modal decoders)."""
     rows, baselines = [], []
     for title, stage in variants.items():
-        summary = _manifest(run_dir, stage)["summary"]
+        summary = RunDir(run_dir).manifest(stage)["summary"]
         rows.append((title, summary["aligned"]))
         baselines.append(summary["baseline_before_training"])
     if not rows:
@@ -95,26 +80,27 @@ def table2(run_dir: Path, variants: dict[str, str]) -> str:
     return "\n".join(lines) + f"\n\nOn {n} held-out pairs (test split). Cosine: mean similarity of true pairs of shared embeddings. Retrieval: query one modality, find the same star among all {n} in the other.\n"
 
 
-def write_report(run_dir: Path, config: ReportConfig, out_dir: Path) -> str:
+def write_report(run_dir: Path, title: str, note: str, table1: list[Table1Block], variants: dict[str, str], out_dir: Path) -> str:
+    """``report.md`` in ``out_dir``: Table 1 (its blocks), Table 2 (align stage per variant) and every plot of those stages."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [f"# {config.title}", ""]
-    if config.note:
-        parts += [config.note, ""]
-    if config.table1:
+    parts = [f"# {title}", ""]
+    if note:
+        parts += [note, ""]
+    if table1:
         parts += ["## Table 1: label accuracy on the test split", "", "Each cell: robust sigma (Tukey biweight scale of residuals) / R^2; bold = lowest sigma in the row.", ""]
         total: dict[str, int] = {}
-        for block in config.table1:
+        for block in table1:
             text, wins = table1_block(run_dir, block)
             parts += [text]
             for column, count in wins.items():
                 total[column] = total.get(column, 0) + count
         parts += ["**Number of wins (lowest sigma), all blocks**", "", "| " + " | ".join(total) + " |", "|" + "---|" * len(total), "| " + " | ".join(str(v) for v in total.values()) + " |", ""]
-    if config.table2:
-        parts += ["## Table 2: alignment on held-out pairs", "", table2(run_dir, config.table2)]
+    if variants:
+        parts += ["## Table 2: alignment on held-out pairs", "", table2(run_dir, variants)]
     parts += ["## Plots", ""]
-    stages = [s for block in config.table1 for s in block.columns.values()] + list(config.table2.values())
+    stages = [s for block in table1 for s in block.columns.values()] + list(variants.values())
     for stage in dict.fromkeys(stages):
-        for png in sorted((run_dir / stage).glob("*.png")):
+        for png in sorted(RunDir(run_dir).stage(stage).glob("*.png")):
             target = out_dir / "plots" / f"{stage}_{png.name}"
             target.parent.mkdir(exist_ok=True)
             shutil.copyfile(png, target)
@@ -123,7 +109,3 @@ def write_report(run_dir: Path, config: ReportConfig, out_dir: Path) -> str:
     atomic_write_text(out_dir / "report.md", text)
     return text
 
-
-def run_report(context: StageContext) -> dict[str, Any]:
-    write_report(context.run_dir, context.config, context.out_dir)
-    return {"report": str(context.run_dir / context.name / "report.md")}

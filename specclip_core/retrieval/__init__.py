@@ -1,1 +1,1 @@
-"""Similarity search: faiss cosine search, retrieval accuracy, repeat-observation neighbours."""
+"""Similarity search: faiss cosine search, retrieval accuracy, grouping repeat observations."""

@@ -12,9 +12,11 @@ In a plugin's tests::
             return read_some_raw_spectra()
 
 pytest then runs every ``test_*`` method below on the plugin's modality and readers.
+``cli_main(argv)`` runs a ``specclip`` command in-process (returns its exit status).
 """
 
+from specclip_core.cli import main as cli_main
 from specclip_core.testing.conformance import ModalityConformance
 from specclip_core.testing.data import shared_data, shared_data_dir
 
-__all__ = ["ModalityConformance", "shared_data", "shared_data_dir"]
+__all__ = ["ModalityConformance", "cli_main", "shared_data", "shared_data_dir"]

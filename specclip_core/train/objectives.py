@@ -11,25 +11,11 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from specclip_core.components import ComponentList
 from specclip_core.hookspecs import hookimpl
-
-
-class ObjectiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    weight: float = Field(1.0, ge=0, description="multiplies every term of this objective")
-
-
-class Objective:
-    """Base class: holds the config and the weight; subclasses implement ``__call__``."""
-
-    def __init__(self, config: ObjectiveConfig):
-        self.config, self.weight = config, config.weight
-
-    def __call__(self, network: Any, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+from specclip_core.interfaces import Objective, ObjectiveConfig
 
 
 def chunk_mask(batch: int, n_tokens: int, skip: int, n_chunks: int, chunk: int, device: torch.device) -> torch.Tensor:

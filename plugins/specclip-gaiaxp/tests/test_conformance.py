@@ -30,7 +30,7 @@ class TestGaiaXPConformance(ModalityConformance):
 
 
 def test_alias_resolves():
-    from specclip_core.components import get_modality
+    from specclip_core.api import get_modality
 
     assert get_modality("xp").name == "gaia_xp"
 

@@ -9,13 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specclip_core import components
-from specclip_core.components import get_registry
-from specclip_core.data.datasets import cache_dir, fetch_dataset, get_card
-from specclip_core.data.store import SpectralStore
-from specclip_core.errors import DatasetError
-from specclip_core.hookspecs import hookimpl
-from specclip_core.plugins import get_plugin_manager
+from specclip_core.api import (
+    DatasetError,
+    SpectralStore,
+    cache_dir,
+    fetch_dataset,
+    get_card,
+    get_plugin_manager,
+    get_registry,
+    hookimpl,
+    refresh_registry,
+)
 from specclip_gaiaxp.library import ApogeeXPLibraryReader
 
 LIBRARY_SLICE = Path(__file__).parent / "data" / "apogee_library_spectra-40rows.fits.gz"
@@ -35,17 +39,18 @@ class _Cards:
 
 
 @pytest.fixture
-def register_card(monkeypatch):
+def register_card():
     manager, names = get_plugin_manager(), []
 
     def register(card):
         names.append(f"test-cards-{card.name}")
         manager.register(_Cards([card]), name=names[-1])
-        monkeypatch.setattr(components, "_registry", None)
+        refresh_registry()
 
     yield register
     for name in names:
         manager.unregister(name=name)
+    refresh_registry()
 
 
 @pytest.fixture

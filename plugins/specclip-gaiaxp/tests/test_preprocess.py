@@ -8,9 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from specclip_core.components import create_component, get_modality
-from specclip_core.interfaces import Spectra
-from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.api import ModalityEncoder, Spectra, create_component, get_modality
 from specclip_gaiaxp.grid import WAVELENGTH, resample
 from specclip_gaiaxp.library import ApogeeXPLibraryReader
 from specclip_gaiaxp.modality import MT_TOKENIZER

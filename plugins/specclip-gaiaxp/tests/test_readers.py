@@ -12,7 +12,7 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from specclip_core.errors import ReaderError
+from specclip_core.api import ReaderError
 from specclip_gaiaxp.calibrate import quiet
 from specclip_gaiaxp.continuous import GaiaXPContinuousReader
 from specclip_gaiaxp.grid import FLUX_UNIT, SAMPLING_NM, WAVELENGTH

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from specclip_core.interfaces import Spectra
+from specclip_core.api import Spectra
 from specclip_lamost.readers import read_lamost
 
 DATA = Path(__file__).parent / "data"

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from specclip_core.interfaces import Spectra
+from specclip_core.api import Spectra
 from specclip_core.testing import ModalityConformance
 from specclip_lamost.readers import read_lamost
 

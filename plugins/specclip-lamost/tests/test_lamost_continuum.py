@@ -7,8 +7,7 @@ import pytest
 from astropy.io import fits
 from scipy.signal import medfilt
 
-from specclip_core.components import create_component, get_modality
-from specclip_core.interfaces import Spectra
+from specclip_core.api import Spectra, create_component, get_modality
 from specclip_lamost.continuum import fit_continuum
 from specclip_lamost.grid import NATIVE_WAVELENGTH
 from specclip_lamost.readers import read_lamost
@@ -149,7 +148,7 @@ def test_a_spectrum_with_nothing_in_4000_5600_is_rejected_by_id(spectra_by_id):
 
 
 def test_read_lamost_rejects_what_it_cannot_read(tmp_path):
-    from specclip_core.errors import ReaderError
+    from specclip_core.api import ReaderError
 
     with pytest.raises(ReaderError, match="no such file"):
         read_lamost(tmp_path / "spec-0-none_sp01-001.fits.gz")

@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 from astropy.table import Table
 
-from specclip_core.cli import main
-from specclip_core.data.ingest import ingest_files
-from specclip_core.data.store import SpectralStore
+from specclip_core.api import SpectralStore, ingest_files
+from specclip_core.testing import cli_main as main
 
 
 def test_ingest_both_layouts_with_labels(data_dir, tmp_path):

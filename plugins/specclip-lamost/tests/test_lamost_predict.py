@@ -14,12 +14,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from specclip_core.cli import main
-from specclip_core.components import get_modality
-from specclip_core.data.ingest import ingest_files, read_label_table
-from specclip_core.data.store import SpectralStore
-from specclip_core.runs.runner import run_spec
-from specclip_core.spec import validate_spec
+from specclip_core.api import SpectralStore, get_modality, ingest_files, read_label_table, run_spec, validate_spec
+from specclip_core.testing import cli_main as main
 
 LABELS = ["teff", "logg", "feh"]
 TINY_TRAIN = {"epochs": 1, "batch_size": 16, "lr": 1.0e-3, "device": "cpu", "patience": None}

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from specclip_core.components import get_modality, get_registry
-from specclip_core.errors import ReaderError
+from specclip_core.api import ReaderError, get_modality, get_registry
 from specclip_core.testing import shared_data
 from specclip_lamost.readers import LamostCoaddReader, LamostImageReader, read_lamost
 

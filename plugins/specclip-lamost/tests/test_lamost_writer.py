@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from specclip_core.components import get_registry
-from specclip_core.interfaces import Spectra
+from specclip_core.api import Spectra, get_registry
 from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
 from specclip_lamost.writer import ABSENT_NORMALIZATION, C_KMS, LamostCoaddWriter, obsid_for
 

@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from specclip_core.util import sha256_file
+from specclip_core.api import sha256_file
 from specclip_sim import convert, source
 from specclip_sim.cannon import read_models
 

@@ -8,8 +8,8 @@ import pytest
 
 pytest.importorskip("specclip_lamost")  # the simulated modality, its writer and readers
 
-from specclip_core.cli import main  # noqa: E402
-from specclip_core.data.store import ModalityLayout, SpectralStore  # noqa: E402
+from specclip_core.api import ModalityLayout, SpectralStore  # noqa: E402
+from specclip_core.testing import cli_main as main  # noqa: E402
 from specclip_sim.cannon import CannonModel, LabelPolynomial  # noqa: E402
 from specclip_sim.emulator import Emulator  # noqa: E402
 from specclip_sim.paired import simulate_paired  # noqa: E402
@@ -162,8 +162,7 @@ def test_with_the_real_emulator(fake_xp, tmp_path):
 
 
 def test_the_simulate_stage_writes_the_paired_store_and_is_reused(fake_xp, stub_emulator, tmp_path, monkeypatch):
-    from specclip_core.runs.runner import run_spec
-    from specclip_core.spec import validate_spec
+    from specclip_core.api import run_spec, validate_spec
 
     monkeypatch.setattr(Emulator, "load", classmethod(lambda cls, download=True, progress=True: stub_emulator))
     spec = validate_spec(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specclip_core.interfaces import Instrument
+from specclip_core.api import Instrument
 from specclip_sim.noise import relative_throughput
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings
 

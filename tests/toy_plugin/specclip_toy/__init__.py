@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specclip_core import Modality, Reader, Spectra, hookimpl
-from specclip_core.data.store import SpectralStore
-from specclip_core.errors import ReaderError
+from specclip_core.api import Modality, Reader, ReaderError, Spectra, SpectralStore, hookimpl
 
 WAVELENGTH = np.linspace(1000.0, 1630.0, 64)
 HEADER = "# specclip-toy v1"

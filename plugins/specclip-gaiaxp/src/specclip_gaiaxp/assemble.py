@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specclip_core.errors import ReaderError
-from specclip_core.interfaces import Spectra
+from specclip_core.api import ReaderError, Spectra
 
 
 def raw_spectra(

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specclip_core.errors import ReaderError
-from specclip_core.interfaces import Reader, Spectra
+from specclip_core.api import Reader, ReaderError, Spectra
 from specclip_gaiaxp import calibrate
 from specclip_gaiaxp.assemble import raw_spectra
 from specclip_gaiaxp.grid import WAVELENGTH, to_flux_unit

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specclip_core.errors import ReaderError
-from specclip_core.interfaces import Reader, Spectra
+from specclip_core.api import Reader, ReaderError, Spectra
 from specclip_gaiaxp.assemble import raw_spectra
 from specclip_gaiaxp.grid import WAVELENGTH, to_flux_unit
 from specclip_gaiaxp.tables import column_names, read_table, scalar_column, table_format

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from specclip_core.interfaces import Instrument, Modality, Spectra
+from specclip_core.api import Instrument, Modality, Spectra
 from specclip_gaiaxp import preprocess as _preprocess
 from specclip_gaiaxp.grid import WAVELENGTH
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specclip_core.hookspecs import hookimpl
+from specclip_core.api import hookimpl
 from specclip_gaiaxp.continuous import GaiaXPContinuousReader
 from specclip_gaiaxp.library import ApogeeXPLibraryReader
 from specclip_gaiaxp.modality import GaiaXPModality

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specclip_core.interfaces import Spectra
+from specclip_core.api import Spectra
 from specclip_gaiaxp.grid import REFERENCE_WAVELENGTH, WAVELENGTH, resample
 
 MODALITY = "gaia_xp"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specclip_core.errors import ReaderError
+from specclip_core.api import ReaderError
 
 if TYPE_CHECKING:
     from astropy.table import Table

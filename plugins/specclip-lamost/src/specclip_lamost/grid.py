@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specclip_core.interfaces import Instrument
+from specclip_core.api import Instrument
 
 LOG_STEP = 1e-4
 """Pixel size of every LAMOST LRS grid, in log10(wavelength)."""

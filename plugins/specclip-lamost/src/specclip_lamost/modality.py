@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specclip_core.interfaces import Modality, Spectra
+from specclip_core.api import Modality, Spectra
 from specclip_lamost.continuum import raw_continuum
 from specclip_lamost.grid import INSTRUMENT, MODEL_WAVELENGTH
 from specclip_lamost.resample import Interpolation

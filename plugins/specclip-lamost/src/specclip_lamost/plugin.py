@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from specclip_core.hookspecs import hookimpl
+from specclip_core.api import hookimpl
 from specclip_lamost.modality import LamostLRS
 from specclip_lamost.readers import LamostCoaddReader, LamostImageReader
 from specclip_lamost.writer import LamostCoaddWriter

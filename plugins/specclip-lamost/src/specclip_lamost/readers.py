@@ -24,8 +24,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.errors import ReaderError
-from specclip_core.interfaces import Reader, Spectra
+from specclip_core.api import Reader, ReaderError, Spectra
 from specclip_lamost.grid import LOG_STEP
 
 PATTERNS = ("spec-*.fits", "spec-*.fits.gz")

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from specclip_core.interfaces import Spectra, Writer
+from specclip_core.api import Spectra, Writer
 
 C_KMS = 299792.458
 MASKED_BIT = 1 << 23

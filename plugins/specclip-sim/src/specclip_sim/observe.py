@@ -24,11 +24,16 @@ from typing import Any, Literal
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from specclip_core.components import get_modality, get_registry, readers_for
-from specclip_core.data.ingest import choose_reader, preprocess_robustly
-from specclip_core.errors import SpecCLIPError
-from specclip_core.interfaces import Spectra
-from specclip_core.util import progress_bar
+from specclip_core.api import (
+    SpecCLIPError,
+    Spectra,
+    choose_reader,
+    get_modality,
+    get_registry,
+    preprocess_robustly,
+    progress_bar,
+    readers_for,
+)
 from specclip_sim.calibration import Calibration, load_calibration
 from specclip_sim.emulator import Emulator
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings

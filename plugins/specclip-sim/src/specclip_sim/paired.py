@@ -45,10 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from specclip_core.components import get_modality, get_registry
-from specclip_core.data.datasets import cache_dir, fetch_dataset
-from specclip_core.data.store import ModalityLayout, SpectralStore
-from specclip_core.errors import SpecCLIPError
+from specclip_core.api import ModalityLayout, SpecCLIPError, SpectralStore, cache_dir, fetch_dataset, get_modality, get_registry
 from specclip_sim.calibration import Calibration
 from specclip_sim.emulator import Emulator
 from specclip_sim.impute import colour_features, impute_by_neighbours, impute_by_regression

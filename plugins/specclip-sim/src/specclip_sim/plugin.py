@@ -7,12 +7,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from specclip_core.components import ComponentList
-from specclip_core.hookspecs import hookimpl
-from specclip_sim.stage import SimulateConfig, run_simulate
+from specclip_core.api import ComponentList, hookimpl
+from specclip_sim.stage import SimulateConfig, SimulateStage
 
 components = ComponentList()
-components.register("stage", "simulate", SimulateConfig, "pair a dataset's real spectra with SIMULATED spectra of the same stars (one store)")(run_simulate)
+components.register("stage", "simulate", SimulateConfig, "pair a dataset's real spectra with SIMULATED spectra of the same stars (one store)")(SimulateStage)
 
 
 @hookimpl

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from specclip_core.interfaces import Instrument, Spectra
+from specclip_core.api import Instrument, Spectra
 from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
 from specclip_sim.emulator import Emulator, Outside

@@ -14,9 +14,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from specclip_core.data.datasets import cache_dir
-from specclip_core.errors import SpecCLIPError
-from specclip_core.util import sha256_file
+from specclip_core.api import SpecCLIPError, cache_dir, sha256_file
 from specclip_sim.convert import FORMAT, FORMAT_VERSION, PACKAGE, VERSION, WHEEL, WHEEL_SHA256
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.runs.runner import STORE, StageContext
-from specclip_core.spec import ModalityName, SpecModel
+from specclip_core.api import STORE, ModalityName, SpecModel, Stage, StageContext
 
 
 class SimulateConfig(SpecModel):
@@ -23,20 +22,25 @@ class SimulateConfig(SpecModel):
     workers: int | None = Field(None, gt=0, description="processes (default: the CPU cores available, at most 4)")
 
 
-def run_simulate(context: StageContext) -> dict[str, Any]:
-    config: SimulateConfig = context.config
-    from specclip_sim.paired import simulate_paired
+class SimulateStage(Stage):
+    """Write the stage's store: the real spectra of ``like`` and SIMULATED ``modality`` spectra of the same stars."""
 
-    report = simulate_paired(
-        config.modality,
-        like=config.like,
-        output=context.out_dir / STORE,
-        seed=context.seed,
-        limit=config.limit,
-        missing=config.missing,
-        workers=config.workers,
-        progress=context.progress,
-    )
-    summary = asdict(report)
-    summary["store"] = STORE
-    return summary
+    config: SimulateConfig
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        from specclip_sim.paired import simulate_paired
+
+        config = self.config
+        report = simulate_paired(
+            config.modality,
+            like=config.like,
+            output=context.out_dir / STORE,
+            seed=context.seed,
+            limit=config.limit,
+            missing=config.missing,
+            workers=config.workers,
+            progress=context.progress,
+        )
+        summary = asdict(report)
+        summary["store"] = STORE
+        return summary

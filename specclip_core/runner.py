@@ -2,9 +2,11 @@
 
 Each stage works in ``<run_dir>/<stage>.partial/`` (kept across crashes so that ``--resume`` picks
 up its checkpoint) and is renamed to ``<run_dir>/<stage>/`` when it finishes, with a
-``manifest.json``: the stage's key (a hash of its settings, the seed, its data's fingerprint and the
-keys of the stages it needs), the sha256 of its inputs and outputs, its summary and timings. A later
-run whose key matches and whose outputs still hash the same reuses the stage without running it.
+``manifest.json``: the stage's key (a hash of its settings, the seed, its data's fingerprint, the
+keys of the stages it needs, what its :meth:`~specclip_core.interfaces.Stage.fingerprint` adds and
+the versions of the distributions whose components it uses), the sha256 of its inputs and outputs,
+its summary and timings. A later run whose key matches and whose outputs still hash the same reuses
+the stage without running it. The directory layout is :mod:`specclip_core.rundir`'s.
 """
 
 from __future__ import annotations
@@ -20,18 +22,22 @@ from typing import Any
 
 import yaml
 
-from specclip_core.components import get_registry
+from specclip_core.components import distributions_of
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import SpecCLIPError
-from specclip_core.spec import DataSpec, RunSpec, StageSpec
+from specclip_core.rundir import MANIFEST, SPEC, RunDir, encoder_dir, has_encoder
+from specclip_core.spec import DataSpec, RunSpec, StageSpec, components_used
 from specclip_core.util import atomic_write_text, sha256_file
-
-MANIFEST = "manifest.json"
 
 
 @dataclass
 class StageContext:
-    """What a stage runner gets: its settings, its output directory and access to data and earlier stages."""
+    """What a stage's ``run`` gets: its settings, its working directory, its data and the earlier stages.
+
+    ``out_dir`` is where the stage writes (renamed to ``run_dir / name`` when ``run`` returns);
+    ``resume`` is set under ``--resume`` (continue from the checkpoints in ``out_dir``); ``progress``
+    says whether to draw progress bars.
+    """
 
     spec: RunSpec
     name: str
@@ -41,6 +47,10 @@ class StageContext:
     resume: bool = False
     progress: bool = True
     _stores: dict[str, SpectralStore] = field(default_factory=dict)
+
+    @property
+    def run(self) -> RunDir:
+        return RunDir(self.run_dir)
 
     @property
     def config(self) -> Any:
@@ -65,13 +75,20 @@ class StageContext:
         return self._stores[key]
 
     def upstream(self, name: str) -> Path:
-        """The finished output directory of an earlier stage this one ``needs``."""
+        """The finished output directory of an earlier stage this one needs."""
         if name not in self.stage.needs:
             raise SpecCLIPError(f"stage {self.name!r} reads stage {name!r} but does not list it in 'needs'")
-        path = self.run_dir / name
+        path = self.run.stage(name)
         if not (path / MANIFEST).exists():
             raise SpecCLIPError(f"stage {name!r} has not finished (no {path / MANIFEST})")
         return path
+
+    def find_encoder(self, modality: str) -> Path:
+        """The embedder for ``modality`` that one of the needed stages trained (the first in ``needs``)."""
+        for need in self.stage.needs:
+            if has_encoder(self.upstream(need), modality):
+                return encoder_dir(self.upstream(need), modality)
+        raise SpecCLIPError(f"stage {self.name!r}: none of its needs {self.stage.needs} produced an encoder for {modality!r}")
 
     def upstream_of_kind(self, kind: str) -> Path:
         """The output of the one needed stage of ``kind`` (e.g. the ``pretrain`` stage a head reads)."""
@@ -81,14 +98,12 @@ class StageContext:
         return self.upstream(matches[0])
 
 
-STORE = "store.zarr"
-
-
 def open_data(data: DataSpec, run_dir: Path, progress: bool = True) -> SpectralStore:
+    """The store a data spec names: a path, the store an earlier stage wrote, or a registered dataset (fetched)."""
     if data.store is not None:
         return SpectralStore.open(data.store)
     if data.stage is not None:
-        return SpectralStore.open(run_dir / data.stage / STORE)
+        return SpectralStore.open(RunDir(run_dir).store(data.stage))
     from specclip_core.data.datasets import fetch_dataset
 
     return SpectralStore.open(fetch_dataset(data.dataset, progress=progress))
@@ -109,15 +124,32 @@ def seed_everything(seed: int, stage: str) -> None:
     np.random.seed(value % (2**32))
 
 
-def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
-    """Hash of what a stage's result depends on: its settings, the seed, its data, the stages it
-    needs, the specclip version, and whatever its config's ``fingerprint()`` adds (input files)."""
+def stage_versions(spec: RunSpec, name: str) -> dict[str, str]:
+    """Distribution -> version of specclip and of every plugin whose components the stage uses (its
+    kind, the components and modalities its settings name, the dataset it reads)."""
     from specclip_core import __version__
 
     stage = spec.stages[name]
+    used = {("stage", stage.kind)} | components_used(stage.config)
+    data = spec.data_for(name)
+    if stage.stage.requires_data and data is not None and data.dataset is not None:
+        used.add(("dataset", data.dataset))
+    return {"specclip": __version__, **distributions_of(used)}
+
+
+def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
+    """Hash of what a stage's result depends on: its settings, the seed, its data, the stages it
+    needs, the versions of the distributions it uses and whatever its ``fingerprint()`` adds."""
+    stage = spec.stages[name]
     settings = json.loads(stage.model_dump_json())
-    extra = stage.config.fingerprint() if hasattr(stage.config, "fingerprint") else None
-    payload = {"settings": settings, "seed": spec.seed, "data": data_fingerprint, "needs": upstream_keys, "inputs": extra, "specclip": __version__}
+    payload = {
+        "settings": settings,
+        "seed": spec.seed,
+        "data": data_fingerprint,
+        "needs": upstream_keys,
+        "inputs": stage.stage.fingerprint(),
+        "versions": stage_versions(spec, name),
+    }
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
@@ -168,22 +200,22 @@ def run_spec(
     if not is_main:
         log = lambda *_: None  # noqa: E731
     run_dir = Path(run_dir or spec.run_dir or Path("runs") / spec.name)
+    layout = RunDir(run_dir)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "spec.yaml", yaml.safe_dump(spec.dump(), sort_keys=False))
-    registry = get_registry()
+        atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.dump(), sort_keys=False))
     manifests: dict[str, dict[str, Any]] = {}
     keys: dict[str, str] = {}
     for name, stage in spec.stages.items():
-        context = StageContext(spec, name, stage, run_dir, run_dir / f"{name}.partial", resume=resume, progress=progress)
-        data = spec.data_for(name) if getattr(stage.config, "requires_data", False) else None
+        context = StageContext(spec, name, stage, run_dir, layout.partial(name), resume=resume, progress=progress)
+        data = spec.data_for(name) if stage.stage.requires_data else None
         fingerprint = None
         if data is not None:
             fingerprint = context.store().fingerprint
         upstream = {need: keys[need] for need in stage.needs}
         key = stage_key(spec, name, fingerprint, upstream)
         keys[name] = key
-        final = run_dir / name
+        final = layout.stage(name)
         if only is not None and name not in only:
             manifest = _reusable(final, key)
             if manifest is None and any(name in spec.stages[o].needs for o in only):
@@ -204,7 +236,7 @@ def run_spec(
         log(f"[{name}] running {stage.kind} stage")
         started = time.time()
         seed_everything(spec.seed, name)
-        summary = registry.get("stage", stage.kind).factory(context)
+        summary = stage.stage.run(context)
         _sync()
         if not is_main:
             _sync()
@@ -218,6 +250,7 @@ def run_spec(
             "stage": name,
             "kind": stage.kind,
             "key": key,
+            "versions": stage_versions(spec, name),
             "settings": json.loads(stage.model_dump_json()),
             "seed": spec.seed,
             "inputs": inputs,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from itertools import permutations
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,20 +16,22 @@ from specclip_core.align.model import AlignmentModel, pair_key
 from specclip_core.components import create_component, get_modality
 from specclip_core.data.dataset import StoreDataset
 from specclip_core.data.splits import split_rows
-from specclip_core.heads.inputs import encoder_dir
-from specclip_core.heads.stages import find_encoder
+from specclip_core.interfaces import Stage
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.report.plots import plot_training_curves, plot_translations
-from specclip_core.runs.runner import StageContext
-from specclip_core.spec import DecoderSpec, ModalityName, ProjectionSpec, SpecModel, TrainSpec
+from specclip_core.rundir import encoder_dir
+from specclip_core.runner import StageContext
+from specclip_core.spec import DecoderSpec, ModalityName, ObjectiveSpec, ProjectionSpec, SpecModel, TrainSpec
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
 
 
 class AlignWeights(SpecModel):
-    contrastive: float = Field(1.0, ge=0)
-    reconstruction: float = Field(1.0, ge=0)
-    prediction: float = Field(1.0, ge=0)
+    """Weights of the alignment's own loss terms."""
+
+    contrastive: float = Field(1.0, ge=0, description="InfoNCE over every pair of modalities")
+    reconstruction: float = Field(1.0, ge=0, description="in-modal reconstruction (with 'reconstruction')")
+    prediction: float = Field(1.0, ge=0, description="cross-modal prediction (with 'prediction')")
 
 
 def _align_train_spec() -> TrainSpec:
@@ -40,25 +42,25 @@ class AlignConfig(SpecModel):
     """CLIP-style alignment. CLIP: no decoders; -r: ``reconstruction``; -p: ``prediction``; -pr: both;
     -split: both and ``private_dim`` > 0. Encoders come from the needed pretraining stages."""
 
-    requires_data: ClassVar[bool] = True
     projections: dict[ModalityName, ProjectionSpec] = Field(min_length=2, description="modality -> projection")
-    shared_dim: int = Field(768, ge=2)
+    shared_dim: int = Field(768, ge=2, description="width of the aligned (shared) embedding")
     private_dim: int = Field(0, ge=0, description="> 0 splits each projection into shared + private (CLIP-split)")
     reconstruction: DecoderSpec | None = Field(None, description="in-modal decoders (reads shared + private)")
     prediction: DecoderSpec | None = Field(None, description="cross-modal decoders (reads shared only)")
     weights: AlignWeights = Field(default_factory=AlignWeights)
-    freeze_encoders: bool = True
-    logit_scale: float = Field(15.5, gt=0)
-    learn_logit_scale: bool = False
+    objectives: list[ObjectiveSpec] = Field(default_factory=list, description="further objectives (a plugin's) added to the alignment's own")
+    freeze_encoders: bool = Field(True, description="keep the pretrained encoders fixed")
+    logit_scale: float = Field(15.5, gt=0, description="InfoNCE logits = logit_scale x cosine")
+    learn_logit_scale: bool = Field(False, description="train the logit scale")
     train: TrainSpec = Field(default_factory=_align_train_spec)
-    translation_examples: int = Field(4, ge=0)
+    translation_examples: int = Field(4, ge=0, description="held-out stars shown in translations.png")
 
 
 def build_model(context: StageContext, config: AlignConfig) -> AlignmentModel:
     encoders = {}
     for name in config.projections:
         modality = get_modality(name).name
-        encoders[modality] = ModalityEncoder.load(find_encoder(context, modality))
+        encoders[modality] = ModalityEncoder.load(context.find_encoder(modality))
     projections = {
         get_modality(name).name: {**spec.model_dump(), "shared_dim": config.shared_dim, "private_dim": config.private_dim}
         for name, spec in config.projections.items()
@@ -103,33 +105,38 @@ def translation_panels(model: AlignmentModel, store, rows: np.ndarray, n: int) -
     return panels
 
 
-def run_align(context: StageContext) -> dict[str, Any]:
+class AlignStage(Stage):
     """Train the alignment model; write model/, encoders/<modality>/, metrics.json, plots."""
-    config: AlignConfig = context.config
-    torch.manual_seed(context.seed)
-    model = build_model(context, config)
-    store = context.store()
-    test_rows = split_rows(store.ids, "test")
-    baseline = alignment_metrics(model, store, test_rows)
-    objectives = [create_component("objective", {"name": "infonce", "weight": config.weights.contrastive})]
-    if config.reconstruction is not None:
-        objectives.append(create_component("objective", {"name": "reconstruction_l1", "weight": config.weights.reconstruction}))
-    if config.prediction is not None:
-        objectives.append(create_component("objective", {"name": "cross_prediction", "weight": config.weights.prediction}))
-    train = StoreDataset(store, model.modalities, split="train")
-    val = StoreDataset(store, model.modalities, split="val")
-    trainer = Trainer(model, objectives, train, val, config.train, context.out_dir / "training", seed=context.seed, progress=context.progress, description=context.name)
-    result = trainer.fit(resume=context.resume)
-    model = model.cpu()
-    aligned = alignment_metrics(model, store, test_rows)
-    summary = {"baseline_before_training": baseline, "aligned": aligned, **fit_summary(result), **{k: v for k, v in model.describe().items() if k.startswith("n_")}}
-    if trainer.dist.is_main:
-        model.save(context.out_dir / MODEL_DIR)
-        for modality in model.modalities:
-            AlignedEmbedder(model, modality).save(encoder_dir(context.out_dir, modality))
-        atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
-        plot_training_curves(context.out_dir / "training" / "metrics.csv", context.out_dir / "loss.png", title=context.name)
-        panels = translation_panels(model, store, test_rows, config.translation_examples)
-        if panels:
-            plot_translations(panels, context.out_dir / "translations.png", title=f"{context.name}: cross-modal prediction on held-out stars")
-    return summary
+
+    requires_data = True
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        config: AlignConfig = context.config
+        torch.manual_seed(context.seed)
+        model = build_model(context, config)
+        store = context.store()
+        test_rows = split_rows(store.ids, "test")
+        baseline = alignment_metrics(model, store, test_rows)
+        objectives = [create_component("objective", {"name": "infonce", "weight": config.weights.contrastive})]
+        if config.reconstruction is not None:
+            objectives.append(create_component("objective", {"name": "reconstruction_l1", "weight": config.weights.reconstruction}))
+        if config.prediction is not None:
+            objectives.append(create_component("objective", {"name": "cross_prediction", "weight": config.weights.prediction}))
+        objectives += [create_component("objective", spec.model_dump()) for spec in config.objectives]
+        train = StoreDataset(store, model.modalities, split="train")
+        val = StoreDataset(store, model.modalities, split="val")
+        trainer = Trainer(model, objectives, train, val, config.train, context.out_dir / "training", seed=context.seed, progress=context.progress, description=context.name)
+        result = trainer.fit(resume=context.resume)
+        model = model.cpu()
+        aligned = alignment_metrics(model, store, test_rows)
+        summary = {"baseline_before_training": baseline, "aligned": aligned, **fit_summary(result), **{k: v for k, v in model.describe().items() if k.startswith("n_")}}
+        if trainer.dist.is_main:
+            model.save(context.out_dir / MODEL_DIR)
+            for modality in model.modalities:
+                AlignedEmbedder(model, modality).save(encoder_dir(context.out_dir, modality))
+            atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
+            plot_training_curves(context.out_dir / "training" / "metrics.csv", context.out_dir / "loss.png", title=context.name)
+            panels = translation_panels(model, store, test_rows, config.translation_examples)
+            if panels:
+                plot_translations(panels, context.out_dir / "translations.png", title=f"{context.name}: cross-modal prediction on held-out stars")
+        return summary

@@ -1,0 +1,23 @@
+"""Registers the catalogue's dataset cards and run specs through the specclip hooks."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from specclip_core.api import DatasetCard, hookimpl
+
+
+def catalogue_dir(sub: str) -> Path:
+    """``datasets`` or ``specs`` inside the installed package."""
+    return Path(str(files("specclip_registry") / sub))
+
+
+@hookimpl
+def specclip_register_datasets():
+    return [DatasetCard.from_toml(path) for path in sorted(catalogue_dir("datasets").glob("*.toml"))]
+
+
+@hookimpl
+def specclip_register_specs():
+    return [str(path) for path in sorted(catalogue_dir("specs").glob("*.yaml"))]

@@ -1,0 +1,150 @@
+"""The plugin API: everything a plugin may import from the core, and nothing else.
+
+A plugin (its package and its tests) imports from here only (its tests may also use
+:mod:`specclip_core.testing`); a test enforces it for the shipped plugins. Anything not listed is
+internal and may change without notice. The contracts themselves are documented where they are
+defined, :mod:`specclip_core.interfaces` (what a modality, reader, writer, encoder, head, embedder,
+objective and stage must do) and :mod:`specclip_core.hookspecs` (the hooks).
+
+Groups:
+
+- contracts: :class:`Spectra`, :class:`Modality`, :class:`Instrument`, :class:`Reader`,
+  :class:`Writer`, :class:`Tokenizer`, :class:`Encoder`, :class:`EncoderOutput`, :class:`Projection`,
+  :class:`Decoder`, :class:`Head`, :class:`HeadLayout`, :class:`LabelledInputs`, :class:`Embedder`,
+  :class:`Objective`, :class:`ObjectiveConfig`, :class:`Stage`, :class:`StageContext`;
+- registering: :data:`hookimpl`, :class:`ComponentList`, :class:`Component`, and looking up what is
+  registered: :func:`get_registry`, :func:`get_modality`, :func:`get_reader`, :func:`readers_for`,
+  :func:`create_component`, :func:`list_components`, :func:`get_plugin_manager`,
+  :func:`refresh_registry` (after registering a plugin in-process);
+- specs: :class:`SpecModel` (base of a stage's settings), :data:`ModalityName`, :class:`TrainSpec`,
+  the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
+- data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
+  :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
+  :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`; the run directory: :class:`RunDir`,
+  :data:`STORE`, :func:`encoder_dir`; networks a plugin may load or build on: :class:`ModalityEncoder`;
+- errors: :class:`SpecCLIPError`, :class:`ReaderError`, :class:`SpecError`, :class:`StoreError`,
+  :class:`DatasetError`; helpers: :func:`progress_bar`, :func:`sha256_file`, :func:`atomic_write_text`.
+"""
+
+from __future__ import annotations
+
+from specclip_core.components import (
+    Component,
+    ComponentList,
+    create_component,
+    get_modality,
+    get_reader,
+    get_registry,
+    list_components,
+    readers_for,
+    refresh_registry,
+)
+from specclip_core.data.datasets import DatasetCard, cache_dir, fetch_dataset, get_card
+from specclip_core.data.ingest import choose_reader, ingest_files, preprocess_robustly, read_files, read_label_table
+from specclip_core.data.store import ModalityLayout, SpectralStore
+from specclip_core.errors import DatasetError, ReaderError, SpecCLIPError, SpecError, StoreError
+from specclip_core.hookspecs import hookimpl
+from specclip_core.interfaces import (
+    Decoder,
+    Embedder,
+    Encoder,
+    EncoderOutput,
+    Head,
+    HeadLayout,
+    Instrument,
+    LabelledInputs,
+    Modality,
+    Objective,
+    ObjectiveConfig,
+    Projection,
+    Reader,
+    Spectra,
+    Stage,
+    Tokenizer,
+    Writer,
+)
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.plugins import get_plugin_manager
+from specclip_core.rundir import STORE, RunDir, encoder_dir
+from specclip_core.runner import StageContext, run_spec
+from specclip_core.spec import (
+    DecoderSpec,
+    EncoderSpec,
+    HeadSpec,
+    ModalityName,
+    ObjectiveSpec,
+    ProjectionSpec,
+    SpecModel,
+    TokenizerSpec,
+    TrainSpec,
+    load_spec,
+    validate_spec,
+)
+from specclip_core.util import atomic_write_text, progress_bar, sha256_file
+
+__all__ = [
+    "STORE",
+    "Component",
+    "ComponentList",
+    "DatasetCard",
+    "DatasetError",
+    "Decoder",
+    "DecoderSpec",
+    "Embedder",
+    "Encoder",
+    "EncoderOutput",
+    "EncoderSpec",
+    "Head",
+    "HeadLayout",
+    "HeadSpec",
+    "Instrument",
+    "LabelledInputs",
+    "Modality",
+    "ModalityEncoder",
+    "ModalityLayout",
+    "ModalityName",
+    "Objective",
+    "ObjectiveConfig",
+    "ObjectiveSpec",
+    "Projection",
+    "ProjectionSpec",
+    "Reader",
+    "ReaderError",
+    "RunDir",
+    "SpecCLIPError",
+    "SpecError",
+    "SpecModel",
+    "SpectralStore",
+    "Spectra",
+    "Stage",
+    "StageContext",
+    "StoreError",
+    "Tokenizer",
+    "TokenizerSpec",
+    "TrainSpec",
+    "Writer",
+    "atomic_write_text",
+    "cache_dir",
+    "choose_reader",
+    "create_component",
+    "encoder_dir",
+    "fetch_dataset",
+    "get_card",
+    "get_modality",
+    "get_plugin_manager",
+    "get_reader",
+    "get_registry",
+    "hookimpl",
+    "ingest_files",
+    "list_components",
+    "load_spec",
+    "preprocess_robustly",
+    "progress_bar",
+    "read_files",
+    "read_label_table",
+    "readers_for",
+    "refresh_registry",
+    "run_spec",
+    "sha256_file",
+    "validate_spec",
+]

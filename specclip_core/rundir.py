@@ -1,0 +1,142 @@
+"""The layout of a run directory, in one place: stages write it, ``predict``, ``evaluate`` and ``report`` read it.
+
+::
+
+    <run>/spec.yaml                         the resolved spec the run was started with
+    <run>/manifest.json                     name, and per stage its key, finish time and summary
+    <run>/<stage>.partial/                  a stage at work (kept across a crash for --resume)
+    <run>/<stage>/manifest.json             the stage's key, settings, inputs and outputs (sha256), summary
+    <run>/<stage>/store.zarr                a store the stage wrote (ingest, join, simulate)
+    <run>/<stage>/encoders/<modality>/      an embedder the stage trained (encoder.json: its type)
+    <run>/<stage>/head/                     a trained head (head.json: see interfaces.HeadLayout)
+    <run>/<stage>/head/inputs.json          what the head reads: modality, input kind, encoder stage, simulated
+    <run>/<stage>/test_predictions.csv      id, and per label its truth and prediction on the test split
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from specclip_core.errors import SpecCLIPError
+from specclip_core.util import atomic_write_text
+
+SPEC = "spec.yaml"
+MANIFEST = "manifest.json"
+STORE = "store.zarr"
+ENCODERS = "encoders"
+HEAD = "head"
+HEAD_INPUTS = "inputs.json"
+PREDICTIONS = "test_predictions.csv"
+PARTIAL_SUFFIX = ".partial"
+
+
+def encoder_dir(stage_dir: Path, modality: str) -> Path:
+    """Where a stage keeps the embedder it trained for ``modality``."""
+    return Path(stage_dir) / ENCODERS / modality
+
+
+def has_encoder(stage_dir: Path, modality: str) -> bool:
+    return (encoder_dir(stage_dir, modality) / "encoder.json").exists()
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """What a trained head reads (``head/inputs.json``)."""
+
+    modality: str
+    input: str
+    encoder_stage: str | None
+    head: str
+    simulated: bool = False
+
+    def write(self, head_dir: Path) -> None:
+        atomic_write_text(Path(head_dir) / HEAD_INPUTS, json.dumps(self.__dict__))
+
+    @classmethod
+    def read(cls, head_dir: Path) -> HeadInputs:
+        path = Path(head_dir) / HEAD_INPUTS
+        if not path.exists():
+            raise SpecCLIPError(f"{path}: missing; {head_dir} was not written by a heads stage")
+        return cls(**json.loads(path.read_text()))
+
+
+def write_predictions(path: Path, ids: np.ndarray, truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> None:
+    """Test-split predictions: ``id``, then ``<label>`` and ``<label>_pred`` per label."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        labels = list(predicted)
+        writer.writerow(["id"] + [c for label in labels for c in (label, f"{label}_pred")])
+        for row, sid in enumerate(ids):
+            writer.writerow([sid] + [f"{v:.6g}" for label in labels for v in (truth[label][row], predicted[label][row])])
+
+
+def read_predictions(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(truth, predicted), label -> values, from a file :func:`write_predictions` wrote."""
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    labels = [c[: -len("_pred")] for c in (rows[0] if rows else {}) if c.endswith("_pred")]
+    truth = {label: np.array([float(r[label]) for r in rows]) for label in labels}
+    predicted = {label: np.array([float(r[f"{label}_pred"]) for r in rows]) for label in labels}
+    return truth, predicted
+
+
+class RunDir:
+    """A run directory: where each stage's outputs are, and what finished stages hold."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def stage(self, name: str) -> Path:
+        return self.path / name
+
+    def partial(self, name: str) -> Path:
+        return self.path / f"{name}{PARTIAL_SUFFIX}"
+
+    def store(self, stage: str) -> Path:
+        return self.stage(stage) / STORE
+
+    def head(self, stage: str) -> Path:
+        return self.stage(stage) / HEAD
+
+    def predictions(self, stage: str) -> Path:
+        return self.stage(stage) / PREDICTIONS
+
+    def is_finished(self, stage: str) -> bool:
+        return (self.stage(stage) / MANIFEST).exists()
+
+    def manifest(self, stage: str) -> dict[str, Any]:
+        """The manifest of a finished stage (an error naming the file when the stage has not finished)."""
+        path = self.stage(stage) / MANIFEST
+        if not path.exists():
+            raise SpecCLIPError(f"{path}: missing; stage {stage!r} has not finished")
+        return json.loads(path.read_text())
+
+    def spec_data(self) -> dict[str, Any]:
+        path = self.path / SPEC
+        return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+    def name(self) -> str:
+        return self.spec_data().get("name", self.path.name)
+
+    def stage_order(self) -> list[str]:
+        return list(self.spec_data().get("stages", {}))
+
+    def finished_heads(self) -> dict[str, HeadInputs]:
+        """Finished heads stages, in the order of the run's spec: name -> what each head reads."""
+        found = {}
+        for manifest_path in sorted(self.path.glob(f"*/{MANIFEST}")):
+            stage = manifest_path.parent.name
+            if json.loads(manifest_path.read_text()).get("kind") == "heads" and (self.head(stage) / HEAD_INPUTS).exists():
+                found[stage] = HeadInputs.read(self.head(stage))
+        order = self.stage_order()
+        return dict(sorted(found.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))

@@ -1,0 +1,100 @@
+"""The ``heads`` stage: train label heads on embeddings or spectra and score them on the test split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from specclip_core.components import get_modality
+from specclip_core.data.splits import split_labels
+from specclip_core.data.store import SpectralStore
+from specclip_core.heads.inputs import head_inputs
+from specclip_core.heads.metrics import regression_metrics
+from specclip_core.interfaces import LabelledInputs, Stage
+from specclip_core.nn.embedders import load_embedder
+from specclip_core.report.plots import plot_one_to_one
+from specclip_core.report.tables import metrics_table
+from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
+from specclip_core.runner import StageContext
+from specclip_core.spec import HeadSpec, ModalityName, SpecModel, TrainSpec
+from specclip_core.util import atomic_write_text
+
+
+class Range(SpecModel):
+    """Bounds on a label column (either may be left out)."""
+
+    min: float | None = Field(None, description="keep rows with the column >= min")
+    max: float | None = Field(None, description="keep rows with the column <= max")
+
+
+def _head_train_spec() -> TrainSpec:
+    return TrainSpec(epochs=100, batch_size=256, lr=1e-3, weight_decay=0.0, patience=10, warmup_fraction=0.02)
+
+
+class HeadsConfig(SpecModel):
+    """Train one head per label (or jointly) on embeddings of a needed stage's encoder, or on the spectra."""
+
+    modality: ModalityName = Field(description="the modality whose spectra (or embeddings) the heads read")
+    input: Literal["embedding", "spectra"] = Field("embedding", description="embeddings of a needed stage's encoder, or the preprocessed spectra")
+    labels: list[str] = Field(min_length=1, description="label columns of the store to predict")
+    head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"), description="registered head and its settings")
+    select: dict[str, Range] = Field(default_factory=dict, description="keep rows whose labels fall in these ranges (train and test)")
+    train: TrainSpec = Field(default_factory=_head_train_spec)
+    units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes")
+
+
+def selected_rows(store: SpectralStore, labels: list[str], select: dict[str, Range]) -> np.ndarray:
+    """Rows with at least one of ``labels`` finite and every ``select`` range satisfied."""
+    table = store.labels(sorted(set(labels) | set(select)))
+    keep = np.zeros(len(store), dtype=bool)
+    for label in labels:
+        keep |= np.isfinite(table[label])
+    for column, bounds in select.items():
+        values = table[column]
+        if bounds.min is not None:
+            keep &= values >= bounds.min
+        if bounds.max is not None:
+            keep &= values <= bounds.max
+    return np.flatnonzero(keep)
+
+
+def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, labels: list[str]) -> LabelledInputs:
+    return LabelledInputs(inputs, store.labels(labels, rows), store.ids[rows])
+
+
+class HeadsStage(Stage):
+    """Train heads; write head/, test_predictions.csv, metrics.json, table.md and one-to-one plots."""
+
+    requires_data = True
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        config: HeadsConfig = context.config
+        modality = get_modality(config.modality).name
+        store = context.store()
+        rows = selected_rows(store, config.labels, config.select)
+        split = split_labels(store.ids[rows])
+        encoder_path = context.find_encoder(modality) if config.input == "embedding" else None
+        encoder = load_embedder(encoder_path) if encoder_path else None
+        inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress)
+        parts = {name: _labelled(inputs[split == name], store, rows[split == name], config.labels) for name in ("train", "val", "test")}
+        simulated = modality in store.simulated_modalities
+        head = config.head.build()
+        fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
+        head.save(context.out_dir / HEAD)
+        encoder_stage = encoder_path.parent.parent.name if encoder_path else None
+        HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated).write(context.out_dir / HEAD)
+        test = parts["test"]
+        predicted = head.predict(test.inputs)
+        write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
+        metrics = {label: regression_metrics(test.labels[label], predicted[label]) for label in config.labels}
+        atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        note = f"{modality} spectra are SIMULATED." if simulated else ""
+        atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
+        title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
+        for label in config.labels:
+            plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title)
+        n_params = head.n_parameters() if hasattr(head, "n_parameters") else None
+        return {"n_rows": {k: len(v) for k, v in parts.items()}, "simulated": simulated, "input_dim": int(inputs.shape[1]), "head_parameters": n_params, "test": metrics, "fit": fit_summary}

@@ -1,0 +1,62 @@
+"""The ``ingest`` stage: build a store from local files inside a run (later stages read it with
+``data: {stage: <this stage>}``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from specclip_core.components import readers_for
+from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
+from specclip_core.interfaces import Stage
+from specclip_core.rundir import STORE
+from specclip_core.runner import StageContext
+from specclip_core.spec import ModalityName, SpecModel
+from specclip_core.util import atomic_write_text
+
+
+class IngestConfig(SpecModel):
+    """Read files of one modality, preprocess them, join a label table and write the stage's store."""
+
+    modality: ModalityName = Field(description="registered modality name or alias of the files")
+    paths: list[str] = Field(min_length=1, description="files or directories (relative to the working directory)")
+    labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
+    id_column: str = Field("id", description="column of the labels CSV that holds the spectrum id")
+    reader: str | None = Field(None, description="force a reader (default: sniff each file)")
+
+
+def files_fingerprint(files: list[Path]) -> str:
+    """A hash of the names, sizes and modification times of ``files`` (so edited inputs rerun a stage)."""
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat() if path.exists() else None
+        digest.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+    return digest.hexdigest()
+
+
+class IngestStage(Stage):
+    """Build a store from local files (read, preprocess, join labels, report)."""
+
+    config: IngestConfig
+
+    def fingerprint(self) -> str:
+        files = expand_paths(self.config.paths, list(readers_for(self.config.modality)))
+        return files_fingerprint(files + ([Path(self.config.labels)] if self.config.labels else []))
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        config: IngestConfig = context.config
+        labels = read_label_table(config.labels) if config.labels else None
+        report = ingest_files(config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column, progress=context.progress)
+        report.store = STORE  # relative to the stage directory, which is renamed when the stage finishes
+        atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
+        summary = asdict(report)
+        atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
+        return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra")} | {
+            "n_skipped_files": len(report.skipped_files),
+            "n_rejected_spectra": len(report.rejected_spectra),
+        }

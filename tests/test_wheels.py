@@ -1,0 +1,196 @@
+"""The wheels, installed the way users install them: not editable, in a fresh virtual environment.
+
+Every test elsewhere runs against editable installs, which read the source tree and so never notice
+a module, package or data file that the wheels leave out. Here every distribution of the repository
+(the root, each plugins/*/ and registry/ when they have a pyproject.toml) is built into a wheel from
+a copy of its directory and installed with pip (no -e) into a new virtual environment. Third-party
+packages come from this interpreter's site-packages through a .pth line; the .pth files in there
+(the editable finders of the checkout among them) are not processed, so only the wheels provide
+our code. Checked: the plugins are discovered, every module of every wheel imports from the new
+environment, the core wheel holds every core module and no survey name, and a tiny run spec
+(ingest, pretrain, heads) and ``specclip predict`` work through the installed ``specclip`` script.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+FORBIDDEN = runpy.run_path(str(Path(__file__).with_name("survey_names.py")))["FORBIDDEN"]
+XP_LIBRARY = REPO / "plugins" / "specclip-gaiaxp" / "tests" / "data" / "apogee_library_spectra-40rows.fits.gz"
+PROJECTS = [REPO, *sorted(p.parent for p in [*REPO.glob("plugins/*/pyproject.toml"), *REPO.glob("registry/pyproject.toml")])]
+LITTER = shutil.ignore_patterns(".*", "__pycache__", "build", "dist", "*.egg-info", "*.zarr")  # as .gitignore, with /runs/
+
+
+@dataclass
+class Installed:
+    venv: Path
+    wheels: list[Path]
+    core_wheel: Path
+    work: Path
+    env: dict[str, str]
+
+    def run(self, program: str, *args: str) -> str:
+        """Run a program of the new environment's bin/ in the work directory."""
+        return _run([str(self.venv / "bin" / program), *args], self.env, self.work)
+
+
+def _run(command: list[str], env: dict[str, str], cwd: Path) -> str:
+    """The command's output; fail with all of it unless the command succeeds."""
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _copy_project(project: Path, dest: Path) -> None:
+    """The project's files, without build or run litter and without the other distributions nested in it."""
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        nested = {name for name in names if (Path(directory, name) / "pyproject.toml").is_file()}
+        return set(LITTER(directory, names)) | nested | ({"runs"} if Path(directory) == project else set())
+
+    shutil.copytree(project, dest, ignore=ignore)
+
+
+def _clean_env(tmp: Path) -> dict[str, str]:
+    """This environment without PYTHONPATH (conftest.py puts the toy plugin there) or SPECCLIP_ settings."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV") and not key.startswith("SPECCLIP_")}
+    return env | {"SPECCLIP_CACHE": str(tmp / "cache"), "SPECCLIP_PROGRESS": "0", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Installed:
+    tmp = tmp_path_factory.mktemp("wheels")
+    env = _clean_env(tmp)
+    sources = [tmp / "src" / project.relative_to(REPO) for project in PROJECTS]  # the repository's layout
+    for project, source in zip(PROJECTS, sources, strict=True):
+        _copy_project(project, source)
+    out = tmp / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(out)]
+    _run([*build, *map(str, sources)], env, tmp)
+    wheels = sorted(out.glob("*.whl"))
+    assert len(wheels) == len(PROJECTS), wheels
+    (core_wheel,) = out.glob("specclip-*.whl")  # the plugins' wheels are specclip_<name>-*.whl
+
+    new = tmp / "venv"
+    venv.EnvBuilder(with_pip=False).create(new)
+    site = Path(_run([str(new / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env, tmp).strip())
+    ours = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (site / "dev-site-packages.pth").write_text("\n".join(ours) + "\n")
+    work = tmp / "work"
+    work.mkdir()
+    result = Installed(new, wheels, core_wheel, work, env)
+    result.run("python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", *map(str, wheels))
+    return result
+
+
+def _members(wheel: Path) -> list[str]:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def _entry_points(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        names = [name for name in archive.namelist() if name.endswith(".dist-info/entry_points.txt")]
+        return archive.read(names[0]).decode() if names else ""
+
+
+def test_the_installed_script_lists_every_plugin_distribution(installed):
+    out = installed.run("specclip", "plugins")
+    plugins = {wheel.name.split("-")[0].replace("_", "-") for wheel in installed.wheels if "[specclip]" in _entry_points(wheel)}
+    assert {"specclip-gaiaxp", "specclip-lamost", "specclip-sim"} <= plugins
+    for distribution in plugins:
+        assert f"({distribution} " in out, out
+
+
+def test_every_module_of_every_wheel_imports_from_the_new_environment(installed):
+    files = [name for wheel in installed.wheels for name in _members(wheel) if name.endswith(".py")]
+    modules = [name.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for name in files]
+    assert len(modules) > 80 and "specclip_core.align.model" in modules and "specclip_core.retrieval.search" in modules
+    script = """
+import importlib, json, sys
+failures = {}
+for name in sys.argv[1:]:
+    try:
+        where = importlib.import_module(name).__file__
+        if not where.startswith(sys.prefix):
+            failures[name] = f"imported from {where}, outside the new environment {sys.prefix}"
+    except Exception as error:
+        failures[name] = f"{type(error).__name__}: {error}"
+print(json.dumps(failures))
+"""
+    failures = json.loads(installed.run("python", "-c", script, *modules))
+    assert not failures, "modules that do not import from the wheels:\n" + "\n".join(f"{k}: {v}" for k, v in failures.items())
+
+
+def test_the_core_wheel_holds_every_core_module_and_nothing_else(installed):
+    members = set(_members(installed.core_wheel))
+    sources = {path.relative_to(REPO).as_posix() for path in (REPO / "specclip_core").rglob("*.py") if "__pycache__" not in path.parts}
+    assert {"specclip_core/align/model.py", "specclip_core/retrieval/search.py"} <= sources
+    assert sorted(sources - members) == []
+    assert {name.split("/")[0] for name in members if ".dist-info/" not in name} == {"specclip_core"}
+
+
+def test_the_core_wheel_names_no_survey(installed):
+    offences = []
+    with zipfile.ZipFile(installed.core_wheel) as archive:
+        for name in archive.namelist():
+            for number, line in enumerate(archive.read(name).decode(errors="replace").splitlines(), 1):
+                if FORBIDDEN.search(line):
+                    offences.append(f"{name}:{number}: {line.strip()}")
+    assert any(name.endswith(".dist-info/METADATA") for name in _members(installed.core_wheel))
+    assert not offences, "survey names in the core wheel:\n" + "\n".join(offences)
+
+
+def test_a_tiny_spec_runs_and_predicts_through_the_installed_script(installed):
+    tiny_train = {"epochs": 2, "batch_size": 16, "device": "cpu", "patience": None}
+    spec = {
+        "name": "wheel-smoke",
+        "seed": 0,
+        "run_dir": "runs/wheel-smoke",
+        "data": {"stage": "ingest"},
+        "stages": {
+            "ingest": {"kind": "ingest", "modality": "gaia_xp", "paths": [str(XP_LIBRARY)]},
+            "pretrain": {
+                "kind": "pretrain",
+                "modality": "gaia_xp",
+                "encoder": {"name": "mlp_autoencoder", "hidden": 16, "bottleneck": 8, "blocks": 1},
+                "train": tiny_train,
+            },
+            "heads": {
+                "kind": "heads",
+                "needs": ["pretrain"],
+                "modality": "gaia_xp",
+                "input": "embedding",
+                "labels": ["teff", "logg"],
+                "head": {"name": "mlp", "hidden": [8]},
+                "train": tiny_train,
+            },
+        },
+    }
+    (installed.work / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    installed.run("specclip", "run", "spec.yaml")
+    run_dir = installed.work / "runs" / "wheel-smoke"
+    for stage in spec["stages"]:
+        assert (run_dir / stage / "manifest.json").is_file(), stage
+
+    out = installed.run("specclip", "predict", str(run_dir), str(XP_LIBRARY), "-o", "cat.csv", "--quiet")
+    with open(installed.work / "cat.csv") as catalogue:
+        rows = list(csv.DictReader(line for line in catalogue if not line.startswith("#")))
+    assert len(rows) == 37, out  # 40 rows: one star listed twice, two rejected (no usable flux at 550 nm)
+    assert all(math.isfinite(float(row[label])) for row in rows for label in ("teff", "logg")), rows[:3]

@@ -418,7 +418,10 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
-        node[leaf] = value
+        if parents == ["settings"] and isinstance(node.get(leaf), Mapping):
+            node[leaf] = {**node[leaf], "value": value}  # --set settings.NAME=VALUE keeps the description
+        else:
+            node[leaf] = value
     return validate_spec(resolve_settings(data, str(path)), str(path))
 
 

@@ -84,3 +84,21 @@ def test_two_fresh_processes_train_the_same_weights(toy_store, tmp_path):
         assert files
         weights.append([f.read_bytes() for f in files])
     assert weights[0] == weights[1], "initialisation or training drew unseeded randomness"
+
+
+def test_a_changed_plugin_version_reruns_the_stages_that_use_it(toy_store, tmp_path, monkeypatch):
+    from specclip_core import plugins
+    from specclip_core.runner import stage_versions
+
+    spec = _spec(toy_store, tmp_path / "run", epochs=1)
+    versions = stage_versions(spec, "pretrain")
+    assert versions["specclip-toy"] == "0.3.2" and "specclip" in versions, "the modality's plugin and the core"
+    logs = []
+    manifest = run_spec(spec, progress=False, log=logs.append)["pretrain"]
+    assert manifest["versions"] == versions
+    run_spec(spec, progress=False, log=logs.append)
+    assert "reused" in logs[-1]
+    monkeypatch.setitem(plugins._dists, "toy", ("specclip-toy", "0.3.3"))
+    logs.clear()
+    run_spec(spec, progress=False, log=logs.append)
+    assert any("running" in line for line in logs), "a new version of the modality's plugin must not reuse the stage"

@@ -135,3 +135,71 @@ def test_extends_errors_name_the_file(tmp_path):
     with pytest.raises(SpecError, match="c.yaml") as caught:
         load_spec(tmp_path / "c.yaml")
     assert "extends" in dict(caught.value.problems)
+
+
+def test_a_child_spec_can_add_a_stage_its_parents_stages_use(tmp_path):
+    """extends orders stages by their needs: the parent's pretrain reads a store the child's ingest writes."""
+    base = json.loads(json.dumps(GOOD))
+    base["data"] = {"stage": "ingest"}
+    (tmp_path / "base.yaml").write_text(json.dumps(base))
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nname: child\nstages:\n  ingest: {kind: ingest, modality: toy, paths: [spectra]}\n"
+    )
+    spec = load_spec(tmp_path / "child.yaml")
+    assert list(spec.stages) == ["ingest", "pretrain"]
+    assert spec.stages["pretrain"].needs == ["ingest"]
+
+
+def test_stages_in_a_circle_and_a_data_stage_that_does_not_exist_are_named():
+    data = json.loads(json.dumps(GOOD))
+    data["stages"]["second"] = {"kind": "pretrain", "modality": "toy", "needs": ["pretrain"]}
+    data["stages"]["pretrain"]["needs"] = ["second"]
+    problems, _ = _problems(data)
+    assert "in a circle" in problems["stages"] and "pretrain" in problems["stages"]
+    data = json.loads(json.dumps(GOOD))
+    data["data"] = {"stage": "ingets"}
+    problems, _ = _problems(data)
+    assert "'ingets' is not a stage of this spec" in problems["data.stage"]
+
+
+SETTINGS_SPEC = """name: local
+settings:
+  folder: {description: "a folder of toy spectra"}
+  epochs: {value: 2}
+stages:
+  ingest: {kind: ingest, modality: toy, paths: ["${folder}/spectra"], labels: "${folder}/labels.csv"}
+  pretrain: {kind: pretrain, modality: toy, data: {stage: ingest}, train: {epochs: "${epochs}"}}
+"""
+
+
+def test_settings_fill_placeholders_and_keep_their_type(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text(SETTINGS_SPEC)
+    spec = load_spec(path, {"settings.folder": "/data/toy"})
+    assert spec.stages["ingest"].config.paths == ["/data/toy/spectra"]
+    assert spec.stages["ingest"].config.labels == "/data/toy/labels.csv"
+    assert spec.stages["pretrain"].config.train.epochs == 2
+    assert spec.dump()["settings"]["folder"] == {"description": "a folder of toy spectra", "value": "/data/toy"}
+    overridden = load_spec(path, {"settings.folder": "/data/toy", "settings.epochs": 5})
+    assert overridden.stages["pretrain"].config.train.epochs == 5, "--set settings.NAME=VALUE replaces a default value"
+
+
+def test_a_missing_setting_is_named_once_with_where_it_is_used(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text(SETTINGS_SPEC)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    (problem,) = caught.value.problems
+    assert problem[0] == "settings.folder"
+    assert "a folder of toy spectra" in problem[1] and "--set settings.folder=VALUE" in problem[1]
+    assert "stages.ingest.paths.0" in problem[1] and "stages.ingest.labels" in problem[1]
+    path.write_text(SETTINGS_SPEC.replace("${epochs}", "${epochz}"))
+    with pytest.raises(SpecError, match="epochz.*names no setting"):
+        load_spec(path, {"settings.folder": "/data"})
+
+
+def test_validate_command_names_the_missing_setting(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text(SETTINGS_SPEC)
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "validate", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "settings.folder: not set" in done.stderr

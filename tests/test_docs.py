@@ -2,10 +2,10 @@
 
 The rules, on the markdown files of ``docs/`` with fenced code blocks left out:
 
-- A heading *names* ``X`` when one of its code spans is ``X``, or starts with ``X(`` (```X(arg)```).
-  The *section* of ``X`` runs from the first heading that names it to the next heading of the same or
-  a higher level (its sub-headings belong to it). "Appears" below means: as a code span (```X```)
-  whose whole text is ``X``, inside the section named.
+- A heading *names* ``X`` when one of its code spans (text in single backticks) is ``X``, or starts
+  with ``X(`` (a hook written with its arguments). The *section* of ``X`` runs from the first heading
+  that names it to the next heading of the same or a higher level (its sub-headings belong to it).
+  "Appears" below means: as a code span whose whole text is ``X``, inside the section named.
 - Hooks: every ``specclip_*`` hookspec in :mod:`specclip_core.hookspecs` has a section in
   ``docs/hooks.md``, and each of its arguments appears in that section.
 - Component kinds: every kind in :data:`specclip_core.components.KINDS` appears in the section of
@@ -86,7 +86,8 @@ def missing_in_section(text: str, name: str, wanted: list[str], doc: str, owner:
     if body is None:
         return [f"{doc}: no heading names `{name}`"]
     present = spans(body)
-    return [f"{doc}, section `{name}`: `{item}` is not documented" + (f" ({owner}.{item})" if owner else "") for item in wanted if item not in present]
+    whose = (lambda item: f" ({owner}.{item})") if owner else (lambda item: "")
+    return [f"{doc}, section `{name}`: `{item}` is not documented{whose(item)}" for item in wanted if item not in present]
 
 
 def nested_models(annotation) -> list[type[SpecModel]]:
@@ -118,7 +119,8 @@ def import_problems(source: str, where: str) -> list[str]:
     problems = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            problems += [f"{where}: `import {a.name}`: import from specclip_core.api" for a in node.names if a.name.startswith("specclip_core")]
+            core = [a.name for a in node.names if a.name.startswith("specclip_core")]
+            problems += [f"{where}: `import {name}`: import from specclip_core.api" for name in core]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("specclip_core"):
             if node.module not in ALLOWED_IMPORTS:
                 problems.append(f"{where}: `from {node.module} import ...`: a plugin imports only {' and '.join(ALLOWED_IMPORTS)}")
@@ -157,7 +159,8 @@ def test_plugin_stages_are_included():
 @pytest.mark.parametrize("kind", sorted(STAGES))
 def test_stage_and_its_settings_are_documented(kind):
     config = STAGES[kind]
-    problems = undocumented_fields(config, read_doc("run-spec.md"), kind) if config else missing_in_section(read_doc("run-spec.md"), kind, [], "docs/run-spec.md")
+    text = read_doc("run-spec.md")
+    problems = undocumented_fields(config, text, kind) if config else missing_in_section(text, kind, [], "docs/run-spec.md")
     assert not problems, f"stage {kind!r} is undocumented:\n" + "\n".join(problems)
 
 
@@ -223,7 +226,9 @@ def test_the_checker_reports_a_missing_hook_and_a_missing_argument():
     assert missing_in_section(FAKE_DOC, "specclip_register_things", ["things", "more"], "fake.md") == [
         "fake.md, section `specclip_register_things`: `more` is not documented"
     ]
-    assert missing_in_section(FAKE_DOC, "specclip_register_nothing", [], "fake.md") == ["fake.md: no heading names `specclip_register_nothing`"]
+    assert missing_in_section(FAKE_DOC, "specclip_register_nothing", [], "fake.md") == [
+        "fake.md: no heading names `specclip_register_nothing`"
+    ]
 
 
 def test_the_checker_reports_missing_fields_nested_ones_included():
@@ -238,10 +243,10 @@ def test_the_checker_reports_missing_fields_nested_ones_included():
 
 def test_the_checker_reports_a_field_missing_from_the_real_docs():
     class Fake(SpecModel):
-        definitely_not_documented_anywhere: int = 0
+        not_documented_anywhere: int = 0
 
     problems = undocumented_fields(Fake, read_doc("run-spec.md"), "ingest")
-    assert problems == ["docs/run-spec.md, section `ingest`: `definitely_not_documented_anywhere` is not documented (Fake.definitely_not_documented_anywhere)"]
+    assert problems == ["docs/run-spec.md, section `ingest`: `not_documented_anywhere` is not documented (Fake.not_documented_anywhere)"]
 
 
 def test_the_checker_reports_bad_imports():

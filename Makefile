@@ -1,5 +1,5 @@
 # Two commands on a fresh machine:
-#   make quickstart   set up .venv and run the main job (registry/specs/quickstart.yaml)
+#   make quickstart   set up .venv and run the main job (registry/src/specclip_registry/specs/quickstart.yaml)
 #   make test         set up .venv and run the tests
 PYTHON ?= python3
 VENV ?= .venv

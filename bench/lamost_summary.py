@@ -1,4 +1,4 @@
-"""Summarise finished LAMOST runs (registry/specs/lamost-small.yaml and variants).
+"""Summarise finished LAMOST runs (the catalogue's lamost-small spec and variants).
 
 For each run directory:
 

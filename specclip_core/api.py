@@ -11,7 +11,8 @@ Groups:
 - contracts: :class:`Spectra`, :class:`Modality`, :class:`Instrument`, :class:`Reader`,
   :class:`Writer`, :class:`Tokenizer`, :class:`Encoder`, :class:`EncoderOutput`, :class:`Projection`,
   :class:`Decoder`, :class:`Head`, :class:`HeadLayout`, :class:`LabelledInputs`, :class:`Embedder`,
-  :class:`Objective`, :class:`ObjectiveConfig`, :class:`Stage`, :class:`StageContext`;
+  :class:`Objective`, :class:`ObjectiveConfig` (and :func:`embed_all`, the alignment embeddings of a
+  batch, computed once for all objectives), :class:`Stage`, :class:`StageContext`;
 - registering: :data:`hookimpl`, :class:`ComponentList`, :class:`Component`, and looking up what is
   registered: :func:`get_registry`, :func:`get_modality`, :func:`get_reader`, :func:`readers_for`,
   :func:`create_component`, :func:`list_components`, :func:`get_plugin_manager`,
@@ -28,6 +29,7 @@ Groups:
 
 from __future__ import annotations
 
+from specclip_core.align.objectives import embed_all
 from specclip_core.components import (
     Component,
     ComponentList,
@@ -127,6 +129,7 @@ __all__ = [
     "cache_dir",
     "choose_reader",
     "create_component",
+    "embed_all",
     "encoder_dir",
     "fetch_dataset",
     "get_card",

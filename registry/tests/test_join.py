@@ -1,5 +1,6 @@
 """A spec with no plugin code of its own ingests a folder of LAMOST files, joins them through a
-cross-match table with an apogee-xp dataset, and aligns the matched pairs.
+cross-match table with an apogee-xp dataset, and aligns the matched pairs: the catalogue's
+lamost-xp-join spec, extended with tiny networks.
 
 The folder holds the three real LAMOST spectra of stars that are also in the XP library (copied into
 data/, see PROVENANCE.md) and LAMOST-like spectra SIMULATED here for the stars of the 40-row slice of
@@ -150,28 +151,23 @@ def lamost_folder(root: Path) -> tuple[Path, Path, Path]:
 
 
 SMALL_MLP = {"name": "mlp_autoencoder", "size": "small", "hidden": 32, "bottleneck": 16, "blocks": 1}
-TRAIN = {"epochs": 1, "batch_size": 16, "device": "cpu", "patience": None}
+TRAIN = {"epochs": 1, "batch_size": 16, "device": "cpu"}
 
 
 def spec_data(folder: Path, labels: Path, crossmatch: Path, run_dir: Path) -> dict:
+    """The catalogue's lamost-xp-join spec with its settings given, the test dataset, a label table
+    for the ingest, and tiny networks trained for one epoch."""
     return {
+        "extends": "lamost-xp-join",
         "name": "lamost-xp-join-test",
         "run_dir": str(run_dir),
-        "data": {"stage": "join"},
+        "settings": {"lamost_spectra": {"value": str(folder)}, "crossmatch": {"value": str(crossmatch)}},
         "stages": {
-            "ingest": {"kind": "ingest", "modality": "lamost_lrs", "paths": [str(folder)], "labels": str(labels), "id_column": "obsid"},
-            "join": {
-                "kind": "join",
-                "stores": {"xp": {"dataset": DATASET}, "lamost": {"stage": "ingest"}},
-                "crossmatch": {"table": str(crossmatch), "columns": {"xp": "source_id", "lamost": "obsid"}},
-            },
-            "pretrain_xp": {"kind": "pretrain", "modality": "gaia_xp", "encoder": SMALL_MLP, "train": TRAIN},
-            "pretrain_lamost": {
-                "kind": "pretrain", "modality": "lamost_lrs", "tokenizer": {"name": "vector"}, "encoder": SMALL_MLP, "train": TRAIN,
-            },
+            "ingest": {"labels": str(labels), "id_column": "obsid"},
+            "join": {"stores": {"xp": {"dataset": DATASET}}},
+            "pretrain_xp": {"encoder": SMALL_MLP, "train": TRAIN},
+            "pretrain_lamost": {"encoder": SMALL_MLP, "train": TRAIN},
             "align": {
-                "kind": "align",
-                "needs": ["pretrain_xp", "pretrain_lamost"],
                 "projections": {modality: {"name": "mlp", "hidden": 16, "expansion": 1} for modality in ("gaia_xp", "lamost_lrs")},
                 "shared_dim": 8,
                 "train": TRAIN,
@@ -185,9 +181,10 @@ def test_a_spec_ingests_lamost_files_joins_them_with_xp_and_aligns_the_pairs(dat
     started = time.perf_counter()
     folder, labels, crossmatch = lamost_folder(tmp_path)
     spec_path = tmp_path / "spec.yaml"
-    data = spec_data(folder, labels, crossmatch, tmp_path / "run")
-    spec_path.write_text(yaml.safe_dump(data, sort_keys=False))  # keep the order of the stores: xp first
-    manifests = run_spec(load_spec(spec_path), progress=False, log=lambda *_: None)
+    spec_path.write_text(yaml.safe_dump(spec_data(folder, labels, crossmatch, tmp_path / "run")))
+    spec = load_spec(spec_path)
+    assert list(spec.stages["join"].config.stores) == ["xp", "lamost"]
+    manifests = run_spec(spec, progress=False, log=lambda *_: None)
     run = tmp_path / "run"
 
     ingest = json.loads((run / "ingest" / "ingest_report.json").read_text())

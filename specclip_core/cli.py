@@ -143,9 +143,10 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 def _cmd_ingest(args: argparse.Namespace) -> None:
     from specclip_core.data.ingest import ingest_files, read_label_table
 
-    labels = read_label_table(args.labels) if args.labels else None
+    labels = read_label_table(args.labels, text_columns=[args.id_column]) if args.labels else None
     report = ingest_files(
-        args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite
+        args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite,
+        simulated=args.simulated, labels_source=args.labels or "labels",
     )
     print(report.summary())
 
@@ -246,6 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", help="CSV of labels to join on the spectrum id")
     p.add_argument("--id-column", default="id", help="column of the labels CSV holding the spectrum id")
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument(
+        "--simulated", action=argparse.BooleanOptionalAction, default=None,
+        help="every spectrum is simulated (--simulated) or observed (--no-simulated); default: each file's own flag",
+    )
     p.set_defaults(func=_cmd_ingest)
     p = data.add_parser("info", help="describe a store")
     p.add_argument("store")

@@ -29,6 +29,7 @@ from specclip_core.errors import SpecCLIPError
 
 if TYPE_CHECKING:
     from specclip_core.runner import StageContext
+    from specclip_core.spec import DataSpec
 
 
 def _check_rows(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -171,7 +172,7 @@ class Modality(ABC):
 
     @abstractmethod
     def preprocess(self, spectra: Spectra) -> Spectra:
-        """Return spectra on ``self.wavelength`` ready for the model, with ``stats`` filled.
+        """Return spectra on ``self.wavelength`` ready for the model, with ``stats`` filled and ``meta`` kept.
 
         Non-finite flux must not reach the model: such pixels are masked (``mask`` True, ``ivar``
         0, flux filled with a neutral value). A spectrum with no usable pixel raises ``ValueError``
@@ -305,11 +306,19 @@ class Head(ABC):
     def load(cls, directory: Path) -> Head: ...
 
 
+SIMULATED = "simulated"
+"""The meta column (boolean) by which a reader says which spectra are simulated, and the store's 0/1
+label column that keeps it."""
+
+
 class Reader(ABC):
     """Reads one file format into raw :class:`Spectra` (native grid, before preprocessing).
 
     ``read`` raises :class:`specclip_core.errors.ReaderError` naming the file for anything it
-    cannot read: truncated, empty, foreign or inconsistent files.
+    cannot read: truncated, empty, foreign or inconsistent files. Header fields go into ``meta``;
+    a file that says whether it holds simulated spectra (a ``SIMULATED`` header card, say) gives a
+    boolean meta column ``simulated`` (:data:`SIMULATED`), which ingest keeps. A file without it
+    counts as an observation unless the ingest's ``simulated`` setting says otherwise.
     """
 
     name: ClassVar[str]
@@ -408,8 +417,9 @@ class Stage(ABC):
     - orders stages by ``needs``: the spec's own list, the stage that writes its ``data``, and
       :meth:`needs`;
     - keys the result (reuse when the key matches) on the settings, the seed, the data's fingerprint
-      when ``requires_data``, the keys of the stages it needs, :meth:`fingerprint`, and the versions
-      of the distributions whose components the settings name;
+      when ``requires_data``, the fingerprints of the stores :meth:`inputs` names, the keys of the
+      stages it needs, :meth:`fingerprint`, and the versions of the distributions whose components
+      the settings name;
     - calls :meth:`run` with a :class:`~specclip_core.runner.StageContext` whose ``out_dir`` is the
       stage's working directory, renamed to the stage's directory when ``run`` returns.
     """
@@ -421,8 +431,15 @@ class Stage(ABC):
         self.config = config
 
     def needs(self) -> list[str]:
-        """Earlier stages that the settings name (e.g. the heads stages a table compares)."""
-        return []
+        """Earlier stages that the settings name (e.g. the heads stages a table compares); by
+        default those whose stores :meth:`inputs` names."""
+        return [data.stage for data in self.inputs().values() if data.stage is not None]
+
+    def inputs(self) -> dict[str, DataSpec]:
+        """Stores the stage reads besides its ``data`` (name -> where from), opened with
+        ``context.input_store(name)``; the runner opens them (fetching a registered dataset, as it
+        does a stage's data) to key the result on their fingerprints."""
+        return {}
 
     def fingerprint(self) -> Any:
         """What else the result depends on that the settings do not show (input files' sizes and

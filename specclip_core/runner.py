@@ -2,11 +2,12 @@
 
 Each stage works in ``<run_dir>/<stage>.partial/`` (kept across crashes so that ``--resume`` picks
 up its checkpoint) and is renamed to ``<run_dir>/<stage>/`` when it finishes, with a
-``manifest.json``: the stage's key (a hash of its settings, the seed, its data's fingerprint, the
-keys of the stages it needs, what its :meth:`~specclip_core.interfaces.Stage.fingerprint` adds and
-the versions of the distributions whose components it uses), the sha256 of its inputs and outputs,
-its summary and timings. A later run whose key matches and whose outputs still hash the same reuses
-the stage without running it. The directory layout is :mod:`specclip_core.rundir`'s.
+``manifest.json``: the stage's key (a hash of its settings, the seed, the fingerprints of its data
+and of its input stores, the keys of the stages it needs, what its
+:meth:`~specclip_core.interfaces.Stage.fingerprint` adds and the versions of the distributions
+whose components it uses), the sha256 of its inputs and outputs, its summary and timings. A later
+run whose key matches and whose outputs still hash the same reuses the stage without running it.
+The directory layout is :mod:`specclip_core.rundir`'s.
 """
 
 from __future__ import annotations
@@ -68,7 +69,16 @@ class StageContext:
 
     def store(self) -> SpectralStore:
         """The stage's spectral store (a registered dataset is fetched on first use)."""
-        data = self.data_spec()
+        return self._open(self.data_spec())
+
+    def input_store(self, name: str) -> SpectralStore:
+        """The store named ``name`` in the stage's :meth:`~specclip_core.interfaces.Stage.inputs` (fetched on first use)."""
+        inputs = self.stage.stage.inputs()
+        if name not in inputs:
+            raise SpecCLIPError(f"stage {self.name!r} has no input store {name!r}; its inputs are {list(inputs)}")
+        return self._open(inputs[name])
+
+    def _open(self, data: DataSpec) -> SpectralStore:
         key = data.model_dump_json()
         if key not in self._stores:
             self._stores[key] = open_data(data, self.run_dir, progress=self.progress)
@@ -134,12 +144,16 @@ def stage_versions(spec: RunSpec, name: str) -> dict[str, str]:
     data = spec.data_for(name)
     if stage.stage.requires_data and data is not None and data.dataset is not None:
         used.add(("dataset", data.dataset))
+    used |= {("dataset", d.dataset) for d in stage.stage.inputs().values() if d.dataset is not None}
     return {"specclip": __version__, **distributions_of(used)}
 
 
-def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str]) -> str:
-    """Hash of what a stage's result depends on: its settings, the seed, its data, the stages it
-    needs, the versions of the distributions it uses and whatever its ``fingerprint()`` adds."""
+def stage_key(
+    spec: RunSpec, name: str, data_fingerprint: str | None, upstream_keys: dict[str, str], inputs: dict[str, str] | None = None
+) -> str:
+    """Hash of what a stage's result depends on: its settings, the seed, its data, the fingerprints
+    of its input stores, the stages it needs, the versions of the distributions it uses and whatever
+    its ``fingerprint()`` adds."""
     stage = spec.stages[name]
     settings = json.loads(stage.model_dump_json())
     payload = {
@@ -150,6 +164,8 @@ def stage_key(spec: RunSpec, name: str, data_fingerprint: str | None, upstream_k
         "inputs": stage.stage.fingerprint(),
         "versions": stage_versions(spec, name),
     }
+    if inputs:  # only where a stage has input stores, so that other stages keep their keys
+        payload["stores"] = inputs
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
@@ -212,8 +228,9 @@ def run_spec(
         fingerprint = None
         if data is not None:
             fingerprint = context.store().fingerprint
+        stores = {store: context.input_store(store).fingerprint for store in stage.stage.inputs()}
         upstream = {need: keys[need] for need in stage.needs}
-        key = stage_key(spec, name, fingerprint, upstream)
+        key = stage_key(spec, name, fingerprint, upstream, stores)
         keys[name] = key
         final = layout.stage(name)
         if only is not None and name not in only:
@@ -245,6 +262,8 @@ def run_spec(
         inputs = {f"stage:{need}": manifests[need]["outputs_sha256"] for need in stage.needs}
         if fingerprint is not None:
             inputs["data"] = {"fingerprint": fingerprint, **data_provenance(context.store())}
+        for store, store_fingerprint in stores.items():
+            inputs[f"store:{store}"] = {"fingerprint": store_fingerprint, **data_provenance(context.input_store(store))}
         outputs = _output_hashes(context.out_dir)
         manifest = {
             "stage": name,

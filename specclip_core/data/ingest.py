@@ -17,10 +17,33 @@ from typing import Any
 import numpy as np
 
 from specclip_core.components import get_modality, get_reader, readers_for
+from specclip_core.data.ids import duplicated, lookup, normalise_ids
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
-from specclip_core.interfaces import Modality, Reader, Spectra
+from specclip_core.interfaces import SIMULATED, Modality, Reader, Spectra
 from specclip_core.util import atomic_write_text, progress_bar
+
+
+@dataclass
+class LabelMatch:
+    """How a label table met the spectra (see :func:`join_labels`)."""
+
+    n_rows: int  # rows of the label table
+    n_rows_matched: int  # rows whose id is a spectrum's
+    n_spectra_without_row: int  # spectra no (unambiguous) row names
+    n_ids_without_spectrum: int  # distinct ids of the table that name no spectrum
+    duplicated_ids: list[str] = field(default_factory=list)  # ids on more than one row: those rows are not used
+    columns: dict[str, str] = field(default_factory=dict)  # table column -> "the label table" or "the label table, else the files"
+
+    def summary(self) -> str:
+        duplicated = "no duplicated id"
+        if self.duplicated_ids:
+            duplicated = f"{len(self.duplicated_ids)} ids on several rows, not used ({', '.join(self.duplicated_ids[:5])})"
+        return (
+            f"labels: {self.n_rows} rows in the table, {self.n_rows_matched} matched to a spectrum; "
+            f"{self.n_spectra_without_row} spectra without a label row; {self.n_ids_without_spectrum} label ids without a spectrum; "
+            f"{duplicated}"
+        )
 
 
 @dataclass
@@ -36,6 +59,10 @@ class IngestReport:
     masked_pixels_per_spectrum_median: float = 0.0
     seconds: float = 0.0  # end to end: reading, preprocessing, joining labels and writing the store
     spectra_per_second: float = 0.0
+    n_simulated: int = 0
+    simulated_from: str = "files"  # "files": each file's own flag (see Reader); "setting": the ingest's simulated setting
+    labels: LabelMatch | None = None
+    columns: dict[str, str] = field(default_factory=dict)  # label column of the store -> where its values come from
 
     def summary(self) -> str:
         lines = [
@@ -44,7 +71,15 @@ class IngestReport:
             f"files: {self.n_files} seen, {len(self.skipped_files)} skipped; spectra: {self.n_spectra_read} read, "
             f"{len(self.rejected_spectra)} rejected",
             f"masked pixels: {100 * self.masked_pixel_fraction:.2f}% of all, median {self.masked_pixels_per_spectrum_median:.0f} per spectrum",
+            f"simulated: {self.n_simulated} of {self.n_spectra_written} spectra "
+            f"(from the {'files' if self.simulated_from == 'files' else 'simulated setting'})",
         ]
+        if self.labels is not None:
+            lines.append(self.labels.summary())
+        by_source: dict[str, list[str]] = {}
+        for column, source in self.columns.items():
+            by_source.setdefault(source, []).append(column)
+        lines += [f"columns from {source}: {', '.join(columns)}" for source, columns in by_source.items()]
         lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped_files]
         lines += [f"  rejected {sid}: {reason}" for sid, reason in self.rejected_spectra]
         return "\n".join(lines)
@@ -140,40 +175,58 @@ def write_store(
     return SpectralStore.open(path)
 
 
-def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: str, source: str = "labels") -> Spectra:
-    """Add the columns of a label table to ``spectra.meta``, matched on ``id_column`` = spectrum id.
+def join_labels(spectra: Spectra, table: Mapping[str, np.ndarray], id_column: str, source: str = "labels") -> tuple[Spectra, LabelMatch]:
+    """Add the columns of a label table to ``spectra.meta``, matched on ``id_column`` = spectrum id
+    (both compared as :func:`~specclip_core.data.ids.normalise_ids` gives them).
 
     Where a spectrum has no row in the table, a column it already carries (e.g. from its file
-    header) keeps its value; otherwise the value is missing (NaN or "").
+    header) keeps its value; otherwise the value is missing (NaN or ""). An id on more than one row
+    is ambiguous: those rows give no labels, and the match lists the id.
     """
     if id_column not in table:
         raise SpecCLIPError(f"{source}: no column {id_column!r}; columns are {list(table)}")
-    keys = np.asarray(table[id_column]).astype(str)
-    where = {key: i for i, key in enumerate(keys)}
-    index = np.array([where.get(i, -1) for i in spectra.ids])
+    keys = normalise_ids(table[id_column], f"{source}: column {id_column!r}")
+    wanted = normalise_ids(spectra.ids, "spectrum ids")
+    index = lookup(keys, wanted)
     found = index >= 0
+    match = LabelMatch(
+        n_rows=len(keys),
+        n_rows_matched=int(np.unique(index[found]).size),
+        n_spectra_without_row=int((~found).sum()),
+        n_ids_without_spectrum=int(np.setdiff1d(keys[keys != ""], wanted).size),
+        duplicated_ids=[str(k) for k in duplicated(keys)],
+    )
     meta = dict(spectra.meta)
     for column, values in table.items():
         if column == id_column:
             continue
         values = np.asarray(values)
         numeric = values.dtype.kind in "fiub"
-        picked = values[np.clip(index, 0, None)].astype(np.float64 if numeric else str)
+        picked = values[np.clip(index, 0, None)] if len(values) else np.zeros(len(index), values.dtype)
+        picked = picked.astype(np.float64 if numeric else str)
         previous = meta.get(column)
         if previous is not None and (np.asarray(previous).dtype.kind in "fiub") == numeric:
             fallback = np.asarray(previous).astype(np.float64 if numeric else str)
+            match.columns[column] = "the label table, else the files"
         else:
             fallback = np.full(len(spectra), np.nan if numeric else "", dtype=np.float64 if numeric else object).astype(np.float64 if numeric else str)
+            match.columns[column] = "the label table"
         meta[column] = np.where(found, picked, fallback)
-    return Spectra(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, spectra.ids, meta, spectra.stats)
+    return Spectra(spectra.wavelength, spectra.flux, spectra.ivar, spectra.mask, spectra.ids, meta, spectra.stats), match
 
 
-def read_label_table(path: str) -> dict[str, Any]:
-    """A CSV label table as columns; missing numbers become NaN and missing text "" (never a sentinel)."""
+def read_label_table(path: str, text_columns: Iterable[str] = ()) -> dict[str, Any]:
+    """A CSV label table as columns; missing numbers become NaN and missing text "" (never a sentinel).
+
+    ``text_columns`` (id columns) are read as text, so that a long integer id never passes through a
+    float (a column of integers with one missing value would otherwise be read as float64)."""
+    from astropy.io.ascii import convert_numpy
     from astropy.table import Table
 
+    text_columns = list(text_columns)
+    options = {"converters": {name: [convert_numpy(str)] for name in text_columns}, "fast_reader": False} if text_columns else {}
     try:
-        table = Table.read(path, format="ascii.csv")
+        table = Table.read(path, format="ascii.csv", **options)
     except Exception as error:
         raise SpecCLIPError(f"{path}: cannot read as a CSV table: {error}") from None
     columns = {}
@@ -184,6 +237,35 @@ def read_label_table(path: str) -> dict[str, Any]:
         else:
             columns[name] = np.where(missing, "", data.astype(str))
     return columns
+
+
+def _flags(path: Path, spectra: Spectra, setting: bool | None) -> np.ndarray:
+    """Per spectrum of one file: simulated or not (see :class:`~specclip_core.interfaces.Reader`)."""
+    own = spectra.meta.get(SIMULATED)
+    if own is not None and np.asarray(own).dtype.kind not in "biuf":
+        raise ReaderError(path, f"meta column {SIMULATED!r} must be boolean, got values of dtype {np.asarray(own).dtype}")
+    flags = None if own is None else np.asarray(own) != 0
+    if setting is None:
+        return np.zeros(len(spectra), bool) if flags is None else flags
+    if flags is not None and (flags != setting).any():
+        said = bool(flags[flags != setting][0])
+        raise ReaderError(path, f"the file says {SIMULATED} = {said}, but the ingest's setting simulated is {setting}")
+    return np.full(len(spectra), setting)
+
+
+def mark_simulated(good: list[tuple[Path, Spectra]], setting: bool | None) -> tuple[list[tuple[Path, Spectra]], list[tuple[str, str]]]:
+    """Give every file's spectra a boolean meta column ``simulated``: the ``simulated`` setting when
+    given, else the file's own flag (absent: not simulated). A file whose own flag contradicts the
+    setting is skipped, with the reason."""
+    kept, skipped = [], []
+    for path, spectra in good:
+        try:
+            spectra.meta[SIMULATED] = _flags(path, spectra, setting)
+        except ReaderError as error:
+            skipped.append((str(path), error.reason))
+            continue
+        kept.append((path, spectra))
+    return kept, skipped
 
 
 def label_kinds(meta: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> dict[str, str]:
@@ -203,14 +285,26 @@ def ingest_files(
     overwrite: bool = False,
     attrs: Mapping[str, Any] | None = None,
     progress: bool = True,
+    simulated: bool | None = None,
+    labels_source: str = "labels",
 ) -> IngestReport:
-    """Read files of one modality, preprocess, join labels, write a new store and its ingest report."""
+    """Read files of one modality, preprocess, join labels, write a new store and its ingest report.
+
+    ``simulated`` says whether every spectrum is simulated; None takes each file's own flag (see
+    :class:`~specclip_core.interfaces.Reader`). When any spectrum is simulated, the store has a 0/1
+    label column ``simulated`` and its meta ``simulated_modalities`` lists the modality.
+    ``labels_source`` names the label table in errors."""
     started = time.perf_counter()
     spec = get_modality(modality)
+    if labels is not None and SIMULATED in labels:
+        raise SpecCLIPError(f"{labels_source}: column {SIMULATED!r} is set by ingest (from the files or the simulated setting); rename it")
     good, bad = read_files(paths, spec.name, reader, progress)
-    report = IngestReport(str(store_path), spec.name, n_files=len(good) + len(bad), skipped_files=bad)
+    n_files = len(good) + len(bad)
+    good, contradicted = mark_simulated(good, simulated)
+    report = IngestReport(str(store_path), spec.name, n_files=n_files, skipped_files=bad + contradicted)
+    report.simulated_from = "files" if simulated is None else "setting"
     if not good:
-        raise SpecCLIPError(f"no readable {spec.name} files among {report.n_files}; first problems: {bad[:3]}")
+        raise SpecCLIPError(f"no readable {spec.name} files among {report.n_files}; first problems: {report.skipped_files[:3]}")
     by_grid: dict[bytes, list[Spectra]] = {}
     for _path, spectra in good:
         by_grid.setdefault(spectra.wavelength.tobytes(), []).append(spectra)
@@ -226,14 +320,26 @@ def ingest_files(
     if not processed:
         raise SpecCLIPError(f"every {spec.name} spectrum was rejected by preprocessing; first reasons: {rejected[:3]}")
     spectra = Spectra.concatenate(processed)
+    from_files = set(spectra.meta) - {SIMULATED}
     if labels is not None:
-        spectra = join_labels(spectra, labels, id_column or "id")
+        spectra, report.labels = join_labels(spectra, labels, id_column or "id", labels_source)
+    if SIMULATED not in spectra.meta:
+        raise SpecCLIPError(f"{spec.name} preprocessing dropped the spectra's meta columns (Modality.preprocess must keep them)")
+    flags = spectra.meta.pop(SIMULATED).astype(bool)
+    report.n_simulated = int(flags.sum())
+    provenance = {"ingest": {"n_files": report.n_files}}
+    if flags.any():
+        spectra.meta[SIMULATED] = flags.astype(np.int64)
+        provenance["simulated_modalities"] = [spec.name]
     columns = label_kinds(spectra.meta)
+    matched = report.labels.columns if report.labels is not None else {}
+    flagged_by = "ingest (the files' flags)" if simulated is None else "ingest (the simulated setting)"
+    report.columns = {c: matched.get(c, "the files" if c in from_files else flagged_by) for c in columns}
     masked = spectra.mask.sum(axis=1)
     report.masked_pixel_fraction = float(masked.sum() / spectra.mask.size)
     report.masked_pixels_per_spectrum_median = float(np.median(masked))
     report.n_spectra_written = len(spectra)
-    write_store(store_path, spec, spectra, columns, {"ingest": {"n_files": report.n_files}, **(attrs or {})}, overwrite)
+    write_store(store_path, spec, spectra, columns, {**provenance, **(attrs or {})}, overwrite)
     report.seconds = time.perf_counter() - started
     report.spectra_per_second = len(spectra) / max(report.seconds, 1e-9)
     store = SpectralStore.open(store_path, mode="a")

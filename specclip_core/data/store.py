@@ -33,7 +33,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from specclip_core.errors import StoreError
-from specclip_core.interfaces import Spectra
+from specclip_core.interfaces import SIMULATED, Spectra
 
 FORMAT_VERSION = 1
 _FLOAT_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
@@ -193,6 +193,17 @@ class SpectralStore:
     def simulated_modalities(self) -> list[str]:
         """Modalities whose spectra are simulated (``meta["simulated_modalities"]``, set by whoever made them)."""
         return list(self.meta.get("simulated_modalities", []))
+
+    def simulated_rows(self, modality: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """True where a row's ``modality`` spectrum is simulated: the 0/1 label column
+        ``simulated_<modality>``, else ``simulated`` in a store of one modality, else every row when
+        the modality is one of :attr:`simulated_modalities`."""
+        self._modality_group(modality)
+        for column in (f"{SIMULATED}_{modality}", SIMULATED if len(self._modalities) == 1 else None):
+            if column in self._label_columns:
+                return self.labels([column], rows)[column] == 1
+        n = len(np.arange(len(self))[self._rows(rows)])
+        return np.full(n, modality in self.simulated_modalities)
 
     @property
     def fingerprint(self) -> str:

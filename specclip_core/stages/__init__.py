@@ -12,12 +12,14 @@ from specclip_core.stages.align import AlignConfig, AlignStage
 from specclip_core.stages.evaluate import EvaluateConfig, EvaluateStage
 from specclip_core.stages.heads import HeadsConfig, HeadsStage
 from specclip_core.stages.ingest import IngestConfig, IngestStage
+from specclip_core.stages.join import JoinConfig, JoinStage
 from specclip_core.stages.neighbours import NeighboursConfig, NeighboursStage
 from specclip_core.stages.pretrain import PretrainConfig, PretrainStage
 from specclip_core.stages.report import ReportConfig, ReportStage
 
 components = ComponentList()
 components.register("stage", "ingest", IngestConfig, "build a store from local files (read, preprocess, join labels, report)")(IngestStage)
+components.register("stage", "join", JoinConfig, "join stores by id (or a cross-match table) into one multi-modality store; report what matched")(JoinStage)
 components.register("stage", "pretrain", PretrainConfig, "self-supervised pretraining of one modality's encoder")(PretrainStage)
 components.register("stage", "align", AlignConfig, "contrastive alignment with optional reconstruction/prediction decoders (CLIP variants)")(AlignStage)
 components.register("stage", "heads", HeadsConfig, "train label heads on embeddings or spectra; score the test split")(HeadsStage)

@@ -28,6 +28,11 @@ class IngestConfig(SpecModel):
     labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
     id_column: str = Field("id", description="column of the labels CSV that holds the spectrum id")
     reader: str | None = Field(None, description="force a reader (default: sniff each file)")
+    simulated: bool | None = Field(
+        None,
+        description="every spectrum is simulated (true) or observed (false); default: each file's own flag "
+        "(a reader's meta 'simulated'), else observed",
+    )
 
 
 def files_fingerprint(files: list[Path]) -> str:
@@ -50,13 +55,17 @@ class IngestStage(Stage):
 
     def run(self, context: StageContext) -> dict[str, Any]:
         config: IngestConfig = context.config
-        labels = read_label_table(config.labels) if config.labels else None
-        report = ingest_files(config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column, progress=context.progress)
+        labels = read_label_table(config.labels, text_columns=[config.id_column]) if config.labels else None
+        report = ingest_files(
+            config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column,
+            progress=context.progress, simulated=config.simulated, labels_source=config.labels or "labels",
+        )
         report.store = STORE  # relative to the stage directory, which is renamed when the stage finishes
         atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
         summary = asdict(report)
         atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
-        return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra")} | {
+        return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra", "labels")} | {
             "n_skipped_files": len(report.skipped_files),
             "n_rejected_spectra": len(report.rejected_spectra),
+            "labels": None if report.labels is None else {k: v for k, v in asdict(report.labels).items() if k != "duplicated_ids"},
         }

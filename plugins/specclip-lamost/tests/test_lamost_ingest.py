@@ -60,3 +60,25 @@ def test_cli_ingest_of_dr8_files_with_groups(data_dir, tmp_path, monkeypatch, ca
     labels = store.labels(["GroupID", "GroupSize", "obsid"])
     assert np.all(labels["GroupID"] == 7.0) and np.all(labels["GroupSize"] == 2.0)
     assert sorted(labels["obsid"].astype(np.int64).astype(str)) == sorted(store.ids)
+
+
+def test_files_marked_simulated_are_recorded_per_spectrum(coadd_files, spectra_by_id, tmp_path):
+    from specclip_core.api import Spectra, get_registry
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    real = coadd_files["976308215"]
+    shutil.copy(real, folder / real.name)  # a real DR10 file: no SIMULATED card
+    original = spectra_by_id["976308215"]
+    fake = Spectra(original.wavelength, original.flux, original.ivar, original.mask, ["900000001"], {"simulated": np.array([True])})
+    writer = get_registry().get("writer", "lamost_lrs_coadd").build()
+    (written,) = writer.write(fake, folder)
+    report = ingest_files([folder], "lamost_lrs", tmp_path / "mixed.zarr", progress=False)
+    store = SpectralStore.open(tmp_path / "mixed.zarr")
+    flags = dict(zip(store.ids, store.labels(["simulated"])["simulated"], strict=True))
+    assert flags == {"976308215": 0, "900000001": 1} and store.simulated_modalities == ["lamost_lrs"]
+    assert report.n_simulated == 1 and report.columns["simulated"] == "ingest (the files' flags)"
+    assert "simulated: 1 of 2 spectra (from the files)" in report.summary()
+    report = ingest_files([folder], "lamost_lrs", tmp_path / "none.zarr", simulated=False, progress=False)
+    assert report.n_spectra_written == 1 and report.skipped_files[0][0] == str(written)
+    assert "says simulated = True" in report.skipped_files[0][1]

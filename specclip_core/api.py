@@ -18,6 +18,7 @@ Groups:
   :func:`create_component`, :func:`list_components`, :func:`get_plugin_manager`,
   :func:`refresh_registry` (after registering a plugin in-process);
 - specs: :class:`SpecModel` (base of a stage's settings), :data:`ModalityName`, :class:`TrainSpec`,
+  :class:`DataSpec` (a store a stage reads, e.g. in :meth:`Stage.inputs`),
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
@@ -70,6 +71,7 @@ from specclip_core.plugins import get_plugin_manager
 from specclip_core.rundir import STORE, RunDir, encoder_dir
 from specclip_core.runner import StageContext, run_spec
 from specclip_core.spec import (
+    DataSpec,
     DecoderSpec,
     EncoderSpec,
     HeadSpec,
@@ -89,6 +91,7 @@ __all__ = [
     "Component",
     "ComponentList",
     "DatasetCard",
+    "DataSpec",
     "DatasetError",
     "Decoder",
     "DecoderSpec",

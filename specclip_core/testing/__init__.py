@@ -12,11 +12,13 @@ In a plugin's tests::
             return read_some_raw_spectra()
 
 pytest then runs every ``test_*`` method below on the plugin's modality and readers.
-``cli_main(argv)`` runs a ``specclip`` command in-process (returns its exit status).
+``cli_main(argv)`` runs a ``specclip`` command in-process (returns its exit status);
+``with registered_datasets([card]):`` registers dataset cards for the block.
 """
 
 from specclip_core.cli import main as cli_main
 from specclip_core.testing.conformance import ModalityConformance
 from specclip_core.testing.data import shared_data, shared_data_dir
+from specclip_core.testing.registering import registered_datasets
 
-__all__ = ["ModalityConformance", "cli_main", "shared_data", "shared_data_dir"]
+__all__ = ["ModalityConformance", "cli_main", "registered_datasets", "shared_data", "shared_data_dir"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import zipfile
 from pathlib import Path
@@ -15,11 +16,9 @@ from specclip_core.api import (
     cache_dir,
     fetch_dataset,
     get_card,
-    get_plugin_manager,
     get_registry,
-    hookimpl,
-    refresh_registry,
 )
+from specclip_core.testing import registered_datasets
 from specclip_gaiaxp.library import ApogeeXPLibraryReader
 
 LIBRARY_SLICE = Path(__file__).parent / "data" / "apogee_library_spectra-40rows.fits.gz"
@@ -27,30 +26,11 @@ LABELS = ["teff", "teff_err", "logg", "logg_err", "fe_h", "fe_h_err", "alpha_m",
 LABELS += ["phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag", "source_id", "apogee_id"]
 
 
-class _Cards:
-    """A test-only plugin that registers dataset cards."""
-
-    def __init__(self, cards):
-        self.cards = cards
-
-    @hookimpl
-    def specclip_register_datasets(self):
-        return self.cards
-
-
 @pytest.fixture
 def register_card():
-    manager, names = get_plugin_manager(), []
-
-    def register(card):
-        names.append(f"test-cards-{card.name}")
-        manager.register(_Cards([card]), name=names[-1])
-        refresh_registry()
-
-    yield register
-    for name in names:
-        manager.unregister(name=name)
-    refresh_registry()
+    """Register a card for the test (a throw-away plugin per card)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda card: stack.enter_context(registered_datasets([card], name=f"test-cards-{card.name}"))
 
 
 @pytest.fixture

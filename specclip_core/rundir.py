@@ -11,6 +11,7 @@
     <run>/<stage>/head/                     a trained head (head.json: see interfaces.HeadLayout)
     <run>/<stage>/head/inputs.json          what the head reads: modality, input kind, encoder stage, simulated
     <run>/<stage>/test_predictions.csv      id, and per label its truth and prediction on the test split
+    <run>/<stage>/report.md                 a report (Table 1, Table 2 and plots)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ ENCODERS = "encoders"
 HEAD = "head"
 HEAD_INPUTS = "inputs.json"
 PREDICTIONS = "test_predictions.csv"
+REPORT = "report.md"
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -110,6 +112,9 @@ class RunDir:
 
     def predictions(self, stage: str) -> Path:
         return self.stage(stage) / PREDICTIONS
+
+    def report(self, stage: str) -> Path:
+        return self.stage(stage) / REPORT
 
     def is_finished(self, stage: str) -> bool:
         return (self.stage(stage) / MANIFEST).exists()

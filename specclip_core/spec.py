@@ -255,6 +255,7 @@ class RunSpec(SpecModel):
     description: str = Field("", description="free text")
     seed: int = Field(0, description="seeds every stage (with the stage's name) and the data splits' shuffles")
     run_dir: str | None = Field(None, description="default: runs/<name>")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch and BLAS/OpenMP (default: SPECCLIP_THREADS, else the CPUs this process may use; never more)")
     settings: dict[str, Setting] = Field(default_factory=dict, description="values the user gives (--set settings.NAME=VALUE), used as ${NAME}")
     data: DataSpec | None = Field(None, description="the spectra of every stage that reads spectra and names none itself")
     stages: dict[str, StageSpec] = Field(min_length=1, description="stage name -> stage; run in the order of their needs")

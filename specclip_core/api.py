@@ -20,7 +20,8 @@ Groups:
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
-  :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`; the run directory: :class:`RunDir`,
+  :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`, :func:`cached_store` (a store that is
+  already on disk, fetching nothing); the run directory: :class:`RunDir`,
   :data:`STORE`, :func:`encoder_dir`; networks a plugin may load or build on: :class:`ModalityEncoder`;
 - errors: :class:`SpecCLIPError`, :class:`ReaderError`, :class:`SpecError`, :class:`StoreError`,
   :class:`DatasetError`; helpers: :func:`progress_bar`, :func:`sha256_file`, :func:`atomic_write_text`.
@@ -36,8 +37,10 @@ from typing import Any
 
 SOURCES: dict[str, tuple[str, ...]] = {
     "specclip_core.components": ("Component", "ComponentList", "create_component", "get_modality", "get_reader", "get_registry", "list_components", "readers_for", "refresh_registry"),
-    "specclip_core.data.datasets": ("DatasetCard", "cache_dir", "fetch_dataset", "get_card"),
+    "specclip_core.data.cache": ("cache_dir",),
+    "specclip_core.data.datasets": ("DatasetCard", "fetch_dataset", "get_card"),
     "specclip_core.data.ingest": ("choose_reader", "ingest_files", "preprocess_robustly", "read_files", "read_label_table"),
+    "specclip_core.data.schema": ("cached_store",),
     "specclip_core.data.store": ("ModalityLayout", "SpectralStore"),
     "specclip_core.errors": ("DatasetError", "ReaderError", "SpecCLIPError", "SpecError", "StoreError"),
     "specclip_core.hookspecs": ("hookimpl",),
@@ -115,6 +118,7 @@ __all__ = [
     "Writer",
     "atomic_write_text",
     "cache_dir",
+    "cached_store",
     "choose_reader",
     "create_component",
     "encoder_dir",

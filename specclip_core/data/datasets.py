@@ -8,7 +8,6 @@ citation, and which registered reader turns the source file into spectra. The st
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import tomllib
 from pydantic import Field, ValidationError
 
 from specclip_core.components import get_modality, get_registry
+from specclip_core.data.cache import cache_dir, dataset_store_path
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import DatasetError, SpecError
 from specclip_core.spec import SpecModel, problems_of
@@ -67,16 +67,8 @@ class DatasetCard(SpecModel):
             raise SpecError(path, problems_of(error)) from None
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPECCLIP_CACHE", Path.home() / ".cache" / "specclip"))
-
-
 def get_card(name: str) -> DatasetCard:
     return get_registry().get("dataset", name).build()
-
-
-def dataset_store_path(name: str) -> Path:
-    return cache_dir() / "datasets" / name / "store.zarr"
 
 
 def _download(card: DatasetCard, downloads: Path, progress: bool) -> Path:

@@ -70,6 +70,9 @@ class HeadsStage(Stage):
 
     requires_data = True
 
+    def labels_read(self) -> dict[str, list[str]]:
+        return {"labels": list(self.config.labels), "select": list(self.config.select)}
+
     def run(self, context: StageContext) -> dict[str, Any]:
         config: HeadsConfig = context.config
         modality = get_modality(config.modality).name

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.api import STORE, ModalityName, SpecModel, Stage, StageContext
+from specclip_core.api import STORE, ModalityName, SpecModel, Stage, StageContext, cached_store, get_modality
 
 
 class SimulateConfig(SpecModel):
@@ -26,6 +26,15 @@ class SimulateStage(Stage):
     """Write the stage's store: the real spectra of ``like`` and SIMULATED ``modality`` spectra of the same stars."""
 
     config: SimulateConfig
+
+    def labels_written(self) -> list[str] | None:
+        """The source's label columns and those the simulation adds, when the source is on disk already."""
+        from specclip_sim.paired import added_columns
+
+        source = cached_store(self.config.like)
+        if source is None:
+            return None
+        return [*source.label_columns, *added_columns(source.modalities, get_modality(self.config.modality).name)]
 
     def run(self, context: StageContext) -> dict[str, Any]:
         from specclip_sim.paired import simulate_paired

@@ -432,18 +432,11 @@ def read_spec_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> dict[str, Any]:
+def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
     """``data`` with every ``${name}`` replaced by the value of setting ``name`` (a setting given as
-    a plain value by ``--set settings.name=VALUE`` counts as its value). A placeholder that is the
-    whole string takes the value's own type. Unset or undeclared settings are errors naming them."""
-    resolved, problems, _ = _resolve_settings(data, source)
-    if problems:
-        raise SpecError(source, problems)
-    return resolved
-
-
-def _resolve_settings(data: Mapping[str, Any], source: str) -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
-    """:func:`resolve_settings` that returns its problems, and the fields left without a value, instead of raising."""
+    a plain value by ``--set settings.name=VALUE`` counts as its value), the problems (unset or
+    undeclared settings, naming them) and the fields left without a value. A placeholder that is the
+    whole string takes the value's own type."""
     declared = data.get("settings") or {}
     if not isinstance(declared, Mapping):
         raise SpecError(source, [("settings", f"expected a mapping of setting name -> {{description, value}}, got {type(declared).__name__}")])
@@ -497,7 +490,7 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
             node[leaf] = {**node[leaf], "value": value}  # --set settings.NAME=VALUE keeps the description
         else:
             node[leaf] = value
-    resolved, problems, unset = _resolve_settings(data, str(path))
+    resolved, problems, unset = resolve_settings(data, str(path))
     try:
         spec = validate_spec(resolved, str(path))
     except SpecError as error:  # leave out what only an unset setting's missing value caused

@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml) re
 
 quickstart: setup
 	$(VENV)/bin/specclip run quickstart
+	@echo "specclip is installed in $(VENV): call it as $(VENV)/bin/specclip COMMAND, or run 'source $(VENV)/bin/activate' once and then 'specclip COMMAND' (specclip --help lists the commands)"
 
 test: setup
 	$(PY) -m pytest -q tests $(foreach p,$(PLUGINS),$(p)/tests)

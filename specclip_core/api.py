@@ -22,69 +22,61 @@ Groups:
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
-  :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`; the run directory: :class:`RunDir`,
+  :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`, :func:`cached_store` (a store that is
+  already on disk, fetching nothing); the run directory: :class:`RunDir`,
   :data:`STORE`, :func:`encoder_dir`; networks a plugin may load or build on: :class:`ModalityEncoder`;
 - errors: :class:`SpecCLIPError`, :class:`ReaderError`, :class:`SpecError`, :class:`StoreError`,
   :class:`DatasetError`; helpers: :func:`progress_bar`, :func:`sha256_file`, :func:`atomic_write_text`.
+
+Each name is imported from its module on first use (PEP 562), so that importing a plugin, which
+``specclip --help`` does, costs no torch, zarr or matplotlib.
 """
 
 from __future__ import annotations
 
-from specclip_core.align.objectives import embed_all
-from specclip_core.components import (
-    Component,
-    ComponentList,
-    create_component,
-    get_modality,
-    get_reader,
-    get_registry,
-    list_components,
-    readers_for,
-    refresh_registry,
-)
-from specclip_core.data.datasets import DatasetCard, cache_dir, fetch_dataset, get_card
-from specclip_core.data.ingest import choose_reader, ingest_files, preprocess_robustly, read_files, read_label_table
-from specclip_core.data.store import ModalityLayout, SpectralStore
-from specclip_core.errors import DatasetError, ReaderError, SpecCLIPError, SpecError, StoreError
-from specclip_core.hookspecs import hookimpl
-from specclip_core.interfaces import (
-    Decoder,
-    Embedder,
-    Encoder,
-    EncoderOutput,
-    Head,
-    HeadLayout,
-    Instrument,
-    LabelledInputs,
-    Modality,
-    Objective,
-    ObjectiveConfig,
-    Projection,
-    Reader,
-    Spectra,
-    Stage,
-    Tokenizer,
-    Writer,
-)
-from specclip_core.nn.modality_encoder import ModalityEncoder
-from specclip_core.plugins import get_plugin_manager
-from specclip_core.rundir import STORE, RunDir, encoder_dir
-from specclip_core.runner import StageContext, run_spec
-from specclip_core.spec import (
-    DataSpec,
-    DecoderSpec,
-    EncoderSpec,
-    HeadSpec,
-    ModalityName,
-    ObjectiveSpec,
-    ProjectionSpec,
-    SpecModel,
-    TokenizerSpec,
-    TrainSpec,
-    load_spec,
-    validate_spec,
-)
-from specclip_core.util import atomic_write_text, progress_bar, sha256_file
+import importlib
+from typing import Any
+
+SOURCES: dict[str, tuple[str, ...]] = {
+    "specclip_core.align.objectives": ("embed_all",),
+    "specclip_core.components": ("Component", "ComponentList", "create_component", "get_modality", "get_reader", "get_registry", "list_components", "readers_for", "refresh_registry"),
+    "specclip_core.data.cache": ("cache_dir",),
+    "specclip_core.data.datasets": ("DatasetCard", "fetch_dataset", "get_card"),
+    "specclip_core.data.ingest": ("choose_reader", "ingest_files", "preprocess_robustly", "read_files", "read_label_table"),
+    "specclip_core.data.schema": ("cached_store",),
+    "specclip_core.data.store": ("ModalityLayout", "SpectralStore"),
+    "specclip_core.errors": ("DatasetError", "ReaderError", "SpecCLIPError", "SpecError", "StoreError"),
+    "specclip_core.hookspecs": ("hookimpl",),
+    "specclip_core.interfaces": (
+        "Decoder", "Embedder", "Encoder", "EncoderOutput", "Head", "HeadLayout", "Instrument", "LabelledInputs", "Modality",
+        "Objective", "ObjectiveConfig", "Projection", "Reader", "Spectra", "Stage", "Tokenizer", "Writer",
+    ),
+    "specclip_core.nn.modality_encoder": ("ModalityEncoder",),
+    "specclip_core.plugins": ("get_plugin_manager",),
+    "specclip_core.rundir": ("STORE", "RunDir", "encoder_dir"),
+    "specclip_core.runner": ("StageContext", "run_spec"),
+    "specclip_core.spec": (
+        "DataSpec", "DecoderSpec", "EncoderSpec", "HeadSpec", "ModalityName", "ObjectiveSpec", "ProjectionSpec", "SpecModel", "TokenizerSpec",
+        "TrainSpec", "load_spec", "validate_spec",
+    ),
+    "specclip_core.util": ("atomic_write_text", "progress_bar", "sha256_file"),
+}
+"""Module -> the names of the API it defines."""
+
+_MODULE_OF = {name: module for module, names in SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"specclip_core.api has no {name!r}; the plugin API is: {', '.join(__all__)}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __all__ = [
     "STORE",
@@ -130,6 +122,7 @@ __all__ = [
     "Writer",
     "atomic_write_text",
     "cache_dir",
+    "cached_store",
     "choose_reader",
     "create_component",
     "embed_all",

@@ -79,7 +79,8 @@ def _cmd_run(args: argparse.Namespace) -> None:
     from specclip_core.runner import run_spec
     from specclip_core.spec import load_spec
 
-    spec = load_spec(args.spec, _parse_set(args.set))
+    overrides = _parse_set(args.set) | ({"threads": args.threads} if args.threads else {})
+    spec = load_spec(args.spec, overrides)
     run_spec(spec, args.run_dir, resume=args.resume, force=args.force, only=args.only, progress=not args.quiet)
 
 
@@ -97,7 +98,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from specclip_core.rundir import SPEC
+    from specclip_core.rundir import SPEC, RunDir
     from specclip_core.spec import load_spec
     from specclip_core.stages.report import write
 
@@ -109,12 +110,14 @@ def _cmd_report(args: argparse.Namespace) -> None:
     for name in stages:
         text = write(run_dir, spec.stages[name].config, run_dir / name)
         print(text)
-        print(f"written to {run_dir / name / 'report.md'}")
+        print(f"written to {RunDir(run_dir).report(name)}")
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from specclip_core.predict import predict_catalog
+    from specclip_core.threads import use_threads
 
+    use_threads(args.threads)
     report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet)
     print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
     if report.rejected:
@@ -176,6 +179,9 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
         print(f"{name:<20} {card.title}  [{card.licence}; {card.source.package}=={card.source.version}]")
 
 
+THREADS_HELP = "CPU threads for torch and BLAS/OpenMP (default: a spec's threads, else SPECCLIP_THREADS, else every CPU this process may use)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="specclip", description="Foundation models for stellar spectra.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field, e.g. stages.pretrain.train.epochs=2")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("evaluate", help="robust sigma and R^2 of a run's heads on the test split, with one-to-one plots")
@@ -218,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
     p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: the last heads stage on embeddings, in spec order, for the modality of the inputs)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_predict)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)

@@ -325,6 +325,9 @@ class Reader(ABC):
     modality: ClassVar[str]
     patterns: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    meta_columns: ClassVar[tuple[str, ...] | None] = None
+    """Every meta column the spectra it reads can carry, where that is fixed (None: it depends on the
+    file); lets a spec's labels be checked against an ``ingest`` stage's store before running."""
 
     @abstractmethod
     def sniff(self, path: Path) -> bool:
@@ -444,6 +447,15 @@ class Stage(ABC):
     def fingerprint(self) -> Any:
         """What else the result depends on that the settings do not show (input files' sizes and
         modification times); JSON-able, or None."""
+        return None
+
+    def labels_read(self) -> dict[str, list[str]]:
+        """Label columns of its data the stage reads, by the setting that names them; checked against
+        the data's columns before a run wherever those are known (:meth:`labels_written`, a store)."""
+        return {}
+
+    def labels_written(self) -> list[str] | None:
+        """The label columns of the store this stage writes, where known without running it (else None)."""
         return None
 
     @abstractmethod

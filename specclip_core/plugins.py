@@ -19,7 +19,7 @@ ENTRY_POINT_GROUP = "specclip"
 DISABLE_AUTOLOAD_ENV = "SPECCLIP_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS = (
     "specclip_core.nn.builtins",
-    "specclip_core.train.objectives",
+    "specclip_core.train.builtins",
     "specclip_core.heads.builtins",
     "specclip_core.align.builtins",
     "specclip_core.stages",

@@ -2,8 +2,10 @@
 
 Inputs are files in any format a registered reader of the heads' modality understands (files or
 directories), or spectral stores. Unreadable files and spectra rejected by preprocessing are listed,
-never fatal. The catalogue (CSV, ECSV or FITS) has one row per spectrum: ``id``, the source file,
-and one column per predicted label; its header names the model (run and stages) and the versions.
+never fatal. The catalogue (CSV, ECSV or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum:
+``id``, the source file, and one column per predicted label with its unit and precision; its header
+names the model (run and stages), says whether each head was trained on real or SIMULATED spectra
+(``TRAINED``, ``SIMTRAIN``) and gives the versions.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
 from specclip_core.components import get_modality, plugin_infos, readers_for
 from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_files
 from specclip_core.data.store import SpectralStore
@@ -121,12 +124,14 @@ def _versions() -> str:
 def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True) -> PredictReport:
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
+    catalog_format(output)  # before reading anything
     run = RunDir(run_dir)
     chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
     spectra, rejected, sources = load_inputs(paths, modality, progress)
     report = PredictReport(str(output), rejected=rejected)
     columns: dict[str, np.ndarray] = {}
+    described: dict[str, LabelColumn] = {}
     if spectra is not None:
         columns = {"id": spectra.ids, "source": sources}
         encoders: dict[str, Any] = {}
@@ -140,15 +145,18 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
                 inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
             for label, values in load_head(run.head(name)).predict(inputs).items():
                 columns[label] = values
+                described[label] = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
     report.n_rows = len(columns.get("id", []))
     report.columns = list(columns)
     header = {
         "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",
         "MODALITY": modality,
+        "TRAINED": "; ".join(f"{name} on {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra" for name, info in chosen.items()),
+        "SIMTRAIN": any(info.simulated for info in chosen.values()),
         "VERSIONS": _versions(),
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_catalog(output, columns, header)
+    write_catalog(output, columns, header, described)
     if rejected:
         with open(output.with_name(output.name + ".rejected.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -162,23 +170,3 @@ def _embed(encoder: Any, spectra: Spectra, progress: bool) -> np.ndarray:
     from specclip_core.train.distributed import resolve_device
 
     return encoder.embed(spectra.flux, spectra.stats, device=resolve_device("auto"))
-
-
-def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, str]) -> None:
-    """CSV (header as '#' comments), ECSV or FITS (header keywords), chosen by the file suffix."""
-    from astropy.table import Table
-
-    table = Table({name: np.asarray(values) for name, values in columns.items()} if columns else {"id": np.array([], dtype=str)})
-    suffix = path.suffix.lower()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if suffix in (".fits", ".fit"):
-        table.meta.update(header)
-        table.write(path, overwrite=True)
-    elif suffix == ".ecsv":
-        table.meta.update(header)
-        table.write(path, format="ascii.ecsv", overwrite=True)
-    elif suffix == ".csv":
-        table.meta["comments"] = [f"{key}: {value}" for key, value in header.items()]
-        table.write(path, format="ascii.csv", comment="# ", overwrite=True)
-    else:
-        raise SpecCLIPError(f"{path}: catalogue must end in .csv, .ecsv or .fits")

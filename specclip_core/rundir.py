@@ -9,15 +9,17 @@
     <run>/<stage>/store.zarr                a store the stage wrote (ingest, join, simulate)
     <run>/<stage>/encoders/<modality>/      an embedder the stage trained (encoder.json: its type)
     <run>/<stage>/head/                     a trained head (head.json: see interfaces.HeadLayout)
-    <run>/<stage>/head/inputs.json          what the head reads: modality, input kind, encoder stage, simulated
+    <run>/<stage>/head/inputs.json          what the head reads: modality, input kind, encoder stage, simulated;
+                                            per label its unit, display name, robust sigma on the test split
     <run>/<stage>/test_predictions.csv      id, and per label its truth and prediction on the test split
+    <run>/<stage>/report.md                 a report (Table 1, Table 2 and plots)
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ ENCODERS = "encoders"
 HEAD = "head"
 HEAD_INPUTS = "inputs.json"
 PREDICTIONS = "test_predictions.csv"
+REPORT = "report.md"
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -48,13 +51,18 @@ def has_encoder(stage_dir: Path, modality: str) -> bool:
 
 @dataclass(frozen=True)
 class HeadInputs:
-    """What a trained head reads (``head/inputs.json``)."""
+    """What a trained head reads and what its outputs are (``head/inputs.json``): whether the spectra
+    it was trained on were simulated, and per label its unit, display name and robust sigma on the
+    test split (labels not listed have none)."""
 
     modality: str
     input: str
     encoder_stage: str | None
     head: str
     simulated: bool = False
+    units: dict[str, str] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+    test_sigma: dict[str, float] = field(default_factory=dict)
 
     def write(self, head_dir: Path) -> None:
         atomic_write_text(Path(head_dir) / HEAD_INPUTS, json.dumps(self.__dict__))
@@ -110,6 +118,9 @@ class RunDir:
 
     def predictions(self, stage: str) -> Path:
         return self.stage(stage) / PREDICTIONS
+
+    def report(self, stage: str) -> Path:
+        return self.stage(stage) / REPORT
 
     def is_finished(self, stage: str) -> bool:
         return (self.stage(stage) / MANIFEST).exists()

@@ -28,6 +28,7 @@ from specclip_core.data.store import SpectralStore
 from specclip_core.errors import SpecCLIPError
 from specclip_core.rundir import MANIFEST, SPEC, RunDir, encoder_dir, has_encoder
 from specclip_core.spec import DataSpec, RunSpec, StageSpec, components_used
+from specclip_core.threads import use_threads
 from specclip_core.util import atomic_write_text, sha256_file
 
 
@@ -217,6 +218,8 @@ def run_spec(
         log = lambda *_: None  # noqa: E731
     run_dir = Path(run_dir or spec.run_dir or Path("runs") / spec.name)
     layout = RunDir(run_dir)
+    threads = use_threads(spec.threads)
+    log(f"[{spec.name}] {threads} CPU thread(s) for torch and BLAS/OpenMP")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.dump(), sort_keys=False))
@@ -291,8 +294,10 @@ def run_spec(
         return manifests
     atomic_write_text(
         run_dir / MANIFEST,
-        json.dumps({"name": spec.name, "stages": {n: {"key": m["key"], "finished": m["finished"], "summary": m["summary"]} for n, m in manifests.items()}}, indent=2, default=str),
+        json.dumps({"name": spec.name, "threads": threads, "stages": {n: {"key": m["key"], "finished": m["finished"], "summary": m["summary"]} for n, m in manifests.items()}}, indent=2, default=str),
     )
+    reports = [str(layout.report(name)) for name in manifests if layout.report(name).exists()]
+    log(f"[{spec.name}] results in {run_dir}" + (f"; report: {', '.join(reports)}" if reports else ""))
     return manifests
 
 

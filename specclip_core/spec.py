@@ -12,6 +12,7 @@ spec run without it fails naming the setting.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -248,6 +249,40 @@ def missing_data(stages: Mapping[str, StageSpec], data: DataSpec | None) -> list
     ]
 
 
+def _data_columns(source: DataSpec, stages: Mapping[str, StageSpec]) -> tuple[list[str], str] | None:
+    """The label columns of a stage's data and what they come from, where known without running anything."""
+    from specclip_core.data.schema import cached_store
+
+    if source.stage is not None:
+        writer = stages.get(source.stage)
+        columns = writer.stage.labels_written() if writer is not None and writer.stage is not None else None
+        return None if columns is None else (columns, f"the store stage {source.stage!r} writes")
+    store = cached_store(source.store if source.store is not None else source.dataset)
+    if store is None:
+        return None
+    return list(store.label_columns), f"store {source.store}" if source.store is not None else f"dataset {source.dataset!r}"
+
+
+def label_problems(stages: Mapping[str, StageSpec], data: DataSpec | None) -> list[tuple[str, str]]:
+    """A problem for every label column a stage reads that its data is known not to have (a store on
+    disk, a dataset in the cache, what an earlier stage declares it writes); silent where unknown."""
+    problems: list[tuple[str, str]] = []
+    for name, stage in stages.items():
+        source = stage.data or data
+        wanted = stage.stage.labels_read() if stage.stage is not None else {}
+        known = _data_columns(source, stages) if wanted and source is not None else None
+        if known is None:
+            continue
+        columns, origin = known
+        for setting, labels in wanted.items():
+            for label in labels:
+                if label not in columns:
+                    close = difflib.get_close_matches(label, columns, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    problems.append((f"stages.{name}.{setting}", f"{label!r} is not a label column of {origin}; {hint}its columns: {', '.join(columns)}"))
+    return problems
+
+
 class RunSpec(SpecModel):
     """A whole run: data, seed and an ordered mapping of stage name -> stage."""
 
@@ -255,6 +290,7 @@ class RunSpec(SpecModel):
     description: str = Field("", description="free text")
     seed: int = Field(0, description="seeds every stage (with the stage's name) and the data splits' shuffles")
     run_dir: str | None = Field(None, description="default: runs/<name>")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch and BLAS/OpenMP (default: SPECCLIP_THREADS, else the CPUs this process may use; never more)")
     settings: dict[str, Setting] = Field(default_factory=dict, description="values the user gives (--set settings.NAME=VALUE), used as ${NAME}")
     data: DataSpec | None = Field(None, description="the spectra of every stage that reads spectra and names none itself")
     stages: dict[str, StageSpec] = Field(min_length=1, description="stage name -> stage; run in the order of their needs")
@@ -262,7 +298,7 @@ class RunSpec(SpecModel):
     @model_validator(mode="after")
     def _check_order(self) -> RunSpec:
         order, needs, problems = order_stages(self.stages, self.data)
-        problems += missing_data(self.stages, self.data)
+        problems += missing_data(self.stages, self.data) + label_problems(self.stages, self.data)
         if problems:
             raise _nested(problems, "bad stages")
         for name, stage in self.stages.items():
@@ -288,12 +324,43 @@ def parse_spec_text(text: str, suffix: str, source: str = "<spec>") -> dict[str,
     return dict(data)
 
 
+def _stages_as_far_as_valid(data: Mapping[str, Any], context: dict[str, Any] | None) -> tuple[dict[str, StageSpec], DataSpec | None] | None:
+    """Each stage validated alone (a stage that fails keeps only its ``needs`` and ``data``), and the top-level data."""
+
+    def valid(model: type[BaseModel], value: Any) -> Any:
+        try:
+            return model.model_validate(value, context=context)
+        except ValidationError:
+            return None
+
+    raw = data.get("stages")
+    if not isinstance(raw, Mapping):
+        return None
+    stages: dict[str, StageSpec] = {}
+    for name, item in raw.items():
+        stage = valid(StageSpec, item) if isinstance(item, Mapping) else None
+        if stage is None:
+            item = item if isinstance(item, Mapping) else {}
+            needs = item.get("needs") if isinstance(item.get("needs"), list) else []
+            stage = StageSpec.model_construct(kind=str(item.get("kind")), needs=[str(n) for n in needs], data=valid(DataSpec, item.get("data")))
+        stages[str(name)] = stage
+    top = data.get("data")
+    return stages, valid(DataSpec, top) if top is not None else None
+
+
 def validate_spec(data: Mapping[str, Any], source: str = "<spec>", registry=None) -> RunSpec:
-    """Validate plain data as a :class:`RunSpec`; raise :class:`SpecError` with field paths."""
+    """Validate plain data as a :class:`RunSpec`; raise :class:`SpecError` with field paths, every
+    problem at once: fields, stages' settings, needs, data and the labels the data lacks."""
+    context = {"registry": registry} if registry else None
     try:
-        return RunSpec.model_validate(dict(data), context={"registry": registry} if registry else None)
+        return RunSpec.model_validate(dict(data), context=context)
     except ValidationError as error:
-        raise SpecError(source, problems_of(error)) from None
+        problems = problems_of(error)
+    partial = _stages_as_far_as_valid(data, context)
+    if partial is not None:
+        stages, top = partial
+        problems += [p for p in order_stages(stages, top)[2] + missing_data(stages, top) + label_problems(stages, top) if p not in problems]
+    raise SpecError(source, problems)
 
 
 def find_spec(name_or_path: str | Path) -> Path:
@@ -365,20 +432,23 @@ def read_spec_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> dict[str, Any]:
+def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> tuple[dict[str, Any], list[tuple[str, str]], list[str]]:
     """``data`` with every ``${name}`` replaced by the value of setting ``name`` (a setting given as
-    a plain value by ``--set settings.name=VALUE`` counts as its value). A placeholder that is the
-    whole string takes the value's own type. Unset or undeclared settings are errors naming them."""
+    a plain value by ``--set settings.name=VALUE`` counts as its value), the problems (unset or
+    undeclared settings, naming them) and the fields left without a value. A placeholder that is the
+    whole string takes the value's own type."""
     declared = data.get("settings") or {}
     if not isinstance(declared, Mapping):
         raise SpecError(source, [("settings", f"expected a mapping of setting name -> {{description, value}}, got {type(declared).__name__}")])
     settings = {name: dict(entry) if isinstance(entry, Mapping) else {"value": entry} for name, entry in declared.items()}
     problems: list[tuple[str, str]] = []
     unset: dict[str, list[str]] = {}
+    undeclared: list[str] = []
 
     def value_of(name: str, where: str) -> Any:
         if name not in settings:
             problems.append((where, f"${{{name}}} names no setting (declared: {', '.join(settings) or 'none'})"))
+            undeclared.append(where)
             return None
         value = settings[name].get("value")
         if value is None:
@@ -401,11 +471,9 @@ def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> dict[st
     for name, places in unset.items():
         what = settings[name].get("description") or "no description"
         problems.append((f"settings.{name}", f"not set ({what}); give it with --set settings.{name}=VALUE (used at {', '.join(places)})"))
-    if problems:
-        raise SpecError(source, problems)
     if settings:
         resolved["settings"] = settings
-    return resolved
+    return resolved, problems, undeclared + [place for places in unset.values() for place in places]
 
 
 def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
@@ -422,7 +490,19 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
             node[leaf] = {**node[leaf], "value": value}  # --set settings.NAME=VALUE keeps the description
         else:
             node[leaf] = value
-    return validate_spec(resolve_settings(data, str(path)), str(path))
+    resolved, problems, unset = resolve_settings(data, str(path))
+    try:
+        spec = validate_spec(resolved, str(path))
+    except SpecError as error:  # leave out what only an unset setting's missing value caused
+        problems += [(where, message) for where, message in error.problems if not any(_within(where, place) for place in unset)]
+    if problems:
+        raise SpecError(str(path), problems)
+    return spec
+
+
+def _within(path: str, place: str) -> bool:
+    """Whether field ``path`` is ``place``, inside it, or its parent (``data`` for ``data.store``)."""
+    return path == place or path.startswith(place + ".") or place.rpartition(".")[0] == path
 
 
 def components_used(config: BaseModel | None) -> set[tuple[str, str]]:

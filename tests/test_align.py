@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -158,8 +160,14 @@ def test_report_builds_table1_and_table2(tmp_path):
     }
     del stages["align"]["reconstruction"], stages["align"]["prediction"]
     spec = validate_spec(base)
-    run_spec(spec, progress=False, log=lambda *_: None)
+    previous = os.umask(0o022)
+    try:
+        run_spec(spec, progress=False, log=lambda *_: None)
+    finally:
+        os.umask(previous)
     report = (tmp_path / "run" / "report" / "report.md").read_text()
+    weights = sorted((tmp_path / "run" / "align").rglob("*.safetensors"))
+    assert weights and all(stat.S_IMODE(p.stat().st_mode) == 0o644 for p in [tmp_path / "run" / "report" / "report.md", *weights]), "readable by group and world"
     assert "**toy (simulated)**" in report and "| temp (N=" in report and "Number of wins" in report
     assert "before alignment" in report and "| CLIP-pr |" in report and "pred. wMSE toy->toy_broad" in report
     baseline_row = next(line for line in report.splitlines() if line.startswith("| before alignment"))

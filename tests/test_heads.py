@@ -84,7 +84,7 @@ def _pipeline_spec(store, run_dir):
                     "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
                     "train": {"epochs": 3, "batch_size": 32, "device": "cpu"},
                 },
-                "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
+                "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "units": {"temp": "K"}, "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
@@ -135,13 +135,22 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     table = Table.read(out)
     assert len(table) == 4 and set(table.colnames) == {"id", "source", "temp"}
     assert "toy-pipeline" in table.meta["MODEL"] and "specclip==" in table.meta["VERSIONS"]
+    assert table.meta["TRAINED"] == "heads_embedding on real toy spectra" and table.meta["SIMTRAIN"] is False
+    assert str(table["temp"].unit) == "K"
     assert np.corrcoef(table["temp"], raw.meta["temp"])[0, 1] > 0.8
     csv_out = tmp_path / "catalog.csv"
     subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(csv_out), "--heads", "heads_ridge", "--quiet"], check=True, capture_output=True)
     text = csv_out.read_text()
     assert text.startswith("# MODEL: specclip run toy-pipeline, heads heads_ridge")
+    assert "# TRAINED: heads_ridge on real toy spectra" in text and "# COLUMN temp: no unit given; heads stage heads_ridge" in text
     assert len(Table.read(csv_out, format="ascii.csv", comment="#")) == 4
     assert (tmp_path / "catalog.csv.rejected.csv").exists()
+
+
+def test_predict_refuses_an_unknown_catalogue_suffix_before_reading_any_input(finished_run, tmp_path):
+    run_dir, _ = finished_run
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(tmp_path / "missing"), "-o", str(tmp_path / "catalog.xyz")], capture_output=True, text=True)
+    assert done.returncode == 2 and "catalog.xyz: a catalogue must end in" in done.stderr and "missing" not in done.stderr
 
 
 def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(finished_run):

@@ -71,6 +71,9 @@ def core_graph() -> dict[str, set[str]]:
     for name, path in files.items():
         targets = {resolve(imported, modules) for _, imported in imported_names(path)}
         graph[name] = {t for t in targets if t and t != name}
+    from specclip_core.api import SOURCES  # the plugin API imports these on first use, by name
+
+    graph["specclip_core.api"] |= set(SOURCES)
     return graph
 
 

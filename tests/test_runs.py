@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -102,3 +104,15 @@ def test_a_changed_plugin_version_reruns_the_stages_that_use_it(toy_store, tmp_p
     logs.clear()
     run_spec(spec, progress=False, log=logs.append)
     assert any("running" in line for line in logs), "a new version of the modality's plugin must not reuse the stage"
+
+
+def test_outputs_are_readable_by_group_and_world_under_the_usual_umask(toy_store, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        run_spec(_spec(toy_store, tmp_path / "run", epochs=1), progress=False, log=lambda *_: None)
+    finally:
+        os.umask(previous)
+    stage = tmp_path / "run" / "pretrain"
+    for path in (stage / "encoders" / "toy" / "encoder.safetensors", stage / "summary.json", stage / "manifest.json", tmp_path / "run" / "spec.yaml"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE(stage.stat().st_mode) == 0o755

@@ -203,3 +203,47 @@ def test_validate_command_names_the_missing_setting(tmp_path):
     path.write_text(SETTINGS_SPEC)
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "validate", str(path)], capture_output=True, text=True)
     assert done.returncode == 1 and "settings.folder: not set" in done.stderr
+
+
+MANY_ERRORS = """name: many
+settings:
+  folder: {description: "a folder of toy spectra"}
+data: {store: STORE}
+stages:
+  ingest: {kind: ingest, modality: toy, paths: ["${folder}/spectra"], labels: LABELS, id_column: id}
+  pretrain: {kind: pretrain, modality: toy, train: {epochs: many}}
+  heads: {kind: heads, needs: [pretrain, pretrian], modality: toy, labels: [tempp], select: {kindd: {min: 0}}}
+  heads_ingested: {kind: heads, modality: toy, input: spectra, data: {stage: ingest}, labels: [temperature]}
+  neighbours: {kind: neighbours, modality: toy, group: kind, inputs: [spectra]}
+"""
+
+
+def test_validate_reports_every_problem_of_a_spec_at_once(toy_store, tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("# toy labels\nid,temp\nstar0,0.5\n")
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_ERRORS.replace("STORE", str(toy_store.path)).replace("LABELS", str(labels)))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    problems = dict(caught.value.problems)
+    assert set(problems) == {
+        "settings.folder",
+        "stages.pretrain.train.epochs",
+        "stages.heads.needs",
+        "stages.heads.labels",
+        "stages.heads.select",
+        "stages.heads_ingested.labels",
+    }, caught.value
+    assert "not set" in problems["settings.folder"] and "'many'" in problems["stages.pretrain.train.epochs"]
+    assert "'pretrian' is not a stage" in problems["stages.heads.needs"]
+    assert "'tempp' is not a label column of store" in problems["stages.heads.labels"] and "did you mean 'temp'?" in problems["stages.heads.labels"]
+    assert "'kindd'" in problems["stages.heads.select"]
+    assert "'temperature' is not a label column of the store stage 'ingest' writes" in problems["stages.heads_ingested.labels"]
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "validate", str(path)], capture_output=True, text=True)
+    assert done.returncode == 1 and "(6 problem(s))" in done.stderr
+
+
+def test_labels_are_not_checked_where_the_data_is_not_known_yet():
+    data = json.loads(json.dumps(GOOD))
+    data["stages"]["heads"] = {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["anything"]}
+    assert validate_spec(data).stages["heads"].config.labels == ["anything"], "no store at 'somewhere.zarr': nothing to check against"

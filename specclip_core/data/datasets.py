@@ -9,7 +9,6 @@ the source file into spectra. The store is cached under
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import tomllib
 from pydantic import Field, ValidationError
 
 from specclip_core.components import get_modality, get_registry
+from specclip_core.data.cache import cache_dir, dataset_store_path
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import DatasetError, SpecError
 from specclip_core.spec import SpecModel, problems_of
@@ -68,16 +68,8 @@ class DatasetCard(SpecModel):
             raise SpecError(path, problems_of(error)) from None
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPECCLIP_CACHE", Path.home() / ".cache" / "specclip"))
-
-
 def get_card(name: str) -> DatasetCard:
     return get_registry().get("dataset", name).build()
-
-
-def dataset_store_path(name: str) -> Path:
-    return cache_dir() / "datasets" / name / "store.zarr"
 
 
 def _download(card: DatasetCard, downloads: Path, progress: bool) -> Path:

@@ -29,12 +29,15 @@ def evaluate_stages(run_dir: Path, stages: list[str], labels: list[str] | None, 
         truth, predicted = read_predictions(path)
         results[stage] = {label: regression_metrics(truth[label], predicted[label]) for label in predicted}
         order += [label for label in predicted if label not in order]
-        simulated = (run.head(stage) / HEAD_INPUTS).exists() and HeadInputs.read(run.head(stage)).simulated
+        head = HeadInputs.read(run.head(stage)) if (run.head(stage) / HEAD_INPUTS).exists() else None
+        simulated = head is not None and head.simulated
         if simulated:
             flagged.append(stage)
         for label in predicted:
             if not labels or label in labels:
-                plot_one_to_one(truth[label], predicted[label], out_dir / f"one_to_one_{stage}_{label}.png", label, title=stage + (" (SIMULATED spectra)" if simulated else ""))
+                unit, name = (head.units.get(label, ""), head.names.get(label, "")) if head else ("", "")
+                title = stage + (" (SIMULATED spectra)" if simulated else "")
+                plot_one_to_one(truth[label], predicted[label], out_dir / f"one_to_one_{stage}_{label}.png", label, unit, title, name)
     if flagged:
         note = " ".join(filter(None, [note, f"Stages on SIMULATED spectra: {', '.join(flagged)}."]))
     table = metrics_table(results, labels or order, note)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.report.tables import _format
-from specclip_core.rundir import RunDir, read_predictions
+from specclip_core.rundir import REPORT, RunDir, read_predictions
 from specclip_core.spec import SpecModel
 from specclip_core.util import atomic_write_text
 
@@ -106,6 +106,6 @@ def write_report(run_dir: Path, title: str, note: str, table1: list[Table1Block]
             shutil.copyfile(png, target)
             parts.append(f"![{stage}: {png.stem}](plots/{target.name})")
     text = "\n".join(parts) + "\n"
-    atomic_write_text(out_dir / "report.md", text)
+    atomic_write_text(out_dir / REPORT, text)
     return text
 

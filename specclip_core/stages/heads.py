@@ -6,7 +6,7 @@ import json
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from specclip_core.components import get_modality
 from specclip_core.data.splits import split_labels
@@ -43,7 +43,15 @@ class HeadsConfig(SpecModel):
     head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"), description="registered head and its settings")
     select: dict[str, Range] = Field(default_factory=dict, description="keep rows whose labels fall in these ranges (train and test)")
     train: TrainSpec = Field(default_factory=_head_train_spec)
-    units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes")
+    units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes and catalogue columns")
+    names: dict[str, str] = Field(default_factory=dict, description="label -> how plots show it, e.g. '[Fe/H]' (default: the label)")
+
+    @model_validator(mode="after")
+    def _described_labels_exist(self) -> HeadsConfig:
+        unknown = sorted((set(self.units) | set(self.names)) - set(self.labels))
+        if unknown:
+            raise ValueError(f"units or names given for {unknown}, which are not in labels {self.labels}")
+        return self
 
 
 def selected_rows(store: SpectralStore, labels: list[str], select: dict[str, Range]) -> np.ndarray:
@@ -70,6 +78,9 @@ class HeadsStage(Stage):
 
     requires_data = True
 
+    def labels_read(self) -> dict[str, list[str]]:
+        return {"labels": list(self.config.labels), "select": list(self.config.select)}
+
     def run(self, context: StageContext) -> dict[str, Any]:
         config: HeadsConfig = context.config
         modality = get_modality(config.modality).name
@@ -85,16 +96,17 @@ class HeadsStage(Stage):
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
         encoder_stage = encoder_path.parent.parent.name if encoder_path else None
-        HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated).write(context.out_dir / HEAD)
         test = parts["test"]
         predicted = head.predict(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
         metrics = {label: regression_metrics(test.labels[label], predicted[label]) for label in config.labels}
+        sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
+        HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas).write(context.out_dir / HEAD)
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
         note = f"{modality} spectra are SIMULATED." if simulated else ""
         atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
         title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
         for label in config.labels:
-            plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title)
+            plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title, config.names.get(label, ""))
         n_params = head.n_parameters() if hasattr(head, "n_parameters") else None
         return {"n_rows": {k: len(v) for k, v in parts.items()}, "simulated": simulated, "input_dim": int(inputs.shape[1]), "head_parameters": n_params, "test": metrics, "fit": fit_summary}

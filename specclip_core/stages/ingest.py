@@ -11,8 +11,9 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.components import readers_for
+from specclip_core.components import get_reader, readers_for
 from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
+from specclip_core.data.schema import csv_columns
 from specclip_core.interfaces import Stage
 from specclip_core.rundir import STORE
 from specclip_core.runner import StageContext
@@ -52,6 +53,15 @@ class IngestStage(Stage):
     def fingerprint(self) -> str:
         files = expand_paths(self.config.paths, list(readers_for(self.config.modality)))
         return files_fingerprint(files + ([Path(self.config.labels)] if self.config.labels else []))
+
+    def labels_written(self) -> list[str] | None:
+        """The readers' meta columns and the labels CSV's columns, when the readers declare theirs."""
+        config = self.config
+        readers = [get_reader(config.reader)] if config.reader else list(readers_for(config.modality))
+        table = csv_columns(config.labels) if config.labels else []
+        if not readers or table is None or any(reader.meta_columns is None for reader in readers):
+            return None
+        return sorted({c for reader in readers for c in reader.meta_columns} | set(table) - {config.id_column})
 
     def run(self, context: StageContext) -> dict[str, Any]:
         config: IngestConfig = context.config

@@ -54,6 +54,10 @@ class NeighboursStage(Stage):
 
     requires_data = True
 
+    def labels_read(self) -> dict[str, list[str]]:
+        config = self.config
+        return {"group": [config.group]} if config.group is not None else {"ra": [config.ra], "dec": [config.dec]}
+
     def run(self, context: StageContext) -> dict[str, Any]:
         config: NeighboursConfig = context.config
         modality = get_modality(config.modality).name

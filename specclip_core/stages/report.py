@@ -31,7 +31,7 @@ class ReportStage(Stage):
 
     def run(self, context: StageContext) -> dict[str, Any]:
         write(context.run_dir, self.config, context.out_dir)
-        return {"report": str(context.run.stage(context.name) / "report.md")}
+        return {"report": str(context.run.report(context.name))}
 
 
 def write(run_dir, config: ReportConfig, out_dir) -> str:

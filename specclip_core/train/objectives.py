@@ -14,7 +14,6 @@ import torch
 from pydantic import Field
 
 from specclip_core.components import ComponentList
-from specclip_core.hookspecs import hookimpl
 from specclip_core.interfaces import Objective, ObjectiveConfig
 
 
@@ -85,8 +84,3 @@ class Reconstruction(Objective):
 components = ComponentList()
 components.register("objective", "masked_modeling", MaskedModelingConfig, "masked MSE with chunk masking (app. D.1)")(MaskedModeling)
 components.register("objective", "reconstruction", ReconstructionConfig, "reconstruct all tokens (autoencoder pretraining)")(Reconstruction)
-
-
-@hookimpl
-def specclip_register_components():
-    return list(components)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from specclip_core.api import DatasetCard, hookimpl
+from specclip_core.api import hookimpl
 
 
 def catalogue_dir(sub: str) -> Path:
@@ -15,6 +15,8 @@ def catalogue_dir(sub: str) -> Path:
 
 @hookimpl
 def specclip_register_datasets():
+    from specclip_core.api import DatasetCard
+
     return [DatasetCard.from_toml(path) for path in sorted(catalogue_dir("datasets").glob("*.toml"))]
 
 

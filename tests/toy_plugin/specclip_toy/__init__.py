@@ -71,6 +71,7 @@ class ToyReader(Reader):
     name = "toy_csv"
     modality = "toy"
     patterns = ("*.toy.csv",)
+    meta_columns = ()
 
     def sniff(self, path: Path) -> bool:
         return path.name.endswith(".toy.csv")

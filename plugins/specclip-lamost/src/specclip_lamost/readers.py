@@ -33,6 +33,8 @@ FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
 HEADER_NUMBERS = {"ra": "RA", "dec": "DEC", "snrg": "SNRG", "snrr": "SNRR", "z": "Z"}
 HEADER_TEXT = {"class": "CLASS", "subclass": "SUBCLASS"}
 """Primary-header fields kept as meta columns (lower-case); a missing one is NaN or ""."""
+META_COLUMNS = ("obsid", *HEADER_NUMBERS, *HEADER_TEXT, "simulated")
+"""Every meta column a file can give (``simulated`` only from files written for simulated spectra)."""
 
 COADD_COLUMNS = ("FLUX", "IVAR", "WAVELENGTH", "ANDMASK")
 IMAGE_ROWS = ("flux", "inverse", "wavelength", "andmask", "ormask")
@@ -142,6 +144,7 @@ class LamostCoaddReader(Reader):
     name = "lamost_lrs_coadd"
     modality = "lamost_lrs"
     patterns = PATTERNS
+    meta_columns = META_COLUMNS
     description = "LAMOST LRS spec-*.fits(.gz), DR8 and later: COADD table (FLUX, IVAR, WAVELENGTH, ANDMASK, ...)"
 
     def sniff(self, path: Path) -> bool:
@@ -173,6 +176,7 @@ class LamostImageReader(Reader):
     name = "lamost_lrs_image"
     modality = "lamost_lrs"
     patterns = PATTERNS
+    meta_columns = META_COLUMNS
     description = "LAMOST LRS spec-*.fits(.gz), older layout: 5 x N primary image with COEFF0/COEFF1"
 
     def sniff(self, path: Path) -> bool:

@@ -154,6 +154,16 @@ def _key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def added_columns(real_modalities: list[str], target: str) -> dict[str, str]:
+    """Column -> kind of the label columns a paired store adds to its source's (see the module docstring)."""
+    return {
+        "rv": "float", "sim_snr": "float", "sim_fe_h": "float", "sim_a_k": "float", "fe_h_imputed": "int", "a_k_imputed": "int",
+        "emulator_teff": "float", "emulator_logg": "float", "emulator_fe_h": "float", "emulator_clipped": "int",
+        "emulator_covered": "int", "emulator_capped_fraction": "float", "emulator_model": "str",
+        **{f"simulated_{m}": "int" for m in (*real_modalities, target)},
+    }
+
+
 def simulate_paired(
     modality: str = "lamost_lrs",
     like: str = "apogee-xp",
@@ -226,12 +236,7 @@ def simulate_paired(
         raise SpecCLIPError(f"no star of {source_path} can be simulated ({missing_record})")
 
     label_kinds = dict(source.label_columns)
-    new_columns = {
-        "rv": "float", "sim_snr": "float", "sim_fe_h": "float", "sim_a_k": "float", "fe_h_imputed": "int", "a_k_imputed": "int",
-        "emulator_teff": "float", "emulator_logg": "float", "emulator_fe_h": "float", "emulator_clipped": "int",
-        "emulator_covered": "int", "emulator_capped_fraction": "float", "emulator_model": "str",
-        **{f"simulated_{m}": "int" for m in (*real_modalities, target)},
-    }
+    new_columns = added_columns(real_modalities, target)
     clash = [c for c in new_columns if c in label_kinds]
     if clash:
         raise SpecCLIPError(f"the source store already has label column(s) {clash}; they would be overwritten")

@@ -1,21 +1,23 @@
 """specclip hooks of specclip-sim: the ``simulate`` stage; ``specclip data sim-emulator`` fetches and converts the emulator;
 ``specclip data simulate MODALITY --like DATASET`` writes a store pairing a dataset's real spectra
-with simulated spectra of the same stars (:func:`specclip_sim.paired.simulate_paired`)."""
+with simulated spectra of the same stars (:func:`specclip_sim.paired.simulate_paired`). The hooks import
+what they need when called, so loading the plugin (``specclip --help`` does) stays cheap."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from specclip_core.api import ComponentList, hookimpl
-from specclip_sim.stage import SimulateConfig, SimulateStage
-
-components = ComponentList()
-components.register("stage", "simulate", SimulateConfig, "pair a dataset's real spectra with SIMULATED spectra of the same stars (one store)")(SimulateStage)
+from specclip_core.api import hookimpl
 
 
 @hookimpl
 def specclip_register_components():
+    from specclip_core.api import ComponentList
+    from specclip_sim.stage import SimulateConfig, SimulateStage
+
+    components = ComponentList()
+    components.register("stage", "simulate", SimulateConfig, "pair a dataset's real spectra with SIMULATED spectra of the same stars (one store)")(SimulateStage)
     return list(components)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.api import STORE, DataSpec, ModalityName, SpecModel, Stage, StageContext, get_registry
+from specclip_core.api import STORE, DataSpec, ModalityName, SpecModel, Stage, StageContext, cached_store, get_modality, get_registry
 
 
 class SimulateConfig(SpecModel):
@@ -31,6 +31,15 @@ class SimulateStage(Stage):
         """The stars to simulate: a registered dataset or a store; its fingerprint keys the stage."""
         like = self.config.like
         return {"like": DataSpec(dataset=like) if like in get_registry().names("dataset") else DataSpec(store=like)}
+
+    def labels_written(self) -> list[str] | None:
+        """The source's label columns and those the simulation adds, when the source is on disk already."""
+        from specclip_sim.paired import added_columns
+
+        source = cached_store(self.config.like)
+        if source is None:
+            return None
+        return [*source.label_columns, *added_columns(source.modalities, get_modality(self.config.modality).name)]
 
     def run(self, context: StageContext) -> dict[str, Any]:
         from specclip_sim.paired import simulate_paired

@@ -1,0 +1,60 @@
+"""A catalogue says, per column, its unit, its head and whether that head saw real or SIMULATED spectra,
+and keeps the digits the head's scatter supports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
+from specclip_core.errors import SpecCLIPError
+
+COLUMNS = {
+    "id": np.array(["a", "b"]),
+    "teff": np.array([5123.456789012345, 4000.5]),
+    "logg": np.array([2.456789012345678, 4.1]),
+    "rv": np.array([-12.345678, 3.0]),
+}
+LABELS = {
+    "teff": LabelColumn("heads_sim", True, "survey_b", "K", 52.0),
+    "logg": LabelColumn("heads_sim", True, "survey_b", "dex", 0.08),
+    "rv": LabelColumn("heads_sim", True, "survey_b", "km/s", None),
+}
+HEADER = {"MODEL": "specclip run toy, heads heads_sim", "TRAINED": "heads_sim on SIMULATED survey_b spectra", "SIMTRAIN": True}
+
+
+def test_precision_follows_the_heads_scatter():
+    assert LABELS["teff"].decimals == 0 and LABELS["logg"].decimals == 3 and LABELS["rv"].decimals is None
+    assert LabelColumn("s", False, "m", "K", 150.0).rounded(np.array([5123.4]))[0] == 5120.0
+
+
+def test_csv_catalogue_states_units_training_data_and_precision(tmp_path):
+    path = tmp_path / "catalog.csv"
+    write_catalog(path, COLUMNS, HEADER, LABELS)
+    text = path.read_text()
+    comments = [line for line in text.splitlines() if line.startswith("#")]
+    assert comments[0] == "# MODEL: specclip run toy, heads heads_sim"
+    assert "# TRAINED: heads_sim on SIMULATED survey_b spectra" in comments
+    assert any(line.startswith("# COLUMN teff: K; heads stage heads_sim, trained on SIMULATED survey_b spectra; rounded to 1") for line in comments)
+    assert any(line.startswith("# COLUMN logg: dex;") and "rounded to 0.001" in line for line in comments)
+    assert any(line.startswith("# COLUMN rv: km/s;") and "6 significant digits" in line for line in comments)
+    rows = [line for line in text.splitlines() if not line.startswith("#")]
+    assert rows[0] == "id,teff,logg,rv" and rows[1] == "a,5123,2.457,-12.3457"
+
+
+def test_fits_catalogue_states_units_training_data_and_precision(tmp_path):
+    path = tmp_path / "catalog.fits"
+    write_catalog(path, COLUMNS, HEADER, LABELS)
+    with fits.open(path) as hdus:
+        header, data = hdus[1].header, hdus[1].data
+    units = {header[f"TTYPE{i}"]: header.get(f"TUNIT{i}") for i in range(1, header["TFIELDS"] + 1)}
+    assert units == {"id": None, "teff": "K", "logg": "dex", "rv": "km/s"}
+    assert header["TRAINED"] == "heads_sim on SIMULATED survey_b spectra" and header["SIMTRAIN"] is True
+    assert "SIMULATED" in header.comments["TTYPE2"]
+    assert data["teff"][0] == 5123.0 and data["logg"][0] == 2.457 and header["TDISP3"].endswith(".3")
+
+
+def test_an_unknown_suffix_is_refused():
+    with pytest.raises(SpecCLIPError, match=r"catalog.xyz: a catalogue must end in \.csv, \.ecsv, \.fit, \.fits"):
+        catalog_format("catalog.xyz")

@@ -1,0 +1,37 @@
+"""``specclip --help`` loads every plugin but none of the heavy libraries (a test of imports, not of time)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "matplotlib", "zarr", "faiss", "sklearn", "astropy")
+PROBE = f"""
+import sys
+from specclip_core.cli import build_parser
+build_parser()
+print(",".join(m for m in {HEAVY!r} if m in sys.modules))
+"""
+
+
+def _without(path: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != path)
+    return env
+
+
+def test_building_the_parser_imports_no_heavy_module(toy_site):
+    # the toy plugin imports numpy and the core's contracts at module level, as a plugin may; the shipped ones do not
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=_without(str(toy_site)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported while building the parser: {done.stdout.strip()}"
+
+
+def test_help_lists_the_plugins_commands(toy_site):
+    pytest.importorskip("specclip_sim")
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "data", "--help"], capture_output=True, text=True, env=_without(str(toy_site)))
+    assert done.returncode == 0, done.stderr
+    assert "simulate" in done.stdout, "specclip-sim adds 'data simulate' through specclip_add_commands"

@@ -1,0 +1,39 @@
+"""The thread count: caller, then SPECCLIP_THREADS, then the CPUs available; never more than those."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from specclip_core import threads
+from specclip_core.errors import SpecCLIPError
+
+
+def test_the_thread_count_comes_from_the_caller_the_environment_or_the_cpus(monkeypatch):
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.delenv(threads.ENV, raising=False)
+    assert threads.resolve_threads() == 4
+    monkeypatch.setenv(threads.ENV, "2")
+    assert threads.resolve_threads() == 2 and threads.resolve_threads(3) == 3, "the caller wins over the environment"
+    assert threads.resolve_threads(64) == 4, "never more than the CPUs"
+    monkeypatch.setenv(threads.ENV, "two")
+    with pytest.raises(SpecCLIPError, match="SPECCLIP_THREADS='two'"):
+        threads.resolve_threads()
+    with pytest.raises(SpecCLIPError, match="at least 1"):
+        threads.resolve_threads(0)
+
+
+def test_use_threads_sets_torch_and_every_loaded_pool():
+    code = """
+import json, numpy, torch
+from threadpoolctl import threadpool_info
+from specclip_core.threads import use_threads
+n = use_threads(1)
+print(json.dumps({"n": n, "torch": torch.get_num_threads(), "pools": sorted({p["num_threads"] for p in threadpool_info()})}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"n": 1, "torch": 1, "pools": [1]}

@@ -98,8 +98,9 @@ def test_a_changed_plugin_version_reruns_the_stages_that_use_it(toy_store, tmp_p
     logs = []
     manifest = run_spec(spec, progress=False, log=logs.append)["pretrain"]
     assert manifest["versions"] == versions
+    logs.clear()
     run_spec(spec, progress=False, log=logs.append)
-    assert "reused" in logs[-1]
+    assert any("reused" in line for line in logs)
     monkeypatch.setitem(plugins._dists, "toy", ("specclip-toy", "0.3.3"))
     logs.clear()
     run_spec(spec, progress=False, log=logs.append)

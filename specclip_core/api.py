@@ -21,6 +21,8 @@ Groups:
   :class:`DataSpec` (a store a stage reads, e.g. in :meth:`Stage.inputs`),
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
+  :func:`read_verified` and :func:`open_fits` (how a reader opens a file: regular files only, gzip
+  CRC and FITS checksums verified), :func:`check_regular_file`,
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
   :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`; the run directory: :class:`RunDir`,
   :data:`STORE`, :func:`encoder_dir`; networks a plugin may load or build on: :class:`ModalityEncoder`;
@@ -43,6 +45,7 @@ from specclip_core.components import (
     refresh_registry,
 )
 from specclip_core.data.datasets import DatasetCard, cache_dir, fetch_dataset, get_card
+from specclip_core.data.inputs import check_regular_file, open_fits, read_verified
 from specclip_core.data.ingest import choose_reader, ingest_files, preprocess_robustly, read_files, read_label_table
 from specclip_core.data.store import ModalityLayout, SpectralStore
 from specclip_core.errors import DatasetError, ReaderError, SpecCLIPError, SpecError, StoreError
@@ -130,6 +133,7 @@ __all__ = [
     "Writer",
     "atomic_write_text",
     "cache_dir",
+    "check_regular_file",
     "choose_reader",
     "create_component",
     "embed_all",
@@ -144,10 +148,12 @@ __all__ = [
     "ingest_files",
     "list_components",
     "load_spec",
+    "open_fits",
     "preprocess_robustly",
     "progress_bar",
     "read_files",
     "read_label_table",
+    "read_verified",
     "readers_for",
     "refresh_registry",
     "run_spec",

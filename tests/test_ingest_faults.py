@@ -119,3 +119,17 @@ def test_resume_after_a_kill_at_the_end_of_an_ingest_stage(tmp_path):
     ingest_files([tmp_path / "files"], "toy", partial / STORE, progress=False)  # killed before the rename
     manifests = run_spec(spec, resume=True, progress=False, log=lambda *_: None)
     assert manifests["ingest"]["summary"]["n_spectra_written"] == 4 and not partial.exists()
+
+
+@pytest.mark.parametrize("policy, kept", [("first", "a"), ("best_snr", "b"), ("reject", None)])
+def test_duplicate_policies(tmp_path, policy, kept):
+    from specclip_core.data.ingest import resolve_duplicates
+    from specclip_toy import make_raw
+
+    one, two, other = make_raw(1, 5), make_raw(1, 5), make_raw(1, 6)
+    two.ivar[:] = 4.0  # the better copy
+    good = [(tmp_path / "a", one), (tmp_path / "b", two), (tmp_path / "c", other)]
+    files, problems, duplicates = resolve_duplicates(good, policy)
+    assert [path.name for path, _ in files] == [n for n in "abc" if n in (kept, "c")]
+    assert duplicates == [{"id": "toy-5-0", "files": [str(tmp_path / "a"), str(tmp_path / "b")], "kept": kept and str(tmp_path / kept)}]
+    assert {p.check for p in problems} == {"duplicate-id"} and len(problems) == (2 if kept is None else 1)

@@ -22,7 +22,8 @@ Groups:
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
   :func:`read_verified` and :func:`open_fits` (how a reader opens a file: regular files only, gzip
-  CRC and FITS checksums verified), :func:`check_regular_file`,
+  CRC and FITS checksums verified), :func:`check_regular_file`, :func:`verify` (what is checked
+  before any reader sniffs a file),
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
   :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`; the run directory: :class:`RunDir`,
   :data:`STORE`, :func:`encoder_dir`; networks a plugin may load or build on: :class:`ModalityEncoder`;
@@ -45,7 +46,7 @@ from specclip_core.components import (
     refresh_registry,
 )
 from specclip_core.data.datasets import DatasetCard, cache_dir, fetch_dataset, get_card
-from specclip_core.data.inputs import check_regular_file, open_fits, read_verified
+from specclip_core.data.inputs import check_regular_file, open_fits, read_verified, verify
 from specclip_core.data.ingest import choose_reader, ingest_files, preprocess_robustly, read_files, read_label_table
 from specclip_core.data.store import ModalityLayout, SpectralStore
 from specclip_core.errors import DatasetError, ReaderError, SpecCLIPError, SpecError, StoreError
@@ -159,4 +160,5 @@ __all__ = [
     "run_spec",
     "sha256_file",
     "validate_spec",
+    "verify",
 ]

@@ -21,7 +21,7 @@ import numpy as np
 
 from specclip_core.components import get_modality, get_reader, readers_for
 from specclip_core.data.ids import duplicated, lookup, normalise_ids
-from specclip_core.data.inputs import check_regular_file, read_verified
+from specclip_core.data.inputs import verify
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.interfaces import SIMULATED, Modality, Reader, Spectra
@@ -135,15 +135,13 @@ def unmatched_files(paths: Iterable[str | Path], readers: Sequence[Reader]) -> l
 
 
 def choose_reader(path: Path, readers: Sequence[Reader]) -> Reader:
-    """The first reader that sniffs ``path``; ReaderError when ``path`` is not a regular file
-    (checked without opening it), when none sniffs it (check ``sniff``) or, then, when its bytes
-    fail a check (a damaged gzip file is reported as damaged, not as unrecognised)."""
-    check_regular_file(path)
+    """The first reader that sniffs ``path``; ReaderError when ``path`` fails
+    :func:`~specclip_core.data.inputs.verify` (not a regular file, empty, a damaged gzip file) or
+    when no reader sniffs it (check ``sniff``)."""
+    verify(path)
     for reader in readers:
         if reader.sniff(path):
             return reader
-    if not read_verified(path):
-        raise ReaderError(path, "empty file", check="empty")
     raise ReaderError(path, f"no reader recognises this file (tried {', '.join(r.name for r in readers)})", check="sniff")
 
 

@@ -42,6 +42,27 @@ def check_regular_file(path: str | Path) -> None:
         raise ReaderError(path, f"not a regular file ({kind}); only regular files are read", check="regular-file")
 
 
+def verify(path: str | Path, block: int = 1 << 22) -> None:
+    """Check a file before anything sniffs it: regular, not empty, and (when gzipped) its CRC and
+    length intact, streamed through without holding the content. A sniffer that reads a damaged
+    gzip file may loop on the garbage (astropy does), and would report it as unrecognised."""
+    check_regular_file(path)
+    with open(path, "rb") as handle:
+        start = handle.read(2)
+    if not start:
+        raise ReaderError(path, "empty file", check="empty")
+    if start != GZIP_MAGIC:
+        return
+    try:
+        with gzip.open(path) as stream:
+            while stream.read(block):
+                pass
+    except EOFError as error:
+        raise ReaderError(path, f"truncated gzip file ({error})", check="gzip") from None
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise ReaderError(path, f"damaged gzip file ({error})", check="gzip") from None
+
+
 def read_verified(path: str | Path) -> bytes:
     """The content of a regular file, decompressed when gzipped (CRC and length verified)."""
     check_regular_file(path)

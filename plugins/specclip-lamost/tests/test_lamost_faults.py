@@ -12,9 +12,9 @@ import numpy as np
 from astropy.io import fits
 
 from specclip_core.api import ReaderError, SpectralStore, choose_reader, ingest_files, readers_for
-from specclip_core.testing import Tally, bit_flips, deadline, truncations
+from specclip_core.testing import Tally, deadline
 
-GOOD = "spec-59588-GAC093N22B2_sp04-132.fits.gz"  # DR10, COADD table, OBSID 966704132
+GOOD = "spec-59588-GAC093N22B2_sp04-132.fits.gz"  # DR10, COADD table, OBSID 966704132 (conftest.FAULTS_SOURCE)
 
 
 def _read(path):
@@ -55,42 +55,10 @@ def _with_values(data: bytes, obsid: int, **columns: float) -> bytes:
     return gzip.compress(out.getvalue())
 
 
-def _corpus(data_dir, directory) -> list[tuple[str, object, tuple[str, str]]]:
-    """(case, path, expected (check, words)) of every bad file, written under ``directory``."""
-    directory.mkdir()
-    data = (data_dir / GOOD).read_bytes()
-    cases = []
-
-    def write(name, content, expected):
-        (directory / name).write_bytes(content)
-        cases.append((name, directory / name, expected))
-
-    for position, damaged in bit_flips(data, 60, seed=1):
-        write(f"spec-flip-{position}.fits.gz", damaged, ("gzip", ""))
-    for size, cut in truncations(data):
-        write(f"spec-cut-{size}.fits.gz", cut, ("empty", "empty file") if size == 0 else ("gzip", "truncated gzip file"))
-    plain = gzip.decompress(data)
-    write("spec-cut-plain.fits", plain[: len(plain) // 2], ("fits-size", "truncated FITS file"))
-    write("spec-random.fits.gz", np.random.default_rng(0).bytes(5000), ("sniff", "no reader recognises"))
-    with fits.open(io.BytesIO(plain)) as hdul:
-        out = io.BytesIO()
-        hdul.writeto(out, checksum=True, output_verify="silentfix")
-    signed = bytearray(out.getvalue())
-    signed[-100] ^= 0x04
-    write("spec-checksum.fits", bytes(signed), ("fits-checksum", "verification failed"))
-    os.mkfifo(directory / "spec-fifo.fits.gz")
-    cases.append(("spec-fifo.fits.gz", directory / "spec-fifo.fits.gz", ("regular-file", "FIFO")))
-    (directory / "spec-loop.fits.gz").symlink_to(directory / "spec-loop.fits.gz")
-    cases.append(("spec-loop.fits.gz", directory / "spec-loop.fits.gz", ("exists", "symbolic link loop")))
-    (directory / "spec-dir.fits.gz").mkdir()
-    cases.append(("spec-dir.fits.gz", directory / "spec-dir.fits.gz", ("regular-file", "a directory")))
-    return cases
-
-
-def test_every_bad_file_is_rejected_by_name_with_its_reason(data_dir, tmp_path):
+def test_every_bad_file_is_rejected_by_name_with_its_reason(data_dir, bad_lamost_files):
     reference = _read(data_dir / GOOD)
     tally = Tally("LAMOST files, readers")
-    for case, path, expected in _corpus(data_dir, tmp_path / "bad"):
+    for case, path, expected in bad_lamost_files:
         _meet(tally, case, path, expected, reference if case.startswith("spec-flip") else None)
     print(tally.summary())
     tally.assert_clean()

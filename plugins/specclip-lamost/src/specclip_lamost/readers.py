@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.api import Reader, ReaderError, Spectra, open_fits
+from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits
 from specclip_lamost.grid import LOG_STEP
 
 PATTERNS = ("spec-*.fits", "spec-*.fits.gz")
@@ -215,9 +215,8 @@ class LamostImageReader(Reader):
 def read_lamost(path: str | Path) -> Spectra:
     """Read one LAMOST LRS file of either layout (the reader is chosen by sniffing)."""
     path = Path(path)
+    check_regular_file(path)  # before sniffing, which opens the file (a FIFO would block)
     for reader in (LamostCoaddReader(), LamostImageReader()):
         if reader.sniff(path):
             return reader.read(path)
-    if not path.exists():
-        raise ReaderError(path, "no such file")
     raise ReaderError(path, "not a LAMOST LRS file (neither a COADD-table nor a 5 x N image spec file)")

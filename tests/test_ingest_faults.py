@@ -133,3 +133,13 @@ def test_duplicate_policies(tmp_path, policy, kept):
     assert [path.name for path, _ in files] == [n for n in "abc" if n in (kept, "c")]
     assert duplicates == [{"id": "toy-5-0", "files": [str(tmp_path / "a"), str(tmp_path / "b")], "kept": kept and str(tmp_path / kept)}]
     assert {p.check for p in problems} == {"duplicate-id"} and len(problems) == (2 if kept is None else 1)
+
+
+def test_ids_that_are_not_integers_never_stop_the_duplicate_check(tmp_path):
+    from specclip_core.data.ingest import resolve_duplicates
+    from specclip_toy import make_raw
+
+    odd = make_raw(2, 1)
+    odd.ids[:] = ["1.5", "1.5"]
+    files, problems, duplicates = resolve_duplicates([(tmp_path / "a", odd)], "first")
+    assert len(files[0][1]) == 1 and [p.id for p in problems] == ["1.5"] and duplicates[0]["kept"] == str(tmp_path / "a")

@@ -249,9 +249,9 @@ def _snr(spectra: Spectra) -> np.ndarray:
 def resolve_duplicates(
     good: list[tuple[Path, Spectra]], policy: DuplicatePolicy
 ) -> tuple[list[tuple[Path, Spectra]], list[Problem], list[dict[str, Any]]]:
-    """Keep one spectrum (or none, under ``reject``) per id held by several; the others become
-    problems (check ``duplicate-id``) naming every file that holds the id."""
-    places = [(f, r, sid) for f, (_, spectra) in enumerate(good) for r, sid in enumerate(normalise_ids(spectra.ids, "spectrum ids"))]
+    """Keep one spectrum (or none, under ``reject``) per id held by several (ids compared as the store
+    does, as written); the others become problems (check ``duplicate-id``) naming every file that holds the id."""
+    places = [(f, r, str(sid)) for f, (_, spectra) in enumerate(good) for r, sid in enumerate(spectra.ids)]
     by_id: dict[str, list[tuple[int, int]]] = {}
     for f, r, sid in places:
         by_id.setdefault(sid, []).append((f, r))

@@ -21,6 +21,9 @@ Groups:
   :class:`DataSpec` (a store a stage reads, e.g. in :meth:`Stage.inputs`),
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
+  :func:`read_verified` and :func:`open_fits` (how a reader opens a file: regular files only, gzip
+  CRC and FITS checksums verified), :func:`check_regular_file`, :func:`verify` (what is checked
+  before any reader sniffs a file),
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
   :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`, :func:`cached_store` (a store that is
   already on disk, fetching nothing); the run directory: :class:`RunDir`,
@@ -42,6 +45,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "specclip_core.components": ("Component", "ComponentList", "create_component", "get_modality", "get_reader", "get_registry", "list_components", "readers_for", "refresh_registry"),
     "specclip_core.data.cache": ("cache_dir",),
     "specclip_core.data.datasets": ("DatasetCard", "fetch_dataset", "get_card"),
+    "specclip_core.data.inputs": ("check_regular_file", "open_fits", "read_verified", "verify"),
     "specclip_core.data.ingest": ("choose_reader", "ingest_files", "preprocess_robustly", "read_files", "read_label_table"),
     "specclip_core.data.schema": ("cached_store",),
     "specclip_core.data.store": ("ModalityLayout", "SpectralStore"),
@@ -123,6 +127,7 @@ __all__ = [
     "atomic_write_text",
     "cache_dir",
     "cached_store",
+    "check_regular_file",
     "choose_reader",
     "create_component",
     "embed_all",
@@ -137,13 +142,16 @@ __all__ = [
     "ingest_files",
     "list_components",
     "load_spec",
+    "open_fits",
     "preprocess_robustly",
     "progress_bar",
     "read_files",
     "read_label_table",
+    "read_verified",
     "readers_for",
     "refresh_registry",
     "run_spec",
     "sha256_file",
     "validate_spec",
+    "verify",
 ]

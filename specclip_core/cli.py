@@ -149,7 +149,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     labels = read_label_table(args.labels, text_columns=[args.id_column]) if args.labels else None
     report = ingest_files(
         args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite,
-        simulated=args.simulated, labels_source=args.labels or "labels",
+        simulated=args.simulated, labels_source=args.labels or "labels", duplicates=args.duplicates,
     )
     print(report.summary())
 
@@ -254,7 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", help="force a reader (default: sniff)")
     p.add_argument("--labels", help="CSV of labels to join on the spectrum id")
     p.add_argument("--id-column", default="id", help="column of the labels CSV holding the spectrum id")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace the store at OUTPUT (never anything that is not a store)")
+    p.add_argument(
+        "--duplicates", choices=["first", "best_snr", "reject"], default="first",
+        help="an id held by several spectra: keep the first, the best S/N, or none (default: first)",
+    )
     p.add_argument(
         "--simulated", action=argparse.BooleanOptionalAction, default=None,
         help="every spectrum is simulated (--simulated) or observed (--no-simulated); default: each file's own flag",

@@ -38,10 +38,11 @@ class SpecError(SpecCLIPError, ValueError):
 
 
 class ReaderError(SpecCLIPError, ValueError):
-    """A file that cannot be read as spectra: names the file and says why."""
+    """A file that cannot be read as spectra: names the file, says why and which check failed
+    (``check``: "read" by default; the core's own checks are listed in :mod:`specclip_core.data.inputs`)."""
 
-    def __init__(self, path: str | Path, reason: str):
-        self.path, self.reason = str(path), reason
+    def __init__(self, path: str | Path, reason: str, check: str = "read"):
+        self.path, self.reason, self.check = str(path), reason, check
         super().__init__(f"{self.path}: {reason}")
 
 

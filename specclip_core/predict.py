@@ -2,10 +2,11 @@
 
 Inputs are files in any format a registered reader of the heads' modality understands (files or
 directories), or spectral stores. Unreadable files and spectra rejected by preprocessing are listed,
-never fatal. The catalogue (CSV, ECSV or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum:
-``id``, the source file, and one column per predicted label with its unit and precision; its header
-names the model (run and stages), says whether each head was trained on real or SIMULATED spectra
-(``TRAINED``, ``SIMTRAIN``) and gives the versions.
+never fatal; inputs that give no spectrum at all are an error saying why. The catalogue (CSV, ECSV
+or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum: ``id``, the source file, and
+one column per predicted label with its unit and precision; its header names the model (run and
+stages), says whether each head was trained on real or SIMULATED spectra (``TRAINED``,
+``SIMTRAIN``) and gives the versions.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
 from specclip_core.components import get_modality, plugin_infos, readers_for
-from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_files
+from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_checked
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
@@ -101,8 +102,8 @@ def load_inputs(paths: list[str], modality: str, progress: bool) -> tuple[Spectr
         else:
             files.append(item)
     if files:
-        good, bad = read_files(files, modality, progress=progress)
-        rejected += bad
+        good, bad, unrecognised = read_checked(files, modality, progress=progress)
+        rejected += [(p.file, p.reason) for p in bad] + [(path, "no reader of the modality takes this file") for path in unrecognised]
         spec = get_modality(modality)
         for path, raw in good:
             done, refused = preprocess_robustly(spec, raw, progress=False)
@@ -125,28 +126,31 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
     catalog_format(output)  # before reading anything
+    if output.is_dir():
+        raise SpecCLIPError(f"{output}: is a directory; -o takes the path of a catalogue file (.csv, .ecsv or .fits)")
     run = RunDir(run_dir)
     chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
     spectra, rejected, sources = load_inputs(paths, modality, progress)
+    if spectra is None:
+        first = "; ".join(f"{where}: {reason}" for where, reason in rejected[:3]) or "no input files found"
+        raise SpecCLIPError(f"no {modality} spectrum read from {', '.join(map(str, paths))} ({len(rejected)} inputs rejected; {first})")
     report = PredictReport(str(output), rejected=rejected)
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray] = {"id": spectra.ids, "source": sources}
     described: dict[str, LabelColumn] = {}
-    if spectra is not None:
-        columns = {"id": spectra.ids, "source": sources}
-        encoders: dict[str, Any] = {}
-        for name, info in chosen.items():
-            if info.input == "embedding":
-                stage = info.encoder_stage
-                if stage not in encoders:
-                    encoders[stage] = load_embedder(encoder_dir(run.stage(stage), modality))
-                inputs = _embed(encoders[stage], spectra, progress)
-            else:
-                inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
-            for label, values in load_head(run.head(name)).predict(inputs).items():
-                columns[label] = values
-                described[label] = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
-    report.n_rows = len(columns.get("id", []))
+    encoders: dict[str, Any] = {}
+    for name, info in chosen.items():
+        if info.input == "embedding":
+            stage = info.encoder_stage
+            if stage not in encoders:
+                encoders[stage] = load_embedder(encoder_dir(run.stage(stage), modality))
+            inputs = _embed(encoders[stage], spectra, progress)
+        else:
+            inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+        for label, values in load_head(run.head(name)).predict(inputs).items():
+            columns[label] = values
+            described[label] = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
+    report.n_rows = len(spectra)
     report.columns = list(columns)
     header = {
         "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",

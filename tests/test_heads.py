@@ -153,6 +153,20 @@ def test_predict_refuses_an_unknown_catalogue_suffix_before_reading_any_input(fi
     assert done.returncode == 2 and "catalog.xyz: a catalogue must end in" in done.stderr and "missing" not in done.stderr
 
 
+def test_predict_that_reads_nothing_fails_and_never_writes_into_a_directory(finished_run, tmp_path):
+    from specclip_core.testing import cli_main
+
+    run_dir, _ = finished_run
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "corrupt.toy.csv").write_text("garbage\n")
+    (inputs / "notes.txt").write_text("not a spectrum\n")
+    assert cli_main(["predict", str(run_dir), str(inputs), "-o", str(tmp_path / "c.csv"), "--quiet"]) == 2
+    assert not (tmp_path / "c.csv").exists()
+    assert cli_main(["predict", str(run_dir), str(inputs), "-o", str(inputs), "--quiet"]) == 2
+    assert sorted(p.name for p in inputs.iterdir()) == ["corrupt.toy.csv", "notes.txt"]
+
+
 def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(finished_run):
     from specclip_core.errors import SpecCLIPError
     from specclip_core.predict import choose_heads

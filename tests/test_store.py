@@ -130,3 +130,29 @@ def test_dataset_batches_are_keyed_by_modality(toy_store):
     shard0 = np.concatenate([b["rows"].numpy() for b in iterate_batches(data, 16, shuffle=True, rank=0, world_size=2)])
     shard1 = np.concatenate([b["rows"].numpy() for b in iterate_batches(data, 16, shuffle=True, rank=1, world_size=2)])
     assert len(shard0) == len(shard1) and not set(shard0) & set(shard1)
+
+
+def test_overwrite_replaces_only_a_store_and_never_leaves_the_path_empty(tmp_path, monkeypatch):
+    import specclip_core.data.store as store_module
+    from specclip_core.data.store import SpectralStore
+    from specclip_core.errors import StoreError
+    from specclip_toy import ToyModality
+
+    layout = {"toy": ToyModality()}
+    (tmp_path / "someone").mkdir()
+    (tmp_path / "someone" / "thesis.tex").write_text("precious")
+    (tmp_path / "plain").write_text("precious")
+    for name in ("someone", "plain"):
+        with pytest.raises(StoreError, match="not a specclip store; refusing to replace it"):
+            with SpectralStore.build(tmp_path / name, layout, overwrite=True):
+                pass
+    assert (tmp_path / "someone" / "thesis.tex").read_text() == "precious" and (tmp_path / "plain").read_text() == "precious"
+    with SpectralStore.build(tmp_path / "s.zarr", layout, attrs={"n": 1}):
+        pass
+    swaps = []
+    exchange = store_module._exchange
+    monkeypatch.setattr(store_module, "_exchange", lambda a, b: swaps.append(b) or exchange(a, b))
+    with SpectralStore.build(tmp_path / "s.zarr", layout, attrs={"n": 2}, overwrite=True):
+        pass
+    assert swaps == [tmp_path / "s.zarr"] and SpectralStore.open(tmp_path / "s.zarr").meta == {"n": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "s.zarr", "someone"]

@@ -1,8 +1,11 @@
 """Build a store from files or from spectra already read: read, preprocess, write, report.
 
-Bad input never stops an ingest: a file no reader can read, or a spectrum its modality's
-preprocessing rejects, is skipped and listed in the report with the reason. The store is built
-under a temporary name and appears only when complete.
+Bad input never stops an ingest: a file no reader can read, a spectrum its modality's
+preprocessing rejects (or that leaves it with a non-finite value), and the copies of a duplicated id
+that the ``duplicates`` policy drops are skipped and listed in the report, each with its file, id,
+reason and the check that failed. Files under a directory whose names match no reader's pattern
+are sniffed by content; those no reader takes are listed as unrecognised. The store, with its
+report, is built under a temporary name and appears only when complete.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from specclip_core.components import get_modality, get_reader, readers_for
 from specclip_core.data.ids import duplicated, lookup, normalise_ids
+from specclip_core.data.inputs import verify
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.interfaces import SIMULATED, Modality, Reader, Spectra
@@ -46,6 +50,21 @@ class LabelMatch:
         )
 
 
+DuplicatePolicy = Literal["first", "best_snr", "reject"]
+"""What ingest keeps of an id held by several spectra: the first (in file order), the one of best
+S/N (median of flux * sqrt(ivar) over good pixels; ties: the first), or none."""
+
+
+@dataclass
+class Problem:
+    """One rejected file or spectrum: where, which id ("" for a whole file), why, and the check that failed."""
+
+    file: str
+    id: str
+    reason: str
+    check: str
+
+
 @dataclass
 class IngestReport:
     store: str
@@ -63,13 +82,18 @@ class IngestReport:
     simulated_from: str = "files"  # "files": each file's own flag (see Reader); "setting": the ingest's simulated setting
     labels: LabelMatch | None = None
     columns: dict[str, str] = field(default_factory=dict)  # label column of the store -> where its values come from
+    problems: list[Problem] = field(default_factory=list)  # every rejected file and spectrum
+    unrecognised_files: list[str] = field(default_factory=list)  # files found in directories that no reader takes
+    duplicates: list[dict[str, Any]] = field(default_factory=list)  # {id, files, kept}: ids held by several spectra
+    duplicates_policy: str = "first"
 
     def summary(self) -> str:
         lines = [
             f"ingested {self.n_spectra_written} {self.modality} spectra into {self.store} in {self.seconds:.1f} s "
             f"({self.spectra_per_second:.0f} spectra/s)",
             f"files: {self.n_files} seen, {len(self.skipped_files)} skipped; spectra: {self.n_spectra_read} read, "
-            f"{len(self.rejected_spectra)} rejected",
+            f"{len(self.rejected_spectra)} rejected; {len(self.unrecognised_files)} files in the directories no reader takes; "
+            f"{len(self.duplicates)} duplicated ids (policy {self.duplicates_policy})",
             f"masked pixels: {100 * self.masked_pixel_fraction:.2f}% of all, median {self.masked_pixels_per_spectrum_median:.0f} per spectrum",
             f"simulated: {self.n_simulated} of {self.n_spectra_written} spectra "
             f"(from the {'files' if self.simulated_from == 'files' else 'simulated setting'})",
@@ -80,12 +104,20 @@ class IngestReport:
         for column, source in self.columns.items():
             by_source.setdefault(source, []).append(column)
         lines += [f"columns from {source}: {', '.join(columns)}" for source, columns in by_source.items()]
-        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped_files]
-        lines += [f"  rejected {sid}: {reason}" for sid, reason in self.rejected_spectra]
+        lines += [f"  rejected {p.file}{f' [{p.id}]' if p.id else ''}: {p.reason} (check: {p.check})" for p in self.problems]
+        lines += [f"  unrecognised {path}" for path in self.unrecognised_files]
         return "\n".join(lines)
 
     def save(self, path: Path) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
+
+
+def _matches(path: Path, readers: Sequence[Reader]) -> bool:
+    return any(path.match(pattern) for reader in readers for pattern in reader.patterns)
+
+
+def _regular_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file())
 
 
 def expand_paths(paths: Iterable[str | Path], readers: Sequence[Reader]) -> list[Path]:
@@ -93,61 +125,158 @@ def expand_paths(paths: Iterable[str | Path], readers: Sequence[Reader]) -> list
     out: list[Path] = []
     for item in paths:
         path = Path(item)
-        if path.is_dir():
-            found = {p for reader in readers for pattern in reader.patterns for p in path.rglob(pattern) if p.is_file()}
-            out.extend(sorted(found))
-        else:
-            out.append(path)
+        out.extend([p for p in _regular_files(path) if _matches(p, readers)] if path.is_dir() else [path])
     return out
 
 
+def unmatched_files(paths: Iterable[str | Path], readers: Sequence[Reader]) -> list[Path]:
+    """The files under named directories whose names match no reader's pattern (read if sniffing takes them)."""
+    return [p for item in paths if Path(item).is_dir() for p in _regular_files(Path(item)) if not _matches(p, readers)]
+
+
 def choose_reader(path: Path, readers: Sequence[Reader]) -> Reader:
-    if not path.exists():
-        raise ReaderError(path, "no such file")
+    """The first reader that sniffs ``path``; ReaderError when ``path`` fails
+    :func:`~specclip_core.data.inputs.verify` (not a regular file, empty, a damaged gzip file) or
+    when no reader sniffs it (check ``sniff``)."""
+    verify(path)
     for reader in readers:
         if reader.sniff(path):
             return reader
-    raise ReaderError(path, f"no reader recognises this file (tried {', '.join(r.name for r in readers)})")
+    raise ReaderError(path, f"no reader recognises this file (tried {', '.join(r.name for r in readers)})", check="sniff")
+
+
+def read_checked(
+    paths: Iterable[str | Path], modality: str | None = None, reader: str | None = None, progress: bool = True
+) -> tuple[list[tuple[Path, Spectra]], list[Problem], list[str]]:
+    """Read every file: (path, spectra) of the readable ones, a :class:`Problem` for each of the
+    rest, and the files found in directories under no reader's pattern that no reader takes."""
+    readers = [get_reader(reader)] if reader is not None else list(readers_for(modality))
+    if not readers:
+        raise SpecCLIPError(f"no reader registered for modality {modality!r}; is its plugin installed?")
+    paths = list(paths)
+    files = [(p, False) for p in expand_paths(paths, readers)] + [(p, True) for p in unmatched_files(paths, readers)]
+    good, bad, unrecognised = [], [], []
+    with progress_bar(len(files), "reading", "file", disable=not progress) as bar:
+        for path, by_content in files:
+            try:
+                good.append((path, choose_reader(path, readers).read(path)))
+            except ReaderError as error:
+                if by_content and error.check == "sniff":
+                    unrecognised.append(str(path))
+                else:
+                    bad.append(Problem(str(path), "", error.reason, error.check))
+            except Exception as error:  # a reader bug must not stop a million-file ingest
+                bad.append(Problem(str(path), "", f"{type(error).__name__}: {error}", "read"))
+            bar.update(1)
+    return good, bad, unrecognised
 
 
 def read_files(
     paths: Iterable[str | Path], modality: str | None = None, reader: str | None = None, progress: bool = True
 ) -> tuple[list[tuple[Path, Spectra]], list[tuple[str, str]]]:
-    """Read every file; return (path, spectra) for the readable ones and (path, reason) for the rest."""
-    readers = [get_reader(reader)] if reader is not None else list(readers_for(modality))
-    if not readers:
-        raise SpecCLIPError(f"no reader registered for modality {modality!r}; is its plugin installed?")
-    files = expand_paths(paths, readers)
-    good, bad = [], []
-    with progress_bar(len(files), "reading", "file", disable=not progress) as bar:
-        for path in files:
-            try:
-                good.append((path, choose_reader(path, readers).read(path)))
-            except ReaderError as error:
-                bad.append((str(path), error.reason))
-            except Exception as error:  # a reader bug must not stop a million-file ingest
-                bad.append((str(path), f"{type(error).__name__}: {error}"))
-            bar.update(1)
-    return good, bad
+    """Read every file; return (path, spectra) for the readable ones and (path, reason) for the rest
+    (files in directories that no reader takes are left out; see :func:`read_checked`)."""
+    good, bad, _ = read_checked(paths, modality, reader, progress)
+    return good, [(p.file, p.reason) for p in bad]
 
 
-def preprocess_robustly(modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True) -> tuple[Spectra | None, list[tuple[str, str]]]:
-    """Preprocess in batches; a batch that fails is redone spectrum by spectrum to isolate the bad ones."""
+def finite_or_masked(spectra: Spectra) -> tuple[Spectra, dict[int, str]]:
+    """Preprocessed spectra with every non-finite flux or ivar pixel masked (flux 0, ivar 0), and
+    the rows that cannot be kept (non-finite statistics, or no usable pixel left) with the reason."""
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(spectra.flux) | ~np.isfinite(spectra.ivar)
+    mask = spectra.mask | bad
+    unusable = {}
+    if spectra.stats is not None:
+        bad_stats = np.flatnonzero(~np.isfinite(spectra.stats).all(axis=1))
+        unusable.update({int(i): "non-finite statistics after preprocessing (overflow?)" for i in bad_stats})
+    newly_empty = mask.all(axis=1) & bad.any(axis=1)
+    for i in np.flatnonzero(newly_empty):
+        unusable.setdefault(int(i), "no finite flux and ivar after preprocessing (overflow?)")
+    if not bad.any():
+        return spectra, unusable
+    flux, ivar = np.where(bad, 0.0, spectra.flux), np.where(mask, 0.0, spectra.ivar)
+    return Spectra(spectra.wavelength, flux, ivar, mask, spectra.ids, spectra.meta, spectra.stats), unusable
+
+
+def preprocess_checked(
+    modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True
+) -> tuple[Spectra | None, list[tuple[str, str, str]]]:
+    """Preprocess in batches; a batch that fails is redone spectrum by spectrum to isolate the bad
+    ones. Returns the finite spectra (see :func:`finite_or_masked`) and (id, reason, check) of the rest."""
     parts, rejected = [], []
+
+    def keep(done: Spectra) -> None:
+        done, unusable = finite_or_masked(done)
+        rejected.extend((str(done.ids[i]), reason, "finite") for i, reason in unusable.items())
+        parts.append(done.subset(np.setdiff1d(np.arange(len(done)), list(unusable))) if unusable else done)
+
     with progress_bar(len(raw), f"preprocessing {modality.name}", "spectrum", disable=not progress) as bar:
         for start in range(0, len(raw), batch):
             chunk = raw.subset(slice(start, start + batch))
             try:
-                parts.append(modality.preprocess(chunk))
+                keep(modality.preprocess(chunk))
             except ValueError:
                 for row in range(len(chunk)):
                     one = chunk.subset([row])
                     try:
-                        parts.append(modality.preprocess(one))
+                        keep(modality.preprocess(one))
                     except ValueError as error:
-                        rejected.append((str(one.ids[0]), str(error)))
+                        rejected.append((str(one.ids[0]), str(error), "preprocess"))
             bar.update(len(chunk))
+    parts = [p for p in parts if len(p)]
     return (Spectra.concatenate(parts) if parts else None), rejected
+
+
+def preprocess_robustly(
+    modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True
+) -> tuple[Spectra | None, list[tuple[str, str]]]:
+    """:func:`preprocess_checked`, with the rejected as (id, reason)."""
+    done, rejected = preprocess_checked(modality, raw, batch, progress)
+    return done, [(sid, reason) for sid, reason, _ in rejected]
+
+
+def _snr(spectra: Spectra) -> np.ndarray:
+    """Median of |flux| * sqrt(ivar) over each spectrum's good pixels (0 where none)."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        values = np.where(spectra.mask, np.nan, np.abs(spectra.flux.astype(np.float64)) * np.sqrt(np.clip(spectra.ivar, 0, None)))
+    out = np.zeros(len(spectra))
+    rows = ~np.isnan(values).all(axis=1)
+    out[rows] = np.nanmedian(values[rows], axis=1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0)
+
+
+def resolve_duplicates(
+    good: list[tuple[Path, Spectra]], policy: DuplicatePolicy
+) -> tuple[list[tuple[Path, Spectra]], list[Problem], list[dict[str, Any]]]:
+    """Keep one spectrum (or none, under ``reject``) per id held by several (ids compared as the store
+    does, as written); the others become problems (check ``duplicate-id``) naming every file that holds the id."""
+    places = [(f, r, str(sid)) for f, (_, spectra) in enumerate(good) for r, sid in enumerate(spectra.ids)]
+    by_id: dict[str, list[tuple[int, int]]] = {}
+    for f, r, sid in places:
+        by_id.setdefault(sid, []).append((f, r))
+    drop: dict[int, set[int]] = {}
+    problems, duplicates = [], []
+    snrs = [_snr(spectra) for _, spectra in good] if policy == "best_snr" else []
+    for sid, copies in by_id.items():
+        if len(copies) < 2:
+            continue
+        files = [str(good[f][0]) for f, _ in copies]
+        kept = None if policy == "reject" else max(copies, key=lambda c: snrs[c[0]][c[1]]) if policy == "best_snr" else copies[0]
+        duplicates.append({"id": sid, "files": files, "kept": None if kept is None else str(good[kept[0]][0])})
+        for f, r in copies:
+            if (f, r) == kept:
+                continue
+            drop.setdefault(f, set()).add(r)
+            held = ", ".join(sorted(set(files)))
+            reason = f"id {sid} is held by {len(copies)} spectra (in {held}); duplicates policy {policy!r}"
+            problems.append(Problem(str(good[f][0]), sid, reason, "duplicate-id"))
+    kept_files = []
+    for f, (path, spectra) in enumerate(good):
+        rows = np.setdiff1d(np.arange(len(spectra)), sorted(drop.get(f, ())))
+        if len(rows):
+            kept_files.append((path, spectra.subset(rows) if len(rows) < len(spectra) else spectra))
+    return kept_files, problems, duplicates
 
 
 def write_store(
@@ -287,24 +416,33 @@ def ingest_files(
     progress: bool = True,
     simulated: bool | None = None,
     labels_source: str = "labels",
+    duplicates: DuplicatePolicy = "first",
 ) -> IngestReport:
     """Read files of one modality, preprocess, join labels, write a new store and its ingest report.
 
     ``simulated`` says whether every spectrum is simulated; None takes each file's own flag (see
     :class:`~specclip_core.interfaces.Reader`). When any spectrum is simulated, the store has a 0/1
     label column ``simulated`` and its meta ``simulated_modalities`` lists the modality.
-    ``labels_source`` names the label table in errors."""
+    ``labels_source`` names the label table in errors. ``duplicates`` is the :data:`DuplicatePolicy`
+    for an id held by several spectra."""
     started = time.perf_counter()
     spec = get_modality(modality)
     if labels is not None and SIMULATED in labels:
         raise SpecCLIPError(f"{labels_source}: column {SIMULATED!r} is set by ingest (from the files or the simulated setting); rename it")
-    good, bad = read_files(paths, spec.name, reader, progress)
+    good, bad, unrecognised = read_checked(paths, spec.name, reader, progress)
     n_files = len(good) + len(bad)
     good, contradicted = mark_simulated(good, simulated)
-    report = IngestReport(str(store_path), spec.name, n_files=n_files, skipped_files=bad + contradicted)
+    bad += [Problem(path, "", reason, "simulated-flag") for path, reason in contradicted]
+    report = IngestReport(str(store_path), spec.name, n_files=n_files, skipped_files=[(p.file, p.reason) for p in bad])
     report.simulated_from = "files" if simulated is None else "setting"
+    report.unrecognised_files, report.duplicates_policy = unrecognised, duplicates
     if not good:
-        raise SpecCLIPError(f"no readable {spec.name} files among {report.n_files}; first problems: {report.skipped_files[:3]}")
+        raise SpecCLIPError(
+            f"no readable {spec.name} files among {report.n_files} (and {len(unrecognised)} files no reader takes); "
+            f"first problems: {report.skipped_files[:3]}"
+        )
+    good, dropped, report.duplicates = resolve_duplicates(good, duplicates)
+    file_of = {sid: str(path) for path, spectra in good for sid in spectra.ids}
     by_grid: dict[bytes, list[Spectra]] = {}
     for _path, spectra in good:
         by_grid.setdefault(spectra.wavelength.tobytes(), []).append(spectra)
@@ -312,13 +450,15 @@ def ingest_files(
     for group in by_grid.values():
         raw = Spectra.concatenate(group)
         report.n_spectra_read += len(raw)
-        done, bad_rows = preprocess_robustly(spec, raw, progress=progress)
-        rejected += bad_rows
+        done, bad_rows = preprocess_checked(spec, raw, progress=progress)
+        rejected += [Problem(file_of.get(sid, ""), sid, reason, check) for sid, reason, check in bad_rows]
         if done is not None:
             processed.append(done)
-    report.rejected_spectra = rejected
+    rejected = dropped + rejected
+    report.rejected_spectra = [(p.id, p.reason) for p in rejected]
+    report.problems = bad + rejected
     if not processed:
-        raise SpecCLIPError(f"every {spec.name} spectrum was rejected by preprocessing; first reasons: {rejected[:3]}")
+        raise SpecCLIPError(f"every {spec.name} spectrum was rejected; first reasons: {[(p.file, p.id, p.reason) for p in rejected[:3]]}")
     spectra = Spectra.concatenate(processed)
     from_files = set(spectra.meta) - {SIMULATED}
     if labels is not None:
@@ -339,9 +479,7 @@ def ingest_files(
     report.masked_pixel_fraction = float(masked.sum() / spectra.mask.size)
     report.masked_pixels_per_spectrum_median = float(np.median(masked))
     report.n_spectra_written = len(spectra)
-    write_store(store_path, spec, spectra, columns, {**provenance, **(attrs or {})}, overwrite)
-    report.seconds = time.perf_counter() - started
+    report.seconds = time.perf_counter() - started  # up to writing: the report is committed with the store
     report.spectra_per_second = len(spectra) / max(report.seconds, 1e-9)
-    store = SpectralStore.open(store_path, mode="a")
-    store.set_meta(ingest_report=asdict(report))
+    write_store(store_path, spec, spectra, columns, {**provenance, **(attrs or {}), "ingest_report": asdict(report)}, overwrite)
     return report

@@ -13,13 +13,17 @@ Layout::
 Atomicity: the root attribute ``n_rows`` is the commit record. An append resizes and fills every
 array, then rewrites ``n_rows`` (zarr writes each metadata document atomically). Readers never look
 past ``n_rows``, so a writer killed mid-append leaves the store exactly as it was; the next writer
-trims the uncommitted tail. A new store is built under a temporary name and renamed when complete.
+trims the uncommitted tail. A new store is built under a temporary name and renamed when complete;
+one that replaces a store swaps with it in one atomic exchange where the system has one (Linux
+renameat2), so the path never reads as empty. Only a specclip store is ever replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -120,13 +124,18 @@ class SpectralStore:
         """Write a whole new store: appends go to a hidden temporary store that replaces ``path`` only
         when the block ends without error. An interrupted build leaves ``path`` untouched."""
         path = Path(path)
-        if path.exists() and not overwrite:
+        if os.path.lexists(path) and not overwrite:
             raise StoreError(f"{path}: already exists (pass overwrite=True to replace it)")
+        if os.path.lexists(path) and not is_store(path):
+            kind = "a directory" if path.is_dir() else "a file"
+            raise StoreError(f"{path}: exists and is {kind}, not a specclip store; refusing to replace it (choose another path)")
         partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
             cls._initialise(partial, modalities, label_columns or {}, attrs or {})
             yield cls.open(partial, mode="a")
-            if path.exists():
+            if path.exists() and _exchange(partial, path):
+                pass  # the old store is now at ``partial``, removed below
+            elif path.exists():
                 old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
                 os.replace(path, old)
                 os.replace(partial, path)
@@ -384,6 +393,24 @@ class SpectralStore:
             raise StoreError(f"{self.path}: opened read-only")
         merged = self.meta | meta
         self._group.attrs["meta"] = merged
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether ``path`` holds a specclip store (a zarr group with the ``specclip_store`` attribute)."""
+    try:
+        return "specclip_store" in json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def _fields_of(block: Spectra | Mapping[str, np.ndarray]) -> dict[str, np.ndarray | None]:

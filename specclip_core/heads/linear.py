@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from safetensors.torch import load_file, save_file
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
+from specclip_core.train.checkpoint import load_tensors, save_tensors
 
 
 class RidgeHeadConfig(BaseModel):
@@ -59,7 +59,7 @@ class RidgeHead(Head):
         tensors = {f"coef.{k}": torch.from_numpy(v) for k, v in self.coef.items()}
         tensors["scaler.mean"] = torch.from_numpy(self.scaler.mean_)
         tensors["scaler.scale"] = torch.from_numpy(self.scaler.scale_)
-        save_file(tensors, str(directory / "ridge.safetensors"))
+        save_tensors(directory / "ridge.safetensors", tensors)
         HeadLayout("ridge", self.labels, {"config": self.config.model_dump(), "intercept": self.intercept, "alpha": self.alpha}).write(directory)
 
     @classmethod
@@ -67,7 +67,7 @@ class RidgeHead(Head):
         directory = Path(directory)
         layout = HeadLayout.read(directory)
         described = layout.settings
-        tensors = load_file(str(directory / "ridge.safetensors"))
+        tensors, _ = load_tensors(directory / "ridge.safetensors")
         head = cls(RidgeHeadConfig(**described["config"]))
         head.labels, head.intercept, head.alpha = layout.labels, described["intercept"], described["alpha"]
         head.coef = {k: tensors[f"coef.{k}"].numpy() for k in head.labels}

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field
 
 from specclip_core.components import get_reader, readers_for
-from specclip_core.data.ingest import expand_paths, ingest_files, read_label_table
+from specclip_core.data.ingest import DuplicatePolicy, expand_paths, ingest_files, read_label_table, unmatched_files
 from specclip_core.data.schema import csv_columns
 from specclip_core.interfaces import Stage
 from specclip_core.rundir import STORE
@@ -29,6 +29,9 @@ class IngestConfig(SpecModel):
     labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
     id_column: str = Field("id", description="column of the labels CSV that holds the spectrum id")
     reader: str | None = Field(None, description="force a reader (default: sniff each file)")
+    duplicates: DuplicatePolicy = Field(
+        "first", description="an id held by several spectra: keep the first (file order), the best S/N, or reject all copies"
+    )
     simulated: bool | None = Field(
         None,
         description="every spectrum is simulated (true) or observed (false); default: each file's own flag "
@@ -51,7 +54,8 @@ class IngestStage(Stage):
     config: IngestConfig
 
     def fingerprint(self) -> str:
-        files = expand_paths(self.config.paths, list(readers_for(self.config.modality)))
+        readers = list(readers_for(self.config.modality))
+        files = expand_paths(self.config.paths, readers) + unmatched_files(self.config.paths, readers)
         return files_fingerprint(files + ([Path(self.config.labels)] if self.config.labels else []))
 
     def labels_written(self) -> list[str] | None:
@@ -68,13 +72,17 @@ class IngestStage(Stage):
         labels = read_label_table(config.labels, text_columns=[config.id_column]) if config.labels else None
         report = ingest_files(
             config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column,
-            progress=context.progress, simulated=config.simulated, labels_source=config.labels or "labels",
+            progress=context.progress, simulated=config.simulated, labels_source=config.labels or "labels", duplicates=config.duplicates,
+            overwrite=True,  # the stage's own working directory: a store left by a run killed after writing it (--resume)
         )
         report.store = STORE  # relative to the stage directory, which is renamed when the stage finishes
         atomic_write_text(context.out_dir / "ingest_report.md", "```\n" + report.summary() + "\n```\n")
         summary = asdict(report)
         atomic_write_text(context.out_dir / "ingest_report.json", json.dumps(summary, indent=2))
-        return {k: v for k, v in summary.items() if k not in ("skipped_files", "rejected_spectra", "labels")} | {
+        listed = ("skipped_files", "rejected_spectra", "labels", "problems", "unrecognised_files", "duplicates")
+        return {k: v for k, v in summary.items() if k not in listed} | {
+            "n_unrecognised_files": len(report.unrecognised_files),
+            "n_duplicated_ids": len(report.duplicates),
             "n_skipped_files": len(report.skipped_files),
             "n_rejected_spectra": len(report.rejected_spectra),
             "labels": None if report.labels is None else {k: v for k, v in asdict(report.labels).items() if k != "duplicated_ids"},

@@ -13,12 +13,25 @@ In a plugin's tests::
 
 pytest then runs every ``test_*`` method below on the plugin's modality and readers.
 ``cli_main(argv)`` runs a ``specclip`` command in-process (returns its exit status);
-``with registered_datasets([card]):`` registers dataset cards for the block.
+``with registered_datasets([card]):`` registers dataset cards for the block. ``bit_flips``,
+``truncations``, ``deadline`` and ``Tally`` (:mod:`specclip_core.testing.faults`) build a corpus of
+bad inputs and count how readers and commands met them.
 """
 
 from specclip_core.cli import main as cli_main
 from specclip_core.testing.conformance import ModalityConformance
 from specclip_core.testing.data import shared_data, shared_data_dir
+from specclip_core.testing.faults import Tally, bit_flips, deadline, truncations
 from specclip_core.testing.registering import registered_datasets
 
-__all__ = ["ModalityConformance", "cli_main", "registered_datasets", "shared_data", "shared_data_dir"]
+__all__ = [
+    "ModalityConformance",
+    "Tally",
+    "bit_flips",
+    "cli_main",
+    "deadline",
+    "registered_datasets",
+    "shared_data",
+    "shared_data_dir",
+    "truncations",
+]

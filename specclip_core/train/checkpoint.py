@@ -3,19 +3,69 @@
 A checkpoint is one file: tensors ``model.<name>`` and ``optim.<param index>.<state key>``, and in
 the safetensors header the JSON of the optimizer's parameter groups and the loop's state (epoch,
 step, early-stopping record). No pickle is written or read.
+
+Every file carries the sha256 of its own bytes (header with the digest left out, then the tensor
+data) in its header metadata, and is verified before it is loaded: a truncated, emptied, foreign or
+flipped file is an error naming it and saying what to do. The digest lives in the file rather than in
+a sidecar so that the one atomic write that replaces a file replaces its digest with it (a sidecar
+written after the file would disagree with it after a kill in between, and a good checkpoint would
+no longer resume). The training loop keeps the previous checkpoint beside the last one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
+from specclip_core.errors import SpecCLIPError
 from specclip_core.util import atomic_write_bytes
+
+DIGEST = "sha256"
+RERUN = "rerun the stage that wrote it (specclip run --force --only STAGE)"
+
+
+def _header(data: bytes) -> tuple[dict[str, Any], int]:
+    """The JSON header of safetensors bytes and where the tensor data starts."""
+    size = int.from_bytes(data[:8], "little")
+    if len(data) < 8 or size > len(data) - 8:
+        raise ValueError("the header is cut short")
+    return json.loads(data[8 : 8 + size]), 8 + size
+
+
+def _digest(header: dict[str, Any], body: bytes) -> str:
+    meta = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != DIGEST}
+    plain = {k: v for k, v in header.items() if k != "__metadata__"} | ({"__metadata__": meta} if meta else {})
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode() + body).hexdigest()
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Tensors as a safetensors file carrying its sha256, written atomically."""
+    first = save(tensors, metadata=metadata or None)
+    header, start = _header(first)
+    atomic_write_bytes(path, save(tensors, metadata={**(metadata or {}), DIGEST: _digest(header, first[start:])}))
+
+
+def load_tensors(path: str | Path, advice: str = RERUN) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and metadata of a file :func:`save_tensors` wrote, verified against its sha256;
+    a damaged file is a SpecCLIPError naming it and ending with ``advice``."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise SpecCLIPError(f"{path}: cannot read the weights ({error.strerror}); {advice}") from None
+    try:
+        header, start = _header(data)
+        recorded = header["__metadata__"][DIGEST]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise SpecCLIPError(f"{path}: not a specclip weights file, or its header is damaged (truncated, emptied or overwritten); {advice}") from None
+    if _digest(header, data[start:]) != recorded:
+        raise SpecCLIPError(f"{path}: damaged weights file (its bytes no longer match the sha256 it was written with); {advice}")
+    metadata = {k: v for k, v in header["__metadata__"].items() if k != DIGEST}
+    return load(data), metadata
 
 
 def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -23,12 +73,13 @@ def _plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_weights(module: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """The module's state dict as a safetensors file."""
-    atomic_write_bytes(path, save(_plain(module.state_dict()), metadata=metadata))
+    """The module's state dict as a safetensors file (see :func:`save_tensors`)."""
+    save_tensors(path, _plain(module.state_dict()), metadata)
 
 
-def load_weights(module: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu") -> None:
-    state = load_file(str(path), device=str(map_location))
+def load_weights(module: torch.nn.Module, path: str | Path, map_location: str | torch.device = "cpu", advice: str = RERUN) -> None:
+    """Load verified weights into ``module`` (see :func:`load_tensors`)."""
+    state = {k: v.to(map_location) for k, v in load_tensors(path, advice)[0].items()}
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise RuntimeError(f"{path}: weights do not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
@@ -61,14 +112,15 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
         "optim_scalars": json.dumps(scalars),
         "state": json.dumps(state),
     }
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    save_tensors(path, tensors, metadata)
 
 
-def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Restore model and optimizer in place; return the loop state saved with them."""
-    with safe_open(str(path), framework="pt", device=str(map_location)) as handle:
-        metadata = handle.metadata()
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+def load_checkpoint(
+    path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, map_location: str | torch.device = "cpu", advice: str = RERUN
+) -> dict[str, Any]:
+    """Restore model and optimizer in place from a verified checkpoint; return the loop state saved with them."""
+    loaded, metadata = load_tensors(path, advice)
+    tensors = {key: value.to(map_location) for key, value in loaded.items()}
     model.load_state_dict({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")})
     optim_state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

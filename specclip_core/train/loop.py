@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import resource
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ from specclip_core.util import progress_bar
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
+PREVIOUS = "checkpoint.previous.safetensors"
+"""The checkpoint of the epoch before the last (a hard link kept when the next one is written)."""
 METRICS = "metrics.csv"
 
 
@@ -110,6 +113,19 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT
 
+    def _keep_previous(self) -> None:
+        """Link the last checkpoint as :data:`PREVIOUS` (atomically) before a new one replaces it."""
+        if self.checkpoint_path.exists():
+            link = self.run_dir / f".{PREVIOUS}.tmp"
+            link.unlink(missing_ok=True)
+            os.link(self.checkpoint_path, link)
+            os.replace(link, self.run_dir / PREVIOUS)
+
+    def _resume_advice(self) -> str:
+        previous = self.run_dir / PREVIOUS
+        rerun = "or rerun the stage without --resume"
+        return f"to resume from the epoch before, replace it with {previous}; {rerun}" if previous.exists() else rerun
+
     def _autocast(self):
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
@@ -149,9 +165,9 @@ class Trainer:
 
         state = {"epoch": 0, "step": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped_early": False, "seconds": 0.0, "spectra": 0}
         if resume and self.checkpoint_path.exists():
-            state = load_checkpoint(self.checkpoint_path, network, optimizer, map_location=device)
+            state = load_checkpoint(self.checkpoint_path, network, optimizer, map_location=device, advice=self._resume_advice())
         elif info.is_main:
-            for name in (CHECKPOINT, BEST, METRICS):
+            for name in (CHECKPOINT, PREVIOUS, BEST, METRICS):
                 (self.run_dir / name).unlink(missing_ok=True)
         distributed.barrier(info)
 
@@ -210,6 +226,7 @@ class Trainer:
             state["seconds"] += seconds
             state["spectra"] += seen * info.world_size
             if info.is_main:
+                self._keep_previous()
                 save_checkpoint(self.checkpoint_path, network, optimizer, state)
                 self._log(epoch, state["step"], lr, train_means, val_means, seconds, seen * info.world_size / max(seconds, 1e-9), _peak_memory_mb(device))
             distributed.barrier(info)

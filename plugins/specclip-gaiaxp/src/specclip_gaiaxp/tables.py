@@ -1,6 +1,8 @@
 """Tables as the Gaia archive delivers them (CSV, ECSV, FITS; optionally gzipped), read with astropy.
 
-Every problem becomes a :class:`~specclip_core.errors.ReaderError` that names the file. Array
+Every problem becomes a :class:`~specclip_core.errors.ReaderError` that names the file. Files are
+read through :func:`specclip_core.api.read_verified` and :func:`~specclip_core.api.open_fits`
+(regular files only; gzip CRC and FITS checksums verified). Array
 columns (coefficients, correlations, sampled fluxes) arrive as text ``(1.0, 2.0, ...)`` or
 ``[1.0, 2.0, ...]`` in CSV, and as fixed or variable-length vector columns in ECSV and FITS;
 :func:`float_rows` turns any of them into one float array per row. astropy is imported on first
@@ -9,7 +11,7 @@ use, which keeps loading the plugin (every ``specclip`` command does) fast.
 
 from __future__ import annotations
 
-import gzip
+import csv
 import re
 import warnings
 import zlib
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specclip_core.api import ReaderError
+from specclip_core.api import ReaderError, check_regular_file, open_fits, read_verified
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -81,23 +83,19 @@ def column_names(path: Path) -> list[str]:
 
 
 def read_table(path: Path, required: Sequence[str]) -> Table:
-    """The file's table; ReaderError if it is empty, not a table, damaged, has no rows or lacks ``required`` columns."""
+    """The file's table; ReaderError if it is empty, not a table, damaged (a failed gzip CRC or FITS
+    checksum), has a truncated row, has no rows or lacks ``required`` columns."""
     path = Path(path)
-    try:
-        if path.stat().st_size == 0:
-            raise ReaderError(path, "empty file")
-    except OSError as error:
-        raise ReaderError(path, f"cannot open: {error}") from None
+    check_regular_file(path)
+    if path.stat().st_size == 0:
+        raise ReaderError(path, "empty file")
     kind = table_format(path)
     if kind is None:
         raise ReaderError(path, "not a CSV, ECSV or FITS table (checked the first bytes)")
-    last = _last_byte(path)
-    if kind != "fits" and last != b"\n":
-        raise ReaderError(path, "the text does not end with a line break (truncated?)")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("error", message=".*truncated.*")
-            table = _read(path, kind)
+            table = _read_fits(path) if kind == "fits" else _read_text(path, kind)
     except ReaderError:
         raise
     except Exception as error:  # astropy, gzip and numpy raise many kinds for damaged files
@@ -110,35 +108,36 @@ def read_table(path: Path, required: Sequence[str]) -> Table:
     return table
 
 
-def _gzipped(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
+def check_rows(path: Path, text: str, delimiter: str) -> None:
+    """Every data line has as many fields as the header line: a row cut short (a truncated file
+    followed by a line break) is an error naming the file and the line, never a row of blanks."""
+    width = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = len(next(csv.reader([line], delimiter=delimiter, quotechar='"')))
+        if width is None:
+            width = fields
+        elif fields != width:
+            raise ReaderError(path, f"line {number} has {fields} fields, the header {width} (a truncated row?)", check="table-row")
 
 
-def _last_byte(path: Path) -> bytes:
-    """The last byte of the (decompressed) content; a gzipped file is read through, which checks its CRC."""
-    if not _gzipped(path):
-        with open(path, "rb") as handle:
-            handle.seek(-1, 2)
-            return handle.read(1)
-    last = b""
-    try:
-        with gzip.open(path) as stream:
-            while chunk := stream.read(1 << 24):
-                last = chunk[-1:]
-    except (OSError, EOFError, zlib.error) as error:
-        raise ReaderError(path, f"damaged gzip data (truncated or corrupt): {error}") from None
-    return last
+def _read_text(path: Path, kind: str) -> Table:
+    from astropy.table import Table
+
+    text = read_verified(path).decode("utf-8")
+    if not text.endswith("\n"):
+        raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
+    declared = _ECSV_DELIMITER.search(text[:65536]) if kind == "ecsv" else None
+    check_rows(path, text, declared.group(1) if declared else ("," if kind == "csv" else " "))
+    return Table.read(text, format=_FORMATS[kind], guess=False)
 
 
-def _read(path: Path, kind: str) -> Table:
+def _read_fits(path: Path) -> Table:
     from astropy.io import fits
     from astropy.table import Table
 
-    if kind != "fits":
-        source = gzip.decompress(path.read_bytes()).decode("utf-8") if _gzipped(path) else path
-        return Table.read(source, format=_FORMATS[kind], guess=False)
-    with fits.open(path, memmap=False) as hdul:
+    with open_fits(path) as hdul:
         hdu = next((hdu for hdu in hdul if isinstance(hdu, fits.BinTableHDU)), None)
         if hdu is None:
             raise ReaderError(path, "FITS file without a binary table extension")

@@ -8,7 +8,10 @@ Two layouts exist:
   (variance), Wavelength, Andmask and Ormask, with the log-linear solution in COEFF0/COEFF1.
 
 Both give one raw spectrum on the native grid whose id is the OBSID, with header fields as meta
-columns. A pixel is masked where ANDMASK != 0 (bad in every exposure), the flux is not finite or the
+columns. Files are opened through :func:`specclip_core.api.open_fits` (gzip CRC and any FITS
+CHECKSUM/DATASUM verified; a damaged file is rejected by name).
+
+A pixel is masked where ANDMASK != 0 (bad in every exposure), the flux is not finite or the
 inverse variance is not positive; masked pixels carry ``ivar == 0``. A file with a ``SIMULATED``
 keyword (written by :mod:`specclip_lamost.writer`) also gives a boolean meta column ``simulated``.
 """
@@ -24,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.api import Reader, ReaderError, Spectra
+from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits
 from specclip_lamost.grid import LOG_STEP
 
 PATTERNS = ("spec-*.fits", "spec-*.fits.gz")
@@ -51,7 +54,7 @@ def read_fits(path: Path, extract: Callable[[Path, fits.HDUList], Spectra]) -> S
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, memmap=False) as hdul:
+            with open_fits(path) as hdul:
                 spectra = extract(path, hdul)
     except ReaderError:
         raise
@@ -216,9 +219,8 @@ class LamostImageReader(Reader):
 def read_lamost(path: str | Path) -> Spectra:
     """Read one LAMOST LRS file of either layout (the reader is chosen by sniffing)."""
     path = Path(path)
+    check_regular_file(path)  # before sniffing, which opens the file (a FIFO would block)
     for reader in (LamostCoaddReader(), LamostImageReader()):
         if reader.sniff(path):
             return reader.read(path)
-    if not path.exists():
-        raise ReaderError(path, "no such file")
     raise ReaderError(path, "not a LAMOST LRS file (neither a COADD-table nor a 5 x N image spec file)")

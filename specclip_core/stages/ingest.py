@@ -61,11 +61,11 @@ class IngestStage(Stage):
     def labels_written(self) -> list[str] | None:
         """The readers' meta columns and the labels CSV's columns, when the readers declare theirs."""
         config = self.config
-        readers = [get_reader(config.reader)] if config.reader else list(readers_for(config.modality))
+        readers = [r for r in readers_for(config.modality) if config.reader in (None, r.name)]
         table = csv_columns(config.labels) if config.labels else []
         if not readers or table is None or any(reader.meta_columns is None for reader in readers):
             return None
-        return sorted({c for reader in readers for c in reader.meta_columns} | set(table) - {config.id_column})
+        return sorted({c for reader in readers for c in reader.meta_columns} | (set(table) - {config.id_column}))
 
     def run(self, context: StageContext) -> dict[str, Any]:
         config: IngestConfig = context.config

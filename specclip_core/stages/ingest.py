@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field
 
-from specclip_core.components import get_reader, readers_for
+from specclip_core.components import readers_for
 from specclip_core.data.ingest import DuplicatePolicy, expand_paths, ingest_files, read_label_table, unmatched_files
 from specclip_core.data.schema import csv_columns
 from specclip_core.interfaces import Stage

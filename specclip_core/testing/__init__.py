@@ -21,7 +21,7 @@ bad inputs and count how readers and commands met them.
 from specclip_core.cli import main as cli_main
 from specclip_core.testing.conformance import ModalityConformance
 from specclip_core.testing.data import shared_data, shared_data_dir
-from specclip_core.testing.faults import Tally, bit_flips, deadline, truncations
+from specclip_core.testing.faults import Tally, bit_flips, deadline, meet_reader, truncations
 from specclip_core.testing.registering import registered_datasets
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "bit_flips",
     "cli_main",
     "deadline",
+    "meet_reader",
     "registered_datasets",
     "shared_data",
     "shared_data_dir",

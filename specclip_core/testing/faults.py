@@ -77,3 +77,29 @@ class Tally:
 
     def assert_clean(self) -> None:
         assert self.tried and self.right_reason == self.tried and not self.good_lost, f"{self.summary()}; {self.notes[:10]}"
+
+
+def meet_reader(tally: Tally, case: str, path, read, expected: tuple[str, str], reference=None, seconds: int = 20) -> None:
+    """Read ``path`` with ``read(path)`` and record the outcome: right when rejected with the ``expected``
+    (check, words in the reason) naming the file, or when read with exactly the ``reference`` values
+    (harmless damage, e.g. a flipped gzip timestamp); a timeout is ``hung``, any other error ``crashed``."""
+    from specclip_core.errors import ReaderError
+
+    try:
+        with deadline(seconds):
+            spectra = read(path)
+    except ReaderError as error:
+        right = error.path == str(path) and error.check == expected[0] and expected[1] in error.reason
+        tally.outcome(case, "right_reason" if right else "wrong_reason")
+        if not right:
+            tally.notes.append(f"{case}: {error.check}: {error.reason}")
+        return
+    except TimeoutError:
+        return tally.outcome(case, "hung")
+    except Exception as error:  # noqa: BLE001 - counting crashes is the point
+        tally.notes.append(f"{case}: {type(error).__name__}: {error}")
+        return tally.outcome(case, "crashed")
+    same = reference is not None and all(
+        np.array_equal(getattr(spectra, name), getattr(reference, name), equal_nan=True) for name in ("flux", "ivar", "mask", "ids")
+    )
+    tally.outcome(case, "right_reason" if same else "silently_wrong")

@@ -8,37 +8,14 @@ import os
 
 import numpy as np
 
-from specclip_core.api import ReaderError, SpectralStore, choose_reader, ingest_files, readers_for
-from specclip_core.testing import Tally, bit_flips, deadline
+from specclip_core.api import SpectralStore, choose_reader, ingest_files, readers_for
+from specclip_core.testing import Tally, bit_flips, deadline, meet_reader
 
 TABLES = ("XP_SAMPLED_RAW_dr3int6.csv", "XP_CONTINUOUS_RAW.csv")
 
 
 def _read(path):
     return choose_reader(path, list(readers_for("gaia_xp"))).read(path)
-
-
-def _meet(tally: Tally, case: str, path, expected: tuple[str, str], reference=None) -> None:
-    """Read ``path``; right when rejected by the ``expected`` (check, words in the reason), or when
-    read with exactly the ``reference`` values (harmless damage)."""
-    try:
-        with deadline(30):
-            spectra = _read(path)
-    except ReaderError as error:
-        right = error.path == str(path) and error.check == expected[0] and expected[1] in error.reason
-        tally.outcome(case, "right_reason" if right else "wrong_reason")
-        if not right:
-            tally.notes.append(f"{case}: {error.check}: {error.reason}")
-        return
-    except TimeoutError:
-        return tally.outcome(case, "hung")
-    except Exception as error:  # noqa: BLE001 - counting crashes is the point
-        tally.notes.append(f"{case}: {type(error).__name__}: {error}")
-        return tally.outcome(case, "crashed")
-    same = reference is not None and all(
-        np.array_equal(getattr(spectra, name), getattr(reference, name), equal_nan=True) for name in ("flux", "ivar", "mask", "ids")
-    )
-    tally.outcome(case, "right_reason" if same else "silently_wrong")
 
 
 def _lines(text: str) -> list[str]:
@@ -70,9 +47,9 @@ def test_every_bad_table_is_rejected_by_name_with_its_reason(data_dir, tmp_path)
             write(f"flip-{position}.csv.gz", damaged, ("gzip", ""), reference)
         write("cut.csv.gz", compressed[: len(compressed) // 2], ("gzip", "truncated gzip file"))
         for path, expected, same in cases:
-            _meet(tally, path.name, path, expected, same)
+            meet_reader(tally, path.name, path, _read, expected, same, seconds=30)
     os.mkfifo(tmp_path / "fifo.csv")
-    _meet(tally, "fifo.csv", tmp_path / "fifo.csv", ("regular-file", "FIFO"))
+    meet_reader(tally, "fifo.csv", tmp_path / "fifo.csv", _read, ("regular-file", "FIFO"), seconds=30)
     print(tally.summary())
     tally.assert_clean()
     assert tally.tried >= 70
@@ -94,7 +71,7 @@ def test_ingest_keeps_every_good_spectrum_among_bad_tables(data_dir, tmp_path):
     tally = Tally("XP tables, ingest")
     with deadline(60):
         report = ingest_files([mixed], "gaia_xp", tmp_path / "out.zarr", progress=False)
-    clean = ingest_files([data_dir / TABLES[0]], "gaia_xp", tmp_path / "clean.zarr", progress=False)
+    ingest_files([data_dir / TABLES[0]], "gaia_xp", tmp_path / "clean.zarr", progress=False)
     found = {(os.path.basename(p.file), p.check) for p in report.problems}
     # f.csv overflows the flux unit: no usable pixel, rejected by preprocessing
     expected = {("c.csv", "duplicate-id"), ("d.csv", "duplicate-id"), ("e.csv", "table-row"), ("f.csv", "preprocess")}

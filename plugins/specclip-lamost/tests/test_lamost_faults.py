@@ -11,37 +11,14 @@ import shutil
 import numpy as np
 from astropy.io import fits
 
-from specclip_core.api import ReaderError, SpectralStore, choose_reader, ingest_files, readers_for
-from specclip_core.testing import Tally, deadline
+from specclip_core.api import SpectralStore, choose_reader, ingest_files, readers_for
+from specclip_core.testing import Tally, deadline, meet_reader
 
 GOOD = "spec-59588-GAC093N22B2_sp04-132.fits.gz"  # DR10, COADD table, OBSID 966704132 (conftest.FAULTS_SOURCE)
 
 
 def _read(path):
     return choose_reader(path, list(readers_for("lamost_lrs"))).read(path)
-
-
-def _meet(tally: Tally, case: str, path, expected: tuple[str, str], reference=None) -> None:
-    """Read ``path``; right when rejected by the ``expected`` (check, words in the reason), or when
-    read with exactly the ``reference`` values (harmless damage)."""
-    try:
-        with deadline(20):
-            spectra = _read(path)
-    except ReaderError as error:
-        right = error.path == str(path) and error.check == expected[0] and expected[1] in error.reason
-        tally.outcome(case, "right_reason" if right else "wrong_reason")
-        if not right:
-            tally.notes.append(f"{case}: {error.check}: {error.reason}")
-        return
-    except TimeoutError:
-        return tally.outcome(case, "hung")
-    except Exception as error:  # noqa: BLE001 - counting crashes is the point
-        tally.notes.append(f"{case}: {type(error).__name__}: {error}")
-        return tally.outcome(case, "crashed")
-    same = reference is not None and all(
-        np.array_equal(getattr(spectra, name), getattr(reference, name), equal_nan=True) for name in ("flux", "ivar", "mask", "ids")
-    )
-    tally.outcome(case, "right_reason" if same else "silently_wrong")
 
 
 def _with_values(data: bytes, obsid: int, **columns: float) -> bytes:
@@ -59,7 +36,7 @@ def test_every_bad_file_is_rejected_by_name_with_its_reason(data_dir, bad_lamost
     reference = _read(data_dir / GOOD)
     tally = Tally("LAMOST files, readers")
     for case, path, expected in bad_lamost_files:
-        _meet(tally, case, path, expected, reference if case.startswith("spec-flip") else None)
+        meet_reader(tally, case, path, _read, expected, reference if case.startswith("spec-flip") else None)
     print(tally.summary())
     tally.assert_clean()
     assert tally.tried >= 70

@@ -17,7 +17,8 @@ Groups:
   registered: :func:`get_registry`, :func:`get_modality`, :func:`get_reader`, :func:`readers_for`,
   :func:`create_component`, :func:`list_components`, :func:`get_plugin_manager`,
   :func:`refresh_registry` (after registering a plugin in-process);
-- specs: :class:`SpecModel` (base of a stage's settings), :data:`ModalityName`, :class:`TrainSpec`,
+- specs: :class:`SpecModel` (base of a stage's settings), :data:`ModalityName`, :data:`InputPath` (a
+  path checked at validate), :class:`TrainSpec`,
   :class:`DataSpec` (a store a stage reads, e.g. in :meth:`Stage.inputs`),
   the component specs, :func:`load_spec`, :func:`validate_spec`, :func:`run_spec`;
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
@@ -60,7 +61,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "specclip_core.rundir": ("STORE", "RunDir", "encoder_dir"),
     "specclip_core.runner": ("StageContext", "run_spec"),
     "specclip_core.spec": (
-        "DataSpec", "DecoderSpec", "EncoderSpec", "HeadSpec", "ModalityName", "ObjectiveSpec", "ProjectionSpec", "SpecModel", "TokenizerSpec",
+        "DataSpec", "DecoderSpec", "EncoderSpec", "HeadSpec", "InputPath", "ModalityName", "ObjectiveSpec", "ProjectionSpec", "SpecModel", "TokenizerSpec",
         "TrainSpec", "load_spec", "validate_spec",
     ),
     "specclip_core.util": ("atomic_write_text", "progress_bar", "sha256_file"),
@@ -98,6 +99,7 @@ __all__ = [
     "Head",
     "HeadLayout",
     "HeadSpec",
+    "InputPath",
     "Instrument",
     "LabelledInputs",
     "Modality",

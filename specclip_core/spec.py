@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import reprlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -24,7 +25,8 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
-from specclip_core.errors import SpecCLIPError, SpecError, UnknownComponentError
+from specclip_core.data.inputs import check_regular_file
+from specclip_core.errors import ReaderError, SpecCLIPError, SpecError, UnknownComponentError
 
 NESTED_ERROR = "specclip_nested"
 
@@ -51,6 +53,17 @@ def _known_modality(name: str, info: ValidationInfo) -> str:
 
 
 ModalityName = Annotated[str, AfterValidator(_known_modality)]
+
+
+def _existing_path(value: str, info: ValidationInfo) -> str:
+    if (info.context or {}).get("check_paths") and not Path(value).exists():
+        raise ValueError(f"{value}: no such file or directory (relative paths are relative to {Path.cwd()})")
+    return value
+
+
+InputPath = Annotated[str, AfterValidator(_existing_path)]
+"""A file or directory a stage reads: it must exist when a spec file is loaded (:func:`load_spec`, so
+``specclip validate`` and ``run`` name it before anything runs); :func:`validate_spec` checks it on request."""
 """A registered modality name or alias, checked when the spec is validated."""
 
 
@@ -149,7 +162,7 @@ class DataSpec(SpecModel):
     the store an earlier stage wrote (e.g. an ``ingest`` stage)."""
 
     dataset: str | None = None
-    store: str | None = None
+    store: InputPath | None = None
     stage: str | None = None
 
     @model_validator(mode="after")
@@ -290,7 +303,7 @@ class RunSpec(SpecModel):
     description: str = Field("", description="free text")
     seed: int = Field(0, description="seeds every stage (with the stage's name) and the data splits' shuffles")
     run_dir: str | None = Field(None, description="default: runs/<name>")
-    threads: int | None = Field(None, ge=1, description="CPU threads of torch and BLAS/OpenMP (default: SPECCLIP_THREADS, else the CPUs this process may use; never more)")
+    threads: int | None = Field(None, ge=1, description="CPU threads of torch and BLAS/OpenMP (default: SPECCLIP_THREADS, else the CPUs this process may use that other work does not keep busy at the start; never more than those CPUs)")
     settings: dict[str, Setting] = Field(default_factory=dict, description="values the user gives (--set settings.NAME=VALUE), used as ${NAME}")
     data: DataSpec | None = Field(None, description="the spectra of every stage that reads spectra and names none itself")
     stages: dict[str, StageSpec] = Field(min_length=1, description="stage name -> stage; run in the order of their needs")
@@ -314,11 +327,76 @@ class RunSpec(SpecModel):
         return json.loads(self.model_dump_json(exclude_none=True))
 
 
-def parse_spec_text(text: str, suffix: str, source: str = "<spec>") -> dict[str, Any]:
+MAX_SPEC_VALUES = 100_000
+"""The most values (scalars, lists and mappings) a YAML spec may hold once its aliases are expanded."""
+
+
+def _duplicate_key(node: yaml.MappingNode) -> str | None:
+    """A problem naming a key written twice in one mapping (YAML would silently keep the last), if any."""
+    lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in lines:
+            return f"line {line}: key {key_node.value!r} is given twice in one mapping (first at line {lines[key_node.value]})"
+        lines[key_node.value] = line
+    return None
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many nodes ``root`` holds with every alias expanded (each shared node counted once per use);
+    linear in the distinct nodes. Raises ValueError on an alias that contains itself or a key given twice."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValueError(f"line {node.start_mark.line + 1}: an alias that contains itself (a recursive anchor)")
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            duplicate = _duplicate_key(node)
+            if duplicate:
+                raise ValueError(duplicate)
+            total += sum(size(key_node) + size(value) for key_node, value in node.value)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(root)
+
+
+def _load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, refusing a document whose aliases expand it beyond :data:`MAX_SPEC_VALUES`
+    values (measured on the parsed nodes, before anything is built from them)."""
+    loader = yaml.SafeLoader(text)
     try:
-        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
-        raise SpecError(source, [("", f"cannot parse {suffix.lstrip('.') or 'yaml'}: {error}")]) from None
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        values = _expanded_size(node)
+        if values > MAX_SPEC_VALUES:
+            raise ValueError(f"its aliases expand it to {values:,} values; a spec may hold at most {MAX_SPEC_VALUES:,}")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def parse_spec_text(text: str, suffix: str, source: str = "<spec>") -> dict[str, Any]:
+    """A spec's text (YAML, or TOML for a ``.toml`` suffix) as a mapping; SpecError naming ``source`` otherwise."""
+    kind = "toml" if suffix == ".toml" else "yaml"
+    try:
+        data = tomllib.loads(text) if kind == "toml" else _load_yaml(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as error:
+        raise SpecError(source, [("", f"cannot parse {kind}: {error}")]) from None
+    except RecursionError:
+        raise SpecError(source, [("", f"cannot parse {kind}: nested too deeply")]) from None
     if not isinstance(data, Mapping):
         raise SpecError(source, [("", f"expected a mapping at the top level, got {type(data).__name__}")])
     return dict(data)
@@ -348,27 +426,41 @@ def _stages_as_far_as_valid(data: Mapping[str, Any], context: dict[str, Any] | N
     return stages, valid(DataSpec, top) if top is not None else None
 
 
-def validate_spec(data: Mapping[str, Any], source: str = "<spec>", registry=None) -> RunSpec:
+def validate_spec(data: Mapping[str, Any], source: str = "<spec>", registry=None, check_paths: bool = False) -> RunSpec:
     """Validate plain data as a :class:`RunSpec`; raise :class:`SpecError` with field paths, every
-    problem at once: fields, stages' settings, needs, data and the labels the data lacks."""
-    context = {"registry": registry} if registry else None
+    problem at once: fields, stages' settings, needs, data and the labels the data lacks (and, with
+    ``check_paths``, every input path that does not exist)."""
+    context = {"registry": registry} if registry else {}
+    spec, problems = _validated(data, context)
+    if check_paths:  # a second pass: what fails only because a path is missing
+        problems += [p for p in _validated(data, {**context, "check_paths": True}, partial=False)[1] if p not in problems]
+    if problems:
+        raise SpecError(source, problems)
+    return spec
+
+
+def _validated(data: Mapping[str, Any], context: dict[str, Any], partial: bool = True) -> tuple[RunSpec | None, list[tuple[str, str]]]:
+    """The spec, or None and every problem of ``data``; with ``partial``, also the problems found by
+    validating each stage alone when the spec as a whole fails (needs, data, labels)."""
     try:
-        return RunSpec.model_validate(dict(data), context=context)
+        return RunSpec.model_validate(dict(data), context=context or None), []
     except ValidationError as error:
         problems = problems_of(error)
-    partial = _stages_as_far_as_valid(data, context)
-    if partial is not None:
-        stages, top = partial
+    found = _stages_as_far_as_valid(data, context or None) if partial else None
+    if found is not None:
+        stages, top = found
         problems += [p for p in order_stages(stages, top)[2] + missing_data(stages, top) + label_problems(stages, top) if p not in problems]
-    raise SpecError(source, problems)
+    return None, problems
 
 
 def find_spec(name_or_path: str | Path) -> Path:
     """A spec file by path, or by the name of a spec that the registry or a plugin ships."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml", ".toml") or path.exists():
-        if not path.is_file():
-            raise SpecCLIPError(f"{path}: no such spec file")
+        try:
+            check_regular_file(path)
+        except ReaderError as error:
+            raise SpecCLIPError(f"{path}: cannot be read as a spec: {error.reason}") from None
         return path
     known = registered_specs()
     if str(name_or_path) in known:
@@ -410,10 +502,26 @@ def merge_spec_data(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict
     return merged
 
 
+def read_spec_text(path: Path) -> str:
+    """A spec file's text: a regular file (a FIFO cannot hang), UTF-8 (a byte-order mark is allowed)."""
+    try:
+        check_regular_file(path)
+        raw = path.read_bytes()
+    except ReaderError as error:
+        raise SpecError(str(path), [("", error.reason)]) from None
+    except OSError as error:
+        raise SpecError(str(path), [("", f"cannot read: {error.strerror}")]) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise SpecError(str(path), [("", f"not UTF-8 text: byte 0x{raw[error.start]:02x} at line {line} (offset {error.start}); save the spec as UTF-8")]) from None
+
+
 def read_spec_data(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A spec file's data, with ``extends: <spec name or path>`` resolved: the named spec's data with this
     file's laid over it (:func:`merge_spec_data`). Relative paths are relative to the extending file."""
-    data = parse_spec_text(path.read_text(), path.suffix.lower(), str(path))
+    data = parse_spec_text(read_spec_text(path), path.suffix.lower(), str(path))
     base = data.pop("extends", None)
     if base is None:
         return data
@@ -476,23 +584,42 @@ def resolve_settings(data: Mapping[str, Any], source: str = "<spec>") -> tuple[d
     return resolved, problems, undeclared + [place for places in unset.values() for place in places]
 
 
+def _set_target(data: dict[str, Any], dotted: str, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The mapping in which ``--set dotted=...`` sets its last key (made where missing), or None after
+    adding a problem naming the key: an empty part, or a part that holds something other than a mapping."""
+    *parents, leaf = dotted.split(".")
+    if not all(parents) or not leaf:
+        problems.append((dotted, f"--set {dotted}: expected KEY or KEY.SUBKEY... with no empty part"))
+        return None
+    node = data
+    for depth, key in enumerate(parents):
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            where = ".".join(parents[: depth + 1])
+            problems.append((dotted, f"--set {dotted}: {where} is {reprlib.repr(node)} ({type(node).__name__}), not a mapping with keys"))
+            return None
+    return node
+
+
 def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
     """Load (resolving ``extends``), merge ``overrides`` (dotted keys), fill in ``settings`` and
     validate a spec from a file or a registered name."""
     path = find_spec(name_or_path)
     data = read_spec_data(path)
+    set_problems = []
     for dotted, value in (overrides or {}).items():
-        node = data
+        node = _set_target(data, dotted, set_problems)
+        if node is None:
+            continue
         *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
         if parents == ["settings"] and isinstance(node.get(leaf), Mapping):
             node[leaf] = {**node[leaf], "value": value}  # --set settings.NAME=VALUE keeps the description
         else:
             node[leaf] = value
     resolved, problems, unset = resolve_settings(data, str(path))
+    problems = set_problems + problems
     try:
-        spec = validate_spec(resolved, str(path))
+        spec = validate_spec(resolved, str(path), check_paths=True)
     except SpecError as error:  # leave out what only an unset setting's missing value caused
         problems += [(where, message) for where, message in error.problems if not any(_within(where, place) for place in unset)]
     if problems:

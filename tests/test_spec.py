@@ -74,7 +74,9 @@ def test_out_of_range_and_bad_needs():
     assert "nonexistent" in problems["stages.later.needs"]
 
 
-def test_yaml_and_toml_files_load_the_same(tmp_path):
+def test_yaml_and_toml_files_load_the_same(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somewhere.zarr").mkdir()
     yaml_path = tmp_path / "run.yaml"
     yaml_path.write_text(
         "name: toy-run\nseed: 3\ndata: {store: somewhere.zarr}\nstages:\n  pretrain:\n    kind: pretrain\n    modality: toy\n"
@@ -112,7 +114,9 @@ def test_unknown_modality_is_caught_at_validation():
     assert "unknown modality 'toyy'" in problems["stages.pretrain.modality"] and "toy_broad" in problems["stages.pretrain.modality"]
 
 
-def test_extends_lays_a_spec_over_another(tmp_path):
+def test_extends_lays_a_spec_over_another(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "somewhere.zarr").mkdir()
     (tmp_path / "base.yaml").write_text(json.dumps(GOOD))
     (tmp_path / "variant.yaml").write_text(
         "extends: base.yaml\nname: variant\nstages:\n  pretrain:\n    encoder: {depth: 2}\n    train: {batch_size: null}\n"
@@ -137,8 +141,10 @@ def test_extends_errors_name_the_file(tmp_path):
     assert "extends" in dict(caught.value.problems)
 
 
-def test_a_child_spec_can_add_a_stage_its_parents_stages_use(tmp_path):
+def test_a_child_spec_can_add_a_stage_its_parents_stages_use(tmp_path, monkeypatch):
     """extends orders stages by their needs: the parent's pretrain reads a store the child's ingest writes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spectra").mkdir()
     base = json.loads(json.dumps(GOOD))
     base["data"] = {"stage": "ingest"}
     (tmp_path / "base.yaml").write_text(json.dumps(base))
@@ -175,12 +181,15 @@ stages:
 def test_settings_fill_placeholders_and_keep_their_type(tmp_path):
     path = tmp_path / "local.yaml"
     path.write_text(SETTINGS_SPEC)
-    spec = load_spec(path, {"settings.folder": "/data/toy"})
-    assert spec.stages["ingest"].config.paths == ["/data/toy/spectra"]
-    assert spec.stages["ingest"].config.labels == "/data/toy/labels.csv"
+    folder = tmp_path / "toy"
+    (folder / "spectra").mkdir(parents=True)
+    (folder / "labels.csv").write_text("id,temp\n")
+    spec = load_spec(path, {"settings.folder": str(folder)})
+    assert spec.stages["ingest"].config.paths == [f"{folder}/spectra"]
+    assert spec.stages["ingest"].config.labels == f"{folder}/labels.csv"
     assert spec.stages["pretrain"].config.train.epochs == 2
-    assert spec.dump()["settings"]["folder"] == {"description": "a folder of toy spectra", "value": "/data/toy"}
-    overridden = load_spec(path, {"settings.folder": "/data/toy", "settings.epochs": 5})
+    assert spec.dump()["settings"]["folder"] == {"description": "a folder of toy spectra", "value": str(folder)}
+    overridden = load_spec(path, {"settings.folder": str(folder), "settings.epochs": 5})
     assert overridden.stages["pretrain"].config.train.epochs == 5, "--set settings.NAME=VALUE replaces a default value"
 
 

@@ -15,7 +15,7 @@ from specclip_core.data.join import join_stores
 from specclip_core.interfaces import Stage
 from specclip_core.rundir import STORE
 from specclip_core.runner import StageContext
-from specclip_core.spec import DataSpec, SpecModel
+from specclip_core.spec import DataSpec, InputPath, SpecModel
 from specclip_core.stages.ingest import files_fingerprint
 from specclip_core.util import atomic_write_text
 
@@ -27,7 +27,7 @@ StoreName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]
 class CrossMatchSpec(SpecModel):
     """A CSV table pairing the stores' row ids, one row per object."""
 
-    table: str = Field(description="CSV file (relative to the working directory); ids are read as text, never through a float")
+    table: InputPath = Field(description="CSV file (relative to the working directory); ids are read as text, never through a float")
     columns: dict[str, str] = Field(description="store name -> the column of the table holding that store's row id (one per store)")
 
 

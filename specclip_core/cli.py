@@ -43,10 +43,11 @@ def _cmd_specs(args: argparse.Namespace) -> None:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from specclip_core.spec import load_spec
 
+    overrides = _parse_set(args.set)
     failed = 0
     for item in args.specs:
         try:
-            spec = load_spec(item)
+            spec = load_spec(item, overrides)
         except SpecCLIPError as error:
             print(error, file=sys.stderr)
             failed += 1
@@ -65,13 +66,20 @@ def _cmd_schema(args: argparse.Namespace) -> None:
         print(text)
 
 
+CHUNK_HELP = "spectra read and preprocessed at a time (default 4096): memory stays about this many raw spectra, whatever the inputs' size"
+SET_HELP = "override a spec field (YAML value), e.g. stages.pretrain.train.epochs=2 or settings.NAME=VALUE"
+
+
 def _parse_set(items: list[str]) -> dict[str, Any]:
     out = {}
     for item in items:
         if "=" not in item:
             raise SpecCLIPError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            raise SpecCLIPError(f"--set {key}: {value!r} is not a YAML value ({getattr(error, 'problem', None) or error}); quote a string, e.g. --set '{key}=\"{value}\"'") from None
     return out
 
 
@@ -114,11 +122,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from specclip_core.data.stream import DEFAULT_CHUNK
     from specclip_core.predict import predict_catalog
     from specclip_core.threads import use_threads
 
     use_threads(args.threads)
-    report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet)
+    report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK)
     print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
     if report.rejected:
         print(f"{len(report.rejected)} input(s) rejected (listed in {report.output}.rejected.csv):", file=sys.stderr)
@@ -145,11 +154,12 @@ def _cmd_fetch(args: argparse.Namespace) -> None:
 
 def _cmd_ingest(args: argparse.Namespace) -> None:
     from specclip_core.data.ingest import ingest_files, read_label_table
+    from specclip_core.data.stream import DEFAULT_CHUNK
 
     labels = read_label_table(args.labels, text_columns=[args.id_column]) if args.labels else None
     report = ingest_files(
         args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite,
-        simulated=args.simulated, labels_source=args.labels or "labels", duplicates=args.duplicates,
+        simulated=args.simulated, labels_source=args.labels or "labels", duplicates=args.duplicates, chunk=args.chunk or DEFAULT_CHUNK,
     )
     print(report.summary())
 
@@ -179,7 +189,7 @@ def _cmd_datasets(args: argparse.Namespace) -> None:
         print(f"{name:<20} {card.title}  [{card.licence}; {card.source.package}=={card.source.version}]")
 
 
-THREADS_HELP = "CPU threads for torch and BLAS/OpenMP (default: a spec's threads, else SPECCLIP_THREADS, else every CPU this process may use)"
+THREADS_HELP = "CPU threads for torch and BLAS/OpenMP (default: a spec's threads, else SPECCLIP_THREADS, else the CPUs this process may use that other work does not keep busy at the start)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_specs)
     p = sub.add_parser("validate", help="check run specs (field paths on error)")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser("schema", help="JSON schema of run specs, for editors")
     p.add_argument("-o", "--output")
@@ -205,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue unfinished stages from their checkpoints")
     p.add_argument("--force", action="store_true", help="rerun stages even when they could be reused")
     p.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stages")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a spec field, e.g. stages.pretrain.train.epochs=2")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_run)
@@ -225,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
     p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: the last heads stage on embeddings, in spec order, for the modality of the inputs)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_predict)
 
@@ -252,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="files or directories")
     p.add_argument("-o", "--output", required=True, help="store path (.zarr)")
     p.add_argument("--reader", help="force a reader (default: sniff)")
+    p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--labels", help="CSV of labels to join on the spectrum id")
     p.add_argument("--id-column", default="id", help="column of the labels CSV holding the spectrum id")
     p.add_argument("--overwrite", action="store_true", help="replace the store at OUTPUT (never anything that is not a store)")

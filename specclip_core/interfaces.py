@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -335,6 +335,13 @@ class Reader(ABC):
 
     @abstractmethod
     def read(self, path: Path) -> Spectra: ...
+
+    def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
+        """The file's spectra in pieces of at most about ``rows`` spectra, for files too large to hold
+        at once (a table of many spectra). The pieces together equal :meth:`read`; a problem found in
+        a later piece raises ReaderError then, and whoever reads drops the earlier pieces of the file.
+        The default reads the whole file as one piece: override it where a file can hold many spectra."""
+        yield self.read(path)
 
 
 class Writer(ABC):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ import numpy as np
 
 from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
 from specclip_core.components import get_modality, plugin_infos, readers_for
-from specclip_core.data.ingest import choose_reader, expand_paths, preprocess_robustly, read_checked
+from specclip_core.data.ingest import choose_reader, expand_paths
 from specclip_core.data.store import SpectralStore
+from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
 from specclip_core.heads.saved import head_labels, load_head
@@ -88,33 +90,39 @@ def choose_heads(run_dir: Path, requested: list[str] | None, modalities: set[str
     return chosen
 
 
-def load_inputs(paths: list[str], modality: str, progress: bool) -> tuple[Spectra | None, list[tuple[str, str]], np.ndarray]:
-    """Preprocessed spectra from files and stores, the rejected (path or id, reason) and each row's source."""
-    parts, rejected, sources = [], [], []
-    files = []
-    for item in paths:
-        path = Path(item)
-        if (path / "zarr.json").exists():
+class PredictInputs:
+    """The spectra to predict, preprocessed, in chunks of about ``chunk``: stores by rows, files
+    through a :class:`~specclip_core.data.stream.SpectraStream`. Iterating gives (spectra, each
+    row's source name, each row's file index; -1 for a store's rows); afterwards :attr:`rejected`
+    lists (input, reason) and :attr:`failed` the files rejected after some rows were given."""
+
+    def __init__(self, paths: list[str], modality: str, chunk: int = DEFAULT_CHUNK, progress: bool = True):
+        self.modality, self.chunk = modality, chunk
+        self.stores = [Path(p) for p in paths if (Path(p) / "zarr.json").exists()]
+        files = [p for p in paths if not (Path(p) / "zarr.json").exists()]
+        self.stream = SpectraStream(files, get_modality(modality), chunk=chunk, progress=progress) if files else None
+
+    def __iter__(self) -> Iterator[tuple[Spectra, np.ndarray, np.ndarray]]:
+        for path in self.stores:
             store = SpectralStore.open(path)
-            spectra = store.spectra(modality, labels=False)
-            parts.append(spectra)
-            sources.append(np.full(len(spectra), path.name))
-        else:
-            files.append(item)
-    if files:
-        good, bad, unrecognised = read_checked(files, modality, progress=progress)
-        rejected += [(p.file, p.reason) for p in bad] + [(path, "no reader of the modality takes this file") for path in unrecognised]
-        spec = get_modality(modality)
-        for path, raw in good:
-            done, refused = preprocess_robustly(spec, raw, progress=False)
-            rejected += [(f"{path}:{sid}", reason) for sid, reason in refused]
-            if done is not None:
-                parts.append(done)
-                sources.append(np.full(len(done), Path(path).name))
-    if not parts:
-        return None, rejected, np.array([], dtype=str)
-    merged = Spectra.concatenate([Spectra(p.wavelength, p.flux, p.ivar, p.mask, p.ids, {}, p.stats) for p in parts])
-    return merged, rejected, np.concatenate(sources)
+            for start in range(0, len(store), self.chunk):
+                spectra = store.spectra(self.modality, rows=slice(start, start + self.chunk), labels=False)
+                yield spectra, np.full(len(spectra), path.name), np.full(len(spectra), -1)
+        if self.stream is not None:
+            names = np.array([path.name for path in self.stream.files] or [""])
+            for batch in self.stream:
+                yield batch.spectra, names[batch.files], batch.files
+
+    @property
+    def rejected(self) -> list[tuple[str, str]]:
+        if self.stream is None:
+            return []
+        problems = [(f"{file}:{sid}" if sid else file, reason) for file, sid, reason, _ in self.stream.problems]
+        return problems + [(path, "no reader of the modality takes this file") for path in self.stream.unrecognised]
+
+    @property
+    def failed(self) -> set[int]:
+        return set() if self.stream is None else self.stream.failed
 
 
 def _versions() -> str:
@@ -122,7 +130,11 @@ def _versions() -> str:
     return ", ".join(sorted(seen))
 
 
-def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True) -> PredictReport:
+def predict_catalog(
+    run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True, chunk: int = DEFAULT_CHUNK
+) -> PredictReport:
+    """Apply a run's heads to the spectra of ``paths`` (files, directories, stores), ``chunk`` spectra
+    at a time, and write the catalogue at ``output`` (plus ``OUTPUT.rejected.csv`` when inputs were rejected)."""
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
     catalog_format(output)  # before reading anything
@@ -131,27 +143,36 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
     run = RunDir(run_dir)
     chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
-    spectra, rejected, sources = load_inputs(paths, modality, progress)
-    if spectra is None:
+    models = {name: load_head(run.head(name)) for name in chosen}
+    encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
+    inputs = PredictInputs(paths, modality, chunk, progress)
+    parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
+    files: list[np.ndarray] = []
+    for spectra, sources, rows_files in inputs:
+        parts["id"].append(spectra.ids)
+        parts["source"].append(sources)
+        files.append(rows_files)
+        embedded: dict[str, np.ndarray] = {}
+        for name, info in chosen.items():
+            if info.input == "embedding":
+                if info.encoder_stage not in embedded:
+                    embedded[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra)
+                values = embedded[info.encoder_stage]
+            else:
+                values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+            for label, predicted in models[name].predict(values).items():
+                parts.setdefault(label, []).append(predicted)
+    rejected = inputs.rejected
+    if not parts["id"]:
         first = "; ".join(f"{where}: {reason}" for where, reason in rejected[:3]) or "no input files found"
         raise SpecCLIPError(f"no {modality} spectrum read from {', '.join(map(str, paths))} ({len(rejected)} inputs rejected; {first})")
-    report = PredictReport(str(output), rejected=rejected)
-    columns: dict[str, np.ndarray] = {"id": spectra.ids, "source": sources}
+    keep = ~np.isin(np.concatenate(files), sorted(inputs.failed))  # rows of a file that failed part-way are dropped
+    columns = {name: np.concatenate(values)[keep] for name, values in parts.items()}
     described: dict[str, LabelColumn] = {}
-    encoders: dict[str, Any] = {}
     for name, info in chosen.items():
-        if info.input == "embedding":
-            stage = info.encoder_stage
-            if stage not in encoders:
-                encoders[stage] = load_embedder(encoder_dir(run.stage(stage), modality))
-            inputs = _embed(encoders[stage], spectra, progress)
-        else:
-            inputs = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
-        for label, values in load_head(run.head(name)).predict(inputs).items():
-            columns[label] = values
+        for label in head_labels(run.head(name)):
             described[label] = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
-    report.n_rows = len(spectra)
-    report.columns = list(columns)
+    report = PredictReport(str(output), n_rows=len(columns["id"]), rejected=rejected, columns=list(columns))
     header = {
         "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",
         "MODALITY": modality,
@@ -170,7 +191,7 @@ def predict_catalog(run_dir: str | Path, paths: list[str], output: str | Path, h
     return report
 
 
-def _embed(encoder: Any, spectra: Spectra, progress: bool) -> np.ndarray:
+def _embed(encoder: Any, spectra: Spectra) -> np.ndarray:
     from specclip_core.train.distributed import resolve_device
 
     return encoder.embed(spectra.flux, spectra.stats, device=resolve_device("auto"))

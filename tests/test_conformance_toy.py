@@ -136,6 +136,7 @@ def test_ingest_records_simulated_spectra_and_where_labels_came_from(tmp_path, c
 
     from specclip_core.data.ingest import ingest_files, mark_simulated
     from specclip_core.data.store import SpectralStore
+    from specclip_core.errors import ReaderError
     from specclip_core.testing import cli_main
     from specclip_toy import make_raw, write_file
 
@@ -159,11 +160,11 @@ def test_ingest_records_simulated_spectra_and_where_labels_came_from(tmp_path, c
 
     flagged = raw.subset([0, 1])
     flagged.meta["simulated"] = np.array([True, False])
-    kept, skipped = mark_simulated([(tmp_path / "x.toy.csv", flagged)], False)
     reason = "the file says simulated = True, but the ingest's setting simulated is False"
-    assert not kept and skipped == [(str(tmp_path / "x.toy.csv"), reason)]
-    kept, skipped = mark_simulated([(tmp_path / "x.toy.csv", flagged)], None)
-    assert kept[0][1].meta["simulated"].tolist() == [True, False] and not skipped
+    with __import__("pytest").raises(ReaderError, match=reason) as caught:
+        mark_simulated(tmp_path / "x.toy.csv", flagged, False)
+    assert caught.value.path == str(tmp_path / "x.toy.csv") and caught.value.check == "simulated-flag"
+    assert mark_simulated(tmp_path / "x.toy.csv", flagged, None).meta["simulated"].tolist() == [True, False]
 
     with __import__("pytest").raises(Exception, match="column 'simulated' is set by ingest"):
         ingest_files([tmp_path], "toy", tmp_path / "bad.zarr", labels={"id": np.array(["s0"]), "simulated": np.array([1])}, progress=False)

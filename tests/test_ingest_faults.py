@@ -124,22 +124,30 @@ def test_resume_after_a_kill_at_the_end_of_an_ingest_stage(tmp_path):
 @pytest.mark.parametrize("policy, kept", [("first", "a"), ("best_snr", "b"), ("reject", None)])
 def test_duplicate_policies(tmp_path, policy, kept):
     from specclip_core.data.ingest import resolve_duplicates
-    from specclip_toy import make_raw
 
-    one, two, other = make_raw(1, 5), make_raw(1, 5), make_raw(1, 6)
-    two.ivar[:] = 4.0  # the better copy
-    good = [(tmp_path / "a", one), (tmp_path / "b", two), (tmp_path / "c", other)]
-    files, problems, duplicates = resolve_duplicates(good, policy)
-    assert [path.name for path, _ in files] == [n for n in "abc" if n in (kept, "c")]
+    paths = [tmp_path / "a", tmp_path / "b", tmp_path / "c"]
+    ids, files, snr = np.array(["toy-5-0", "toy-5-0", "toy-6-0"]), np.array([0, 1, 2]), np.array([1.0, 2.0, 1.0])
+    rows, problems, duplicates = resolve_duplicates(ids, files, snr, paths, policy)
+    assert [paths[files[row]].name for row in rows] == [n for n in "abc" if n in (kept, "c")]
     assert duplicates == [{"id": "toy-5-0", "files": [str(tmp_path / "a"), str(tmp_path / "b")], "kept": kept and str(tmp_path / kept)}]
     assert {p.check for p in problems} == {"duplicate-id"} and len(problems) == (2 if kept is None else 1)
 
 
 def test_ids_that_are_not_integers_never_stop_the_duplicate_check(tmp_path):
     from specclip_core.data.ingest import resolve_duplicates
-    from specclip_toy import make_raw
 
-    odd = make_raw(2, 1)
-    odd.ids[:] = ["1.5", "1.5"]
-    files, problems, duplicates = resolve_duplicates([(tmp_path / "a", odd)], "first")
-    assert len(files[0][1]) == 1 and [p.id for p in problems] == ["1.5"] and duplicates[0]["kept"] == str(tmp_path / "a")
+    rows, problems, duplicates = resolve_duplicates(np.array(["1.5", "1.5"]), np.array([0, 0]), np.zeros(2), [tmp_path / "a"], "first")
+    assert rows.tolist() == [0] and [p.id for p in problems] == ["1.5"] and duplicates[0]["kept"] == str(tmp_path / "a")
+
+
+def test_best_snr_keeps_the_copy_of_best_signal_to_noise_in_an_ingest(tmp_path):
+    from specclip_core.data.ingest import ingest_files
+    from specclip_toy import make_raw, write_file
+
+    one, two = make_raw(1, 5), make_raw(1, 5)
+    two.ivar[:] = 100 * one.ivar  # the better copy
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    paths = [write_file(tmp_path / "a" / "x.toy.csv", one, 0), write_file(tmp_path / "b" / "x.toy.csv", two, 0)]
+    report = ingest_files(paths, "toy", tmp_path / "out.zarr", duplicates="best_snr", progress=False)
+    assert report.duplicates == [{"id": "x", "files": [str(p) for p in paths], "kept": str(paths[1])}]
+    assert report.n_spectra_written == 1

@@ -4,13 +4,17 @@ Bad input never stops an ingest: a file no reader can read, a spectrum its modal
 preprocessing rejects (or that leaves it with a non-finite value), and the copies of a duplicated id
 that the ``duplicates`` policy drops are skipped and listed in the report, each with its file, id,
 reason and the check that failed. Files under a directory whose names match no reader's pattern
-are sniffed by content; those no reader takes are listed as unrecognised. The store, with its
-report, is built under a temporary name and appears only when complete.
+are sniffed by content; those no reader takes are listed as unrecognised. Files are read and
+preprocessed a chunk at a time (:mod:`specclip_core.data.stream`) and wait on disk
+(:mod:`specclip_core.data.staging`) until the rows to keep are known. The store, with its report,
+is built under a temporary name and appears only when complete.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,7 +26,9 @@ import numpy as np
 from specclip_core.components import get_modality, get_reader, readers_for
 from specclip_core.data.ids import duplicated, lookup, normalise_ids
 from specclip_core.data.inputs import verify
+from specclip_core.data.staging import Staging
 from specclip_core.data.store import SpectralStore
+from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.interfaces import SIMULATED, Modality, Reader, Spectra
 from specclip_core.util import atomic_write_text, progress_bar
@@ -52,7 +58,7 @@ class LabelMatch:
 
 DuplicatePolicy = Literal["first", "best_snr", "reject"]
 """What ingest keeps of an id held by several spectra: the first (in file order), the one of best
-S/N (median of flux * sqrt(ivar) over good pixels; ties: the first), or none."""
+S/N (median of flux * sqrt(ivar) over good pixels, after preprocessing; ties: the first), or none."""
 
 
 @dataclass
@@ -201,28 +207,29 @@ def finite_or_masked(spectra: Spectra) -> tuple[Spectra, dict[int, str]]:
 
 def preprocess_checked(
     modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True
-) -> tuple[Spectra | None, list[tuple[str, str, str]]]:
+) -> tuple[Spectra | None, list[tuple[str, str, str, int]]]:
     """Preprocess in batches; a batch that fails is redone spectrum by spectrum to isolate the bad
-    ones. Returns the finite spectra (see :func:`finite_or_masked`) and (id, reason, check) of the rest."""
+    ones. Returns the finite spectra (see :func:`finite_or_masked`) and (id, reason, check, row of
+    ``raw``) of the rest."""
     parts, rejected = [], []
 
-    def keep(done: Spectra) -> None:
+    def keep(done: Spectra, first_row: int) -> None:
         done, unusable = finite_or_masked(done)
-        rejected.extend((str(done.ids[i]), reason, "finite") for i, reason in unusable.items())
+        rejected.extend((str(done.ids[i]), reason, "finite", first_row + i) for i, reason in unusable.items())
         parts.append(done.subset(np.setdiff1d(np.arange(len(done)), list(unusable))) if unusable else done)
 
     with progress_bar(len(raw), f"preprocessing {modality.name}", "spectrum", disable=not progress) as bar:
         for start in range(0, len(raw), batch):
             chunk = raw.subset(slice(start, start + batch))
             try:
-                keep(modality.preprocess(chunk))
+                keep(modality.preprocess(chunk), start)
             except ValueError:
                 for row in range(len(chunk)):
                     one = chunk.subset([row])
                     try:
-                        keep(modality.preprocess(one))
+                        keep(modality.preprocess(one), start + row)
                     except ValueError as error:
-                        rejected.append((str(one.ids[0]), str(error), "preprocess"))
+                        rejected.append((str(one.ids[0]), str(error), "preprocess", start + row))
             bar.update(len(chunk))
     parts = [p for p in parts if len(p)]
     return (Spectra.concatenate(parts) if parts else None), rejected
@@ -233,65 +240,49 @@ def preprocess_robustly(
 ) -> tuple[Spectra | None, list[tuple[str, str]]]:
     """:func:`preprocess_checked`, with the rejected as (id, reason)."""
     done, rejected = preprocess_checked(modality, raw, batch, progress)
-    return done, [(sid, reason) for sid, reason, _ in rejected]
-
-
-def _snr(spectra: Spectra) -> np.ndarray:
-    """Median of |flux| * sqrt(ivar) over each spectrum's good pixels (0 where none)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        values = np.where(spectra.mask, np.nan, np.abs(spectra.flux.astype(np.float64)) * np.sqrt(np.clip(spectra.ivar, 0, None)))
-    out = np.zeros(len(spectra))
-    rows = ~np.isnan(values).all(axis=1)
-    out[rows] = np.nanmedian(values[rows], axis=1)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0)
+    return done, [(sid, reason) for sid, reason, _, _ in rejected]
 
 
 def resolve_duplicates(
-    good: list[tuple[Path, Spectra]], policy: DuplicatePolicy
-) -> tuple[list[tuple[Path, Spectra]], list[Problem], list[dict[str, Any]]]:
-    """Keep one spectrum (or none, under ``reject``) per id held by several (ids compared as the store
-    does, as written); the others become problems (check ``duplicate-id``) naming every file that holds the id."""
-    places = [(f, r, str(sid)) for f, (_, spectra) in enumerate(good) for r, sid in enumerate(spectra.ids)]
-    by_id: dict[str, list[tuple[int, int]]] = {}
-    for f, r, sid in places:
-        by_id.setdefault(sid, []).append((f, r))
-    drop: dict[int, set[int]] = {}
+    ids: np.ndarray, files: np.ndarray, snr: np.ndarray, paths: Sequence[str | Path], policy: DuplicatePolicy
+) -> tuple[np.ndarray, list[Problem], list[dict[str, Any]]]:
+    """The rows to keep when ids repeat (compared as the store does, as written): one row per id, or
+    none under ``reject``; each dropped copy becomes a problem (check ``duplicate-id``) naming every
+    file that holds the id. ``files`` gives each row's index in ``paths``; ``snr`` each row's S/N."""
+    ids = np.asarray(ids).astype(str)
+    unique, first, inverse, counts = np.unique(ids, return_index=True, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts > 1)
+    by_id, ends = np.argsort(inverse, kind="stable"), np.cumsum(counts)
+    drop: list[int] = []
     problems, duplicates = [], []
-    snrs = [_snr(spectra) for _, spectra in good] if policy == "best_snr" else []
-    for sid, copies in by_id.items():
-        if len(copies) < 2:
-            continue
-        files = [str(good[f][0]) for f, _ in copies]
-        kept = None if policy == "reject" else max(copies, key=lambda c: snrs[c[0]][c[1]]) if policy == "best_snr" else copies[0]
-        duplicates.append({"id": sid, "files": files, "kept": None if kept is None else str(good[kept[0]][0])})
-        for f, r in copies:
-            if (f, r) == kept:
-                continue
-            drop.setdefault(f, set()).add(r)
-            held = ", ".join(sorted(set(files)))
-            reason = f"id {sid} is held by {len(copies)} spectra (in {held}); duplicates policy {policy!r}"
-            problems.append(Problem(str(good[f][0]), sid, reason, "duplicate-id"))
-    kept_files = []
-    for f, (path, spectra) in enumerate(good):
-        rows = np.setdiff1d(np.arange(len(spectra)), sorted(drop.get(f, ())))
-        if len(rows):
-            kept_files.append((path, spectra.subset(rows) if len(rows) < len(spectra) else spectra))
-    return kept_files, problems, duplicates
+    for group in repeated[np.argsort(first[repeated])]:  # in the order the ids first appear
+        copies = by_id[ends[group] - counts[group] : ends[group]]
+        sid = str(unique[group])
+        held = [str(paths[files[row]]) for row in copies]
+        kept = None if policy == "reject" else int(copies[np.argmax(snr[copies])]) if policy == "best_snr" else int(copies[0])
+        duplicates.append({"id": sid, "files": held, "kept": None if kept is None else str(paths[files[kept]])})
+        reason = f"id {sid} is held by {len(copies)} spectra (in {', '.join(sorted(set(held)))}); duplicates policy {policy!r}"
+        for row in copies:
+            if row != kept:
+                drop.append(int(row))
+                problems.append(Problem(str(paths[files[row]]), sid, reason, "duplicate-id"))
+    return np.setdiff1d(np.arange(len(ids)), drop), problems, duplicates
 
 
 def write_store(
     path: str | Path,
     modality: Modality,
-    spectra: Spectra,
+    spectra: Spectra | Iterable[Spectra],
     label_columns: Mapping[str, str],
     attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     batch: int = 8192,
 ) -> SpectralStore:
-    """Write preprocessed spectra and their label columns (taken from ``spectra.meta``) as a new store."""
+    """Write preprocessed spectra (one :class:`Spectra`, or pieces of them) and their label columns
+    (taken from each spectrum's meta) as a new store."""
+    pieces = (spectra.subset(slice(start, start + batch)) for start in range(0, len(spectra), batch)) if isinstance(spectra, Spectra) else spectra
     with SpectralStore.build(path, {modality.name: modality}, label_columns, attrs, overwrite=overwrite) as store:
-        for start in range(0, len(spectra), batch):
-            part = spectra.subset(slice(start, start + batch))
+        for part in pieces:
             labels = {}
             for column, kind in label_columns.items():
                 values = part.meta.get(column)
@@ -378,23 +369,16 @@ def _flags(path: Path, spectra: Spectra, setting: bool | None) -> np.ndarray:
         return np.zeros(len(spectra), bool) if flags is None else flags
     if flags is not None and (flags != setting).any():
         said = bool(flags[flags != setting][0])
-        raise ReaderError(path, f"the file says {SIMULATED} = {said}, but the ingest's setting simulated is {setting}")
+        raise ReaderError(path, f"the file says {SIMULATED} = {said}, but the ingest's setting simulated is {setting}", check="simulated-flag")
     return np.full(len(spectra), setting)
 
 
-def mark_simulated(good: list[tuple[Path, Spectra]], setting: bool | None) -> tuple[list[tuple[Path, Spectra]], list[tuple[str, str]]]:
-    """Give every file's spectra a boolean meta column ``simulated``: the ``simulated`` setting when
-    given, else the file's own flag (absent: not simulated). A file whose own flag contradicts the
-    setting is skipped, with the reason."""
-    kept, skipped = [], []
-    for path, spectra in good:
-        try:
-            spectra.meta[SIMULATED] = _flags(path, spectra, setting)
-        except ReaderError as error:
-            skipped.append((str(path), error.reason))
-            continue
-        kept.append((path, spectra))
-    return kept, skipped
+def mark_simulated(path: Path, spectra: Spectra, setting: bool | None) -> Spectra:
+    """Give a file's spectra a boolean meta column ``simulated``: the ``simulated`` setting when
+    given, else the file's own flag (absent: not simulated); ReaderError when the file's own flag
+    contradicts the setting."""
+    spectra.meta[SIMULATED] = _flags(path, spectra, setting)
+    return spectra
 
 
 def label_kinds(meta: Mapping[str, np.ndarray], columns: Sequence[str] | None = None) -> dict[str, str]:
@@ -417,6 +401,7 @@ def ingest_files(
     simulated: bool | None = None,
     labels_source: str = "labels",
     duplicates: DuplicatePolicy = "first",
+    chunk: int = DEFAULT_CHUNK,
 ) -> IngestReport:
     """Read files of one modality, preprocess, join labels, write a new store and its ingest report.
 
@@ -424,62 +409,79 @@ def ingest_files(
     :class:`~specclip_core.interfaces.Reader`). When any spectrum is simulated, the store has a 0/1
     label column ``simulated`` and its meta ``simulated_modalities`` lists the modality.
     ``labels_source`` names the label table in errors. ``duplicates`` is the :data:`DuplicatePolicy`
-    for an id held by several spectra."""
+    for an id held by several spectra. Files are read and preprocessed ``chunk`` spectra at a time
+    (see :mod:`specclip_core.data.stream`); the preprocessed arrays wait on disk beside the store."""
     started = time.perf_counter()
     spec = get_modality(modality)
     if labels is not None and SIMULATED in labels:
         raise SpecCLIPError(f"{labels_source}: column {SIMULATED!r} is set by ingest (from the files or the simulated setting); rename it")
-    good, bad, unrecognised = read_checked(paths, spec.name, reader, progress)
-    n_files = len(good) + len(bad)
-    good, contradicted = mark_simulated(good, simulated)
-    bad += [Problem(path, "", reason, "simulated-flag") for path, reason in contradicted]
-    report = IngestReport(str(store_path), spec.name, n_files=n_files, skipped_files=[(p.file, p.reason) for p in bad])
+    stream = SpectraStream(paths, spec, reader, chunk, progress, on_raw=lambda path, raw: mark_simulated(path, raw, simulated))
+    store_path = Path(store_path)
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in store_path.parent.glob(f".{store_path.name}.staging-*"):  # left by an ingest of this store that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f".{store_path.name}.staging-", dir=store_path.parent) as scratch:
+        staging = Staging(Path(scratch))
+        try:
+            for batch in stream:
+                staging.append(batch.spectra, batch.files)
+            return _write_staged(stream, staging, spec, store_path, labels, id_column, labels_source, duplicates, simulated, overwrite, attrs, started, chunk)
+        finally:
+            staging.close()
+
+
+def _write_staged(
+    stream: SpectraStream, staging: Staging, spec: Modality, store_path: Path, labels: Mapping[str, np.ndarray] | None,
+    id_column: str | None, labels_source: str, duplicates: DuplicatePolicy, simulated: bool | None, overwrite: bool,
+    attrs: Mapping[str, Any] | None, started: float, chunk: int,
+) -> IngestReport:
+    """The second half of :func:`ingest_files`: choose the rows, join the labels, write the store."""
+    files = [str(path) for path in stream.files]
+    problems = [Problem(*problem) for problem in stream.problems]
+    skipped = [p for p in problems if not p.id]
+    report = IngestReport(str(store_path), spec.name, n_files=len(files) - len(stream.unrecognised), skipped_files=[(p.file, p.reason) for p in skipped])
     report.simulated_from = "files" if simulated is None else "setting"
-    report.unrecognised_files, report.duplicates_policy = unrecognised, duplicates
-    if not good:
+    report.unrecognised_files, report.duplicates_policy = stream.unrecognised, duplicates
+    report.n_spectra_read = stream.n_read
+    if not stream.n_files_read:
         raise SpecCLIPError(
-            f"no readable {spec.name} files among {report.n_files} (and {len(unrecognised)} files no reader takes); "
+            f"no readable {spec.name} files among {report.n_files} (and {len(stream.unrecognised)} files no reader takes); "
             f"first problems: {report.skipped_files[:3]}"
         )
-    good, dropped, report.duplicates = resolve_duplicates(good, duplicates)
-    file_of = {sid: str(path) for path, spectra in good for sid in spectra.ids}
-    by_grid: dict[bytes, list[Spectra]] = {}
-    for _path, spectra in good:
-        by_grid.setdefault(spectra.wavelength.tobytes(), []).append(spectra)
-    processed, rejected = [], []
-    for group in by_grid.values():
-        raw = Spectra.concatenate(group)
-        report.n_spectra_read += len(raw)
-        done, bad_rows = preprocess_checked(spec, raw, progress=progress)
-        rejected += [Problem(file_of.get(sid, ""), sid, reason, check) for sid, reason, check in bad_rows]
-        if done is not None:
-            processed.append(done)
-    rejected = dropped + rejected
+    row_files = staging.column("files").astype(np.int64)
+    whole = np.flatnonzero(~np.isin(row_files, sorted(stream.failed)))  # rows of files that failed part-way are dropped
+    ids = staging.column("ids")
+    kept, dropped, report.duplicates = resolve_duplicates(ids[whole], row_files[whole], staging.column("snr")[whole], files, duplicates)
+    rows = whole[kept]
+    rejected = dropped + [p for p in problems if p.id]
     report.rejected_spectra = [(p.id, p.reason) for p in rejected]
-    report.problems = bad + rejected
-    if not processed:
+    report.problems = skipped + rejected
+    if not len(rows):
         raise SpecCLIPError(f"every {spec.name} spectrum was rejected; first reasons: {[(p.file, p.id, p.reason) for p in rejected[:3]]}")
-    spectra = Spectra.concatenate(processed)
-    from_files = set(spectra.meta) - {SIMULATED}
-    if labels is not None:
-        spectra, report.labels = join_labels(spectra, labels, id_column or "id", labels_source)
-    if SIMULATED not in spectra.meta:
+    meta = {key: values[rows] for key, values in staging.meta().items()}
+    if SIMULATED not in meta:
         raise SpecCLIPError(f"{spec.name} preprocessing dropped the spectra's meta columns (Modality.preprocess must keep them)")
-    flags = spectra.meta.pop(SIMULATED).astype(bool)
+    from_files = set(meta) - {SIMULATED}
+    if labels is not None:
+        bare = Spectra(np.zeros(0), np.zeros((len(rows), 0)), np.zeros((len(rows), 0)), np.zeros((len(rows), 0), bool), ids[rows], meta)
+        joined, report.labels = join_labels(bare, labels, id_column or "id", labels_source)
+        meta = joined.meta
+    flags = meta.pop(SIMULATED).astype(bool)
     report.n_simulated = int(flags.sum())
     provenance = {"ingest": {"n_files": report.n_files}}
     if flags.any():
-        spectra.meta[SIMULATED] = flags.astype(np.int64)
+        meta[SIMULATED] = flags.astype(np.int64)
         provenance["simulated_modalities"] = [spec.name]
-    columns = label_kinds(spectra.meta)
+    columns = label_kinds(meta)
     matched = report.labels.columns if report.labels is not None else {}
     flagged_by = "ingest (the files' flags)" if simulated is None else "ingest (the simulated setting)"
     report.columns = {c: matched.get(c, "the files" if c in from_files else flagged_by) for c in columns}
-    masked = spectra.mask.sum(axis=1)
-    report.masked_pixel_fraction = float(masked.sum() / spectra.mask.size)
+    masked = staging.column("masked")[rows]
+    report.masked_pixel_fraction = float(masked.sum() / (len(rows) * staging.wavelength.size))
     report.masked_pixels_per_spectrum_median = float(np.median(masked))
-    report.n_spectra_written = len(spectra)
+    report.n_spectra_written = len(rows)
     report.seconds = time.perf_counter() - started  # up to writing: the report is committed with the store
-    report.spectra_per_second = len(spectra) / max(report.seconds, 1e-9)
-    write_store(store_path, spec, spectra, columns, {**provenance, **(attrs or {}), "ingest_report": asdict(report)}, overwrite)
+    report.spectra_per_second = len(rows) / max(report.seconds, 1e-9)
+    attrs = {**provenance, **(attrs or {}), "ingest_report": asdict(report)}
+    write_store(store_path, spec, staging.chunks(rows, meta, chunk), columns, attrs, overwrite)
     return report

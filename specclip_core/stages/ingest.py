@@ -14,10 +14,11 @@ from pydantic import Field
 from specclip_core.components import readers_for
 from specclip_core.data.ingest import DuplicatePolicy, expand_paths, ingest_files, read_label_table, unmatched_files
 from specclip_core.data.schema import csv_columns
+from specclip_core.data.stream import DEFAULT_CHUNK
 from specclip_core.interfaces import Stage
 from specclip_core.rundir import STORE
 from specclip_core.runner import StageContext
-from specclip_core.spec import ModalityName, SpecModel
+from specclip_core.spec import InputPath, ModalityName, SpecModel
 from specclip_core.util import atomic_write_text
 
 
@@ -25,13 +26,14 @@ class IngestConfig(SpecModel):
     """Read files of one modality, preprocess them, join a label table and write the stage's store."""
 
     modality: ModalityName = Field(description="registered modality name or alias of the files")
-    paths: list[str] = Field(min_length=1, description="files or directories (relative to the working directory)")
-    labels: str | None = Field(None, description="CSV of labels joined on the spectrum id")
+    paths: list[InputPath] = Field(min_length=1, description="files or directories (relative to the working directory)")
+    labels: InputPath | None = Field(None, description="CSV of labels joined on the spectrum id")
     id_column: str = Field("id", description="column of the labels CSV that holds the spectrum id")
     reader: str | None = Field(None, description="force a reader (default: sniff each file)")
     duplicates: DuplicatePolicy = Field(
         "first", description="an id held by several spectra: keep the first (file order), the best S/N, or reject all copies"
     )
+    chunk: int = Field(DEFAULT_CHUNK, ge=1, description="spectra read and preprocessed at a time: memory stays about this many raw spectra, whatever the inputs' size")
     simulated: bool | None = Field(
         None,
         description="every spectrum is simulated (true) or observed (false); default: each file's own flag "
@@ -72,7 +74,7 @@ class IngestStage(Stage):
         labels = read_label_table(config.labels, text_columns=[config.id_column]) if config.labels else None
         report = ingest_files(
             config.paths, config.modality, context.out_dir / STORE, reader=config.reader, labels=labels, id_column=config.id_column,
-            progress=context.progress, simulated=config.simulated, labels_source=config.labels or "labels", duplicates=config.duplicates,
+            progress=context.progress, simulated=config.simulated, labels_source=config.labels or "labels", duplicates=config.duplicates, chunk=config.chunk,
             overwrite=True,  # the stage's own working directory: a store left by a run killed after writing it (--resume)
         )
         report.store = STORE  # relative to the stage directory, which is renamed when the stage finishes

@@ -22,18 +22,18 @@ def _lines(text: str) -> list[str]:
     return text.splitlines(keepends=True)
 
 
-def test_every_bad_table_is_rejected_by_name_with_its_reason(data_dir, tmp_path):
-    tally = Tally("XP tables, readers")
+def _bad_tables(data_dir, directory):
+    """The corpus: (case, path, expected (check, words in the reason), the spectra a harmless damage leaves unchanged)."""
+    cases = []
     for table in TABLES:
         text = (data_dir / table).read_text()
         reference = _read(data_dir / table)
         stem = table.removesuffix(".csv")
-        cases = []
 
         def write(name, content, expected, same=None):
-            path = tmp_path / f"{stem}-{name}"
+            path = directory / f"{stem}-{name}"
             path.write_bytes(content if isinstance(content, bytes) else content.encode())
-            cases.append((path, expected, same))
+            cases.append((path.name, path, expected, same))
 
         head, *rows = _lines(text)
         last = rows[-1]
@@ -46,10 +46,64 @@ def test_every_bad_table_is_rejected_by_name_with_its_reason(data_dir, tmp_path)
         for position, damaged in bit_flips(compressed, 30, seed=2):
             write(f"flip-{position}.csv.gz", damaged, ("gzip", ""), reference)
         write("cut.csv.gz", compressed[: len(compressed) // 2], ("gzip", "truncated gzip file"))
-        for path, expected, same in cases:
-            meet_reader(tally, path.name, path, _read, expected, same, seconds=30)
-    os.mkfifo(tmp_path / "fifo.csv")
-    meet_reader(tally, "fifo.csv", tmp_path / "fifo.csv", _read, ("regular-file", "FIFO"), seconds=30)
+    os.mkfifo(directory / "fifo.csv")
+    cases.append(("fifo.csv", directory / "fifo.csv", ("regular-file", "FIFO"), None))
+    return cases
+
+
+def test_every_bad_table_is_rejected_by_name_with_its_reason(data_dir, tmp_path):
+    tally = Tally("XP tables, readers")
+    for case, path, expected, same in _bad_tables(data_dir, tmp_path):
+        meet_reader(tally, case, path, _read, expected, same, seconds=30)
+    print(tally.summary())
+    tally.assert_clean()
+    assert tally.tried >= 70
+
+
+def test_predict_lists_every_bad_table_and_keeps_every_good_spectrum(data_dir, tmp_path, capsys, monkeypatch):
+    """``specclip predict`` on the good tables and the whole corpus at once, with a tiny model."""
+    from astropy.table import Table
+
+    from specclip_core.api import Spectra, get_modality, run_spec, validate_spec
+    from specclip_core.data.ingest import write_store
+    from specclip_core.testing import cli_main
+
+    monkeypatch.setenv("SPECCLIP_PROGRESS", "0")
+    good = _read(data_dir / TABLES[0])
+    rng = np.random.default_rng(0)
+    copies = 32
+    flux = np.repeat(np.nan_to_num(good.flux), copies, axis=0) * rng.normal(1, 0.01, (copies * len(good), 1))
+    noisy = Spectra(good.wavelength, flux, np.repeat(good.ivar, copies, axis=0), np.repeat(good.mask, copies, axis=0),
+                    [f"{sid}{k}" for sid in good.ids for k in range(copies)], {"teff": rng.uniform(4000, 6000, copies * len(good))})
+    modality = get_modality("gaia_xp")
+    write_store(tmp_path / "train.zarr", modality, modality.preprocess(noisy), {"teff": "float"})
+    tiny = {"epochs": 1, "batch_size": 16, "device": "cpu", "patience": None}
+    spec = validate_spec({
+        "name": "xp-tiny", "run_dir": str(tmp_path / "run"), "data": {"store": str(tmp_path / "train.zarr")},
+        "stages": {
+            "pretrain": {"kind": "pretrain", "modality": "gaia_xp", "encoder": {"name": "mlp_autoencoder", "size": "small"}, "objectives": [{"name": "reconstruction"}], "train": tiny},
+            "heads": {"kind": "heads", "needs": ["pretrain"], "modality": "gaia_xp", "labels": ["teff"], "head": {"name": "mlp", "hidden": [8]}, "train": tiny},
+        },
+    })
+    run_spec(spec, progress=False, log=lambda *_: None)
+    (tmp_path / "bad").mkdir()
+    cases = _bad_tables(data_dir, tmp_path / "bad")
+    catalog = tmp_path / "catalog.csv"
+    tally = Tally("XP tables, predict")
+    with deadline(120):
+        code = cli_main(["predict", str(tmp_path / "run"), *(str(data_dir / t) for t in TABLES), *(str(p) for _, p, _, _ in cases), "-o", str(catalog), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    listed = {str(p) for p in Table.read(tmp_path / "catalog.csv.rejected.csv", format="ascii.csv")["input"]}
+    for case, path, _, same in cases:
+        if str(path) in listed:
+            tally.outcome(case, "right_reason")
+            continue
+        read = _read(path)  # predicted: only right if the damage left the spectra as they were
+        unchanged = same is not None and all(np.array_equal(getattr(read, n), getattr(same, n), equal_nan=True) for n in ("flux", "ivar", "ids"))
+        tally.outcome(case, "right_reason" if unchanged else "silently_wrong")
+    table = Table.read(catalog, format="ascii.csv", comment="#")
+    expected = {str(sid) for t in TABLES for sid in _read(data_dir / t).ids}
+    tally.good_lost = len(expected - set(table["id"].astype(str)))
     print(tally.summary())
     tally.assert_clean()
     assert tally.tried >= 70
@@ -84,3 +138,39 @@ def test_ingest_keeps_every_good_spectrum_among_bad_tables(data_dir, tmp_path):
     print(tally.summary())
     tally.assert_clean()
     assert report.n_spectra_written == len(reference) and {d["id"] for d in report.duplicates} == set(reference.ids)
+
+
+def _many_rows(text: str, copies: int) -> str:
+    """The table's rows repeated ``copies`` times, each copy with its own source ids."""
+    head, *rows = _lines(text)
+    out = [head]
+    for copy in range(copies):
+        for row in rows:
+            sid, rest = row.split(",", 1)
+            out.append(f"{int(sid) + copy * 1_000_003},{rest}")
+    return "".join(out)
+
+
+def test_tables_read_in_pieces_equal_the_whole(data_dir, tmp_path):
+    for table in TABLES:
+        path = tmp_path / table
+        path.write_text(_many_rows((data_dir / table).read_text(), 3))
+        reader = choose_reader(path, list(readers_for("gaia_xp")))
+        whole = reader.read(path)
+        pieces = list(reader.read_chunks(path, 2))
+        assert len(whole) >= 6 and [len(p) for p in pieces] == [2] * (len(whole) // 2) + ([len(whole) % 2] if len(whole) % 2 else [])
+        for name in ("flux", "ivar", "mask", "ids"):
+            np.testing.assert_array_equal(np.concatenate([getattr(p, name) for p in pieces]), getattr(whole, name))
+
+
+def test_a_table_cut_in_its_last_piece_is_rejected_whole_at_ingest(data_dir, tmp_path):
+    text = _many_rows((data_dir / TABLES[1]).read_text(), 3)
+    cut = text[: len(text) - len(_lines(text)[-1]) // 2] + "\n"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "good.csv").write_text((data_dir / TABLES[0]).read_text())
+    (tmp_path / "in" / "cut.csv").write_text(cut)
+    report = ingest_files([tmp_path / "in"], "gaia_xp", tmp_path / "out.zarr", progress=False, chunk=2)
+    good = _read(data_dir / TABLES[0])
+    assert sorted(SpectralStore.open(tmp_path / "out.zarr").ids) == sorted(good.ids), "every good spectrum, none of the cut table's"
+    (problem,) = report.problems
+    assert problem.file == str(tmp_path / "in" / "cut.csv") and problem.check == "table-row" and "line 7 has" in problem.reason

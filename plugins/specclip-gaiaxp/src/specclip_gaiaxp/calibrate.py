@@ -22,7 +22,8 @@ from specclip_gaiaxp.grid import SAMPLING_NM
 if TYPE_CHECKING:
     import pandas as pd
 
-CHUNK = 1000
+CHUNK = 4096
+"""Rows per gaiaxpy call: each call rebuilds its design matrices (about 0.3 s), so calls are few."""
 
 
 @contextlib.contextmanager

@@ -11,6 +11,8 @@ multiplies the sampled error by it again. A row with neither band gives an all-N
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from specclip_core.api import Reader, ReaderError, Spectra
 from specclip_gaiaxp import calibrate
 from specclip_gaiaxp.assemble import raw_spectra
 from specclip_gaiaxp.grid import WAVELENGTH, to_flux_unit
-from specclip_gaiaxp.tables import column_names, float_rows, read_table, scalar_column, table_format
+from specclip_gaiaxp.tables import column_names, float_rows, read_table_chunks, scalar_column, table_format
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,30 +46,38 @@ class GaiaXPContinuousReader(Reader):
         return "source_id" in names and any(f"{band}_coefficients" in names for band in BANDS)
 
     def read(self, path: Path) -> Spectra:
-        import pandas as pd
+        return next(self.read_chunks(path, sys.maxsize))
 
+    def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
         path = Path(path)
-        table = read_table(path, ["source_id"])
-        bands = [band for band in BANDS if f"{band}_coefficients" in table.colnames]
-        if not bands:
-            raise ReaderError(path, "no bp_coefficients or rp_coefficients column: not an XP continuous spectra table")
-        source_id = scalar_column(table, "source_id", np.int64)
-        if (source_id <= 0).any():
-            raise ReaderError(path, f"{int((source_id <= 0).sum())} rows have no valid source_id")
-        columns: dict[str, list] = {"source_id": list(source_id)}
-        for band in BANDS:
-            columns.update(_band_columns(path, table, band) if band in bands else _missing_band(len(table), band))
-        frame = pd.DataFrame(columns)
-        covered = np.logical_or.reduce([_available(frame, band) for band in BANDS])
-        flux = np.full((len(frame), WAVELENGTH.size), np.nan)
-        error = flux.copy()
-        if covered.any():
-            try:
-                flux[covered], error[covered] = calibrate.sample(frame[covered])
-            except Exception as problem:  # gaiaxpy raises ValueError, KeyError, ... for input it cannot use
-                raise ReaderError(path, f"gaiaxpy cannot sample these spectra: {type(problem).__name__}: {problem}") from None
-        ids = source_id.astype(str)
-        return raw_spectra(path, WAVELENGTH, to_flux_unit(flux), to_flux_unit(error), ids, {"source_id": ids})
+        for table in read_table_chunks(path, ["source_id"], rows):
+            yield _spectra(path, table)
+
+
+def _spectra(path: Path, table: Table) -> Spectra:
+    """Raw spectra of one piece of a continuous XP table, sampled with gaiaxpy."""
+    import pandas as pd
+
+    bands = [band for band in BANDS if f"{band}_coefficients" in table.colnames]
+    if not bands:
+        raise ReaderError(path, "no bp_coefficients or rp_coefficients column: not an XP continuous spectra table")
+    source_id = scalar_column(table, "source_id", np.int64)
+    if (source_id <= 0).any():
+        raise ReaderError(path, f"{int((source_id <= 0).sum())} rows have no valid source_id")
+    columns: dict[str, list] = {"source_id": list(source_id)}
+    for band in BANDS:
+        columns.update(_band_columns(path, table, band) if band in bands else _missing_band(len(table), band))
+    frame = pd.DataFrame(columns)
+    covered = np.logical_or.reduce([_available(frame, band) for band in BANDS])
+    flux = np.full((len(frame), WAVELENGTH.size), np.nan)
+    error = flux.copy()
+    if covered.any():
+        try:
+            flux[covered], error[covered] = calibrate.sample(frame[covered])
+        except Exception as problem:  # gaiaxpy raises ValueError, KeyError, ... for input it cannot use
+            raise ReaderError(path, f"gaiaxpy cannot sample these spectra: {type(problem).__name__}: {problem}") from None
+    ids = source_id.astype(str)
+    return raw_spectra(path, WAVELENGTH, to_flux_unit(flux), to_flux_unit(error), ids, {"source_id": ids})
 
 
 def _available(frame: pd.DataFrame, band: str) -> np.ndarray:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +24,7 @@ from specclip_core.api import Reader, ReaderError, Spectra
 from specclip_gaiaxp.assemble import raw_spectra
 from specclip_gaiaxp.continuous import BANDS, TABLE_PATTERNS
 from specclip_gaiaxp.grid import SAMPLING_NM, WAVELENGTH, resample, to_flux_unit
-from specclip_gaiaxp.tables import column_names, float_rows, read_table, scalar_column, table_format
+from specclip_gaiaxp.tables import column_names, float_rows, read_table_chunks, scalar_column, table_format
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -44,23 +46,31 @@ class GaiaXPSampledReader(Reader):
         return {"source_id", "flux", "flux_error"} <= names and not coefficients and "medflux" not in names
 
     def read(self, path: Path) -> Spectra:
+        return next(self.read_chunks(path, sys.maxsize))
+
+    def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
         path = Path(path)
-        table = read_table(path, ["source_id", "flux", "flux_error"])
-        if "xp" in table.colnames:
-            raise ReaderError(path, "internally calibrated spectra (gaiaxpy.convert output, pseudo-wavelengths); expected absolute ones")
-        flux, error = (_matrix(path, table, name) for name in ("flux", "flux_error"))
-        if error.shape != flux.shape:
-            raise ReaderError(path, f"flux has {flux.shape[1]} samples per row but flux_error has {error.shape[1]}")
-        sampling = _sampling(path, table, flux.shape[1])
-        if not np.array_equal(sampling, SAMPLING_NM):
-            log.info("%s: resampling %d samples at %.1f-%.1f nm onto the XP grid", path, sampling.size, sampling[0], sampling[-1])
-            flux, error = resample(sampling * 10.0, flux, error)
-        source_id = scalar_column(table, "source_id", np.int64)
-        if (source_id <= 0).any():
-            raise ReaderError(path, f"{int((source_id <= 0).sum())} rows have no valid source_id")
-        ids = source_id.astype(str)
-        flux, error = flux * _unit_scale(path, table, "flux"), error * _unit_scale(path, table, "flux_error")
-        return raw_spectra(path, WAVELENGTH, to_flux_unit(flux), to_flux_unit(error), ids, {"source_id": ids})
+        for table in read_table_chunks(path, ["source_id", "flux", "flux_error"], rows):
+            yield _spectra(path, table)
+
+
+def _spectra(path: Path, table: Table) -> Spectra:
+    """Raw spectra of one piece of a sampled XP table."""
+    if "xp" in table.colnames:
+        raise ReaderError(path, "internally calibrated spectra (gaiaxpy.convert output, pseudo-wavelengths); expected absolute ones")
+    flux, error = (_matrix(path, table, name) for name in ("flux", "flux_error"))
+    if error.shape != flux.shape:
+        raise ReaderError(path, f"flux has {flux.shape[1]} samples per row but flux_error has {error.shape[1]}")
+    sampling = _sampling(path, table, flux.shape[1])
+    if not np.array_equal(sampling, SAMPLING_NM):
+        log.info("%s: resampling %d samples at %.1f-%.1f nm onto the XP grid", path, sampling.size, sampling[0], sampling[-1])
+        flux, error = resample(sampling * 10.0, flux, error)
+    source_id = scalar_column(table, "source_id", np.int64)
+    if (source_id <= 0).any():
+        raise ReaderError(path, f"{int((source_id <= 0).sum())} rows have no valid source_id")
+    ids = source_id.astype(str)
+    flux, error = flux * _unit_scale(path, table, "flux"), error * _unit_scale(path, table, "flux_error")
+    return raw_spectra(path, WAVELENGTH, to_flux_unit(flux), to_flux_unit(error), ids, {"source_id": ids})
 
 
 def _matrix(path: Path, table: Table, column: str) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Tables as the Gaia archive delivers them (CSV, ECSV, FITS; optionally gzipped), read with astropy.
 
-Every problem becomes a :class:`~specclip_core.errors.ReaderError` that names the file. Files are
-read through :func:`specclip_core.api.read_verified` and :func:`~specclip_core.api.open_fits`
-(regular files only; gzip CRC and FITS checksums verified). Array
+Every problem becomes a :class:`~specclip_core.errors.ReaderError` that names the file. Text is
+streamed in pieces of rows (:func:`read_table_chunks`), after the reader's caller has verified the
+gzip CRC (:func:`specclip_core.api.verify`); FITS files are opened with
+:func:`~specclip_core.api.open_fits` (regular files only; checksums verified). Array
 columns (coefficients, correlations, sampled fluxes) arrive as text ``(1.0, 2.0, ...)`` or
 ``[1.0, 2.0, ...]`` in CSV, and as fixed or variable-length vector columns in ECSV and FITS;
 :func:`float_rows` turns any of them into one float array per row. astropy is imported on first
@@ -12,16 +13,18 @@ use, which keeps loading the plugin (every ``specclip`` command does) fast.
 from __future__ import annotations
 
 import csv
+import gzip
 import re
+import sys
 import warnings
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specclip_core.api import ReaderError, check_regular_file, open_fits, read_verified
+from specclip_core.api import ReaderError, check_regular_file, open_fits
 
 if TYPE_CHECKING:
     from astropy.table import Table
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 _FORMATS = {"csv": "ascii.csv", "ecsv": "ascii.ecsv"}
 _ECSV_DELIMITER = re.compile(r"^#\s*delimiter:\s*'?([^'\s])'?", re.MULTILINE)
 _MISSING_TEXT = {"", "null", "none", "nan", "--"}
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def head_bytes(path: Path, size: int = 65536) -> bytes:
@@ -82,9 +86,11 @@ def column_names(path: Path) -> list[str]:
     return [name.strip().strip('"') for name in _first_line(text).split(delimiter)]
 
 
-def read_table(path: Path, required: Sequence[str]) -> Table:
-    """The file's table; ReaderError if it is empty, not a table, damaged (a failed gzip CRC or FITS
-    checksum), has a truncated row, has no rows or lacks ``required`` columns."""
+def read_table_chunks(path: Path, required: Sequence[str], rows: int) -> Iterator[Table]:
+    """The file's table in pieces of at most ``rows`` rows (text is streamed; a FITS table is read
+    whole and sliced); ReaderError if it is empty, not a table, damaged (a failed gzip CRC or FITS
+    checksum), has a truncated row, has no rows or lacks ``required`` columns. A problem in a later
+    piece is raised when that piece is reached."""
     path = Path(path)
     check_regular_file(path)
     if path.stat().st_size == 0:
@@ -92,48 +98,82 @@ def read_table(path: Path, required: Sequence[str]) -> Table:
     kind = table_format(path)
     if kind is None:
         raise ReaderError(path, "not a CSV, ECSV or FITS table (checked the first bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("error", message=".*truncated.*")
-            table = _read_fits(path) if kind == "fits" else _read_text(path, kind)
-    except ReaderError:
-        raise
-    except Exception as error:  # astropy, gzip and numpy raise many kinds for damaged files
-        raise ReaderError(path, f"cannot read as {kind.upper()} (truncated or damaged?): {type(error).__name__}: {error}") from None
-    missing = [name for name in required if name not in table.colnames]
-    if missing:
-        raise ReaderError(path, f"missing columns {missing}; the file has {table.colnames[:12]}")
-    if len(table) == 0:
-        raise ReaderError(path, "the table has no rows")
-    return table
+    pieces = _fits_chunks(path, rows) if kind == "fits" else _text_chunks(path, kind, rows)
+    first = True
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("error", message=".*truncated.*")
+                table = next(pieces, None)
+        except ReaderError:
+            raise
+        except Exception as error:  # astropy, gzip and numpy raise many kinds for damaged files
+            raise ReaderError(path, f"cannot read as {kind.upper()} (truncated or damaged?): {type(error).__name__}: {error}") from None
+        if table is None:
+            if first:
+                raise ReaderError(path, "the table has no rows")
+            return
+        if first:
+            missing = [name for name in required if name not in table.colnames]
+            if missing:
+                raise ReaderError(path, f"missing columns {missing}; the file has {table.colnames[:12]}")
+            first = False
+        yield table
 
 
-def check_rows(path: Path, text: str, delimiter: str) -> None:
-    """Every data line has as many fields as the header line: a row cut short (a truncated file
-    followed by a line break) is an error naming the file and the line, never a row of blanks."""
-    width = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = len(next(csv.reader([line], delimiter=delimiter, quotechar='"')))
-        if width is None:
-            width = fields
-        elif fields != width:
-            raise ReaderError(path, f"line {number} has {fields} fields, the header {width} (a truncated row?)", check="table-row")
+def read_table(path: Path, required: Sequence[str]) -> Table:
+    """The whole table, checked as :func:`read_table_chunks` checks it."""
+    return next(read_table_chunks(path, required, sys.maxsize))
 
 
-def _read_text(path: Path, kind: str) -> Table:
+def _fields(line: str, delimiter: str) -> int:
+    return len(next(csv.reader([line], delimiter=delimiter, quotechar='"')))
+
+
+def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
+    """CSV or ECSV text read line by line: every data line has as many fields as the header line
+    (a row cut short, e.g. by a truncated file followed by a line break, is an error naming the file
+    and the line), and the text ends with a line break. The gzip CRC was checked before (verify)."""
     from astropy.table import Table
 
-    text = read_verified(path).decode("utf-8")
-    if not text.endswith("\n"):
-        raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
-    declared = _ECSV_DELIMITER.search(text[:65536]) if kind == "ecsv" else None
-    check_rows(path, text, declared.group(1) if declared else ("," if kind == "csv" else " "))
-    return Table.read(text, format=_FORMATS[kind], guess=False)
+    with _open_text(path) as handle:
+        header, number = [], 0
+        for line in handle:
+            number += 1
+            header.append(line)
+            if line.strip() and not line.startswith("#"):
+                break
+        head = "".join(header)
+        declared = _ECSV_DELIMITER.search(head) if kind == "ecsv" else None
+        delimiter = declared.group(1) if declared else ("," if kind == "csv" else " ")
+        width = _fields(header[-1], delimiter) if header else 0
+        batch: list[str] = []
+        for line in handle:
+            number += 1
+            if not line.endswith("\n"):
+                raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = _fields(line, delimiter)
+            if fields != width:
+                raise ReaderError(path, f"line {number} has {fields} fields, the header {width} (a truncated row?)", check="table-row")
+            batch.append(line)
+            if len(batch) >= rows:
+                yield Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
+                batch = []
+        if header and not header[-1].endswith("\n"):
+            raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
+        if batch:
+            yield Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
 
 
-def _read_fits(path: Path) -> Table:
+def _open_text(path: Path):
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rt", encoding="utf-8", newline="") if compressed else open(path, encoding="utf-8", newline="")
+
+
+def _fits_chunks(path: Path, rows: int) -> Iterator[Table]:
     from astropy.io import fits
     from astropy.table import Table
 
@@ -141,7 +181,9 @@ def _read_fits(path: Path) -> Table:
         hdu = next((hdu for hdu in hdul if isinstance(hdu, fits.BinTableHDU)), None)
         if hdu is None:
             raise ReaderError(path, "FITS file without a binary table extension")
-        return Table.read(hdu).copy(copy_data=True)
+        table = Table.read(hdu).copy(copy_data=True)
+    for start in range(0, len(table), rows):
+        yield table[start : start + rows]
 
 
 def _parse_text(text: str, path: Path, column: str, row: int) -> np.ndarray:
@@ -153,10 +195,13 @@ def _parse_text(text: str, path: Path, column: str, row: int) -> np.ndarray:
     body = stripped[1:-1].strip()
     if not body:
         return np.empty(0)
-    try:
-        return np.array([float(value) for value in body.split(",")])
-    except ValueError as error:
-        raise ReaderError(path, f"row {row}, column {column!r}: {error}") from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy's note that it stopped early, checked below
+        values = np.fromstring(body, sep=",")
+    if values.size != body.count(",") + 1:  # numpy stops at the first value it cannot parse
+        bad = body.split(",")[values.size].strip()
+        raise ReaderError(path, f"row {row}, column {column!r}: could not convert string to float: {bad!r}")
+    return values
 
 
 def float_rows(table: Table, column: str, path: Path) -> list[np.ndarray]:

@@ -1,0 +1,79 @@
+"""Ingest and predict read their inputs in chunks: the store does not depend on the chunk size, and a
+file that fails after some of its spectra were read is dropped whole, never half kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specclip_core.errors import ReaderError
+
+
+def _files(directory, n=6, seed=4):
+    from specclip_toy import make_raw, write_file
+
+    directory.mkdir(exist_ok=True)
+    raw = make_raw(n, seed)
+    return [write_file(directory / f"s{row}.toy.csv", raw, row) for row in range(n)]
+
+
+def _arrays(path):
+    from specclip_core.data.store import SpectralStore
+
+    store = SpectralStore.open(path)
+    spectra = store.spectra("toy")
+    return spectra.ids, spectra.flux, spectra.ivar, spectra.mask, spectra.stats
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_the_store_does_not_depend_on_the_chunk_size(tmp_path, chunk):
+    from specclip_core.data.ingest import ingest_files
+
+    _files(tmp_path / "files")
+    whole = ingest_files([tmp_path / "files"], "toy", tmp_path / "whole.zarr", progress=False)
+    chunked = ingest_files([tmp_path / "files"], "toy", tmp_path / "chunked.zarr", progress=False, chunk=chunk)
+    assert whole.n_spectra_written == chunked.n_spectra_written == 6
+    for a, b in zip(_arrays(tmp_path / "whole.zarr"), _arrays(tmp_path / "chunked.zarr"), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not list(tmp_path.glob(".*staging*")), "the staging directory is removed"
+
+
+def _failing_after_first_piece(monkeypatch):
+    """Toy files named bad-*.toy.csv give their spectrum as a first piece, then fail (a table cut short)."""
+    from specclip_toy import ToyReader
+
+    def read_chunks(self, path, rows):
+        yield self.read(path)
+        if path.name.startswith("bad-"):
+            raise ReaderError(path, "line 9 has 2 fields, the header 3 (a truncated row?)", check="table-row")
+
+    monkeypatch.setattr(ToyReader, "read_chunks", read_chunks)
+
+
+@pytest.mark.parametrize("chunk", [1, 100])
+def test_a_file_failing_part_way_is_dropped_whole_at_ingest(tmp_path, monkeypatch, chunk):
+    from specclip_core.data.ingest import ingest_files
+    from specclip_toy import make_raw, write_file
+
+    paths = _files(tmp_path / "files")
+    write_file(tmp_path / "files" / "bad-1.toy.csv", make_raw(1, 9), 0)
+    _failing_after_first_piece(monkeypatch)
+    report = ingest_files([tmp_path / "files"], "toy", tmp_path / "out.zarr", progress=False, chunk=chunk)
+    ids = _arrays(tmp_path / "out.zarr")[0]
+    assert sorted(ids) == sorted(p.name.removesuffix(".toy.csv") for p in paths), "every good spectrum kept, none of the bad file"
+    (problem,) = report.problems
+    assert problem.file == str(tmp_path / "files" / "bad-1.toy.csv") and problem.check == "table-row" and "line 9" in problem.reason
+
+
+def test_predict_drops_the_rows_of_a_file_failing_part_way(tmp_path, monkeypatch):
+    from specclip_core.predict import PredictInputs
+    from specclip_toy import make_raw, write_file
+
+    _files(tmp_path / "files", n=3)
+    write_file(tmp_path / "files" / "bad-1.toy.csv", make_raw(1, 9), 0)
+    _failing_after_first_piece(monkeypatch)
+    inputs = PredictInputs([str(tmp_path / "files")], "toy", chunk=1, progress=False)
+    rows = [(spectra.ids, files) for spectra, _, files in inputs]
+    bad = [i for i, path in enumerate(inputs.stream.files) if path.name.startswith("bad-")]
+    assert inputs.failed == set(bad) and any(files[0] in bad for _, files in rows), "its first piece was given, then the file failed"
+    assert [where for where, _ in inputs.rejected] == [str(tmp_path / "files" / "bad-1.toy.csv")]

@@ -3,17 +3,23 @@
 Left alone, torch, numpy's and scipy's OpenBLAS, faiss and scikit-learn's OpenMP each start a pool of
 one thread per core; beside each other (or beside another job) they fight for the cores. The number
 comes from, in order: the caller (``--threads``, a spec's ``threads``), ``SPECCLIP_THREADS``, and the
-CPUs this process may run on (shared between the processes of one torchrun node); it is never more
-than those CPUs.
+CPUs this process may run on (shared between the processes of one torchrun node) less those that
+other work keeps busy when the process starts (measured over :data:`SAMPLE_SECONDS` from
+``/proc/stat``; at least one); it is never more than this process's CPUs. On 2 cores beside one
+other CPU-bound job, 2 threads spend their time waiting for each other: 1 thread is much faster
+(bench/results/quickstart_threads.md).
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 from specclip_core.errors import SpecCLIPError
 
 ENV = "SPECCLIP_THREADS"
+SAMPLE_SECONDS = 0.3
+"""How long the CPUs are watched to count the busy ones (once, when a command starts)."""
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _applied: int | None = None
 
@@ -27,8 +33,38 @@ def available_cpus() -> int:
     return max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat (None where there is none)."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+def busy_cpus(seconds: float = SAMPLE_SECONDS) -> int:
+    """How many of the machine's CPUs other work keeps busy now: the non-idle share of all CPUs over
+    ``seconds``, times their number, rounded (0 where it cannot be measured)."""
+    before = _cpu_times()
+    if before is None:
+        return 0
+    time.sleep(seconds)
+    after = _cpu_times()
+    total = after[1] - before[1] if after else 0
+    if total <= 0:
+        return 0
+    return round((1 - (after[0] - before[0]) / total) * (os.cpu_count() or 1))
+
+
+def free_cpus() -> int:
+    """:func:`available_cpus` less :func:`busy_cpus`, at least 1."""
+    return max(1, available_cpus() - busy_cpus())
+
+
 def resolve_threads(requested: int | None = None) -> int:
-    """The thread count to use: ``requested``, else ``SPECCLIP_THREADS``, else :func:`available_cpus`; at most the latter."""
+    """The thread count to use: ``requested``, else ``SPECCLIP_THREADS``, else :func:`free_cpus`; at
+    most :func:`available_cpus`."""
     limit = available_cpus()
     if requested is None and os.environ.get(ENV, "").strip():
         try:
@@ -37,7 +73,7 @@ def resolve_threads(requested: int | None = None) -> int:
             raise SpecCLIPError(f"{ENV}={os.environ[ENV]!r}: expected a whole number of threads") from None
     if requested is not None and requested < 1:
         raise SpecCLIPError(f"threads must be at least 1, got {requested}")
-    return min(requested or limit, limit)
+    return min(requested or free_cpus(), limit)
 
 
 def use_threads(requested: int | None = None) -> int:

@@ -12,10 +12,16 @@ from specclip_core import threads
 from specclip_core.errors import SpecCLIPError
 
 
-def test_the_thread_count_comes_from_the_caller_the_environment_or_the_cpus(monkeypatch):
+def test_the_thread_count_comes_from_the_caller_the_environment_or_the_free_cpus(monkeypatch):
     monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
     monkeypatch.delenv(threads.ENV, raising=False)
     assert threads.resolve_threads() == 4
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 3)
+    assert threads.resolve_threads() == 1, "beside three busy CPUs, one thread"
+    monkeypatch.setattr(threads, "busy_cpus", lambda: 9)
+    assert threads.resolve_threads() == 1, "never fewer than one"
+    assert threads.resolve_threads(3) == 3, "asked for, whatever the load"
     monkeypatch.setenv(threads.ENV, "2")
     assert threads.resolve_threads() == 2 and threads.resolve_threads(3) == 3, "the caller wins over the environment"
     assert threads.resolve_threads(64) == 4, "never more than the CPUs"
@@ -37,3 +43,13 @@ print(json.dumps({"n": n, "torch": torch.get_num_threads(), "pools": sorted({p["
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"n": 1, "torch": 1, "pools": [1]}
+
+
+def test_busy_cpus_sees_a_cpu_bound_job():
+    job = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        __import__("time").sleep(0.5)
+        assert threads.busy_cpus(0.5) >= 1
+    finally:
+        job.kill()
+        job.wait()

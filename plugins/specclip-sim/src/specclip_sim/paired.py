@@ -186,6 +186,9 @@ def simulate_paired(
     same stars; see the module docstring for its columns. Returns a report (``report.store`` is the
     path). An existing store made from the same inputs and settings is reused unless ``overwrite``."""
     started = time.perf_counter()
+    for name, value in (("limit", limit), ("chunk_size", chunk_size), ("workers", workers)):
+        if value is not None and int(value) < 1:
+            raise SpecCLIPError(f"{name} must be at least 1, got {value}")
     columns = dict(DEFAULT_COLUMNS if columns is None else columns)
     target = get_modality(modality).name
     source_path, source_name = source_store_path(like, progress)

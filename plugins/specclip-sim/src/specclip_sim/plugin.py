@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from specclip_core.api import hookimpl
+from specclip_core.api import SpecCLIPError, hookimpl
 
 
 @hookimpl
@@ -38,7 +38,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     columns = None
     if args.columns:
-        columns = dict(item.split("=", 1) for item in args.columns.split(","))
+        pairs = [item.split("=", 1) for item in args.columns.split(",")]
+        bad = [item for item, pair in zip(args.columns.split(","), pairs, strict=True) if len(pair) != 2 or not all(part.strip() for part in pair)]
+        if bad:
+            raise SpecCLIPError(f"--columns: expected INPUT=COLUMN pairs separated by commas (e.g. teff=teff,feh=fe_h), got {', '.join(map(repr, bad))}")
+        columns = {name.strip(): column.strip() for name, column in pairs}
     report = simulate_paired(
         args.modality,
         like=args.like,

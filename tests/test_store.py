@@ -156,3 +156,15 @@ def test_overwrite_replaces_only_a_store_and_never_leaves_the_path_empty(tmp_pat
         pass
     assert swaps == [tmp_path / "s.zarr"] and SpectralStore.open(tmp_path / "s.zarr").meta == {"n": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "s.zarr", "someone"]
+
+
+def test_a_build_removes_what_a_killed_build_of_the_same_store_left(tmp_path):
+    from specclip_toy import ToyModality
+
+    path = tmp_path / "again.zarr"
+    (tmp_path / ".again.zarr.partial-deadbeef").mkdir()  # a build killed with SIGKILL leaves its temporary store
+    (tmp_path / ".other.zarr.partial-deadbeef").mkdir()  # another store's: not touched
+    with SpectralStore.build(path, {"toy": ToyModality()}) as store:
+        rows, _ = _toy_rows(5, 3)
+        store.append(rows.ids, {"toy": rows})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.zarr.partial-deadbeef", "again.zarr"]

@@ -103,6 +103,8 @@ class SpectralStore:
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; remove it or open it with mode='a' to append")
+        for stale in path.parent.glob(f".{path.name}.partial-*"):  # left by a build of this store that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
             cls._initialise(partial, modalities, label_columns or {}, attrs or {})
@@ -129,6 +131,8 @@ class SpectralStore:
         if os.path.lexists(path) and not is_store(path):
             kind = "a directory" if path.is_dir() else "a file"
             raise StoreError(f"{path}: exists and is {kind}, not a specclip store; refusing to replace it (choose another path)")
+        for stale in path.parent.glob(f".{path.name}.partial-*"):  # left by a build of this store that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
         try:
             cls._initialise(partial, modalities, label_columns or {}, attrs or {})

@@ -22,6 +22,7 @@ SAMPLE_SECONDS = 0.3
 """How long the CPUs are watched to count the busy ones (once, when a command starts)."""
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _applied: int | None = None
+_busy: int | None = None
 
 
 def available_cpus() -> int:
@@ -58,8 +59,11 @@ def busy_cpus(seconds: float = SAMPLE_SECONDS) -> int:
 
 
 def free_cpus() -> int:
-    """:func:`available_cpus` less :func:`busy_cpus`, at least 1."""
-    return max(1, available_cpus() - busy_cpus())
+    """:func:`available_cpus` less :func:`busy_cpus` (measured once per process), at least 1."""
+    global _busy
+    if _busy is None:
+        _busy = busy_cpus()
+    return max(1, available_cpus() - _busy)
 
 
 def resolve_threads(requested: int | None = None) -> int:

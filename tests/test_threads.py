@@ -14,12 +14,15 @@ from specclip_core.errors import SpecCLIPError
 
 def test_the_thread_count_comes_from_the_caller_the_environment_or_the_free_cpus(monkeypatch):
     monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "_busy", None)
     monkeypatch.setattr(threads, "busy_cpus", lambda: 0)
     monkeypatch.delenv(threads.ENV, raising=False)
     assert threads.resolve_threads() == 4
     monkeypatch.setattr(threads, "busy_cpus", lambda: 3)
+    assert threads.resolve_threads() == 4, "measured once per process"
+    monkeypatch.setattr(threads, "_busy", 3)
     assert threads.resolve_threads() == 1, "beside three busy CPUs, one thread"
-    monkeypatch.setattr(threads, "busy_cpus", lambda: 9)
+    monkeypatch.setattr(threads, "_busy", 9)
     assert threads.resolve_threads() == 1, "never fewer than one"
     assert threads.resolve_threads(3) == 3, "asked for, whatever the load"
     monkeypatch.setenv(threads.ENV, "2")

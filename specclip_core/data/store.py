@@ -85,7 +85,11 @@ class SpectralStore:
         path = Path(path)
         if not (path / "zarr.json").is_file():
             raise StoreError(f"{path}: no spectral store here (expected a zarr group with zarr.json)")
-        store = cls(path, zarr.open_group(path, mode="r+" if mode == "a" else "r"), writable=mode == "a")
+        try:
+            group = zarr.open_group(path, mode="r+" if mode == "a" else "r")
+        except (ValueError, KeyError, TypeError) as error:  # a damaged zarr.json: zarr raises JSONDecodeError (a ValueError) and others
+            raise StoreError(f"{path}: damaged store, cannot open it ({type(error).__name__}: {error}); rebuild it") from None
+        store = cls(path, group, writable=mode == "a")
         if mode == "a":
             with store._locked():
                 store._trim_uncommitted()

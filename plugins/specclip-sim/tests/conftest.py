@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from specclip_core.api import ModalityLayout, SpectralStore
 from specclip_sim.cannon import CannonModel, LabelPolynomial
 from specclip_sim.emulator import Emulator
 
@@ -62,3 +63,59 @@ def synthetic_emulator() -> Emulator:
 def synthetic() -> SimpleNamespace:
     """The synthetic models' constants and helpers."""
     return SimpleNamespace(lines=LINES, line_sigma=LINE_SIGMA, wavelength=WAVELENGTH, line_profile=line_profile, make_model=make_model)
+
+
+XP_WAVELENGTH = np.arange(3360.0, 10201.0, 20.0)
+STUB_LINES = (3934.0, 3969.0, 4102.0, 4341.0, 4384.0, 4861.0, 5173.0, 5270.0, 6563.0, 8542.0)
+
+
+def _stub_model(name: str, teff: tuple[float, float], logg: tuple[float, float]) -> CannonModel:
+    """Cannon-shaped stub: ten absorption lines deepening with [Fe/H], a continuum tilting with Teff."""
+    wavelength = np.arange(3500.0, 9600.0, 1.0)
+    profile = sum(np.exp(-0.5 * ((wavelength - c) / 1.5) ** 2) for c in STUB_LINES)
+    exponents = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    training = np.array([[t, g, z] for t in teff for g in logg for z in (-2.5, 0.5)], dtype=np.float32)
+    fiducials, scales = training.mean(0).astype(np.float64), np.ptp(training, 0).astype(np.float64)
+    theta = np.zeros((4, len(wavelength)), np.float32)
+    theta[0], theta[3] = 1.0 - 0.4 * profile, -0.1 * profile
+    cont_wavelength = np.geomspace(3500.0, 9600.0, 300)
+    cont_theta = np.zeros((4, len(cont_wavelength)))
+    cont_theta[1] = -0.3 * np.log10(cont_wavelength / 5000.0)
+    return CannonModel(
+        name, ("TEFF", "LOGG", "FEH"), LabelPolynomial(wavelength, theta, exponents, fiducials, scales),
+        LabelPolynomial(cont_wavelength, cont_theta, exponents, fiducials, scales), training, np.zeros(len(wavelength), np.float32),
+    )
+
+
+@pytest.fixture(scope="session")
+def stub_emulator() -> Emulator:
+    return Emulator([_stub_model("stub-cool", (3500.0, 8000.0), (0.0, 5.0)), _stub_model("stub-hot", (8000.0, 40000.0), (2.5, 5.0))], {"source": "test stub"})
+
+
+def _fake_xp_store(path, n: int = 14) -> SpectralStore:
+    """A tiny store of random XP-like spectra with apogee-xp's label columns (hot stars without [Fe/H], A_K missing and a sentinel)."""
+    rng = np.random.default_rng(3)
+    teff = rng.uniform(3800, 6500, n)
+    teff[:3] = (9000.0, 15000.0, 7600.0)  # hot stars: APOGEE gives them no [Fe/H]
+    fe_h = rng.uniform(-1.5, 0.3, n)
+    fe_h[:3] = np.nan
+    ak = rng.uniform(0.0, 0.4, n)
+    ak[3], ak[4] = np.nan, -83.2  # missing and sentinel
+    labels = {
+        "teff": teff, "logg": rng.uniform(1.0, 4.6, n), "fe_h": fe_h, "alpha_m": rng.uniform(0, 0.3, n), "ak_targ": ak,
+        "phot_g_mean_mag": rng.uniform(10, 14, n), "phot_bp_mean_mag": rng.uniform(10.5, 15, n), "phot_rp_mean_mag": rng.uniform(9, 13, n),
+        "j": rng.uniform(8, 12, n), "h": rng.uniform(7.5, 11.5, n), "k": rng.uniform(7.4, 11.4, n),
+        "source_id": np.array([str(3314245809274264832 + 7919 * i) for i in range(n)]), "apogee_id": np.array([f"2M{i:08d}" for i in range(n)]),
+    }
+    kinds = {k: ("str" if v.dtype.kind == "U" else "float") for k, v in labels.items()}
+    flux = rng.uniform(0.5, 1.5, (n, len(XP_WAVELENGTH))).astype(np.float32)
+    block = {"flux": flux, "ivar": np.full_like(flux, 100.0), "mask": np.zeros(flux.shape, bool), "stats": rng.normal(size=(n, 2)).astype(np.float32)}
+    with SpectralStore.build(path, {"gaia_xp": ModalityLayout(XP_WAVELENGTH)}, kinds, {"dataset": "fake-xp", "licence": "test"}) as store:
+        store.append(labels["source_id"], {"gaia_xp": block}, labels)
+    return SpectralStore.open(path)
+
+
+@pytest.fixture(scope="session")
+def fake_xp_store():
+    """Writes a tiny fake XP store at a path (see _fake_xp_store)."""
+    return _fake_xp_store

@@ -13,15 +13,14 @@ pytest.importorskip("specclip_lamost")  # the simulated modality, its writer and
 from specclip_core.api import SpecCLIPError  # noqa: E402
 from specclip_core.testing import Tally, cli_main, deadline  # noqa: E402
 from specclip_sim.paired import simulate_paired  # noqa: E402
-from test_paired import _fake_xp_store, stub_emulator  # noqa: E402, F401
 
 
-def _cases(tmp_path, fake):
+def _cases(tmp_path, fake, fake_xp_store):
     """(case, keyword arguments of simulate_paired, words the error must hold)."""
     (tmp_path / "folder").mkdir()
     os.mkfifo(tmp_path / "fifo")
     damaged = tmp_path / "damaged.zarr"
-    _fake_xp_store(damaged)
+    fake_xp_store(damaged)
     (damaged / "zarr.json").write_text((damaged / "zarr.json").read_text()[:40])
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -43,10 +42,10 @@ def _cases(tmp_path, fake):
     ], mine, plain
 
 
-def test_every_bad_input_is_refused_with_a_message_naming_it(tmp_path, stub_emulator):  # noqa: F811
+def test_every_bad_input_is_refused_with_a_message_naming_it(tmp_path, stub_emulator, fake_xp_store):
     fake = tmp_path / "fake-xp.zarr"
-    _fake_xp_store(fake)
-    cases, mine, plain = _cases(tmp_path, fake)
+    fake_xp_store(fake)
+    cases, mine, plain = _cases(tmp_path, fake, fake_xp_store)
     tally = Tally("simulate inputs")
     for case, options, words in cases:
         options = {"output": tmp_path / f"out-{len(tally.notes)}-{tally.tried}.zarr", **options}
@@ -80,9 +79,9 @@ def test_every_bad_input_is_refused_with_a_message_naming_it(tmp_path, stub_emul
         (["--limit", "-1"], "limit must be at least 1, got -1"),
     ],
 )
-def test_the_command_names_a_bad_argument(tmp_path, capsys, argv, words):
+def test_the_command_names_a_bad_argument(tmp_path, capsys, fake_xp_store, argv, words):
     fake = tmp_path / "fake-xp.zarr"
-    _fake_xp_store(fake)
+    fake_xp_store(fake)
     assert cli_main(["data", "simulate", "lamost_lrs", "--like", str(fake), "-o", str(tmp_path / "out.zarr"), "--quiet", *argv]) == 2
     assert words in capsys.readouterr().err
     assert not (tmp_path / "out.zarr").exists()

@@ -126,14 +126,12 @@ def read_table(path: Path, required: Sequence[str]) -> Table:
     return next(read_table_chunks(path, required, sys.maxsize))
 
 
-def _fields(line: str, delimiter: str) -> int:
-    return len(next(csv.reader([line], delimiter=delimiter, quotechar='"')))
-
-
 def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
     """CSV or ECSV text read line by line: every data line has as many fields as the header line
     (a row cut short, e.g. by a truncated file followed by a line break, is an error naming the file
-    and the line), and the text ends with a line break. The gzip CRC was checked before (verify)."""
+    and the line), and the text ends with a line break. The gzip CRC was checked before (verify).
+    CSV lines are parsed as they are read (array cells straight to float arrays, see
+    :class:`_CsvColumns`), so a piece holds its numbers, not its text; ECSV pieces go to astropy."""
     from astropy.table import Table
 
     with _open_text(path) as handle:
@@ -146,7 +144,8 @@ def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
         head = "".join(header)
         declared = _ECSV_DELIMITER.search(head) if kind == "ecsv" else None
         delimiter = declared.group(1) if declared else ("," if kind == "csv" else " ")
-        width = _fields(header[-1], delimiter) if header else 0
+        names = _split(header[-1], delimiter) if header else []
+        columns = _CsvColumns(path, [name.strip() for name in names]) if kind == "csv" else None
         batch: list[str] = []
         for line in handle:
             number += 1
@@ -154,17 +153,76 @@ def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
                 raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
             if not line.strip() or line.startswith("#"):
                 continue
-            fields = _fields(line, delimiter)
-            if fields != width:
-                raise ReaderError(path, f"line {number} has {fields} fields, the header {width} (a truncated row?)", check="table-row")
-            batch.append(line)
-            if len(batch) >= rows:
-                yield Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
+            fields = _split(line, delimiter)
+            if len(fields) != len(names):
+                raise ReaderError(path, f"line {number} has {len(fields)} fields, the header {len(names)} (a truncated row?)", check="table-row")
+            if columns is not None:
+                columns.add(fields, number)
+            else:
+                batch.append(line)
+            if len(columns or batch) >= rows:
+                yield columns.table() if columns is not None else Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
                 batch = []
         if header and not header[-1].endswith("\n"):
             raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
-        if batch:
-            yield Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
+        if len(columns or batch):
+            yield columns.table() if columns is not None else Table.read(head + "".join(batch), format=_FORMATS[kind], guess=False)
+
+
+class _CsvColumns:
+    """The rows of one piece of a CSV table, column by column: a cell written as an array,
+    ``(1.0, 2.0, ...)`` or ``[...]``, is parsed to floats at once; other cells stay text until
+    :meth:`table` gives each scalar column a type (integer, else float, else text; empty cells masked)."""
+
+    def __init__(self, path: Path, names: list[str]):
+        self.path, self.names = path, names
+        self.cells: list[list] = [[] for _ in names]
+
+    def __len__(self) -> int:
+        return len(self.cells[0]) if self.cells else 0
+
+    def add(self, fields: list[str], number: int) -> None:
+        for name, cell, value in zip(self.names, self.cells, fields, strict=True):
+            stripped = value.strip()
+            cell.append(_parse_text(stripped, self.path, name, f"line {number}") if stripped[:1] in ("(", "[") else stripped)
+
+    def table(self) -> Table:
+        from astropy.table import Column, Table
+
+        columns = []
+        for name, cell in zip(self.names, self.cells, strict=True):
+            if any(isinstance(value, np.ndarray) for value in cell):
+                values = np.empty(len(cell), dtype=object)
+                values[:] = [value if isinstance(value, np.ndarray) else _parse_text(value, self.path, name, f"row {row}") for row, value in enumerate(cell)]
+                columns.append(Column(values, name=name))
+            else:
+                columns.append(_scalar_column(name, cell))
+        self.cells = [[] for _ in self.names]
+        return Table(columns)
+
+
+def _scalar_column(name: str, cells: list[str]):
+    """A typed column from text cells, as astropy's CSV reader types one: integers, else floats, else
+    text; an empty (or null) cell is masked."""
+    from astropy.table import Column, MaskedColumn
+
+    missing = np.array([cell.lower() in ("", "null", "none", "--") for cell in cells], dtype=bool)
+    present = np.array([cell for cell, gone in zip(cells, missing, strict=True) if not gone], dtype=str)
+    for dtype, fill in ((np.int64, 0), (np.float64, np.nan)):
+        try:
+            converted = present.astype(dtype)
+        except (ValueError, OverflowError):
+            continue
+        values = np.full(len(cells), fill, dtype=dtype)
+        values[~missing] = converted
+        break
+    else:
+        values = np.array(cells, dtype=str)
+    return MaskedColumn(values, name=name, mask=missing) if missing.any() else Column(values, name=name)
+
+
+def _split(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter, quotechar='"'))
 
 
 def _open_text(path: Path):
@@ -186,12 +244,14 @@ def _fits_chunks(path: Path, rows: int) -> Iterator[Table]:
         yield table[start : start + rows]
 
 
-def _parse_text(text: str, path: Path, column: str, row: int) -> np.ndarray:
+def _parse_text(text: str, path: Path, column: str, where: str) -> np.ndarray:
+    """One array cell, ``(1.0, 2.0, ...)`` or ``[...]``, as floats (empty for a missing value);
+    ``where`` (``row 3``, ``line 7``) places it in errors."""
     stripped = str(text).strip()
     if stripped.lower() in _MISSING_TEXT:
         return np.empty(0)
     if stripped[0] + stripped[-1] not in ("()", "[]"):
-        raise ReaderError(path, f"row {row}, column {column!r}: expected an array like (1.0, 2.0, ...), got {stripped[:40]!r}")
+        raise ReaderError(path, f"{where}, column {column!r}: expected an array like (1.0, 2.0, ...), got {stripped[:40]!r}")
     body = stripped[1:-1].strip()
     if not body:
         return np.empty(0)
@@ -200,7 +260,7 @@ def _parse_text(text: str, path: Path, column: str, row: int) -> np.ndarray:
         values = np.fromstring(body, sep=",")
     if values.size != body.count(",") + 1:  # numpy stops at the first value it cannot parse
         bad = body.split(",")[values.size].strip()
-        raise ReaderError(path, f"row {row}, column {column!r}: could not convert string to float: {bad!r}")
+        raise ReaderError(path, f"{where}, column {column!r}: could not convert string to float: {bad!r}")
     return values
 
 
@@ -209,7 +269,7 @@ def float_rows(table: Table, column: str, path: Path) -> list[np.ndarray]:
     values = table[column]
     if values.dtype.kind in "US":
         texts = values.filled("") if hasattr(values, "filled") else values
-        return [_parse_text(text, path, column, row) for row, text in enumerate(np.asarray(texts))]
+        return [_parse_text(text, path, column, f"row {row}") for row, text in enumerate(np.asarray(texts))]
     if values.dtype.kind == "O":
         return [np.asarray(item if item is not None else [], dtype=np.float64).reshape(-1) for item in values]
     if values.ndim != 2:

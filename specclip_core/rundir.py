@@ -31,6 +31,7 @@ from specclip_core.util import atomic_write_text
 
 SPEC = "spec.yaml"
 MANIFEST = "manifest.json"
+THREADS = "threads.json"  # the CPU threads the run started with (a resumed run uses them again)
 STORE = "store.zarr"
 ENCODERS = "encoders"
 HEAD = "head"

@@ -26,9 +26,10 @@ import yaml
 from specclip_core.components import distributions_of
 from specclip_core.data.store import SpectralStore
 from specclip_core.errors import SpecCLIPError
-from specclip_core.rundir import MANIFEST, SPEC, RunDir, encoder_dir, has_encoder
+from specclip_core.rundir import MANIFEST, SPEC, THREADS, RunDir, encoder_dir, has_encoder
 from specclip_core.spec import DataSpec, RunSpec, StageSpec, components_used
-from specclip_core.threads import use_threads
+from specclip_core.threads import ENV as THREADS_ENV
+from specclip_core.threads import available_cpus, use_threads
 from specclip_core.util import atomic_write_text, sha256_file
 
 
@@ -198,6 +199,17 @@ def _sync() -> None:
         dist.barrier()
 
 
+def _threads_for(spec: RunSpec, run_dir: Path, resume: bool) -> int | None:
+    """The threads asked for: the spec's, else (under ``--resume``, with no SPECCLIP_THREADS) those the
+    run started with, so that a resumed run computes as the interrupted one did; else None (the default)."""
+    if spec.threads is not None or not resume or os.environ.get(THREADS_ENV, "").strip() or not (run_dir / THREADS).is_file():
+        return spec.threads
+    try:
+        return int(json.loads((run_dir / THREADS).read_text())["threads"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def run_spec(
     spec: RunSpec,
     run_dir: str | Path | None = None,
@@ -218,11 +230,14 @@ def run_spec(
         log = lambda *_: None  # noqa: E731
     run_dir = Path(run_dir or spec.run_dir or Path("runs") / spec.name)
     layout = RunDir(run_dir)
-    threads = use_threads(spec.threads)
-    log(f"[{spec.name}] {threads} CPU thread(s) for torch and BLAS/OpenMP")
+    threads = use_threads(_threads_for(spec, run_dir, resume))
+    chosen = spec.threads is None and not os.environ.get(THREADS_ENV, "").strip()
+    busy = f" ({available_cpus() - threads} of {available_cpus()} CPUs busy with other work at the start)" if chosen and threads < available_cpus() else ""
+    log(f"[{spec.name}] {threads} CPU thread(s) for torch and BLAS/OpenMP{busy}; the thread count can change results in the last digits: --threads N fixes it")
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / SPEC, yaml.safe_dump(spec.dump(), sort_keys=False))
+        atomic_write_text(run_dir / THREADS, json.dumps({"threads": threads}))
     manifests: dict[str, dict[str, Any]] = {}
     keys: dict[str, str] = {}
     for name, stage in spec.stages.items():

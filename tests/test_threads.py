@@ -56,3 +56,17 @@ def test_busy_cpus_sees_a_cpu_bound_job():
     finally:
         job.kill()
         job.wait()
+
+
+def test_a_resumed_run_uses_the_threads_it_started_with(tmp_path, monkeypatch):
+    from specclip_core import runner
+    from specclip_core.rundir import THREADS
+    from specclip_core.spec import validate_spec
+
+    monkeypatch.delenv(threads.ENV, raising=False)
+    spec = validate_spec({"name": "t", "stages": {"p": {"kind": "pretrain", "modality": "toy", "data": {"store": "x.zarr"}}}})
+    (tmp_path / THREADS).write_text('{"threads": 1}')
+    assert runner._threads_for(spec, tmp_path, resume=True) == 1
+    assert runner._threads_for(spec, tmp_path, resume=False) is None, "a new run chooses again"
+    monkeypatch.setenv(threads.ENV, "2")
+    assert runner._threads_for(spec, tmp_path, resume=True) is None, "SPECCLIP_THREADS wins"

@@ -26,7 +26,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from specclip_core.components import get_modality
-from specclip_core.data.ingest import IngestReport, ingest_files, preprocess_robustly, read_files
+from specclip_core.data.ingest import IngestReport, ingest_files, read_files
+from specclip_core.data.stream import preprocess_robustly
 from specclip_core.data.store import SpectralStore
 from specclip_core.interfaces import Spectra
 

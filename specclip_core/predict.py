@@ -22,9 +22,8 @@ import numpy as np
 
 from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
 from specclip_core.components import get_modality, plugin_infos, readers_for
-from specclip_core.data.ingest import choose_reader, expand_paths
 from specclip_core.data.store import SpectralStore
-from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
+from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
 from specclip_core.heads.saved import head_labels, load_head

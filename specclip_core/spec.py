@@ -601,9 +601,10 @@ def _set_target(data: dict[str, Any], dotted: str, problems: list[tuple[str, str
     return node
 
 
-def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> RunSpec:
+def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None, check_paths: bool = True) -> RunSpec:
     """Load (resolving ``extends``), merge ``overrides`` (dotted keys), fill in ``settings`` and
-    validate a spec from a file or a registered name."""
+    validate a spec from a file or a registered name; with ``check_paths`` (the default) every input
+    path must exist."""
     path = find_spec(name_or_path)
     data = read_spec_data(path)
     set_problems = []
@@ -619,7 +620,7 @@ def load_spec(name_or_path: str | Path, overrides: Mapping[str, Any] | None = No
     resolved, problems, unset = resolve_settings(data, str(path))
     problems = set_problems + problems
     try:
-        spec = validate_spec(resolved, str(path), check_paths=True)
+        spec = validate_spec(resolved, str(path), check_paths=check_paths)
     except SpecError as error:  # leave out what only an unset setting's missing value caused
         problems += [(where, message) for where, message in error.problems if not any(_within(where, place) for place in unset)]
     if problems:

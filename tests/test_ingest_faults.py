@@ -41,7 +41,7 @@ def test_non_regular_files_are_rejected_at_once_without_opening(tmp_path):
 
 def test_a_reader_is_never_chosen_for_a_directory(tmp_path):
     from specclip_core.components import readers_for
-    from specclip_core.data.ingest import choose_reader
+    from specclip_core.data.stream import choose_reader
     from specclip_core.errors import ReaderError
 
     (tmp_path / "dir.toy.csv").mkdir()
@@ -69,7 +69,7 @@ def test_overflowing_values_are_masked_or_rejected_never_stored(tmp_path):
 
 
 def test_finite_or_masked_masks_single_pixels():
-    from specclip_core.data.ingest import finite_or_masked
+    from specclip_core.data.stream import finite_or_masked
     from specclip_core.interfaces import Spectra
 
     flux = np.ones((2, 4), np.float32)

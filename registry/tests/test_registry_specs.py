@@ -31,7 +31,7 @@ def test_the_catalogue_ships_specs_and_cards():
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_spec_validates(path):
-    spec = load_spec(path.stem, _settings(path))
+    spec = load_spec(path.stem, _settings(path), check_paths=False)  # the settings' folders are placeholders
     assert spec.name == path.stem
 
 

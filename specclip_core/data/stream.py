@@ -90,6 +90,7 @@ class SpectraStream:
                         self.n_files_read += 1
                         break
                     waiting.append((index, raw))
+                    del raw
                     if sum(len(part) for _, part in waiting) >= self.chunk:
                         yielded = True
                         yield from self._preprocess(waiting)
@@ -105,6 +106,7 @@ class SpectraStream:
             raw = self.on_raw(path, raw) if self.on_raw else raw
             raw.meta[FILE_COLUMN] = np.full(len(raw), index)
             yield raw
+            del raw  # before the reader builds the next piece: one piece in memory at a time
 
     def _reject(self, index: int, reason: str, check: str, yielded: bool) -> None:
         path = str(self.files[index])

@@ -22,8 +22,9 @@ from specclip_gaiaxp.grid import SAMPLING_NM
 if TYPE_CHECKING:
     import pandas as pd
 
-CHUNK = 4096
-"""Rows per gaiaxpy call: each call rebuilds its design matrices (about 0.3 s), so calls are few."""
+CHUNK = 512
+"""Rows per gaiaxpy call. Its working set is about 110 kB per row (covariances, per-source objects), so
+calls are kept small; each call also rebuilds the design matrices (about 0.3 s), so not too small."""
 
 
 @contextlib.contextmanager

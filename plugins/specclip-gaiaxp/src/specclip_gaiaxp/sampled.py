@@ -51,7 +51,9 @@ class GaiaXPSampledReader(Reader):
     def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
         path = Path(path)
         for table in read_table_chunks(path, ["source_id", "flux", "flux_error"], rows):
-            yield _spectra(path, table)
+            spectra = _spectra(path, table)
+            del table  # before the next piece is parsed: one piece in memory at a time
+            yield spectra
 
 
 def _spectra(path: Path, table: Table) -> Spectra:

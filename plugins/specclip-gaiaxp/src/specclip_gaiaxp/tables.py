@@ -119,6 +119,7 @@ def read_table_chunks(path: Path, required: Sequence[str], rows: int) -> Iterato
                 raise ReaderError(path, f"missing columns {missing}; the file has {table.colnames[:12]}")
             first = False
         yield table
+        del table  # before the next piece is parsed: one piece in memory at a time
 
 
 def read_table(path: Path, required: Sequence[str]) -> Table:

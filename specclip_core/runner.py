@@ -266,6 +266,8 @@ def run_spec(
         if is_main:
             if context.out_dir.exists() and not resume:
                 shutil.rmtree(context.out_dir)
+            for unfinished in context.out_dir.rglob(".*.tmp") if context.out_dir.exists() else ():
+                unfinished.unlink(missing_ok=True)  # an atomic write a kill interrupted (specclip_core.util.atomic_write_bytes)
             context.out_dir.mkdir(parents=True, exist_ok=True)
         _sync()
         log(f"[{name}] running {stage.kind} stage")

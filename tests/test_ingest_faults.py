@@ -117,8 +117,10 @@ def test_resume_after_a_kill_at_the_end_of_an_ingest_stage(tmp_path):
     )
     partial = RunDir(tmp_path / "run").partial("ingest")
     ingest_files([tmp_path / "files"], "toy", partial / STORE, progress=False)  # killed before the rename
+    (partial / ".ingest_report.json.x1y2z3.tmp").write_text("{")  # and in the middle of an atomic write
     manifests = run_spec(spec, resume=True, progress=False, log=lambda *_: None)
     assert manifests["ingest"]["summary"]["n_spectra_written"] == 4 and not partial.exists()
+    assert not list((tmp_path / "run" / "ingest").rglob("*.tmp")), "no interrupted write is left in the finished stage"
 
 
 @pytest.mark.parametrize("policy, kept", [("first", "a"), ("best_snr", "b"), ("reject", None)])

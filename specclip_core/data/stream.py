@@ -75,6 +75,7 @@ class SpectraStream:
 
     def __iter__(self) -> Iterator[Batch]:
         waiting: list[tuple[int, Spectra]] = []
+        n_waiting = 0
         with progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
             for index in range(len(self.files)):
                 pieces, yielded = self._pieces(index), False
@@ -85,16 +86,18 @@ class SpectraStream:
                         check, reason = (error.check, error.reason) if isinstance(error, ReaderError) else ("read", f"{type(error).__name__}: {error}")
                         self._reject(index, reason, check, yielded)
                         waiting = [(i, part) for i, part in waiting if i != index]
+                        n_waiting = sum(len(part) for _, part in waiting)
                         break
                     if raw is None:
                         self.n_files_read += 1
                         break
                     waiting.append((index, raw))
+                    n_waiting += len(raw)
                     del raw
-                    if sum(len(part) for _, part in waiting) >= self.chunk:
+                    if n_waiting >= self.chunk:
                         yielded = True
                         yield from self._preprocess(waiting)
-                        waiting = []
+                        waiting, n_waiting = [], 0
                 bar.update(1)
             if waiting:
                 yield from self._preprocess(waiting)

@@ -7,8 +7,9 @@ import gzip
 import os
 
 import numpy as np
+import pytest
 
-from specclip_core.api import SpectralStore, choose_reader, ingest_files, readers_for
+from specclip_core.api import ReaderError, SpectralStore, choose_reader, ingest_files, readers_for
 from specclip_core.testing import Tally, bit_flips, deadline, meet_reader
 
 TABLES = ("XP_SAMPLED_RAW_dr3int6.csv", "XP_CONTINUOUS_RAW.csv")
@@ -175,3 +176,18 @@ def test_a_table_cut_in_its_last_piece_is_rejected_whole_at_ingest(data_dir, tmp
     assert sorted(SpectralStore.open(tmp_path / "out.zarr").ids) == sorted(good.ids), "every good spectrum, none of the cut table's"
     (problem,) = report.problems
     assert problem.file == str(tmp_path / "in" / "cut.csv") and problem.check == "table-row" and "line 7 has" in problem.reason
+
+
+def test_continuous_pieces_stay_within_one_gaiaxpy_call_and_name_the_files_row(data_dir, tmp_path, monkeypatch):
+    from specclip_gaiaxp import calibrate
+    from specclip_gaiaxp.continuous import GaiaXPContinuousReader
+
+    monkeypatch.setattr(calibrate, "CHUNK", 2)
+    path = tmp_path / "many.csv"
+    path.write_text(_many_rows((data_dir / TABLES[1]).read_text(), 3))
+    assert [len(piece) for piece in GaiaXPContinuousReader().read_chunks(path, 5)] == [2, 2, 2], "coefficients are sampled and let go 2 rows at a time"
+    head, *rows = _lines(path.read_text())
+    rows[4] = rows[4].replace("(56947.03696840172, ", "(", 1)
+    path.write_text(head + "".join(rows))
+    with pytest.raises(ReaderError, match=r"row 4 \(source .*54 coefficients, 55 errors"):
+        list(GaiaXPContinuousReader().read_chunks(path, 5))

@@ -46,18 +46,22 @@ class GaiaXPContinuousReader(Reader):
         return "source_id" in names and any(f"{band}_coefficients" in names for band in BANDS)
 
     def read(self, path: Path) -> Spectra:
-        return next(self.read_chunks(path, sys.maxsize))
+        return Spectra.concatenate(list(self.read_chunks(path, sys.maxsize)))
 
     def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
-        path = Path(path)
-        for table in read_table_chunks(path, ["source_id"], rows):
-            spectra = _spectra(path, table)
+        """Pieces of at most ``rows`` and at most :data:`calibrate.CHUNK` rows: a row's coefficients and
+        correlations take more memory than its sampled spectrum, and gaiaxpy's working set far more,
+        so each piece is sampled and let go before the next is parsed."""
+        path, first = Path(path), 0
+        for table in read_table_chunks(path, ["source_id"], min(rows, calibrate.CHUNK)):
+            spectra = _spectra(path, table, first)
+            first += len(table)
             del table  # before the next piece is parsed: one piece in memory at a time
             yield spectra
 
 
-def _spectra(path: Path, table: Table) -> Spectra:
-    """Raw spectra of one piece of a continuous XP table, sampled with gaiaxpy."""
+def _spectra(path: Path, table: Table, first: int) -> Spectra:
+    """Raw spectra of one piece of a continuous XP table (its rows from ``first`` on), sampled with gaiaxpy."""
     import pandas as pd
 
     bands = [band for band in BANDS if f"{band}_coefficients" in table.colnames]
@@ -68,7 +72,7 @@ def _spectra(path: Path, table: Table) -> Spectra:
         raise ReaderError(path, f"{int((source_id <= 0).sum())} rows have no valid source_id")
     columns: dict[str, list] = {"source_id": list(source_id)}
     for band in BANDS:
-        columns.update(_band_columns(path, table, band) if band in bands else _missing_band(len(table), band))
+        columns.update(_band_columns(path, table, band, first) if band in bands else _missing_band(len(table), band))
     frame = pd.DataFrame(columns)
     covered = np.logical_or.reduce([_available(frame, band) for band in BANDS])
     flux = np.full((len(frame), WAVELENGTH.size), np.nan)
@@ -87,8 +91,9 @@ def _available(frame: pd.DataFrame, band: str) -> np.ndarray:
     return (frame[f"{band}_n_parameters"].to_numpy() > 0) & np.isfinite(frame[f"{band}_standard_deviation"].to_numpy(dtype=np.float64))
 
 
-def _band_columns(path: Path, table: Table, band: str) -> dict[str, list]:
-    """gaiaxpy's input columns for one band, checked for consistent lengths row by row."""
+def _band_columns(path: Path, table: Table, band: str, first: int) -> dict[str, list]:
+    """gaiaxpy's input columns for one band, checked for consistent lengths row by row (rows of the
+    file numbered from ``first``)."""
     missing = [f"{band}_{name}" for name in ARRAYS if f"{band}_{name}" not in table.colnames]
     if missing:
         raise ReaderError(path, f"has {band}_coefficients but lacks {missing}")
@@ -103,7 +108,7 @@ def _band_columns(path: Path, table: Table, band: str) -> dict[str, list]:
         if n and (declared[row] != n or e.size != n or r.size != n * (n - 1) // 2):
             raise ReaderError(
                 path,
-                f"row {row} (source {table['source_id'][row]}), {band}: {n} coefficients, {e.size} errors, "
+                f"row {first + row} (source {table['source_id'][row]}), {band}: {n} coefficients, {e.size} errors, "
                 f"{r.size} correlations, n_parameters {declared[row]}; expected n, n and n(n-1)/2 (truncated or damaged?)",
             )
     return {

@@ -135,6 +135,27 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             print(f"  {item}: {reason}", file=sys.stderr)
 
 
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from specclip_core.data.stream import DEFAULT_CHUNK
+    from specclip_core.retrieval.embed import embed_catalogue
+    from specclip_core.threads import use_threads
+
+    use_threads(args.threads)
+    report = embed_catalogue(
+        args.run, args.inputs, args.output, modality=args.modality, stage=args.stage, part=args.part,
+        chunk=args.chunk or DEFAULT_CHUNK, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    resumed = f" ({report.resumed_rows} of them from the interrupted run)" if report.resumed_rows else ""
+    if report.rank:
+        print(f"rank {report.rank}: embedded {report.n_rows} rows{resumed}; rank 0 merged every rank's rows into {report.output}")
+        return
+    print(f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} to {report.output} in {report.seconds:.1f} s")
+    if report.rejected:
+        print(f"{len(report.rejected)} input(s) rejected (listed in the catalogue's manifest):", file=sys.stderr)
+        for item, reason in report.rejected[:20]:
+            print(f"  {item}: {reason}", file=sys.stderr)
+
+
 def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from specclip_core.bench import bench_pretrain, pretrain_table
 
@@ -239,6 +260,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("embed", help="embed spectra with a run's stage into a catalogue (zarr), resumable, torchrun-aware")
+    p.add_argument("run", help="run directory")
+    p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
+    p.add_argument("-o", "--output", required=True, help="catalogue path (.zarr)")
+    p.add_argument("--modality", help="the modality to embed (default: the one the inputs hold)")
+    p.add_argument("--stage", help="the stage whose embedder to use (default: the last finished one with an embedder for the modality)")
+    p.add_argument("--part", choices=["full", "shared", "private"], default="full", help="of an align stage's embedding: all of it, the shared (aligned) part or the private part (CLIP-split)")
+    p.add_argument("--chunk", type=int, metavar="N", help="spectra embedded and committed at a time (default 4096); a resumed run must use the same")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted embed of the same inputs where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace the catalogue at OUTPUT")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_embed)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("pretrain", help="pretraining throughput and peak memory per encoder and size")

@@ -64,7 +64,7 @@ def aligned_run(tmp_path_factory):
             "projections": {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}},
             "shared_dim": 16,
             "private_dim": 8,
-            "train": {"epochs": 3, "batch_size": 64, "lr": 1e-3, "drop_last": True, "device": "cpu"},
+            "train": {"epochs": 20, "batch_size": 64, "lr": 3e-3, "drop_last": True, "device": "cpu"},
             "translation_examples": 2,
         },
     }

@@ -62,6 +62,7 @@ class Chosen:
     part: str
     embedder: Any
     width: int
+    parts: dict[str, int]
 
 
 def choose_embedder(run_dir: str | Path, modality: str | None, stage: str | None, part: str = "full", inputs: list[str] | None = None) -> Chosen:
@@ -91,7 +92,7 @@ def choose_embedder(run_dir: str | Path, modality: str | None, stage: str | None
     parts = getattr(embedder, "parts", {"full": embedder.embed_dim})
     if part not in parts:
         raise SpecCLIPError(f"{run.path}: stage {stage!r} embeds {modality} into the parts {sorted(parts)}, not {part!r} (shared and private parts come from an align stage; private from one with private_dim > 0)")
-    return Chosen(run, stage, modality, part, embedder, int(parts[part]))
+    return Chosen(run, stage, modality, part, embedder, int(parts[part]), {name: int(width) for name, width in parts.items()})
 
 
 def embed_vectors(chosen: Chosen, spectra: Spectra, device: Any = "cpu") -> np.ndarray:
@@ -213,6 +214,7 @@ def embed_catalogue(
         "embedder": type(chosen.embedder).__name__,
         "modality": chosen.modality,
         "part": chosen.part,
+        "parts": chosen.parts,
         "width": chosen.width,
         "chunk": chunk,
         "inputs": _describe_inputs(stores, chunks.stream.files if chunks.stream else []),

@@ -162,11 +162,12 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
 
     use_threads(args.threads)
     card = build_index(
-        args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
+        args.catalogue[0] if len(args.catalogue) == 1 else args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
         ef_construction=args.ef_construction, ef_search=args.ef_search, train_rows=args.train_rows, recall_queries=args.recall_queries, overwrite=args.overwrite,
     )
     recall = "n/a" if card["recall@10"] is None else f"{card['recall@10']:.3f}"
-    print(f"{card['kind']} index of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; "
+    shards = f" in {len(card['shards'])} shards" if len(card["shards"]) > 1 else ""
+    print(f"{card['kind']} index{shards} of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; "
           f"recall@10 against exact {recall} on {card['recall_queries']} queries, {card['ms_per_query']:.3f} ms per query; card: {args.output}/card.json")
 
 
@@ -309,17 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     index = sub.add_parser("index", help="faiss indexes of embedding catalogues").add_subparsers(dest="index_command", required=True)
     p = index.add_parser("build", help="build a faiss index (cosine) of a catalogue, with a card recording its recall@10 against exact search")
-    p.add_argument("catalogue", help="a catalogue written by 'specclip embed'")
-    p.add_argument("-o", "--output", required=True, help="index directory (index.faiss and card.json)")
-    p.add_argument("--kind", choices=["auto", "flat", "ivfpq", "hnsw"], default="auto", help="auto: exact (flat) below 100,000 rows, ivfpq above")
-    p.add_argument("--nlist", type=int, help="ivfpq: inverted lists (default 4 sqrt(N))")
+    p.add_argument("catalogue", nargs="+", help="a catalogue written by 'specclip embed', or several: the shards of one (one faiss index each, searched together)")
+    p.add_argument("-o", "--output", required=True, help="index directory (card.json and index.faiss, or shard-N.faiss per shard)")
+    p.add_argument("--kind", choices=["auto", "flat", "ivfflat", "ivfpq", "hnsw"], default="auto", help="auto: exact (flat) below 100,000 rows, hnsw above")
+    p.add_argument("--nlist", type=int, help="ivfflat, ivfpq: inverted lists (default 4 sqrt(N))")
     p.add_argument("--m", type=int, help="ivfpq: sub-quantizers, a divisor of the width (default: the most with 8 or more dimensions each)")
     p.add_argument("--nbits", type=int, default=8, help="ivfpq: bits per sub-quantizer code (default 8)")
-    p.add_argument("--nprobe", type=int, help="ivfpq: lists searched per query (default max(8, nlist/20))")
+    p.add_argument("--nprobe", type=int, help="ivfflat, ivfpq: lists searched per query (default max(8, nlist/20))")
     p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
     p.add_argument("--ef-construction", type=int, default=80, help="hnsw: candidates while building (default 80)")
     p.add_argument("--ef-search", type=int, default=64, help="hnsw: candidates while searching (default 64)")
-    p.add_argument("--train-rows", type=int, help="ivfpq: rows sampled to train on (default max(50 nlist, 40 x 2^nbits, 10000))")
+    p.add_argument("--train-rows", type=int, help="ivfflat, ivfpq: rows sampled to train on (default max(50 nlist, 40 x 2^nbits, 10000))")
     p.add_argument("--recall-queries", type=int, default=1000, help="catalogue rows used as queries to measure recall@10 (default 1000)")
     p.add_argument("--overwrite", action="store_true", help="replace the index at OUTPUT")
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)

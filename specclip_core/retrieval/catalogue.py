@@ -175,6 +175,74 @@ class Catalogue:
         self._group.attrs["manifest"] = dict(manifest)
 
 
+class CatalogueSet:
+    """The shards of one catalogue (the same modality, stage, part and width) read as one: rows of
+    the first shard, then of the second, ... ``path`` names them all (for messages)."""
+
+    def __init__(self, shards: list[Catalogue]):
+        first = shards[0]
+        for other in shards[1:]:
+            for key in ("modality", "stage_key", "part", "width"):
+                if other.manifest.get(key) != first.manifest.get(key):
+                    raise CatalogueError(f"{other.path}: {key} {other.manifest.get(key)!r} differs from {first.path}'s {first.manifest.get(key)!r}; the shards of one index must hold one embedding")
+        self.shards = shards
+        self.offsets = np.cumsum([0] + [len(shard) for shard in shards])
+        self.path = " + ".join(str(shard.path) for shard in shards)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The first shard's manifest (what every shard shares: run, stage, modality, part, width)."""
+        return self.shards[0].manifest
+
+    @property
+    def width(self) -> int:
+        return self.shards[0].width
+
+    @property
+    def modality(self) -> str:
+        return self.shards[0].modality
+
+    @property
+    def label_columns(self) -> dict[str, str]:
+        """The label columns every shard has."""
+        first = self.shards[0].label_columns
+        return {c: kind for c, kind in first.items() if all(shard.label_columns.get(c) == kind for shard in self.shards[1:])}
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.concatenate([shard.ids for shard in self.shards])
+
+    @property
+    def sources(self) -> np.ndarray:
+        return np.concatenate([shard.sources for shard in self.shards])
+
+    def _by_shard(self, rows: slice | np.ndarray | None):
+        rows = np.arange(len(self))[rows] if rows is None or isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise CatalogueError(f"{self.path}: row out of range 0..{len(self) - 1}")
+        shard = np.searchsorted(self.offsets, rows, side="right") - 1
+        return rows, shard
+
+    def embeddings(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        rows, shard = self._by_shard(rows)
+        out = np.zeros((len(rows), self.width), dtype=np.float32)
+        for number in np.unique(shard):
+            where = shard == number
+            out[where] = self.shards[number].embeddings(rows[where] - self.offsets[number])
+        return out
+
+    def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        columns = list(self.label_columns)
+        every = [shard.labels() for shard in self.shards]
+        joined = {c: np.concatenate([labels[c] for labels in every]) for c in columns}
+        return joined if rows is None else {c: values[np.asarray(rows, dtype=np.int64)] for c, values in joined.items()}
+
+    rows_of = Catalogue.rows_of
+
+
 def is_catalogue(path: str | Path) -> bool:
     """Whether ``path`` holds an embedding catalogue (a zarr group with the ``specclip_catalogue`` attribute)."""
     try:

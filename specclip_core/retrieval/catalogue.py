@@ -109,9 +109,9 @@ class Catalogue:
     def sources(self) -> np.ndarray:
         return _as_str(self._group["source"][: len(self)])
 
-    def embeddings(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
-        """The embeddings at ``rows`` (all by default), float32."""
-        array = self._group["embedding"]
+    def _take(self, name: str, rows: slice | np.ndarray | None) -> np.ndarray:
+        """Array ``name`` at ``rows`` (all committed rows by default), reading only the chunks they touch."""
+        array = self._group[name]
         if rows is None:
             return np.asarray(array[: len(self)])
         if isinstance(rows, slice):
@@ -119,15 +119,26 @@ class Catalogue:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise CatalogueError(f"{self.path}: row out of range 0..{len(self) - 1}")
+        if not rows.size:
+            return np.zeros((0, *array.shape[1:]), dtype=array.dtype)
         unique, inverse = np.unique(rows, return_inverse=True)
-        return np.asarray(array.oindex[unique])[inverse] if unique.size else np.zeros((0, self.width), np.float32)
+        return np.asarray(array.oindex[unique])[inverse]
+
+    def embeddings(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """The embeddings at ``rows`` (all by default), float32."""
+        return self._take("embedding", rows).astype(np.float32, copy=False)
+
+    def ids_at(self, rows: np.ndarray) -> np.ndarray:
+        return _as_str(self._take("ids", rows))
+
+    def sources_at(self, rows: np.ndarray) -> np.ndarray:
+        return _as_str(self._take("source", rows))
 
     def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Label columns (all rows, or ``rows``)."""
         out = {}
         for column, kind in self.label_columns.items():
-            values = np.asarray(self._group["labels"][column][: len(self)])
-            values = values if rows is None else values[np.asarray(rows, dtype=np.int64)]
+            values = self._take(f"labels/{column}", rows)
             out[column] = _as_str(values) if kind == "str" else values
         return out
 
@@ -226,19 +237,37 @@ class CatalogueSet:
         shard = np.searchsorted(self.offsets, rows, side="right") - 1
         return rows, shard
 
-    def embeddings(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+    def _gather(self, rows: slice | np.ndarray | None, read) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(positions in ``rows``, what ``read(shard, local rows)`` gives) per shard the rows touch."""
         rows, shard = self._by_shard(rows)
-        out = np.zeros((len(rows), self.width), dtype=np.float32)
-        for number in np.unique(shard):
-            where = shard == number
-            out[where] = self.shards[number].embeddings(rows[where] - self.offsets[number])
+        return [(np.flatnonzero(shard == number), read(self.shards[number], rows[shard == number] - self.offsets[number])) for number in np.unique(shard)]
+
+    def _joined(self, rows, read, shape: tuple, dtype) -> np.ndarray:
+        n = len(self._by_shard(rows)[0])
+        out = np.empty((n, *shape), dtype=dtype)
+        for where, values in self._gather(rows, read):
+            out[where] = values
         return out
 
+    def embeddings(self, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        return self._joined(rows, Catalogue.embeddings, (self.width,), np.float32)
+
+    def ids_at(self, rows: np.ndarray) -> np.ndarray:
+        return self._joined(rows, Catalogue.ids_at, (), object).astype(str)
+
+    def sources_at(self, rows: np.ndarray) -> np.ndarray:
+        return self._joined(rows, Catalogue.sources_at, (), object).astype(str)
+
     def labels(self, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        columns = list(self.label_columns)
-        every = [shard.labels() for shard in self.shards]
-        joined = {c: np.concatenate([labels[c] for labels in every]) for c in columns}
-        return joined if rows is None else {c: values[np.asarray(rows, dtype=np.int64)] for c, values in joined.items()}
+        columns = self.label_columns
+        parts = self._gather(rows, lambda shard, local: shard.labels(local))
+        out = {}
+        for column, kind in columns.items():
+            values = np.empty(sum(len(where) for where, _ in parts), dtype=object if kind == "str" else np.float64 if kind == "float" else np.int64)
+            for where, labels in parts:
+                values[where] = labels[column]
+            out[column] = values.astype(str) if kind == "str" else values
+        return out
 
     rows_of = Catalogue.rows_of
 

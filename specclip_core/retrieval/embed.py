@@ -237,11 +237,13 @@ def embed_catalogue(
         report.n_rows = len(merged)
         if report.n_rows == 0:
             shutil.rmtree(merged.path)
+            shutil.rmtree(parts_dir(output))
             first = "; ".join(f"{where}: {reason}" for where, reason in chunks.rejected[:3]) or "no input spectra found"
             raise SpecCLIPError(f"no {chosen.modality} spectrum embedded from {', '.join(paths)} ({len(chunks.rejected)} inputs rejected; {first})")
         if output.exists():
             shutil.rmtree(output)
         os.replace(merged.path, output)
+        shutil.rmtree(parts_dir(output))
     report.seconds = time.perf_counter() - started
     return report
 
@@ -268,7 +270,7 @@ def _open_part(path: Path, manifest: dict[str, Any], labels: dict[str, str], res
 
 def _merge(output: Path, world_size: int, manifest: dict[str, Any], labels: dict[str, str], failed: set[int], rejected: list) -> Catalogue:
     """The parts, in chunk order and without the rows of failed files, as one catalogue beside
-    ``output`` (renamed into place by the caller); the parts are removed."""
+    ``output`` (the caller renames it into place, then removes the parts)."""
     directory = parts_dir(output)
     parts = [Catalogue.open(directory / f"part-{rank}-of-{world_size}.zarr") for rank in range(world_size)]
     pieces = []  # (chunk, part, start, stop)
@@ -293,5 +295,4 @@ def _merge(output: Path, world_size: int, manifest: dict[str, Any], labels: dict
     if buffer:
         final.append({name: np.concatenate([b[name] for b in buffer]) for name in buffer[0]})
     final.set_manifest(manifest | {"count": len(final), "rejected": [list(item) for item in rejected]})
-    shutil.rmtree(directory)
     return final

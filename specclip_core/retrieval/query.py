@@ -62,7 +62,7 @@ def from_catalogue(catalogue: Catalogue, ids: list[str] | None = None, rows: lis
         chosen = np.asarray(rows, dtype=np.int64)
     else:
         chosen = np.concatenate(list(catalogue.rows_of(list(ids or [])).values()))
-    return Queries(catalogue.ids[chosen], catalogue.embeddings(chosen), catalogue.sources[chosen], catalogue.modality, catalogue.manifest)
+    return Queries(catalogue.ids_at(chosen), catalogue.embeddings(chosen), catalogue.sources_at(chosen), catalogue.modality, catalogue.manifest)
 
 
 def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str | None = None) -> Queries:
@@ -117,7 +117,6 @@ def search_hits(index: Index, queries: Queries, k: int = 10) -> list[dict[str, A
         raise SpecCLIPError(f"-k must be at least 1, got {k}")
     _, found = index.search(queries.vectors, k)
     catalogue = index.catalogue
-    ids, sources = catalogue.ids, catalogue.sources
     query_units = unit(queries.vectors)
     table = []
     for number, rows in enumerate(found):
@@ -125,13 +124,13 @@ def search_hits(index: Index, queries: Queries, k: int = 10) -> list[dict[str, A
         cosines = unit(catalogue.embeddings(rows)) @ query_units[number]
         order = np.argsort(-cosines, kind="stable")
         rows, cosines = rows[order], cosines[order]
-        labels = catalogue.labels(rows)
+        labels, ids, sources = catalogue.labels(rows), catalogue.ids_at(rows), catalogue.sources_at(rows)
         for rank, (row, cosine) in enumerate(zip(rows, cosines), start=1):
             table.append(
                 {"query_id": queries.ids[number], "query_modality": queries.modality, "query_source": queries.sources[number], "rank": rank,
-                 "neighbour_id": ids[row], "modality": catalogue.modality, "cosine": float(cosine), "row": int(row)}
+                 "neighbour_id": ids[rank - 1], "modality": catalogue.modality, "cosine": float(cosine), "row": int(row)}
                 | {column: values[rank - 1] for column, values in labels.items()}
-                | {"source": sources[row]}
+                | {"source": sources[rank - 1]}
             )
     return table
 
@@ -192,7 +191,7 @@ def neighbour_panels(queries: Queries, table: list[dict[str, Any]], index: Index
         counterpart = None
         if queries.modality != index.catalogue.modality and sid in catalogue_ids:
             row = int(np.flatnonzero(catalogue_ids == sid)[0])
-            counterpart = spectrum_of(str(index.catalogue.sources[row]), sid, index.catalogue.modality)
+            counterpart = spectrum_of(str(index.catalogue.sources_at(np.array([row]))[0]), sid, index.catalogue.modality)
         neighbours = []
         for entry in hits:
             found = spectrum_of(str(entry["source"]), str(entry["neighbour_id"]), index.catalogue.modality)

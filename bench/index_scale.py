@@ -22,9 +22,10 @@ For each size the vectors are written to a catalogue and indexed by the product'
 ``build_index`` (the card gives build time, bytes and recall at build); then, on the held-out
 queries, ms per query (all queries in one call, and one query per call) and recall@10 against the
 exact answers (the product's ``recall_at_k``: a returned vector counts when its cosine reaches the
-10th exact one less 1e-6, since float32 cannot order closer cosines near 1), for a sweep of ``nprobe`` (IVF-PQ) and ``efSearch`` (HNSW). Memory: the
-index's bytes (its serialised size, which is what these kinds hold in memory) and the growth of the
-process's peak resident memory while building (``VmHWM``, reset before each build).
+10th exact one less 1e-6, since float32 cannot order closer cosines near 1), for a sweep of
+``nprobe`` (IVF-PQ) and ``efSearch`` (HNSW). Memory: the index's bytes (its serialised size, which
+is what these kinds hold in memory) and the growth of the process's peak resident memory while
+building (``VmHWM``, reset before each build).
 """
 
 from __future__ import annotations
@@ -76,8 +77,11 @@ def shape_of(base: np.ndarray) -> str:
     nearest = np.sqrt(np.maximum(2 - 2 * np.sort(cosines, axis=1)[:, -2], 0))
     variance = np.linalg.eigvalsh(np.cov(units.T))[::-1]
     share = np.cumsum(variance) / variance.sum()
-    return (f"median cosine of two real embeddings {np.median(pairs):.4f} (least {pairs.min():.3f}); median distance to the nearest "
-            f"other {np.median(nearest):.4f}; variance in the first 1 / 5 / 20 principal components {share[0]:.1%} / {share[min(4, len(share) - 1)]:.1%} / {share[min(19, len(share) - 1)]:.1%}")
+    return (
+        f"median cosine of two real embeddings {np.median(pairs):.4f} (least {pairs.min():.3f}); median distance to the nearest "
+        f"other {np.median(nearest):.4f}; variance in the first 1 / 5 / 20 principal components "
+        f"{share[0]:.1%} / {share[min(4, len(share) - 1)]:.1%} / {share[min(19, len(share) - 1)]:.1%}"
+    )
 
 
 def cpu_model() -> str:
@@ -161,11 +165,20 @@ def bench_size(base: np.ndarray, n: int, n_queries: int, work: Path, manifest: d
             elif knob == "efSearch":
                 index.hnsw.efSearch = value
             found, batch_ms, single_ms = timed(index, queries)
-            rows.append({
-                "n": n, "index": name, "parameters": {**card["parameters"], **({knob: value} if knob else {})}, "build_s": card["build_seconds"],
-                "bytes": card["index_bytes"], "build_peak_mb": build_peak, "batch_ms": batch_ms, "single_ms": single_ms,
-                "recall": recall_at_k(catalogue, queries, outside, found, exact), "card_recall": card["recall@10"],
-            })
+            rows.append(
+                {
+                    "n": n,
+                    "index": name,
+                    "parameters": {**card["parameters"], **({knob: value} if knob else {})},
+                    "build_s": card["build_seconds"],
+                    "bytes": card["index_bytes"],
+                    "build_peak_mb": build_peak,
+                    "batch_ms": batch_ms,
+                    "single_ms": single_ms,
+                    "recall": recall_at_k(catalogue, queries, outside, found, exact),
+                    "card_recall": card["recall@10"],
+                }
+            )
             print(rows[-1], flush=True)
         del index
     return rows, float(np.median(exact[0][:, -1]))
@@ -194,7 +207,8 @@ def main() -> None:
     lines = [
         "# Index scale: flat, IVF-flat, IVF-PQ and HNSW on synthetic vectors made from real embeddings",
         "",
-        f"Written by `bench/index_scale.py` on {time.strftime('%Y-%m-%d')}, machine {platform.node()}: {cpu_model()}, {os.cpu_count()} cores "
+        f"Written by `bench/index_scale.py` on {time.strftime('%Y-%m-%d')}, machine {platform.node()}: {cpu_model()}, "
+        f"{os.cpu_count()} cores "
         f"(shared with another job), {faiss.omp_get_max_threads()} faiss thread(s), faiss {faiss.__version__}.",
         "",
         f"Base: {len(base)} real embeddings, {base.shape[1]} wide: {described.get('modality')} spectra embedded by stage "
@@ -206,7 +220,8 @@ def main() -> None:
         f"The real embeddings: {shape_of(base)}. The synthetic vectors' 10th nearest neighbour has a median cosine of "
         f"{np.median(exact_tenth):.6f}; returned vectors within {TIE:g} of it count as right (float32 ties).",
         "",
-        "| N | index | parameters | build (s) | index MB | build peak RSS growth (MB) | ms/query, batch of queries | ms/query, one at a time | recall@10 | recall@10 on the card |",
+        "| N | index | parameters | build (s) | index MB | build peak RSS growth (MB) | ms/query, batch of queries "
+        "| ms/query, one at a time | recall@10 | recall@10 on the card |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

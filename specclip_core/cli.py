@@ -149,7 +149,10 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     if report.rank:
         print(f"rank {report.rank}: embedded {report.n_rows} rows{resumed}; rank 0 merged every rank's rows into {report.output}")
         return
-    print(f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} to {report.output} in {report.seconds:.1f} s")
+    print(
+        f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} "
+        f"to {report.output} in {report.seconds:.1f} s"
+    )
     if report.rejected:
         print(f"{len(report.rejected)} input(s) rejected (listed in the catalogue's manifest):", file=sys.stderr)
         for item, reason in report.rejected[:20]:
@@ -162,13 +165,17 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
 
     use_threads(args.threads)
     card = build_index(
-        args.catalogue[0] if len(args.catalogue) == 1 else args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m, nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m,
-        ef_construction=args.ef_construction, ef_search=args.ef_search, train_rows=args.train_rows, recall_queries=args.recall_queries, overwrite=args.overwrite,
+        args.catalogue[0] if len(args.catalogue) == 1 else args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m,
+        nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
+        train_rows=args.train_rows, recall_queries=args.recall_queries, overwrite=args.overwrite,
     )
     recall = "n/a" if card["recall@10"] is None else f"{card['recall@10']:.3f}"
     shards = f" in {len(card['shards'])} shards" if len(card["shards"]) > 1 else ""
-    print(f"{card['kind']} index{shards} of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; "
-          f"recall@10 against exact {recall} on {card['recall_queries']} queries, {card['ms_per_query']:.3f} ms per query; card: {args.output}/card.json")
+    print(
+        f"{card['kind']} index{shards} of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) "
+        f"in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; recall@10 against exact {recall} "
+        f"on {card['recall_queries']} queries, {card['ms_per_query']:.3f} ms per query; card: {args.output}/card.json"
+    )
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
@@ -182,7 +189,10 @@ def _cmd_search(args: argparse.Namespace) -> None:
     table = search_hits(index, queries, args.k)
     write_hits(args.output, table)
     kind = "cross-modal" if queries.modality != index.catalogue.modality else "in-modal"
-    print(f"{len(queries.ids)} {queries.modality} queries, {kind}, top {args.k} of {index.card['size']} {index.catalogue.modality} ({index.card['kind']}): {len(table)} hits in {args.output}")
+    print(
+        f"{len(queries.ids)} {queries.modality} queries, {kind}, top {args.k} of {index.card['size']} {index.catalogue.modality} "
+        f"({index.card['kind']}): {len(table)} hits in {args.output}"
+    )
     if args.plot:
         from specclip_core.report.neighbours import plot_neighbours
 
@@ -300,8 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="catalogue path (.zarr)")
     p.add_argument("--modality", help="the modality to embed (default: the one the inputs hold)")
     p.add_argument("--stage", help="the stage whose embedder to use (default: the last finished one with an embedder for the modality)")
-    p.add_argument("--part", choices=["full", "shared", "private"], default="full", help="of an align stage's embedding: all of it, the shared (aligned) part or the private part (CLIP-split)")
-    p.add_argument("--chunk", type=int, metavar="N", help="spectra embedded and committed at a time (default 4096); a resumed run must use the same")
+    p.add_argument(
+        "--part", choices=["full", "shared", "private"], default="full",
+        help="of an align stage's embedding: all of it, the shared (aligned) part or the private part (CLIP-split)",
+    )
+    p.add_argument(
+        "--chunk", type=int, metavar="N",
+        help="spectra embedded and committed at a time (default 4096); a resumed run must use the same",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted embed of the same inputs where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the catalogue at OUTPUT")
     p.add_argument("--quiet", action="store_true")
@@ -309,10 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_embed)
 
     index = sub.add_parser("index", help="faiss indexes of embedding catalogues").add_subparsers(dest="index_command", required=True)
-    p = index.add_parser("build", help="build a faiss index (cosine) of a catalogue, with a card recording its recall@10 against exact search")
-    p.add_argument("catalogue", nargs="+", help="a catalogue written by 'specclip embed', or several: the shards of one (one faiss index each, searched together)")
+    p = index.add_parser(
+        "build",
+        help="build a faiss index (cosine) of a catalogue, with a card recording its recall@10 against exact search",
+    )
+    p.add_argument(
+        "catalogue", nargs="+",
+        help="a catalogue written by 'specclip embed', or several: the shards of one (one faiss index each, searched together)",
+    )
     p.add_argument("-o", "--output", required=True, help="index directory (card.json and index.faiss, or shard-N.faiss per shard)")
-    p.add_argument("--kind", choices=["auto", "flat", "ivfflat", "ivfpq", "hnsw"], default="auto", help="auto: exact (flat) below 100,000 rows, hnsw above")
+    p.add_argument(
+        "--kind", choices=["auto", "flat", "ivfflat", "ivfpq", "hnsw"], default="auto",
+        help="auto: exact (flat) below 100,000 rows, hnsw above",
+    )
     p.add_argument("--nlist", type=int, help="ivfflat, ivfpq: inverted lists (default 4 sqrt(N))")
     p.add_argument("--m", type=int, help="ivfpq: sub-quantizers, a divisor of the width (default: the most with 8 or more dimensions each)")
     p.add_argument("--nbits", type=int, default=8, help="ivfpq: bits per sub-quantizer code (default 8)")
@@ -329,8 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="nearest neighbours in an index of queries by file, id or catalogue row; in-modal or cross-modal")
     p.add_argument("index", help="an index built by 'specclip index build'")
     p.add_argument("queries", nargs="+", help="spectrum files or directories, ids, or row numbers (see --by)")
-    p.add_argument("--by", choices=["auto", "file", "id", "row"], default="auto", help="what QUERIES are (auto: files when every one is an existing path, else ids)")
-    p.add_argument("--from", dest="from_catalogue", metavar="CATALOGUE", help="look ids and rows up in this catalogue (e.g. the other modality's, for a cross-modal search) instead of the index's")
+    p.add_argument(
+        "--by", choices=["auto", "file", "id", "row"], default="auto",
+        help="what QUERIES are (auto: files when every one is an existing path, else ids)",
+    )
+    p.add_argument(
+        "--from", dest="from_catalogue", metavar="CATALOGUE",
+        help="look ids and rows up in this catalogue (e.g. the other modality's, for a cross-modal search) instead of the index's",
+    )
     p.add_argument("--modality", help="the modality of query files (default: the one the files hold)")
     p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("-o", "--output", required=True, help="hits table (.csv)")

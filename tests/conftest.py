@@ -56,7 +56,12 @@ def aligned_run(tmp_path_factory):
     store = make_paired_store(root / "pair.zarr", n=200)
     train = {"epochs": 1, "batch_size": 64, "device": "cpu"}
     stages = {
-        "pretrain_toy": {"kind": "pretrain", "modality": "toy", "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}], "train": train},
+        "pretrain_toy": {
+            "kind": "pretrain",
+            "modality": "toy",
+            "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+            "train": train,
+        },
         "pretrain_toy_broad": {"kind": "pretrain", "modality": "toy_broad", "train": train},
         "align": {
             "kind": "align",

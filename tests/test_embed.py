@@ -51,7 +51,9 @@ def test_parts_of_a_split_embedding_and_of_a_pretrained_encoder(aligned_run, tmp
     run, store = aligned_run
     widths = {}
     for part in ("shared", "private"):
-        widths[part] = embed_catalogue(run, [str(store.path)], tmp_path / f"{part}.zarr", modality="toy_broad", part=part, progress=False).width
+        widths[part] = embed_catalogue(
+            run, [str(store.path)], tmp_path / f"{part}.zarr", modality="toy_broad", part=part, progress=False
+        ).width
     assert widths == {"shared": 16, "private": 8}
     full = Catalogue.open(tmp_path / "shared.zarr")
     assert full.manifest["part"] == "shared"
@@ -117,10 +119,14 @@ def test_kill_9_during_embed_from_files_then_resume_loses_no_row(aligned_run, tm
     run, _ = aligned_run
     toy_files(tmp_path / "files", n=14)
     assert cli_main(["embed", str(run), str(tmp_path / "files"), "-o", str(tmp_path / "whole.zarr"), "--chunk", "4", "--quiet"]) == 0
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(run), str(tmp_path / "files"), str(tmp_path / "cut.zarr")], capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(run), str(tmp_path / "files"), str(tmp_path / "cut.zarr")], capture_output=True, text=True
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert len(Catalogue.open(parts_dir(tmp_path / "cut.zarr") / "part-0-of-1.zarr")) == 12
-    assert cli_main(["embed", str(run), str(tmp_path / "files"), "-o", str(tmp_path / "cut.zarr"), "--chunk", "4", "--resume", "--quiet"]) == 0
+    assert (
+        cli_main(["embed", str(run), str(tmp_path / "files"), "-o", str(tmp_path / "cut.zarr"), "--chunk", "4", "--resume", "--quiet"]) == 0
+    )
     assert len(Catalogue.open(tmp_path / "cut.zarr")) == 14
     assert tree_bytes(tmp_path / "cut.zarr") == tree_bytes(tmp_path / "whole.zarr")
 
@@ -135,7 +141,10 @@ def test_two_processes_under_torchrun_write_the_bytes_of_one(aligned_run, tmp_pa
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "specclip_core.cli", *common, "-o", str(tmp_path / "two.zarr")],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rank 1: embedded 96 rows" in done.stdout
@@ -148,7 +157,10 @@ def test_bad_inputs_are_clear_errors(aligned_run, tmp_path, capsys):
     cases = [
         (["embed", str(tmp_path / "nowhere"), str(store.path), "-o", out], "not a run directory"),
         (["embed", str(run), str(tmp_path / "missing.toy.csv"), "-o", out], "missing.toy.csv: no such file or directory"),
-        (["embed", str(run), str(store.path), "-o", out, "--modality", "toy", "--stage", "pretrain_toy_broad"], "stage 'pretrain_toy_broad' has no finished embedder for 'toy'"),
+        (
+            ["embed", str(run), str(store.path), "-o", out, "--modality", "toy", "--stage", "pretrain_toy_broad"],
+            "stage 'pretrain_toy_broad' has no finished embedder for 'toy'",
+        ),
         (["embed", str(run), str(store.path), "-o", out], "cannot tell which modality"),
         (["embed", str(run), str(store.path), "-o", str(store.path), "--modality", "toy"], "already exists"),
         (["embed", str(run), str(store.path), "-o", str(store.path), "--modality", "toy", "--overwrite"], "is not an embedding catalogue"),

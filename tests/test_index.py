@@ -27,7 +27,7 @@ def brute_force_recall(vectors: np.ndarray, query_rows: np.ndarray, found: np.nd
     right when its cosine reaches the 10th exact one (less 1e-6, float32 ties)."""
     units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     total = 0.0
-    for row, approx in zip(query_rows, found):
+    for row, approx in zip(query_rows, found, strict=True):
         cosines = units @ units[row]
         tenth = np.sort(np.delete(cosines, row))[::-1][k - 1]
         returned = [r for r in approx if r != row][:k]
@@ -48,7 +48,12 @@ def test_flat_index_is_exact_and_its_card_says_so(catalogue, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kind,settings", [("hnsw", {"hnsw_m": 8, "ef_search": 16}), ("ivfpq", {"nlist": 4, "m": 3, "nbits": 4, "nprobe": 2}), ("ivfflat", {"nlist": 8, "nprobe": 2})]
+    "kind,settings",
+    [
+        ("hnsw", {"hnsw_m": 8, "ef_search": 16}),
+        ("ivfpq", {"nlist": 4, "m": 3, "nbits": 4, "nprobe": 2}),
+        ("ivfflat", {"nlist": 8, "nprobe": 2}),
+    ],
 )
 def test_approximate_indexes_record_the_recall_they_reach(catalogue, tmp_path, kind, settings):
     card = build_index(catalogue, tmp_path / kind, kind=kind, recall_queries=50, **settings)
@@ -74,8 +79,14 @@ def test_auto_is_exact_below_the_threshold_and_hnsw_above(catalogue, tmp_path, m
 def test_bad_inputs_are_clear_errors(catalogue, tmp_path, capsys):
     cases = [
         (["index", "build", str(tmp_path / "nothing.zarr"), "-o", str(tmp_path / "i")], "no embedding catalogue here"),
-        (["index", "build", str(catalogue), "-o", str(tmp_path / "i"), "--kind", "ivfpq", "--m", "5"], "--m 5 must divide the embedding width 24"),
-        (["index", "build", str(catalogue), "-o", str(tmp_path / "i"), "--kind", "ivfpq"], "200 rows to train on, but ivfpq with nlist 5, m 3, nbits 8, nprobe 5 needs at least 256"),
+        (
+            ["index", "build", str(catalogue), "-o", str(tmp_path / "i"), "--kind", "ivfpq", "--m", "5"],
+            "--m 5 must divide the embedding width 24",
+        ),
+        (
+            ["index", "build", str(catalogue), "-o", str(tmp_path / "i"), "--kind", "ivfpq"],
+            "200 rows to train on, but ivfpq with nlist 5, m 3, nbits 8, nprobe 5 needs at least 256",
+        ),
         (["index", "build", str(catalogue), "-o", str(catalogue)], "already exists and is not an index"),
     ]
     for argv, message in cases:
@@ -94,9 +105,8 @@ def test_bad_inputs_are_clear_errors(catalogue, tmp_path, capsys):
 
 
 def test_an_index_of_several_shards_answers_as_one_of_their_concatenation(aligned_run, tmp_path):
-    from specclip_toy import make_raw, write_file
-
     from specclip_core.retrieval.query import resolve_queries, search_hits
+    from specclip_toy import make_raw, write_file
 
     run, _ = aligned_run
     for name, seed in (("a", 21), ("b", 22)):
@@ -106,7 +116,10 @@ def test_an_index_of_several_shards_answers_as_one_of_their_concatenation(aligne
             write_file(tmp_path / name / f"{raw.ids[i]}.toy.csv", raw, i)
         embed_catalogue(run, [str(tmp_path / name)], tmp_path / f"{name}.zarr", part="shared", progress=False)
     embed_catalogue(run, [str(tmp_path / "a"), str(tmp_path / "b")], tmp_path / "ab.zarr", part="shared", progress=False)
-    assert cli_main(["index", "build", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), "-o", str(tmp_path / "sharded"), "--kind", "hnsw"]) == 0
+    assert (
+        cli_main(["index", "build", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), "-o", str(tmp_path / "sharded"), "--kind", "hnsw"])
+        == 0
+    )
     card = build_index(tmp_path / "ab.zarr", tmp_path / "single", kind="hnsw")
     sharded = load_index(tmp_path / "sharded")
     assert [s["rows"] for s in sharded.card["shards"]] == [8, 8] and sharded.card["size"] == card["size"] == 16

@@ -37,7 +37,18 @@ def test_search_by_id_and_by_row_in_modal(built, tmp_path):
     hits = tmp_path / "hits.csv"
     assert cli_main(["search", str(built["toy"]), "toy-0-5", "toy-0-9", "-k", "4", "-o", str(hits)]) == 0
     rows = read_hits(hits)
-    assert list(rows[0]) == ["query_id", "query_modality", "query_source", "rank", "neighbour_id", "modality", "cosine", "row", "temp", "source"]
+    assert list(rows[0]) == [
+        "query_id",
+        "query_modality",
+        "query_source",
+        "rank",
+        "neighbour_id",
+        "modality",
+        "cosine",
+        "row",
+        "temp",
+        "source",
+    ]
     assert len(rows) == 8 and [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
     assert rows[0]["neighbour_id"] == "toy-0-5" and float(rows[0]["cosine"]) == pytest.approx(1.0, abs=1e-5)
     cosines = [float(r["cosine"]) for r in rows[:4]]

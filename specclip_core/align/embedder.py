@@ -31,7 +31,8 @@ class AlignedEmbedder(Embedder):
     def parts(self) -> dict[str, int]:
         """The width of each part :meth:`embed` gives: ``full``, ``shared`` and (CLIP-split) ``private``."""
         projection = self.model.projections[self.modality]
-        return {"full": self.embed_dim, "shared": projection.shared_dim} | ({"private": projection.private_dim} if projection.private_dim else {})
+        parts = {"full": self.embed_dim, "shared": projection.shared_dim}
+        return parts | ({"private": projection.private_dim} if projection.private_dim else {})
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

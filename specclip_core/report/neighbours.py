@@ -38,11 +38,19 @@ def plot_neighbours(panels: list[NeighbourPanel], out_png: str | Path, offset: f
         if cross and panel.counterpart is not None:
             right.plot(*panel.counterpart, color="black", lw=1.2, ls="--", label=f"query star in {panel.modality}")
         for rank, (sid, cosine, (wavelength, flux)) in enumerate(panel.neighbours, start=1):
-            right.plot(wavelength, flux + offset * rank, color=colours(rank / (len(panel.neighbours) + 1)), lw=0.9, label=f"#{rank} {sid} (cos {cosine:.3f})")
-        for axis, modality in zip(axes[row], [panel.query_modality, panel.modality][:columns]):
+            right.plot(
+                wavelength,
+                flux + offset * rank,
+                color=colours(rank / (len(panel.neighbours) + 1)),
+                lw=0.9,
+                label=f"#{rank} {sid} (cos {cosine:.3f})",
+            )
+        for axis, modality in zip(axes[row], [panel.query_modality, panel.modality][:columns], strict=True):
             axis.set_xlabel(axis_label(f"{modality} wavelength", "Å"))
             axis.set_ylabel(axis_label("flux + offset", "preprocessed"))
             axis.legend(fontsize=7, loc="best")
-        title = f"query {panel.query_id}: {len(panel.neighbours)} nearest {panel.modality} neighbours by cosine" + (" (cross-modal)" if cross else "")
+        title = f"query {panel.query_id}: {len(panel.neighbours)} nearest {panel.modality} neighbours by cosine" + (
+            " (cross-modal)" if cross else ""
+        )
         axes[row][0].set_title(_wrapped(title, 6 * columns, 10), fontsize=10)
     return _save(fig, out_png)

@@ -59,7 +59,9 @@ class Catalogue:
         return cls(path, group)
 
     @classmethod
-    def create(cls, path: str | Path, width: int, label_columns: Mapping[str, str], manifest: Mapping[str, Any], building: bool) -> Catalogue:
+    def create(
+        cls, path: str | Path, width: int, label_columns: Mapping[str, str], manifest: Mapping[str, Any], building: bool
+    ) -> Catalogue:
         """An empty catalogue of ``width``-wide embeddings (``building``: with the arrays resume needs)."""
         path = Path(path)
         group = zarr.open_group(path, mode="w-")
@@ -73,8 +75,10 @@ class Catalogue:
         if building:
             for name in _BUILDING:
                 group.create_array(name, shape=(0,), chunks=(ROW_CHUNK,), dtype="int64")
-        group.attrs.update({"specclip_catalogue": FORMAT_VERSION, "n_rows": 0, "label_columns": dict(label_columns), "manifest": dict(manifest)}
-                           | ({"next_chunk": 0} if building else {}))
+        group.attrs.update(
+            {"specclip_catalogue": FORMAT_VERSION, "n_rows": 0, "label_columns": dict(label_columns), "manifest": dict(manifest)}
+            | ({"next_chunk": 0} if building else {})
+        )
         return cls(path, group)
 
     def __len__(self) -> int:
@@ -152,7 +156,10 @@ class Catalogue:
         found = {sid: np.flatnonzero(known == sid) for sid in ids}
         missing = [sid for sid, rows in found.items() if rows.size == 0]
         if missing:
-            raise CatalogueError(f"{self.path}: no row with id {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} (it holds {len(known)} ids, e.g. {', '.join(known[:3])})")
+            raise CatalogueError(
+                f"{self.path}: no row with id {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                f"(it holds {len(known)} ids, e.g. {', '.join(known[:3])})"
+            )
         return found
 
     def trim(self) -> None:
@@ -195,7 +202,10 @@ class CatalogueSet:
         for other in shards[1:]:
             for key in ("modality", "stage_key", "part", "width"):
                 if other.manifest.get(key) != first.manifest.get(key):
-                    raise CatalogueError(f"{other.path}: {key} {other.manifest.get(key)!r} differs from {first.path}'s {first.manifest.get(key)!r}; the shards of one index must hold one embedding")
+                    raise CatalogueError(
+                        f"{other.path}: {key} {other.manifest.get(key)!r} differs from {first.path}'s {first.manifest.get(key)!r}; "
+                        "the shards of one index must hold one embedding"
+                    )
         self.shards = shards
         self.offsets = np.cumsum([0] + [len(shard) for shard in shards])
         self.path = " + ".join(str(shard.path) for shard in shards)
@@ -240,7 +250,10 @@ class CatalogueSet:
     def _gather(self, rows: slice | np.ndarray | None, read) -> list[tuple[np.ndarray, np.ndarray]]:
         """(positions in ``rows``, what ``read(shard, local rows)`` gives) per shard the rows touch."""
         rows, shard = self._by_shard(rows)
-        return [(np.flatnonzero(shard == number), read(self.shards[number], rows[shard == number] - self.offsets[number])) for number in np.unique(shard)]
+        return [
+            (np.flatnonzero(shard == number), read(self.shards[number], rows[shard == number] - self.offsets[number]))
+            for number in np.unique(shard)
+        ]
 
     def _joined(self, rows, read, shape: tuple, dtype) -> np.ndarray:
         n = len(self._by_shard(rows)[0])
@@ -263,7 +276,9 @@ class CatalogueSet:
         parts = self._gather(rows, lambda shard, local: shard.labels(local))
         out = {}
         for column, kind in columns.items():
-            values = np.empty(sum(len(where) for where, _ in parts), dtype=object if kind == "str" else np.float64 if kind == "float" else np.int64)
+            values = np.empty(
+                sum(len(where) for where, _ in parts), dtype=object if kind == "str" else np.float64 if kind == "float" else np.int64
+            )
             for where, labels in parts:
                 values[where] = labels[column]
             out[column] = values.astype(str) if kind == "str" else values

@@ -65,7 +65,9 @@ class Chosen:
     parts: dict[str, int]
 
 
-def choose_embedder(run_dir: str | Path, modality: str | None, stage: str | None, part: str = "full", inputs: list[str] | None = None) -> Chosen:
+def choose_embedder(
+    run_dir: str | Path, modality: str | None, stage: str | None, part: str = "full", inputs: list[str] | None = None
+) -> Chosen:
     """The embedder of ``stage`` (default: the last finished stage in the spec with one for the
     modality) for ``modality`` (default: the one the inputs hold), giving ``part``."""
     from specclip_core.predict import input_modalities
@@ -76,7 +78,10 @@ def choose_embedder(run_dir: str | Path, modality: str | None, stage: str | None
     if modality is None:
         found = sorted(m for m in input_modalities(inputs or []) if run.encoder_stages(m))
         if len(found) != 1:
-            raise SpecCLIPError(f"{', '.join(inputs or [])}: cannot tell which modality to embed (the inputs hold {found or 'none the run embeds'}); pass --modality")
+            raise SpecCLIPError(
+                f"{', '.join(inputs or [])}: cannot tell which modality to embed "
+                f"(the inputs hold {found or 'none the run embeds'}); pass --modality"
+            )
         modality = found[0]
     modality = get_modality(modality).name
     stages = run.encoder_stages(modality)
@@ -91,7 +96,10 @@ def choose_embedder(run_dir: str | Path, modality: str | None, stage: str | None
     embedder = load_embedder(encoder_dir(run.stage(stage), modality))
     parts = getattr(embedder, "parts", {"full": embedder.embed_dim})
     if part not in parts:
-        raise SpecCLIPError(f"{run.path}: stage {stage!r} embeds {modality} into the parts {sorted(parts)}, not {part!r} (shared and private parts come from an align stage; private from one with private_dim > 0)")
+        raise SpecCLIPError(
+            f"{run.path}: stage {stage!r} embeds {modality} into the parts {sorted(parts)}, not {part!r} "
+            "(shared and private parts come from an align stage; private from one with private_dim > 0)"
+        )
     return Chosen(run, stage, modality, part, embedder, int(parts[part]), {name: int(width) for name, width in parts.items()})
 
 
@@ -102,7 +110,10 @@ def embed_vectors(chosen: Chosen, spectra: Spectra, device: Any = "cpu") -> np.n
 
 
 def _describe_inputs(stores: list[Path], files: list[Path]) -> list[dict[str, Any]]:
-    described = [{"path": str(p.absolute()), "kind": "store", "rows": len(SpectralStore.open(p)), "fingerprint": SpectralStore.open(p).fingerprint} for p in stores]
+    described = [
+        {"path": str(p.absolute()), "kind": "store", "rows": len(SpectralStore.open(p)), "fingerprint": SpectralStore.open(p).fingerprint}
+        for p in stores
+    ]
     for path in files:
         entry: dict[str, Any] = {"path": str(path.absolute()), "kind": "file"}
         if path.is_file():
@@ -165,7 +176,9 @@ class _Chunks:
 def _split_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
     missing = [p for p in paths if not os.path.lexists(p)]
     if missing:
-        raise SpecCLIPError(f"{', '.join(missing)}: no such file or directory (inputs are spectrum files, directories of them, or spectral stores)")
+        raise SpecCLIPError(
+            f"{', '.join(missing)}: no such file or directory (inputs are spectrum files, directories of them, or spectral stores)"
+        )
     stores = [Path(p) for p in paths if is_store(p)]
     return stores, [Path(p) for p in paths if not is_store(p)]
 
@@ -226,7 +239,13 @@ def embed_catalogue(
         if index % info.world_size != info.rank or index < catalogue.next_chunk:
             continue
         spectra, sources, file_index, label_values = read()
-        columns = {"ids": spectra.ids, "source": sources, "embedding": embed_vectors(chosen, spectra, device), "chunk": np.full(len(spectra), index), "file": file_index}
+        columns = {
+            "ids": spectra.ids,
+            "source": sources,
+            "embedding": embed_vectors(chosen, spectra, device),
+            "chunk": np.full(len(spectra), index),
+            "file": file_index,
+        }
         catalogue.append(columns | {f"labels/{c}": v for c, v in label_values.items()}, next_chunk=index + 1)
         if on_commit is not None:
             on_commit(index)
@@ -239,7 +258,9 @@ def embed_catalogue(
             shutil.rmtree(merged.path)
             shutil.rmtree(parts_dir(output))
             first = "; ".join(f"{where}: {reason}" for where, reason in chunks.rejected[:3]) or "no input spectra found"
-            raise SpecCLIPError(f"no {chosen.modality} spectrum embedded from {', '.join(paths)} ({len(chunks.rejected)} inputs rejected; {first})")
+            raise SpecCLIPError(
+                f"no {chosen.modality} spectrum embedded from {', '.join(paths)} ({len(chunks.rejected)} inputs rejected; {first})"
+            )
         if output.exists():
             shutil.rmtree(output)
         os.replace(merged.path, output)
@@ -254,12 +275,17 @@ def _open_part(path: Path, manifest: dict[str, Any], labels: dict[str, str], res
     if resume and left:
         other = [p.name for p in left if not p.name.endswith(f"-of-{world_size}.zarr")]
         if other:
-            raise CatalogueError(f"{path.parent}: the interrupted embed ran as {len(left)} process(es) ({other[0]}); resume it with as many")
+            raise CatalogueError(
+                f"{path.parent}: the interrupted embed ran as {len(left)} process(es) ({other[0]}); resume it with as many"
+            )
         if path.exists():
             catalogue = Catalogue.open(path, mode="a")
             if catalogue.manifest != manifest:
                 changed = sorted(k for k in manifest if catalogue.manifest.get(k) != manifest[k])
-                raise CatalogueError(f"{path}: the interrupted embed differs in {changed}; it cannot be resumed with these settings (remove {path.parent} to start again)")
+                raise CatalogueError(
+                    f"{path}: the interrupted embed differs in {changed}; "
+                    f"it cannot be resumed with these settings (remove {path.parent} to start again)"
+                )
             catalogue.trim()
             return catalogue
     if path.exists():
@@ -278,7 +304,7 @@ def _merge(output: Path, world_size: int, manifest: dict[str, Any], labels: dict
         chunk_of_row = part.column("chunk")
         values, starts = np.unique(chunk_of_row, return_index=True)
         stops = np.append(starts[1:], len(chunk_of_row))
-        pieces += [(int(c), number, int(a), int(b)) for c, a, b in zip(values, starts, stops)]
+        pieces += [(int(c), number, int(a), int(b)) for c, a, b in zip(values, starts, stops, strict=True)]
     merging = output.with_name(f".{output.name}.merging")
     if merging.exists():
         shutil.rmtree(merging)

@@ -53,7 +53,9 @@ class Index:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, catalogue rows) of the ``k`` nearest rows by cosine; rows are -1 where fewer were found."""
         if queries.shape[1] != self.card["width"]:
-            raise CatalogueError(f"queries are {queries.shape[1]} wide, the index holds {self.card['width']}-wide embeddings ({self.catalogue.path})")
+            raise CatalogueError(
+                f"queries are {queries.shape[1]} wide, the index holds {self.card['width']}-wide embeddings ({self.catalogue.path})"
+            )
         return self.faiss_index.search(unit(queries), min(k, self.card["size"]))
 
 
@@ -62,7 +64,18 @@ def default_pq_m(width: int) -> int:
     return max([m for m in range(1, width // 8 + 1) if width % m == 0] or [1])
 
 
-def _parameters(kind: str, n: int, width: int, nlist: int | None, m: int | None, nbits: int, nprobe: int | None, hnsw_m: int, ef_construction: int, ef_search: int) -> dict[str, int]:
+def _parameters(
+    kind: str,
+    n: int,
+    width: int,
+    nlist: int | None,
+    m: int | None,
+    nbits: int,
+    nprobe: int | None,
+    hnsw_m: int,
+    ef_construction: int,
+    ef_search: int,
+) -> dict[str, int]:
     if kind == "flat":
         return {}
     if kind == "hnsw":
@@ -107,19 +120,29 @@ def exact_neighbours(catalogue: Catalogue, queries: np.ndarray, k: int) -> tuple
         flat = faiss.IndexFlatIP(block.shape[1])
         flat.add(block)
         scores, rows = flat.search(queries, min(k, len(block)))
-        heap.add_result(np.ascontiguousarray(scores, dtype=np.float32), np.ascontiguousarray(np.where(rows >= 0, rows + start, -1), dtype=np.int64))
+        heap.add_result(
+            np.ascontiguousarray(scores, dtype=np.float32), np.ascontiguousarray(np.where(rows >= 0, rows + start, -1), dtype=np.int64)
+        )
     heap.finalize()
     return heap.D, heap.I
 
 
-def recall_at_k(catalogue: Catalogue, queries: np.ndarray, query_rows: np.ndarray, found: np.ndarray, exact: tuple[np.ndarray, np.ndarray], k: int = RECALL_K, tie: float = TIE) -> float:
+def recall_at_k(
+    catalogue: Catalogue,
+    queries: np.ndarray,
+    query_rows: np.ndarray,
+    found: np.ndarray,
+    exact: tuple[np.ndarray, np.ndarray],
+    k: int = RECALL_K,
+    tie: float = TIE,
+) -> float:
     """Mean over queries of the fraction of the index's first ``k`` rows (the query's own left out)
     that are among the exact ``k`` nearest: whose exact cosine reaches the ``k``-th exact cosine
     less ``tie`` (rows closer than float32 can order are ties, either of which is right)."""
     listed = np.unique(found[found >= 0])
     vectors = unit(catalogue.embeddings(listed))
     total = 0.0
-    for number, (row, approx) in enumerate(zip(query_rows, found)):
+    for number, (row, approx) in enumerate(zip(query_rows, found, strict=True)):
         scores, rows = exact[0][number], exact[1][number]
         truth = scores[(rows != row) & (rows >= 0)][:k]
         approx = approx[(approx != row) & (approx >= 0)][:k]
@@ -163,7 +186,11 @@ def build_index(
     if kind not in KINDS:
         raise CatalogueError(f"index kind must be one of {list(KINDS)}, got {kind!r}")
     if os.path.lexists(output) and not (overwrite and (output / CARD).is_file()):
-        raise CatalogueError(f"{output}: already exists" + ("" if (output / CARD).is_file() else " and is not an index") + (" (pass --overwrite to replace it)" if not overwrite else ""))
+        raise CatalogueError(
+            f"{output}: already exists"
+            + ("" if (output / CARD).is_file() else " and is not an index")
+            + (" (pass --overwrite to replace it)" if not overwrite else "")
+        )
     shards = [Catalogue.open(p) for p in ([catalogue_path] if isinstance(catalogue_path, (str, Path)) else catalogue_path)]
     catalogue = shards[0] if len(shards) == 1 else CatalogueSet(shards)
     n, width = len(catalogue), catalogue.width
@@ -179,10 +206,14 @@ def build_index(
         trained_on = min(n, train_rows or max(50 * parameters["nlist"], 40 * codes, 10_000))
         needed = max(parameters["nlist"], codes)
         if trained_on < needed:
-            raise CatalogueError(f"{catalogue.path}: {trained_on} rows to train on, but {kind} with {', '.join(f'{k} {v}' for k, v in parameters.items())} needs at least {needed}; lower --nlist / --nbits or use --kind flat")
+            raise CatalogueError(
+                f"{catalogue.path}: {trained_on} rows to train on, "
+                f"but {kind} with {', '.join(f'{k} {v}' for k, v in parameters.items())} needs at least {needed}; "
+                "lower --nlist / --nbits or use --kind flat"
+            )
         index.train(unit(catalogue.embeddings(np.sort(rng.choice(n, trained_on, replace=False)))))
     parts = [index] if len(shards) == 1 else [faiss.clone_index(index) for _ in shards]
-    for part, shard in zip(parts, shards):
+    for part, shard in zip(parts, shards, strict=True):
         for _, block in _rows_in_blocks(shard):
             part.add(block)
     index = _sharded(parts, width)
@@ -198,7 +229,7 @@ def build_index(
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     files = [INDEX_FILE] if len(parts) == 1 else [f"shard-{number}.faiss" for number in range(len(parts))]
-    for part, name in zip(parts, files):
+    for part, name in zip(parts, files, strict=True):
         faiss.write_index(part, str(partial / name))
     manifest = catalogue.manifest
     card = {
@@ -218,7 +249,7 @@ def build_index(
         "catalogue": {key: manifest.get(key) for key in ("run", "run_name", "stage", "modality", "part")},
         "shards": [
             {"path": str(shard.path.absolute()), "rows": len(shard), "manifest_digest": manifest_digest(shard.manifest), "file": name}
-            for shard, name in zip(shards, files)
+            for shard, name in zip(shards, files, strict=True)
         ],
     }
     atomic_write_text(partial / CARD, json.dumps(card, indent=2))
@@ -238,7 +269,10 @@ def load_index(path: str | Path) -> Index:
     for entry in card["shards"]:
         shard = Catalogue.open(entry["path"])
         if len(shard) != entry["rows"] or manifest_digest(shard.manifest) != entry["manifest_digest"]:
-            raise CatalogueError(f"{path}: its catalogue {shard.path} changed since the index was built ({len(shard)} rows now, {entry['rows']} then); rebuild the index")
+            raise CatalogueError(
+                f"{path}: its catalogue {shard.path} changed since the index was built "
+                f"({len(shard)} rows now, {entry['rows']} then); rebuild the index"
+            )
         if not (path / entry["file"]).is_file():
             raise CatalogueError(f"{path}: {entry['file']} is missing; rebuild the index")
         shards.append(shard)

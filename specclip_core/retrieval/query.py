@@ -43,14 +43,31 @@ def check_comparable(index_manifest: dict[str, Any], query_manifest: dict[str, A
     same_stage = query_manifest.get("stage_key") == index_manifest.get("stage_key")
     if query_manifest["modality"] == index_manifest["modality"]:
         if not same_stage or query_manifest["part"] != index_manifest["part"]:
-            raise CatalogueError(f"{where}: embedded by stage {query_manifest['stage']!r} ({query_manifest['part']}) of {query_manifest['run']}, the index by {index_manifest['stage']!r} ({index_manifest['part']}) of {index_manifest['run']}; embed both with the same run, stage and part")
+            raise CatalogueError(
+                f"{where}: embedded by stage {query_manifest['stage']!r} ({query_manifest['part']}) of {query_manifest['run']}, "
+                f"the index by {index_manifest['stage']!r} ({index_manifest['part']}) of {index_manifest['run']}; "
+                "embed both with the same run, stage and part"
+            )
         return
     aligned = "shared" in query_manifest.get("parts", {}) and "shared" in index_manifest.get("parts", {})
     if not (same_stage and aligned):
-        raise CatalogueError(f"{where}: cross-modal search ({query_manifest['modality']} -> {index_manifest['modality']}) needs both embedded by one align stage; the queries come from stage {query_manifest['stage']!r}, the index from {index_manifest['stage']!r}")
+        raise CatalogueError(
+            f"{where}: cross-modal search "
+            f"({query_manifest['modality']} -> {index_manifest['modality']}) needs both embedded by one align stage; "
+            f"the queries come from stage {query_manifest['stage']!r}, the index from {index_manifest['stage']!r}"
+        )
     split = "private" in index_manifest["parts"]
-    if query_manifest["part"] != index_manifest["part"] or index_manifest["part"] == "private" or (split and index_manifest["part"] == "full"):
-        raise CatalogueError(f"{where}: cross-modal search compares the shared (aligned) parts; the index holds the {index_manifest['part']!r} part{' of a split model' if split else ''} and the queries the {query_manifest['part']!r} part (embed both with --part shared)")
+    if (
+        query_manifest["part"] != index_manifest["part"]
+        or index_manifest["part"] == "private"
+        or (split and index_manifest["part"] == "full")
+    ):
+        raise CatalogueError(
+            f"{where}: cross-modal search compares the shared (aligned) parts; "
+            f"the index holds the {index_manifest['part']!r} part{' of a split model' if split else ''} "
+            f"and the queries the {query_manifest['part']!r} part "
+            "(embed both with --part shared)"
+        )
 
 
 def from_catalogue(catalogue: Catalogue, ids: list[str] | None = None, rows: list[int] | None = None) -> Queries:
@@ -62,7 +79,9 @@ def from_catalogue(catalogue: Catalogue, ids: list[str] | None = None, rows: lis
         chosen = np.asarray(rows, dtype=np.int64)
     else:
         chosen = np.concatenate(list(catalogue.rows_of(list(ids or [])).values()))
-    return Queries(catalogue.ids_at(chosen), catalogue.embeddings(chosen), catalogue.sources_at(chosen), catalogue.modality, catalogue.manifest)
+    return Queries(
+        catalogue.ids_at(chosen), catalogue.embeddings(chosen), catalogue.sources_at(chosen), catalogue.modality, catalogue.manifest
+    )
 
 
 def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str | None = None) -> Queries:
@@ -72,9 +91,19 @@ def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str |
 
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
-        raise SpecCLIPError(f"{', '.join(missing)}: no such file (queries by file are spectrum files or directories; use --by id or --by row for catalogue rows)")
+        raise SpecCLIPError(
+            f"{', '.join(missing)}: no such file (queries by file are spectrum files or directories; "
+            "use --by id or --by row for catalogue rows)"
+        )
     chosen = choose_embedder(index_manifest["run"], modality, index_manifest["stage"], index_manifest["part"], paths)
-    manifest = {"run": index_manifest["run"], "stage": chosen.stage, "stage_key": chosen.run.manifest(chosen.stage).get("key"), "modality": chosen.modality, "part": chosen.part, "parts": chosen.parts}
+    manifest = {
+        "run": index_manifest["run"],
+        "stage": chosen.stage,
+        "stage_key": chosen.run.manifest(chosen.stage).get("key"),
+        "modality": chosen.modality,
+        "part": chosen.part,
+        "parts": chosen.parts,
+    }
     check_comparable(index_manifest, manifest, ", ".join(paths))
     stream = SpectraStream(paths, get_modality(chosen.modality), progress=False)
     ids, vectors, sources = [], [], []
@@ -89,7 +118,9 @@ def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str |
     return Queries(np.concatenate(ids), np.concatenate(vectors), np.concatenate(sources), chosen.modality, manifest)
 
 
-def resolve_queries(index: Index, queries: list[str], by: str = "auto", from_path: str | None = None, modality: str | None = None) -> Queries:
+def resolve_queries(
+    index: Index, queries: list[str], by: str = "auto", from_path: str | None = None, modality: str | None = None
+) -> Queries:
     """The queries, read as ``by`` says (``auto``: files when every query is an existing path, else ids)."""
     if by not in BY:
         raise SpecCLIPError(f"--by must be one of {list(BY)}, got {by!r}")
@@ -125,10 +156,18 @@ def search_hits(index: Index, queries: Queries, k: int = 10) -> list[dict[str, A
         order = np.argsort(-cosines, kind="stable")
         rows, cosines = rows[order], cosines[order]
         labels, ids, sources = catalogue.labels(rows), catalogue.ids_at(rows), catalogue.sources_at(rows)
-        for rank, (row, cosine) in enumerate(zip(rows, cosines), start=1):
+        for rank, (row, cosine) in enumerate(zip(rows, cosines, strict=True), start=1):
             table.append(
-                {"query_id": queries.ids[number], "query_modality": queries.modality, "query_source": queries.sources[number], "rank": rank,
-                 "neighbour_id": ids[rank - 1], "modality": catalogue.modality, "cosine": float(cosine), "row": int(row)}
+                {
+                    "query_id": queries.ids[number],
+                    "query_modality": queries.modality,
+                    "query_source": queries.sources[number],
+                    "rank": rank,
+                    "neighbour_id": ids[rank - 1],
+                    "modality": catalogue.modality,
+                    "cosine": float(cosine),
+                    "row": int(row),
+                }
                 | {column: values[rank - 1] for column, values in labels.items()}
                 | {"source": sources[rank - 1]}
             )

@@ -170,3 +170,13 @@ def test_bad_inputs_are_clear_errors(aligned_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, (argv, err)
     shutil.rmtree(tmp_path / "c.zarr", ignore_errors=True)
+
+
+def test_resume_needs_the_same_number_of_processes(aligned_run, tmp_path):
+    run, store = aligned_run
+    output = tmp_path / "c.zarr"
+    with pytest.raises(Stop):
+        embed_catalogue(run, [str(store.path)], output, modality="toy", chunk=64, progress=False, on_commit=_stop_after(1))
+    os.replace(parts_dir(output) / "part-0-of-1.zarr", parts_dir(output) / "part-0-of-2.zarr")
+    with pytest.raises(CatalogueError, match="ran as 2 process\\(es\\) \\(part-0-of-2.zarr\\), this one as 1; resume it with as many"):
+        embed_catalogue(run, [str(store.path)], output, modality="toy", chunk=64, resume=True, progress=False)

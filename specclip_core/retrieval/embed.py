@@ -276,7 +276,8 @@ def _open_part(path: Path, manifest: dict[str, Any], labels: dict[str, str], res
         other = [p.name for p in left if not p.name.endswith(f"-of-{world_size}.zarr")]
         if other:
             raise CatalogueError(
-                f"{path.parent}: the interrupted embed ran as {len(left)} process(es) ({other[0]}); resume it with as many"
+                f"{path.parent}: the interrupted embed ran as {other[0].split('-of-')[1].removesuffix('.zarr')} process(es) "
+                f"({other[0]}), this one as {world_size}; resume it with as many"
             )
         if path.exists():
             catalogue = Catalogue.open(path, mode="a")

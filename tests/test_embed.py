@@ -180,3 +180,27 @@ def test_resume_needs_the_same_number_of_processes(aligned_run, tmp_path):
     os.replace(parts_dir(output) / "part-0-of-1.zarr", parts_dir(output) / "part-0-of-2.zarr")
     with pytest.raises(CatalogueError, match="ran as 2 process\\(es\\) \\(part-0-of-2.zarr\\), this one as 1; resume it with as many"):
         embed_catalogue(run, [str(store.path)], output, modality="toy", chunk=64, resume=True, progress=False)
+
+
+def test_a_file_that_fails_part_way_is_left_out_whole(aligned_run, tmp_path, monkeypatch):
+    from specclip_toy import ToyReader
+
+    from specclip_core.errors import ReaderError
+
+    run, _ = aligned_run
+    files = toy_files(tmp_path / "files", n=6)
+    whole = ToyReader.read_chunks
+
+    def two_pieces_then_a_bad_one(self, path, rows):
+        yield from whole(self, path, rows)
+        if Path(path) == files[2]:
+            yield from whole(self, path, rows)
+            raise ReaderError(path, "truncated after two pieces")
+
+    monkeypatch.setattr(ToyReader, "read_chunks", two_pieces_then_a_bad_one)
+    committed = []
+    report = embed_catalogue(run, [str(tmp_path / "files")], tmp_path / "c.zarr", chunk=1, progress=False, on_commit=committed.append)
+    catalogue = Catalogue.open(tmp_path / "c.zarr")
+    assert len(committed) == 7, "the bad file's two pieces were embedded and committed before it failed"
+    assert files[2].name.removesuffix(".toy.csv") not in set(catalogue.ids) and len(catalogue) == 5
+    assert [(Path(item).name, reason) for item, reason in report.rejected] == [(files[2].name, "truncated after two pieces")]

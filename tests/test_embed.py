@@ -183,9 +183,8 @@ def test_resume_needs_the_same_number_of_processes(aligned_run, tmp_path):
 
 
 def test_a_file_that_fails_part_way_is_left_out_whole(aligned_run, tmp_path, monkeypatch):
-    from specclip_toy import ToyReader
-
     from specclip_core.errors import ReaderError
+    from specclip_toy import ToyReader
 
     run, _ = aligned_run
     files = toy_files(tmp_path / "files", n=6)

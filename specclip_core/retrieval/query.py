@@ -148,28 +148,29 @@ def search_hits(index: Index, queries: Queries, k: int = 10) -> list[dict[str, A
         raise SpecCLIPError(f"-k must be at least 1, got {k}")
     _, found = index.search(queries.vectors, k)
     catalogue = index.catalogue
+    listed = np.unique(found[found >= 0])  # every neighbour's row, read once
+    vectors, ids, sources = unit(catalogue.embeddings(listed)), catalogue.ids_at(listed), catalogue.sources_at(listed)
+    labels = catalogue.labels(listed)
     query_units = unit(queries.vectors)
     table = []
     for number, rows in enumerate(found):
-        rows = rows[rows >= 0]
-        cosines = unit(catalogue.embeddings(rows)) @ query_units[number]
+        at = np.searchsorted(listed, rows[rows >= 0])
+        cosines = vectors[at] @ query_units[number]
         order = np.argsort(-cosines, kind="stable")
-        rows, cosines = rows[order], cosines[order]
-        labels, ids, sources = catalogue.labels(rows), catalogue.ids_at(rows), catalogue.sources_at(rows)
-        for rank, (row, cosine) in enumerate(zip(rows, cosines, strict=True), start=1):
+        for rank, (where, cosine) in enumerate(zip(at[order], cosines[order], strict=True), start=1):
             table.append(
                 {
                     "query_id": queries.ids[number],
                     "query_modality": queries.modality,
                     "query_source": queries.sources[number],
                     "rank": rank,
-                    "neighbour_id": ids[rank - 1],
+                    "neighbour_id": ids[where],
                     "modality": catalogue.modality,
                     "cosine": float(cosine),
-                    "row": int(row),
+                    "row": int(listed[where]),
                 }
-                | {column: values[rank - 1] for column, values in labels.items()}
-                | {"source": sources[rank - 1]}
+                | {column: values[where] for column, values in labels.items()}
+                | {"source": sources[where]}
             )
     return table
 

@@ -135,6 +135,70 @@ def _cmd_predict(args: argparse.Namespace) -> None:
             print(f"  {item}: {reason}", file=sys.stderr)
 
 
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from specclip_core.data.stream import DEFAULT_CHUNK
+    from specclip_core.retrieval.embed import embed_catalogue
+    from specclip_core.threads import use_threads
+
+    use_threads(args.threads)
+    report = embed_catalogue(
+        args.run, args.inputs, args.output, modality=args.modality, stage=args.stage, part=args.part,
+        chunk=args.chunk or DEFAULT_CHUNK, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+    )
+    resumed = f" ({report.resumed_rows} of them from the interrupted run)" if report.resumed_rows else ""
+    if report.rank:
+        print(f"rank {report.rank}: embedded {report.n_rows} rows{resumed}; rank 0 merged every rank's rows into {report.output}")
+        return
+    print(
+        f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} "
+        f"to {report.output} in {report.seconds:.1f} s"
+    )
+    if report.rejected:
+        print(f"{len(report.rejected)} input(s) rejected (listed in the catalogue's manifest):", file=sys.stderr)
+        for item, reason in report.rejected[:20]:
+            print(f"  {item}: {reason}", file=sys.stderr)
+
+
+def _cmd_index_build(args: argparse.Namespace) -> None:
+    from specclip_core.retrieval.index import build_index
+    from specclip_core.threads import use_threads
+
+    use_threads(args.threads)
+    card = build_index(
+        args.catalogue[0] if len(args.catalogue) == 1 else args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m,
+        nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
+        train_rows=args.train_rows, recall_queries=args.recall_queries, overwrite=args.overwrite,
+    )
+    recall = "n/a" if card["recall@10"] is None else f"{card['recall@10']:.3f}"
+    shards = f" in {len(card['shards'])} shards" if len(card["shards"]) > 1 else ""
+    print(
+        f"{card['kind']} index{shards} of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) "
+        f"in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; recall@10 against exact {recall} "
+        f"on {card['recall_queries']} queries, {card['ms_per_query']:.3f} ms per query; card: {args.output}/card.json"
+    )
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from specclip_core.retrieval.index import load_index
+    from specclip_core.retrieval.query import neighbour_panels, resolve_queries, search_hits, write_hits
+    from specclip_core.threads import use_threads
+
+    use_threads(args.threads)
+    index = load_index(args.index)
+    queries = resolve_queries(index, args.queries, by=args.by, from_path=args.from_catalogue, modality=args.modality)
+    table = search_hits(index, queries, args.k)
+    write_hits(args.output, table)
+    kind = "cross-modal" if queries.modality != index.catalogue.modality else "in-modal"
+    print(
+        f"{len(queries.ids)} {queries.modality} queries, {kind}, top {args.k} of {index.card['size']} {index.catalogue.modality} "
+        f"({index.card['kind']}): {len(table)} hits in {args.output}"
+    )
+    if args.plot:
+        from specclip_core.report.neighbours import plot_neighbours
+
+        print(f"plot: {plot_neighbours(neighbour_panels(queries, table, index), args.plot)}")
+
+
 def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from specclip_core.bench import bench_pretrain, pretrain_table
 
@@ -239,6 +303,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("embed", help="embed spectra with a run's stage into a catalogue (zarr), resumable, torchrun-aware")
+    p.add_argument("run", help="run directory")
+    p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
+    p.add_argument("-o", "--output", required=True, help="catalogue path (.zarr)")
+    p.add_argument("--modality", help="the modality to embed (default: the one the inputs hold)")
+    p.add_argument("--stage", help="the stage whose embedder to use (default: the last finished one with an embedder for the modality)")
+    p.add_argument(
+        "--part", choices=["full", "shared", "private"], default="full",
+        help="of an align stage's embedding: all of it, the shared (aligned) part or the private part (CLIP-split)",
+    )
+    p.add_argument(
+        "--chunk", type=int, metavar="N",
+        help="spectra embedded and committed at a time (default 4096); a resumed run must use the same",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted embed of the same inputs where it stopped")
+    p.add_argument("--overwrite", action="store_true", help="replace the catalogue at OUTPUT")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_embed)
+
+    index = sub.add_parser("index", help="faiss indexes of embedding catalogues").add_subparsers(dest="index_command", required=True)
+    p = index.add_parser(
+        "build",
+        help="build a faiss index (cosine) of a catalogue, with a card recording its recall@10 against exact search",
+    )
+    p.add_argument(
+        "catalogue", nargs="+",
+        help="a catalogue written by 'specclip embed', or several: the shards of one (one faiss index each, searched together)",
+    )
+    p.add_argument("-o", "--output", required=True, help="index directory (card.json and index.faiss, or shard-N.faiss per shard)")
+    p.add_argument(
+        "--kind", choices=["auto", "flat", "ivfflat", "ivfpq", "hnsw"], default="auto",
+        help="auto: exact (flat) below 100,000 rows, hnsw above",
+    )
+    p.add_argument("--nlist", type=int, help="ivfflat, ivfpq: inverted lists (default 4 sqrt(N))")
+    p.add_argument("--m", type=int, help="ivfpq: sub-quantizers, a divisor of the width (default: the most with 8 or more dimensions each)")
+    p.add_argument("--nbits", type=int, default=8, help="ivfpq: bits per sub-quantizer code (default 8)")
+    p.add_argument("--nprobe", type=int, help="ivfflat, ivfpq: lists searched per query (default max(8, nlist/20))")
+    p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
+    p.add_argument("--ef-construction", type=int, default=80, help="hnsw: candidates while building (default 80)")
+    p.add_argument("--ef-search", type=int, default=64, help="hnsw: candidates while searching (default 64)")
+    p.add_argument("--train-rows", type=int, help="ivfflat, ivfpq: rows sampled to train on (default max(50 nlist, 40 x 2^nbits, 10000))")
+    p.add_argument("--recall-queries", type=int, default=1000, help="catalogue rows used as queries to measure recall@10 (default 1000)")
+    p.add_argument("--overwrite", action="store_true", help="replace the index at OUTPUT")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_index_build)
+
+    p = sub.add_parser("search", help="nearest neighbours in an index of queries by file, id or catalogue row; in-modal or cross-modal")
+    p.add_argument("index", help="an index built by 'specclip index build'")
+    p.add_argument("queries", nargs="+", help="spectrum files or directories, ids, or row numbers (see --by)")
+    p.add_argument(
+        "--by", choices=["auto", "file", "id", "row"], default="auto",
+        help="what QUERIES are (auto: files when every one is an existing path, else ids)",
+    )
+    p.add_argument(
+        "--from", dest="from_catalogue", metavar="CATALOGUE",
+        help="look ids and rows up in this catalogue (e.g. the other modality's, for a cross-modal search) instead of the index's",
+    )
+    p.add_argument("--modality", help="the modality of query files (default: the one the files hold)")
+    p.add_argument("-k", type=int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("-o", "--output", required=True, help="hits table (.csv)")
+    p.add_argument("--plot", metavar="PNG", help="draw the first queries' spectra with their top neighbours")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_search)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("pretrain", help="pretraining throughput and peak memory per encoder and size")

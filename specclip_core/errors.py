@@ -52,3 +52,7 @@ class StoreError(SpecCLIPError):
 
 class DatasetError(SpecCLIPError):
     """A dataset that cannot be fetched or verified."""
+
+
+class CatalogueError(SpecCLIPError):
+    """An embedding catalogue or index that is missing, damaged, or not what a command expected."""

@@ -143,6 +143,12 @@ class RunDir:
     def stage_order(self) -> list[str]:
         return list(self.spec_data().get("stages", {}))
 
+    def encoder_stages(self, modality: str) -> list[str]:
+        """Finished stages that saved an embedder for ``modality``, in the order of the run's spec."""
+        order = self.stage_order()
+        found = [p.parent.name for p in self.path.glob(f"*/{MANIFEST}") if has_encoder(p.parent, modality)]
+        return sorted(found, key=lambda stage: (order.index(stage) if stage in order else len(order), stage))
+
     def finished_heads(self) -> dict[str, HeadInputs]:
         """Finished heads stages, in the order of the run's spec: name -> what each head reads."""
         found = {}

@@ -42,3 +42,37 @@ def toy_store(tmp_path):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECCLIP_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def aligned_run(tmp_path_factory):
+    """A tiny finished run on 200 paired toy stars: pretrain both toy modalities, then align them as
+    CLIP-split (shared 16 + private 8). Returns (run directory, paired store)."""
+    from specclip_core.runner import run_spec
+    from specclip_core.spec import validate_spec
+    from specclip_toy import make_paired_store
+
+    root = tmp_path_factory.mktemp("aligned")
+    store = make_paired_store(root / "pair.zarr", n=200)
+    train = {"epochs": 1, "batch_size": 64, "device": "cpu"}
+    stages = {
+        "pretrain_toy": {
+            "kind": "pretrain",
+            "modality": "toy",
+            "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+            "train": train,
+        },
+        "pretrain_toy_broad": {"kind": "pretrain", "modality": "toy_broad", "train": train},
+        "align": {
+            "kind": "align",
+            "needs": ["pretrain_toy", "pretrain_toy_broad"],
+            "projections": {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}},
+            "shared_dim": 16,
+            "private_dim": 8,
+            "train": {"epochs": 20, "batch_size": 64, "lr": 3e-3, "drop_last": True, "device": "cpu"},
+            "translation_examples": 2,
+        },
+    }
+    spec = validate_spec({"name": "toy-aligned", "run_dir": str(root / "run"), "data": {"store": str(store.path)}, "stages": stages})
+    run_spec(spec, progress=False, log=lambda *_: None)
+    return root / "run", store

@@ -27,6 +27,13 @@ class AlignedEmbedder(Embedder):
         projection = model.projections[modality]
         self.embed_dim = projection.shared_dim + projection.private_dim
 
+    @property
+    def parts(self) -> dict[str, int]:
+        """The width of each part :meth:`embed` gives: ``full``, ``shared`` and (CLIP-split) ``private``."""
+        projection = self.model.projections[self.modality]
+        parts = {"full": self.embed_dim, "shared": projection.shared_dim}
+        return parts | ({"private": projection.private_dim} if projection.private_dim else {})
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / "encoder.json", json.dumps({"type": "aligned", "modality": self.modality, "model": f"../../{MODEL_DIR}", "embed_dim": self.embed_dim}))

@@ -210,6 +210,16 @@ def _threads_for(spec: RunSpec, run_dir: Path, resume: bool) -> int | None:
         return None
 
 
+def _key_now(spec: RunSpec, name: str, context: StageContext, data, keys: dict[str, str]) -> tuple[str, str | None, dict[str, str]]:
+    """(key, data fingerprint, input store fingerprints) of stage ``name`` given the keys of the
+    stages before it (KeyError for a need without one; SpecCLIPError for a missing store)."""
+    stage = spec.stages[name]
+    fingerprint = context.store().fingerprint if data is not None else None
+    stores = {store: context.input_store(store).fingerprint for store in stage.stage.inputs()}
+    upstream = {need: keys[need] for need in stage.needs}
+    return stage_key(spec, name, fingerprint, upstream, stores), fingerprint, stores
+
+
 def run_spec(
     spec: RunSpec,
     run_dir: str | Path | None = None,
@@ -243,21 +253,22 @@ def run_spec(
     for name, stage in spec.stages.items():
         context = StageContext(spec, name, stage, run_dir, layout.partial(name), resume=resume, progress=progress)
         data = spec.data_for(name) if stage.stage.requires_data else None
-        fingerprint = None
-        if data is not None:
-            fingerprint = context.store().fingerprint
-        stores = {store: context.input_store(store).fingerprint for store in stage.stage.inputs()}
-        upstream = {need: keys[need] for need in stage.needs}
-        key = stage_key(spec, name, fingerprint, upstream, stores)
-        keys[name] = key
+        skipped = only is not None and name not in only
+        try:
+            key, fingerprint, stores = _key_now(spec, name, context, data, keys)
+        except (SpecCLIPError, KeyError):
+            if not skipped:
+                raise
+            key = None  # a skipped stage whose data or needed stages are not there is not finished
         final = layout.stage(name)
-        if only is not None and name not in only:
-            manifest = _reusable(final, key)
+        if skipped:
+            manifest = _reusable(final, key) if key is not None else None
             if manifest is None and any(name in spec.stages[o].needs for o in only):
                 raise SpecCLIPError(f"stage {name!r} is needed but not finished; run it first")
             if manifest is not None:
-                manifests[name] = manifest
+                manifests[name], keys[name] = manifest, key
             continue
+        keys[name] = key
         manifest = None if force else _reusable(final, key)
         if manifest is not None:
             log(f"[{name}] reused (finished {manifest['finished']}, key {key[:12]})")

@@ -4,8 +4,10 @@ import stat
 import subprocess
 import sys
 
+import pytest
 import yaml
 
+from specclip_core.errors import SpecCLIPError
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.runner import run_spec
 from specclip_core.spec import validate_spec
@@ -117,3 +119,14 @@ def test_outputs_are_readable_by_group_and_world_under_the_usual_umask(toy_store
     for path in (stage / "encoders" / "toy" / "encoder.safetensors", stage / "summary.json", stage / "manifest.json", tmp_path / "run" / "spec.yaml"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert stat.S_IMODE(stage.stat().st_mode) == 0o755
+
+
+def test_only_runs_a_stage_while_another_stages_data_is_not_there_yet(toy_store, tmp_path):
+    spec = _spec(toy_store, tmp_path / "run").model_dump()
+    spec["stages"]["later"] = {**spec["stages"]["pretrain"], "data": {"store": str(tmp_path / "not-ingested-yet.zarr")}}
+    spec["stages"]["heads"] = {"kind": "heads", "needs": ["later"], "modality": "toy", "input": "embedding", "labels": ["temp"]}
+    spec = validate_spec(spec)
+    manifests = run_spec(spec, only=["pretrain"], progress=False, log=lambda *_: None)
+    assert list(manifests) == ["pretrain"]
+    with pytest.raises(SpecCLIPError, match="stage 'later' is needed but not finished"):
+        run_spec(spec, only=["heads"], progress=False, log=lambda *_: None)

@@ -129,9 +129,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
     use_threads(args.threads)
     report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK)
     print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
-    if report.rejected:
-        print(f"{len(report.rejected)} input(s) rejected (listed in {report.output}.rejected.csv):", file=sys.stderr)
-        for item, reason in report.rejected[:20]:
+    _print_rejected(report.rejected, f"{report.output}.rejected.csv")
+
+
+def _print_rejected(rejected: list[tuple[str, str]], listed_in: str) -> None:
+    if rejected:
+        print(f"{len(rejected)} input(s) rejected (listed in {listed_in}):", file=sys.stderr)
+        for item, reason in rejected[:20]:
             print(f"  {item}: {reason}", file=sys.stderr)
 
 
@@ -153,10 +157,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
         f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} "
         f"to {report.output} in {report.seconds:.1f} s"
     )
-    if report.rejected:
-        print(f"{len(report.rejected)} input(s) rejected (listed in the catalogue's manifest):", file=sys.stderr)
-        for item, reason in report.rejected[:20]:
-            print(f"  {item}: {reason}", file=sys.stderr)
+    _print_rejected(report.rejected, "the catalogue's manifest")
 
 
 def _cmd_index_build(args: argparse.Namespace) -> None:

@@ -102,6 +102,12 @@ class SpectraStream:
             if waiting:
                 yield from self._preprocess(waiting)
 
+    @property
+    def rejected(self) -> list[tuple[str, str]]:
+        """(``file`` or ``file:id``, reason) of every rejected file and spectrum, and of the files no reader takes."""
+        problems = [(f"{file}:{sid}" if sid else file, reason) for file, sid, reason, _ in self.problems]
+        return problems + [(path, "no reader of the modality takes this file") for path in self.unrecognised]
+
     def _pieces(self, index: int) -> Iterator[Spectra]:
         """The raw pieces of file ``index``, each with its file index in meta (ReaderError from the reader)."""
         path = self.files[index]

@@ -163,10 +163,7 @@ class _Chunks:
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
-        if self.stream is None:
-            return []
-        problems = [(f"{file}:{sid}" if sid else file, reason) for file, sid, reason, _ in self.stream.problems]
-        return problems + [(path, "no reader of the modality takes this file") for path in self.stream.unrecognised]
+        return [] if self.stream is None else self.stream.rejected
 
     @property
     def failed(self) -> set[int]:

@@ -144,3 +144,15 @@ def test_plot_without_the_spectra_says_so(built, tmp_path):
         index = load_index(tmp_path / "c.index")
         queries = resolve_queries(index, ["toy-0-1"], by="id")
         neighbour_panels(queries, search_hits(index, queries, 3), index)
+
+
+def test_plot_labels_simulated_spectra(monkeypatch):
+    from specclip_core.report import neighbours
+
+    monkeypatch.setattr(neighbours, "_save", lambda fig, out: fig)
+    wavelength = np.linspace(4000, 5000, 50)
+    real, simulated = (wavelength, np.ones(50), False), (wavelength, np.ones(50), True)
+    panel = neighbours.NeighbourPanel("a", "toy", "toy_broad", real, simulated, [("b", 0.9, simulated), ("c", 0.8, real)])
+    fig = neighbours.plot_neighbours([panel], "unused.png")
+    labels = [text.get_text() for axis in fig.axes for text in axis.get_legend().get_texts()]
+    assert labels == ["query a (toy)", "query star in toy_broad, simulated", "#1 b (cos 0.900, simulated)", "#2 c (cos 0.800)"]

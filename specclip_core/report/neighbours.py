@@ -9,7 +9,8 @@ import numpy as np
 
 from specclip_core.report.plots import _save, _wrapped, axis_label, plt
 
-Spectrum = tuple[np.ndarray, np.ndarray]
+Spectrum = tuple[np.ndarray, np.ndarray, bool]
+"""Wavelength, flux and whether the spectrum is simulated (labelled so in the plot)."""
 
 
 @dataclass
@@ -34,16 +35,16 @@ def plot_neighbours(panels: list[NeighbourPanel], out_png: str | Path, offset: f
     for row, panel in enumerate(panels):
         left, right = axes[row][0], axes[row][-1]
         if panel.spectrum is not None:
-            left.plot(*panel.spectrum, color="black", lw=1.2, label=f"query {panel.query_id} ({panel.query_modality})")
+            left.plot(*panel.spectrum[:2], color="black", lw=1.2, label=f"query {panel.query_id} ({panel.query_modality}{_simulated(panel.spectrum)})")
         if cross and panel.counterpart is not None:
-            right.plot(*panel.counterpart, color="black", lw=1.2, ls="--", label=f"query star in {panel.modality}")
-        for rank, (sid, cosine, (wavelength, flux)) in enumerate(panel.neighbours, start=1):
+            right.plot(*panel.counterpart[:2], color="black", lw=1.2, ls="--", label=f"query star in {panel.modality}{_simulated(panel.counterpart)}")
+        for rank, (sid, cosine, (wavelength, flux, simulated)) in enumerate(panel.neighbours, start=1):
             right.plot(
                 wavelength,
                 flux + offset * rank,
                 color=colours(rank / (len(panel.neighbours) + 1)),
                 lw=0.9,
-                label=f"#{rank} {sid} (cos {cosine:.3f})",
+                label=f"#{rank} {sid} (cos {cosine:.3f}{', simulated' if simulated else ''})",
             )
         for axis, modality in zip(axes[row], [panel.query_modality, panel.modality][:columns], strict=True):
             axis.set_xlabel(axis_label(f"{modality} wavelength", "Å"))
@@ -54,3 +55,7 @@ def plot_neighbours(panels: list[NeighbourPanel], out_png: str | Path, offset: f
         )
         axes[row][0].set_title(_wrapped(title, 6 * columns, 10), fontsize=10)
     return _save(fig, out_png)
+
+
+def _simulated(spectrum: Spectrum) -> str:
+    return ", simulated" if spectrum[2] else ""

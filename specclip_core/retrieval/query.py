@@ -20,6 +20,7 @@ from specclip_core.components import get_modality
 from specclip_core.data.store import SpectralStore, is_store
 from specclip_core.data.stream import SpectraStream
 from specclip_core.errors import CatalogueError, SpecCLIPError
+from specclip_core.interfaces import SIMULATED
 from specclip_core.retrieval.catalogue import Catalogue
 from specclip_core.retrieval.index import Index
 from specclip_core.retrieval.search import unit
@@ -195,8 +196,9 @@ def _format(column: str, value: Any) -> str:
     return str(value)
 
 
-def spectrum_of(source: str, sid: str, modality: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(wavelength, preprocessed flux) of spectrum ``sid`` from its source store or file; None when it is not there."""
+def spectrum_of(source: str, sid: str, modality: str) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """(wavelength, preprocessed flux, simulated) of spectrum ``sid`` from its source store or file
+    (simulated as the store or the file marks it); None when it is not there."""
     if is_store(source):
         store = SpectralStore.open(source)
         if modality not in store.modalities:
@@ -205,13 +207,14 @@ def spectrum_of(source: str, sid: str, modality: str) -> tuple[np.ndarray, np.nd
         if not rows.size:
             return None
         spectra = store.spectra(modality, rows=rows[:1], labels=False)
-        return spectra.wavelength, spectra.flux[0]
+        return spectra.wavelength, spectra.flux[0], bool(store.simulated_rows(modality, rows[:1])[0])
     if not Path(source).is_file():
         return None
     for batch in SpectraStream([source], get_modality(modality), progress=False):
         rows = np.flatnonzero(batch.spectra.ids == sid)
         if rows.size:
-            return batch.spectra.wavelength, batch.spectra.flux[rows[0]]
+            flags = batch.spectra.meta.get(SIMULATED, np.zeros(len(batch.spectra), bool))
+            return batch.spectra.wavelength, batch.spectra.flux[rows[0]], bool(flags[rows[0]])
     return None
 
 

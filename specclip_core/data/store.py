@@ -141,15 +141,7 @@ class SpectralStore:
         try:
             cls._initialise(partial, modalities, label_columns or {}, attrs or {})
             yield cls.open(partial, mode="a")
-            if path.exists() and _exchange(partial, path):
-                pass  # the old store is now at ``partial``, removed below
-            elif path.exists():
-                old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-                os.replace(path, old)
-                os.replace(partial, path)
-                shutil.rmtree(old)
-            else:
-                os.replace(partial, path)
+            replace_directory(partial, path)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -409,6 +401,21 @@ def is_store(path: str | Path) -> bool:
         return "specclip_store" in json.loads((Path(path) / "zarr.json").read_text()).get("attributes", {})
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def replace_directory(finished: Path, path: Path) -> None:
+    """Put the directory ``finished`` at ``path``, replacing what is there by an atomic exchange where
+    the system has one (the path never reads as empty); what was at ``path`` is left at ``finished``
+    (removed by the caller) or, without the exchange, removed here."""
+    if path.exists() and _exchange(finished, path):
+        return
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+        os.replace(finished, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(finished, path)
 
 
 def _exchange(a: Path, b: Path) -> bool:

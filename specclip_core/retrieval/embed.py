@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from specclip_core.components import get_modality
-from specclip_core.data.store import SpectralStore, is_store
+from specclip_core.data.store import SpectralStore, is_store, replace_directory
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
 from specclip_core.errors import CatalogueError, SpecCLIPError
 from specclip_core.interfaces import Spectra
@@ -258,9 +258,8 @@ def embed_catalogue(
             raise SpecCLIPError(
                 f"no {chosen.modality} spectrum embedded from {', '.join(paths)} ({len(chunks.rejected)} inputs rejected; {first})"
             )
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(merged.path, output)
+        replace_directory(merged.path, output)
+        shutil.rmtree(merged.path, ignore_errors=True)  # the catalogue it replaced, when there was one
         shutil.rmtree(parts_dir(output))
     report.seconds = time.perf_counter() - started
     return report
@@ -308,14 +307,16 @@ def _merge(output: Path, world_size: int, manifest: dict[str, Any], labels: dict
         shutil.rmtree(merging)
     final = Catalogue.create(merging, manifest["width"], labels, manifest, building=False)
     buffer: list[dict[str, np.ndarray]] = []
+    waiting = 0
     for _, number, start, stop in sorted(pieces):
         rows = parts[number].rows(start, stop)
         keep = ~np.isin(rows.pop("file"), sorted(failed))
         rows.pop("chunk")
         buffer.append({name: values[keep] for name, values in rows.items()})
-        if sum(len(b["ids"]) for b in buffer) >= ROW_CHUNK:
+        waiting += int(keep.sum())
+        if waiting >= ROW_CHUNK:
             final.append({name: np.concatenate([b[name] for b in buffer]) for name in buffer[0]})
-            buffer = []
+            buffer, waiting = [], 0
     if buffer:
         final.append({name: np.concatenate([b[name] for b in buffer]) for name in buffer[0]})
     final.set_manifest(manifest | {"count": len(final), "rejected": [list(item) for item in rejected]})

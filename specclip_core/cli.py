@@ -200,6 +200,23 @@ def _cmd_search(args: argparse.Namespace) -> None:
         print(f"plot: {plot_neighbours(neighbour_panels(queries, table, index), args.plot)}")
 
 
+def _cmd_translate(args: argparse.Namespace) -> None:
+    from specclip_core.data.stream import DEFAULT_CHUNK
+    from specclip_core.threads import use_threads
+    from specclip_core.translate import translate_files
+
+    use_threads(args.threads)
+    plot = None if args.no_plot else (args.plot or str(Path(args.output).with_suffix(".png")))
+    report = translate_files(
+        args.run, args.inputs, args.to, args.output, source=args.source, stage=args.stage, observed=args.observed, plot=plot,
+        examples=args.examples, chunk=args.chunk or DEFAULT_CHUNK, progress=not args.quiet,
+    )
+    print(f"translated {report.n_rows} {report.source} spectra to {report.target} with stage {report.stage}: {report.output} in {report.seconds:.1f} s")
+    if report.plot:
+        print(f"plot: {report.plot} ({report.n_observed} with an observed {report.target} spectrum)")
+    _print_rejected(report.rejected, "the list above")
+
+
 def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from specclip_core.bench import bench_pretrain, pretrain_table
 
@@ -369,6 +386,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="draw the first queries' spectra with their top neighbours")
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_search)
+
+    p = sub.add_parser("translate", help="predict each spectrum as another instrument would see it (a run's cross-modal decoder); FITS and a plot")
+    p.add_argument("run", help="run directory")
+    p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
+    p.add_argument("--to", required=True, metavar="MODALITY", help="the modality to translate into")
+    p.add_argument("-o", "--output", required=True, help="FITS file of the predicted spectra")
+    p.add_argument("--from", dest="source", metavar="MODALITY", help="the inputs' modality (default: the one the inputs hold)")
+    p.add_argument("--stage", help="the align stage to use (default: the last finished one with a decoder for the pair)")
+    p.add_argument("--observed", nargs="+", metavar="PATH", help="observed spectra of the target modality (files or stores) with the same ids, drawn in the plot")
+    p.add_argument("--plot", metavar="PNG", help="the plot's path (default: OUTPUT with .png)")
+    p.add_argument("--no-plot", action="store_true", help="write no plot")
+    p.add_argument("--examples", type=int, default=4, help="translations in the plot (default 4; those with an observed spectrum first)")
+    p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_translate)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("pretrain", help="pretraining throughput and peak memory per encoder and size")

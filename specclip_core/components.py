@@ -304,6 +304,11 @@ def plugin_infos() -> list[PluginInfo]:
     return infos
 
 
+def plugin_versions() -> str:
+    """``specclip==0.1.0, specclip-lamost==0.1.0, ...``: every installed plugin's distribution and version."""
+    return ", ".join(sorted({f"{i.distribution}=={i.version}" for i in plugin_infos() if i.version}))
+
+
 def distributions_of(used: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Distribution -> version of the plugins that registered the ``(kind, name)`` components in ``used``
     (names that are not registered are left out; validation reports them)."""

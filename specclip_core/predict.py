@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
-from specclip_core.components import get_modality, plugin_infos, readers_for
+from specclip_core.components import get_modality, plugin_versions, readers_for
 from specclip_core.data.store import SpectralStore
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
 from specclip_core.errors import ReaderError, SpecCLIPError
@@ -121,11 +121,6 @@ class PredictInputs:
         return set() if self.stream is None else self.stream.failed
 
 
-def _versions() -> str:
-    seen = {f"{i.distribution}=={i.version}" for i in plugin_infos() if i.version}
-    return ", ".join(sorted(seen))
-
-
 def predict_catalog(
     run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True, chunk: int = DEFAULT_CHUNK
 ) -> PredictReport:
@@ -174,7 +169,7 @@ def predict_catalog(
         "MODALITY": modality,
         "TRAINED": "; ".join(f"{name} on {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra" for name, info in chosen.items()),
         "SIMTRAIN": any(info.simulated for info in chosen.values()),
-        "VERSIONS": _versions(),
+        "VERSIONS": plugin_versions(),
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_catalog(output, columns, header, described)

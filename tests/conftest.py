@@ -47,7 +47,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def aligned_run(tmp_path_factory):
     """A tiny finished run on 200 paired toy stars: pretrain both toy modalities, then align them as
-    CLIP-split (shared 16 + private 8). Returns (run directory, paired store)."""
+    CLIP-split (shared 16 + private 8, in-modal and cross-modal decoders). Returns (run directory, paired store)."""
     from specclip_core.runner import run_spec
     from specclip_core.spec import validate_spec
     from specclip_toy import make_paired_store
@@ -69,6 +69,8 @@ def aligned_run(tmp_path_factory):
             "projections": {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}},
             "shared_dim": 16,
             "private_dim": 8,
+            "reconstruction": {"name": "mlp_decoder", "multipliers": [2.0]},
+            "prediction": {"name": "mlp_decoder", "multipliers": [2.0]},
             "train": {"epochs": 20, "batch_size": 64, "lr": 3e-3, "drop_last": True, "device": "cpu"},
             "translation_examples": 2,
         },

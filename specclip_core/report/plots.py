@@ -117,13 +117,14 @@ def plot_one_to_one(truth, predicted, out_png: str | Path, label: str, unit: str
 def plot_translations(panels: list[dict], out_png: str | Path, title: str = "") -> Path:
     """One row per example: the target spectrum (truth, grey) and its prediction from the other modality.
 
-    Each panel dict has ``wavelength`` (Angstrom), ``truth``, ``predicted`` (preprocessed, normalised
-    flux), ``mask``, ``label`` (a title).
+    Each panel dict has ``wavelength`` (Angstrom), ``truth`` (None: no observed spectrum), ``predicted``
+    (preprocessed, normalised flux), ``mask``, ``label`` (a title).
     """
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.1 * len(panels) + 0.5), dpi=110, squeeze=False, layout="constrained")
     for ax, panel in zip(axes[:, 0], panels):
-        good = ~np.asarray(panel["mask"], bool)
-        ax.plot(panel["wavelength"][good], panel["truth"][good], color="0.55", lw=1, label="truth")
+        if panel["truth"] is not None:
+            good = ~np.asarray(panel["mask"], bool)
+            ax.plot(panel["wavelength"][good], panel["truth"][good], color="0.55", lw=1, label="observed")
         ax.plot(panel["wavelength"], panel["predicted"], color="C3", lw=1, label="predicted")
         ax.set_title(_wrapped(panel["label"], 7.6, 8), fontsize=8, loc="left")
         ax.set_xlabel(axis_label("wavelength", "Å"), fontsize=7)

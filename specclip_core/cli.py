@@ -217,6 +217,28 @@ def _cmd_translate(args: argparse.Namespace) -> None:
     _print_rejected(report.rejected, "the list above")
 
 
+def _cmd_anomalies(args: argparse.Namespace) -> None:
+    from specclip_core.anomaly.find import find_anomalies
+    from specclip_core.data.stream import DEFAULT_CHUNK
+    from specclip_core.threads import use_threads
+
+    use_threads(args.threads)
+    gallery = None if args.no_gallery else (args.gallery or str(Path(args.output).with_suffix(".png")))
+    report = find_anomalies(
+        args.run, args.inputs, args.output, stage=args.stage, reference_rows=args.reference_rows, top=args.top, gallery=gallery,
+        chunk=args.chunk or DEFAULT_CHUNK, progress=not args.quiet,
+    )
+    print(
+        f"ranked {report.n_rows} spectra by {len(report.scores)} scores ({', '.join(report.scores)}) against {report.reference_rows} "
+        f"training rows of stage {report.stage}: {report.output} in {report.seconds:.1f} s"
+    )
+    for sid, combined, most in report.top[:5]:
+        print(f"  {sid}: combined {combined:.1f}, most unusual {most}")
+    if report.gallery:
+        print(f"gallery: {report.gallery}")
+    _print_rejected(report.rejected, "the list above")
+
+
 def _cmd_bench_pretrain(args: argparse.Namespace) -> None:
     from specclip_core.bench import bench_pretrain, pretrain_table
 
@@ -402,6 +424,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_translate)
+
+    p = sub.add_parser("anomalies", help="rank spectra by how unusual an align stage finds them (residuals, disagreement, density); table and gallery")
+    p.add_argument("run", help="run directory")
+    p.add_argument("inputs", nargs="+", help="stores (a row may pair several modalities) or spectrum files of one modality")
+    p.add_argument("-o", "--output", required=True, help="ranked table: .csv, .ecsv or .fits")
+    p.add_argument("--stage", help="the align stage (default: the last finished one)")
+    p.add_argument("--reference-rows", type=int, default=5000, help="training rows sampled as the reference for percentiles and density (default 5000)")
+    p.add_argument("--top", type=int, default=20, help="stars in the gallery (default 20)")
+    p.add_argument("--gallery", metavar="PNG", help="the gallery's path (default: OUTPUT with .png)")
+    p.add_argument("--no-gallery", action="store_true", help="draw no gallery")
+    p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
+    p.set_defaults(func=_cmd_anomalies)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     p = bench.add_parser("pretrain", help="pretraining throughput and peak memory per encoder and size")

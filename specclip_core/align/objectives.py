@@ -40,6 +40,15 @@ def standardised(inputs: Mapping[str, torch.Tensor], stats_names: tuple[str, ...
     return flux
 
 
+def unstandardised(standard: torch.Tensor, stats: torch.Tensor, stats_names: tuple[str, ...]) -> torch.Tensor:
+    """The normalised flux whose :func:`standardised` form is ``standard`` (a reconstruction's)."""
+    if "mean" in stats_names and "std" in stats_names:
+        mean = stats[:, stats_names.index("mean"), None]
+        std = stats[:, stats_names.index("std"), None].clamp_min(1e-6)
+        return standard * std + mean
+    return standard
+
+
 def ivar_weights(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Inverse variance scaled to mean one over each spectrum's good pixels (zero where masked)."""
     ivar = torch.where(inputs["mask"], torch.zeros_like(inputs["ivar"]), inputs["ivar"]).float()

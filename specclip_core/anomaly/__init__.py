@@ -1,0 +1,1 @@
+"""Anomaly scores of spectra under an align stage, ranked against its training set (``specclip anomalies``)."""

@@ -146,15 +146,16 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
     use_threads(args.threads)
     report = embed_catalogue(
-        args.run, args.inputs, args.output, modality=args.modality, stage=args.stage, part=args.part,
+        args.run, args.inputs, args.output, modality=args.modality, stage=args.stage, part=args.part, width=args.width,
         chunk=args.chunk or DEFAULT_CHUNK, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
     )
     resumed = f" ({report.resumed_rows} of them from the interrupted run)" if report.resumed_rows else ""
     if report.rank:
         print(f"rank {report.rank}: embedded {report.n_rows} rows{resumed}; rank 0 merged every rank's rows into {report.output}")
         return
+    prefix = " (a prefix of an ordered embedding)" if args.width else ""
     print(
-        f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide, from stage {report.stage} "
+        f"wrote {report.n_rows} {report.modality} embeddings{resumed}, {report.width} wide{prefix}, from stage {report.stage} "
         f"to {report.output} in {report.seconds:.1f} s"
     )
     _print_rejected(report.rejected, "the catalogue's manifest")
@@ -172,8 +173,10 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
     )
     recall = "n/a" if card["recall@10"] is None else f"{card['recall@10']:.3f}"
     shards = f" in {len(card['shards'])} shards" if len(card["shards"]) > 1 else ""
+    prefix = card["catalogue"].get("prefix")
+    prefix = f" (the first {prefix['width']} of {prefix['of']} dimensions of an ordered embedding)" if prefix else ""
     print(
-        f"{card['kind']} index{shards} of {card['size']} x {card['width']} ({card['parameters'] or 'exact'}) "
+        f"{card['kind']} index{shards} of {card['size']} x {card['width']}{prefix} ({card['parameters'] or 'exact'}) "
         f"in {card['build_seconds']:.1f} s, {card['index_bytes'] / 1e6:.1f} MB; recall@10 against exact {recall} "
         f"on {card['recall_queries']} queries, {card['ms_per_query']:.3f} ms per query; card: {args.output}/card.json"
     )
@@ -353,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--part", choices=["full", "shared", "private"], default="full",
         help="of an align stage's embedding: all of it, the shared (aligned) part or the private part (CLIP-split)",
+    )
+    p.add_argument(
+        "--width", type=int, metavar="N",
+        help="keep the first N dimensions of the shared part: an align stage trained with 'ordered' only (a compact catalogue)",
     )
     p.add_argument(
         "--chunk", type=int, metavar="N",

@@ -44,15 +44,13 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECCLIP_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.fixture(scope="session")
-def aligned_run(tmp_path_factory):
-    """A tiny finished run on 200 paired toy stars: pretrain both toy modalities, then align them as
-    CLIP-split (shared 16 + private 8, in-modal and cross-modal decoders). Returns (run directory, paired store)."""
+def _aligned(root: Path, **align):
+    """Pretrain both toy modalities on 200 paired toy stars, then align them as CLIP-split (shared 16
+    + private 8, in-modal and cross-modal decoders) with ``align``'s settings on top. Returns (run directory, paired store)."""
     from specclip_core.runner import run_spec
     from specclip_core.spec import validate_spec
     from specclip_toy import make_paired_store
 
-    root = tmp_path_factory.mktemp("aligned")
     store = make_paired_store(root / "pair.zarr", n=200)
     train = {"epochs": 1, "batch_size": 64, "device": "cpu"}
     stages = {
@@ -73,8 +71,23 @@ def aligned_run(tmp_path_factory):
             "prediction": {"name": "mlp_decoder", "multipliers": [2.0]},
             "train": {"epochs": 20, "batch_size": 64, "lr": 3e-3, "drop_last": True, "device": "cpu"},
             "translation_examples": 2,
-        },
+        }
+        | align,
     }
     spec = validate_spec({"name": "toy-aligned", "run_dir": str(root / "run"), "data": {"store": str(store.path)}, "stages": stages})
     run_spec(spec, progress=False, log=lambda *_: None)
     return root / "run", store
+
+
+@pytest.fixture(scope="session")
+def aligned_run(tmp_path_factory):
+    """A tiny finished run on 200 paired toy stars: pretrain both toy modalities, then align them as
+    CLIP-split (shared 16 + private 8, both decoders). Returns (run directory, paired store)."""
+    return _aligned(tmp_path_factory.mktemp("aligned"))
+
+
+@pytest.fixture(scope="session")
+def ordered_run(tmp_path_factory):
+    """As :func:`aligned_run`, with ordered embeddings (prefix widths 4 and 8 of the shared 16) trained
+    for 5 epochs. Returns (run directory, paired store)."""
+    return _aligned(tmp_path_factory.mktemp("ordered"), ordered={"widths": [4, 8]}, train={"epochs": 5, "batch_size": 64, "lr": 3e-3, "drop_last": True, "device": "cpu"})

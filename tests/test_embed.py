@@ -203,3 +203,43 @@ def test_a_file_that_fails_part_way_is_left_out_whole(aligned_run, tmp_path, mon
     assert len(committed) == 7, "the bad file's two pieces were embedded and committed before it failed"
     assert files[2].name.removesuffix(".toy.csv") not in set(catalogue.ids) and len(catalogue) == 5
     assert [(Path(item).name, reason) for item, reason in report.rejected] == [(files[2].name, "truncated after two pieces")]
+
+
+def test_width_keeps_a_prefix_of_an_ordered_embedding_and_says_so(ordered_run, tmp_path):
+    from specclip_core.retrieval.index import build_index, load_index
+    from specclip_core.retrieval.query import resolve_queries, search_hits
+
+    run, store = ordered_run
+    for modality in ("toy", "toy_broad"):
+        assert cli_main(["embed", str(run), str(store.path), "-o", str(tmp_path / f"{modality}.zarr"), "--modality", modality, "--part", "shared", "--width", "4", "--quiet"]) == 0
+    catalogue = Catalogue.open(tmp_path / "toy.zarr")
+    shared = load_embedder(run / "align" / "encoders" / "toy").embed(store.read("toy")["flux"], store.read("toy")["stats"], part="shared")
+    assert catalogue.width == 4 and shared.shape[1] == 16
+    np.testing.assert_allclose(catalogue.embeddings(), shared[:, :4], rtol=1e-5, atol=1e-6)
+    assert catalogue.manifest["width"] == 4 and catalogue.manifest["prefix"] == {"width": 4, "of": 16, "ordered_widths": [4, 8, 16]}
+    card = build_index(tmp_path / "toy_broad.zarr", tmp_path / "broad.index")
+    assert card["width"] == 4 and card["catalogue"]["prefix"] == {"width": 4, "of": 16, "ordered_widths": [4, 8, 16]}
+    queries = resolve_queries(load_index(tmp_path / "broad.index"), list(catalogue.ids[:5]), by="id", from_path=str(tmp_path / "toy.zarr"))
+    assert queries.vectors.shape == (5, 4) and len(search_hits(load_index(tmp_path / "broad.index"), queries, 3)) == 15
+    embed_catalogue(run, [str(store.path)], tmp_path / "whole.zarr", modality="toy", part="shared", progress=False)
+    with pytest.raises(CatalogueError, match="the queries keep all dimensions of the embedding, the index the first 4; embed both with the same --width"):
+        resolve_queries(load_index(tmp_path / "broad.index"), ["toy-0-1"], by="id", from_path=str(tmp_path / "whole.zarr"))
+
+
+def test_width_errors_name_the_stage_and_what_it_needs(aligned_run, ordered_run, tmp_path, capsys):
+    plain, store = aligned_run
+    ordered, _ = ordered_run
+    out = str(tmp_path / "c.zarr")
+    base = [str(store.path), "-o", out, "--modality", "toy"]
+    cases = [
+        (["embed", str(plain), *base, "--part", "shared", "--width", "4"], "stage 'align' was not trained with ordered embeddings (an align stage with 'ordered: {widths: [...]}')"),
+        (["embed", str(ordered), *base, "--stage", "pretrain_toy", "--width", "4"], "stage 'pretrain_toy' was not trained with ordered embeddings"),
+        (["embed", str(ordered), *base, "--width", "4"], "--width keeps a prefix of the shared part, not of the 'full' part; pass --part shared"),
+        (["embed", str(ordered), *base, "--part", "private", "--width", "4"], "not of the 'private' part"),
+        (["embed", str(ordered), *base, "--part", "shared", "--width", "17"], "--width must be in 1..16 (the shared width), got 17"),
+    ]
+    for argv, message in cases:
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "c.zarr").exists()

@@ -34,6 +34,11 @@ class AlignedEmbedder(Embedder):
         parts = {"full": self.embed_dim, "shared": projection.shared_dim}
         return parts | ({"private": projection.private_dim} if projection.private_dim else {})
 
+    @property
+    def ordered_widths(self) -> list[int] | None:
+        """The prefix widths of the shared part the model was trained on (an ordered embedding), else None."""
+        return None if self.model.ordered is None else list(self.model.ordered["widths"])
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_text(directory / "encoder.json", json.dumps({"type": "aligned", "modality": self.modality, "model": f"../../{MODEL_DIR}", "embed_dim": self.embed_dim}))

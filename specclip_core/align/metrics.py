@@ -3,7 +3,8 @@
 - mean cosine similarity of true pairs of shared embeddings, per pair of modalities;
 - cross-modal retrieval: query one modality, search the same stars in the other among all held-out
   stars (faiss, inner product on unit vectors); top-1 and top-10 accuracy, both directions;
-- cross-modal prediction: inverse-variance weighted MSE of the predicted normalised flux.
+- cross-modal prediction: inverse-variance weighted MSE of the predicted normalised flux;
+- of an ordered model, the retrieval accuracy of each trained prefix width of the shared embedding.
 """
 
 from __future__ import annotations
@@ -59,4 +60,9 @@ def alignment_metrics(model: AlignmentModel, store: SpectralStore, rows: np.ndar
     for a, b in permutations(model.modalities, 2):
         out["retrieval"][pair_key(a, b)] = retrieval_accuracy(embeddings[a], embeddings[b])
     out["prediction_weighted_mse"] = prediction_mse(model, store, rows, device=device)
+    if model.ordered is not None:
+        out["retrieval_by_width"] = {
+            str(w): {pair_key(a, b): retrieval_accuracy(embeddings[a][:, :w], embeddings[b][:, :w]) for a, b in permutations(model.modalities, 2)}
+            for w in model.ordered["widths"]
+        }
     return out

@@ -5,6 +5,10 @@ projection into the aligned space (optionally split into shared and private part
 spec asks for them, an in-modal reconstruction decoder (reads shared + private). Per ordered pair of
 modalities, when asked, a cross-modal decoder (reads the shared part only). CLIP, CLIP-r, CLIP-p,
 CLIP-pr and CLIP-split are settings of this one class.
+
+Ordered embeddings (``ordered``): the objectives train every listed prefix width of the shared part
+as an embedding of its own (see :mod:`specclip_core.align.objectives`), so the shared embedding
+truncates to any of them without retraining; the widths are part of the model's description.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def pair_key(source: str, target: str) -> str:
     return f"{source}->{target}"
 
 
+def prefix(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``x`` ``[B, S]`` with every dimension from ``width`` on set to zero (what a decoder reads of a
+    ``width``-wide prefix)."""
+    if width >= x.shape[1]:
+        return x
+    return torch.cat([x[:, :width], torch.zeros_like(x[:, width:])], dim=1)
+
+
 class AlignmentModel(nn.Module):
     def __init__(
         self,
@@ -50,6 +62,7 @@ class AlignmentModel(nn.Module):
         freeze_encoders: bool = True,
         logit_scale: float = 15.5,
         learn_logit_scale: bool = False,
+        ordered: Mapping[str, Any] | None = None,
     ):
         super().__init__()
         if len(encoders) < 2:
@@ -67,6 +80,7 @@ class AlignmentModel(nn.Module):
         shared = {self.projections[m].shared_dim for m in self.modalities}
         if len(shared) != 1:
             raise ValueError(f"every modality must project to the same shared width; got {shared}")
+        self.shared_dim = shared.pop()
         self.reconstruction_spec = dict(reconstruction) if reconstruction is not None else None
         self.prediction_spec = dict(prediction) if prediction is not None else None
         self.reconstructors = nn.ModuleDict()
@@ -80,6 +94,25 @@ class AlignmentModel(nn.Module):
                 width = self.projections[source].shared_dim
                 self.predictors[pair_key(source, target)] = create_component("decoder", prediction, in_dim=width, out_dim=get_modality(target).n_pixels)
         self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)), requires_grad=learn_logit_scale)
+        self.ordered = self._ordered(ordered, self.shared_dim)
+
+    @staticmethod
+    def _ordered(ordered: Mapping[str, Any] | None, shared_dim: int) -> dict[str, Any] | None:
+        """The trained prefix widths (the full shared width always among them) and whether the decoders
+        learn from each prefix too; None for a plain embedding."""
+        if ordered is None:
+            return None
+        widths = sorted({int(w) for w in ordered["widths"]} | {shared_dim})
+        if widths[0] < 1 or widths[-1] > shared_dim:
+            raise ValueError(f"ordered widths must lie in 1..{shared_dim} (the shared width), got {list(ordered['widths'])}")
+        return {"widths": widths, "decoders": bool(ordered.get("decoders", True))}
+
+    def prefix_widths(self, decoders: bool = False) -> list[int]:
+        """The widths of the shared part the objectives train: every ordered width, or (plain, or
+        ``decoders`` when the ordered decoders are off) the full shared width alone."""
+        if self.ordered is None or (decoders and not self.ordered["decoders"]):
+            return [self.shared_dim]
+        return list(self.ordered["widths"])
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -111,6 +144,7 @@ class AlignmentModel(nn.Module):
             "freeze_encoders": self.freeze_encoders,
             "logit_scale": float(self.logit_scale),
             "learn_logit_scale": bool(self.log_logit_scale.requires_grad),
+            "ordered": self.ordered,
             "encoders": {m: self.encoders[m].describe() for m in self.modalities},
             "n_parameters": sum(p.numel() for p in self.parameters()),
             "n_trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
@@ -133,6 +167,7 @@ class AlignmentModel(nn.Module):
             described["freeze_encoders"],
             described["logit_scale"],
             described["learn_logit_scale"],
+            described.get("ordered"),
         )
         load_weights(model, directory / "model.safetensors", map_location)
         return model

@@ -6,6 +6,17 @@ reconstruct each modality's standardised spectrum, (flux - mean) / std, from the
 embedding (eq. 4). ``cross_prediction``: cross-modal decoders predict the other modality's
 normalised flux from the shared embedding, squared error weighted by that spectrum's inverse
 variance (footnote 4), normalised per spectrum so that the weights average to one.
+
+Ordered embeddings (the align stage's ``ordered``): every term is the mean of the same term over
+the model's prefix widths ``w``: InfoNCE on the first ``w`` shared dimensions (re-normalised, i.e. the
+cosine of the prefix), and, unless ``ordered.decoders`` is off, the decoders reading the shared part
+with the dimensions from ``w`` on set to zero (the private part untouched). This is the
+information-ordered bottleneck (IOB: a bottleneck whose leading latents carry the most information,
+truncatable at any width) trained as a fixed nested set of widths, averaged at every step, rather than
+IOB's one width drawn per batch: the encoder runs once per batch and each extra width costs one
+small InfoNCE and decoder pass on the embedding already computed, so every listed width (the full one
+included) gets a gradient at every step, with none of the variance of sampling, which matters for
+the few hundred steps a CPU alignment takes. Widths between the listed ones are not trained directly.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from specclip_core.align.model import AlignmentModel, Embedding, pair_key
+from specclip_core.align.model import AlignmentModel, Embedding, pair_key, prefix
 from specclip_core.components import ComponentList, get_modality
 from specclip_core.interfaces import Objective, ObjectiveConfig
 
@@ -68,7 +79,10 @@ def embed_all(network: AlignmentModel, batch: Mapping[str, Any]) -> dict[str, Em
 class InfoNCE(Objective):
     def __call__(self, network: AlignmentModel, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         embeddings = embed_all(network, batch)
-        terms = [info_nce(embeddings[a].shared, embeddings[b].shared, network.logit_scale) for a, b in combinations(network.modalities, 2)]
+        terms = [
+            torch.stack([info_nce(embeddings[a].shared[:, :w], embeddings[b].shared[:, :w], network.logit_scale) for w in network.prefix_widths()]).mean()
+            for a, b in combinations(network.modalities, 2)
+        ]
         return {"infonce": torch.stack(terms).sum()}
 
 
@@ -78,9 +92,13 @@ class ReconstructionL1(Objective):
         out = {}
         for m in network.modalities:
             target = standardised(batch[m], tuple(get_modality(m).stats_names))
-            predicted = network.reconstructors[m](embeddings[m].full).float()
             good = ~batch[m]["mask"]
-            out[f"recon_{m}"] = ((predicted - target).abs() * good).sum() / good.sum().clamp_min(1)
+            losses = []
+            for width in network.prefix_widths(decoders=True):
+                embedding = Embedding(prefix(embeddings[m].shared, width), embeddings[m].private)
+                predicted = network.reconstructors[m](embedding.full).float()
+                losses.append(((predicted - target).abs() * good).sum() / good.sum().clamp_min(1))
+            out[f"recon_{m}"] = torch.stack(losses).mean()
         return out
 
 
@@ -89,9 +107,12 @@ class CrossPrediction(Objective):
         embeddings = embed_all(network, batch)
         out = {}
         for source, target in permutations(network.modalities, 2):
-            predicted = network.predictors[pair_key(source, target)](embeddings[source].shared).float()
             weights = ivar_weights(batch[target])
-            out[f"predict_{source}_to_{target}"] = (weights * (predicted - batch[target]["flux"].float()) ** 2).mean()
+            losses = []
+            for width in network.prefix_widths(decoders=True):
+                predicted = network.predictors[pair_key(source, target)](prefix(embeddings[source].shared, width)).float()
+                losses.append((weights * (predicted - batch[target]["flux"].float()) ** 2).mean())
+            out[f"predict_{source}_to_{target}"] = torch.stack(losses).mean()
         return out
 
 

@@ -9,7 +9,8 @@ Layout::
 
 The root's attributes hold ``specclip_catalogue`` (the format), ``n_rows`` (the commit record, as in a
 spectral store: readers never look past it, so a writer killed mid-append leaves what was committed)
-and ``manifest``: the run, stage, modality, part, width, count and every input with its checksum.
+and ``manifest``: the run, stage, modality, part, width, ``prefix`` (when only the first ``width``
+dimensions of an ordered embedding are kept), count and every input with its checksum.
 A catalogue being built (:mod:`specclip_core.retrieval.embed`) also has ``chunk`` and ``file``
 arrays (the input chunk and file of each row) and ``next_chunk``; the finished one has neither.
 """
@@ -194,13 +195,13 @@ class Catalogue:
 
 
 class CatalogueSet:
-    """The shards of one catalogue (the same modality, stage, part and width) read as one: rows of
+    """The shards of one catalogue (the same modality, stage, part, width and prefix) read as one: rows of
     the first shard, then of the second, ... ``path`` names them all (for messages)."""
 
     def __init__(self, shards: list[Catalogue]):
         first = shards[0]
         for other in shards[1:]:
-            for key in ("modality", "stage_key", "part", "width"):
+            for key in ("modality", "stage_key", "part", "width", "prefix"):
                 if other.manifest.get(key) != first.manifest.get(key):
                     raise CatalogueError(
                         f"{other.path}: {key} {other.manifest.get(key)!r} differs from {first.path}'s {first.manifest.get(key)!r}; "

@@ -63,13 +63,21 @@ class Chosen:
     embedder: Any
     width: int
     parts: dict[str, int]
+    prefix: dict[str, Any] | None = None
+    """``{"width", "of", "ordered_widths"}`` when only the first ``width`` dimensions are kept."""
 
 
 def choose_embedder(
-    run_dir: str | Path, modality: str | None, stage: str | None, part: str = "full", inputs: list[str] | None = None
+    run_dir: str | Path,
+    modality: str | None,
+    stage: str | None,
+    part: str = "full",
+    inputs: list[str] | None = None,
+    width: int | None = None,
 ) -> Chosen:
     """The embedder of ``stage`` (default: the last finished stage in the spec with one for the
-    modality) for ``modality`` (default: the one the inputs hold), giving ``part``."""
+    modality) for ``modality`` (default: the one the inputs hold), giving ``part``, or its first
+    ``width`` dimensions (an ordered embedding's shared part only)."""
     from specclip_core.predict import input_modalities
 
     run = RunDir(run_dir)
@@ -100,13 +108,37 @@ def choose_embedder(
             f"{run.path}: stage {stage!r} embeds {modality} into the parts {sorted(parts)}, not {part!r} "
             "(shared and private parts come from an align stage; private from one with private_dim > 0)"
         )
-    return Chosen(run, stage, modality, part, embedder, int(parts[part]), {name: int(width) for name, width in parts.items()})
+    parts = {name: int(size) for name, size in parts.items()}
+    if width is None:
+        return Chosen(run, stage, modality, part, embedder, parts[part], parts)
+    where = f"{run.path}: stage {stage!r}"
+    return Chosen(run, stage, modality, part, embedder, width, parts, prefix_of(where, embedder, part, parts, width))
+
+
+def prefix_of(where: str, embedder: Any, part: str, parts: dict[str, int], width: int) -> dict[str, Any]:
+    """What a ``width``-dimension prefix of ``part`` keeps; an error unless the embedding is ordered
+    and the part is its shared one."""
+    ordered = getattr(embedder, "ordered_widths", None)
+    if not ordered:
+        raise SpecCLIPError(
+            f"{where} was not trained with ordered embeddings (an align stage with 'ordered: {{widths: [...]}}'), "
+            f"so its first {width} dimensions are not an embedding of their own; "
+            "--width needs an ordered embedding (leave --width out for the whole one)"
+        )
+    if part == "private" or (part == "full" and "private" in parts):
+        raise SpecCLIPError(f"{where}: --width keeps a prefix of the shared part, not of the {part!r} part; pass --part shared")
+    if not 1 <= width <= parts["shared"]:
+        raise SpecCLIPError(f"{where}: --width must be in 1..{parts['shared']} (the shared width), got {width}")
+    return {"width": width, "of": parts["shared"], "ordered_widths": list(ordered)}
 
 
 def embed_vectors(chosen: Chosen, spectra: Spectra, device: Any = "cpu") -> np.ndarray:
     """The chosen part's float32 embeddings of preprocessed ``spectra``."""
     extra = {} if chosen.part == "full" else {"part": chosen.part}
-    return np.ascontiguousarray(chosen.embedder.embed(spectra.flux, spectra.stats, device=device, **extra), dtype=np.float32)
+    vectors = chosen.embedder.embed(spectra.flux, spectra.stats, device=device, **extra)
+    if chosen.prefix is not None:
+        vectors = vectors[:, : chosen.prefix["width"]]
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def _describe_inputs(stores: list[Path], files: list[Path]) -> list[dict[str, Any]]:
@@ -192,6 +224,7 @@ def embed_catalogue(
     modality: str | None = None,
     stage: str | None = None,
     part: str = "full",
+    width: int | None = None,
     chunk: int = DEFAULT_CHUNK,
     resume: bool = False,
     overwrite: bool = False,
@@ -199,7 +232,8 @@ def embed_catalogue(
     on_commit: Callable[[int], None] | None = None,
 ) -> EmbedReport:
     """Embed the spectra of ``paths`` (files, directories, stores) with a run's stage into the catalogue
-    ``output``; ``resume`` continues an interrupted embed of the same inputs. ``on_commit(chunk)`` is
+    ``output``; ``width`` keeps the first ``width`` dimensions of an ordered embedding's shared part;
+    ``resume`` continues an interrupted embed of the same inputs. ``on_commit(chunk)`` is
     called after each committed chunk (tests use it to stop a run part-way)."""
     from specclip_core.train.distributed import barrier, setup
 
@@ -212,7 +246,7 @@ def embed_catalogue(
     if os.path.lexists(output) and not is_catalogue(output):
         raise CatalogueError(f"{output}: exists and is not an embedding catalogue; refusing to replace it")
     stores, files = _split_inputs(paths)
-    chosen = choose_embedder(run_dir, modality, stage, part, paths)
+    chosen = choose_embedder(run_dir, modality, stage, part, paths, width)
     labels = _label_columns(stores, bool(files))
     info, device = setup("auto")
     chunks = _Chunks(stores, files, chosen.modality, chunk, list(labels), progress and info.is_main)
@@ -226,6 +260,7 @@ def embed_catalogue(
         "part": chosen.part,
         "parts": chosen.parts,
         "width": chosen.width,
+        "prefix": chosen.prefix,
         "chunk": chunk,
         "inputs": _describe_inputs(stores, chunks.stream.files if chunks.stream else []),
     }

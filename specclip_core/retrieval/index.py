@@ -246,7 +246,7 @@ def build_index(
         "build_seconds": build_seconds,
         "index_bytes": sum((partial / name).stat().st_size for name in files),
         "faiss_version": faiss.__version__,
-        "catalogue": {key: manifest.get(key) for key in ("run", "run_name", "stage", "modality", "part")},
+        "catalogue": {key: manifest.get(key) for key in ("run", "run_name", "stage", "modality", "part", "prefix")},
         "shards": [
             {"path": str(shard.path.absolute()), "rows": len(shard), "manifest_digest": manifest_digest(shard.manifest), "file": name}
             for shard, name in zip(shards, files, strict=True)

@@ -42,6 +42,12 @@ class Queries:
 def check_comparable(index_manifest: dict[str, Any], query_manifest: dict[str, Any], where: str) -> None:
     """An error unless queries described by ``query_manifest`` live in the index's embedding space."""
     same_stage = query_manifest.get("stage_key") == index_manifest.get("stage_key")
+    widths = [(m.get("prefix") or {}).get("width") for m in (query_manifest, index_manifest)]
+    if same_stage and widths[0] != widths[1]:
+        raise CatalogueError(
+            f"{where}: the queries keep {f'the first {widths[0]}' if widths[0] else 'all'} dimensions of the embedding, "
+            f"the index {f'the first {widths[1]}' if widths[1] else 'all'}; embed both with the same --width"
+        )
     if query_manifest["modality"] == index_manifest["modality"]:
         if not same_stage or query_manifest["part"] != index_manifest["part"]:
             raise CatalogueError(
@@ -96,7 +102,8 @@ def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str |
             f"{', '.join(missing)}: no such file (queries by file are spectrum files or directories; "
             "use --by id or --by row for catalogue rows)"
         )
-    chosen = choose_embedder(index_manifest["run"], modality, index_manifest["stage"], index_manifest["part"], paths)
+    width = (index_manifest.get("prefix") or {}).get("width")
+    chosen = choose_embedder(index_manifest["run"], modality, index_manifest["stage"], index_manifest["part"], paths, width)
     manifest = {
         "run": index_manifest["run"],
         "stage": chosen.stage,
@@ -104,6 +111,7 @@ def from_files(paths: list[str], index_manifest: dict[str, Any], modality: str |
         "modality": chosen.modality,
         "part": chosen.part,
         "parts": chosen.parts,
+        "prefix": chosen.prefix,
     }
     check_comparable(index_manifest, manifest, ", ".join(paths))
     stream = SpectraStream(paths, get_modality(chosen.modality), progress=False)

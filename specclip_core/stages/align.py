@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from specclip_core.align.embedder import MODEL_DIR, AlignedEmbedder
 from specclip_core.align.metrics import alignment_metrics
@@ -34,6 +34,28 @@ class AlignWeights(SpecModel):
     prediction: float = Field(1.0, ge=0, description="cross-modal prediction (with 'prediction')")
 
 
+class OrderedSpec(SpecModel):
+    """Ordered embeddings (information-ordered bottleneck): the objectives train each prefix of the
+    shared embedding as an embedding of its own, so it truncates to any listed width without retraining."""
+
+    widths: list[int] = Field(
+        min_length=1,
+        description="prefix widths of the shared embedding to train, increasing, each at most shared_dim "
+        "(the full shared_dim is always trained too); e.g. [8, 16, 32, 64, 128, 256]",
+    )
+    decoders: bool = Field(
+        True,
+        description="the reconstruction and cross-modal decoders also learn from each prefix (the shared "
+        "dimensions past it set to zero); false: only InfoNCE is ordered",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> OrderedSpec:
+        if any(w < 1 for w in self.widths) or any(b <= a for a, b in zip(self.widths, self.widths[1:])):
+            raise ValueError(f"ordered.widths must be positive and strictly increasing, got {self.widths}")
+        return self
+
+
 def _align_train_spec() -> TrainSpec:
     return TrainSpec(epochs=20, batch_size=1024, lr=1e-4, weight_decay=0.05, drop_last=True, patience=5)
 
@@ -52,8 +74,19 @@ class AlignConfig(SpecModel):
     freeze_encoders: bool = Field(True, description="keep the pretrained encoders fixed")
     logit_scale: float = Field(15.5, gt=0, description="InfoNCE logits = logit_scale x cosine")
     learn_logit_scale: bool = Field(False, description="train the logit scale")
+    ordered: OrderedSpec | None = Field(
+        None,
+        description="ordered embeddings: train every prefix width of the shared embedding (a prefix then "
+        "truncates it without retraining: specclip embed --width); None: a plain embedding",
+    )
     train: TrainSpec = Field(default_factory=_align_train_spec)
     translation_examples: int = Field(4, ge=0, description="held-out stars shown in translations.png")
+
+    @model_validator(mode="after")
+    def _ordered_within_shared(self) -> AlignConfig:
+        if self.ordered is not None and self.ordered.widths[-1] > self.shared_dim:
+            raise ValueError(f"ordered.widths {self.ordered.widths} go past shared_dim {self.shared_dim}")
+        return self
 
 
 def build_model(context: StageContext, config: AlignConfig) -> AlignmentModel:
@@ -73,6 +106,7 @@ def build_model(context: StageContext, config: AlignConfig) -> AlignmentModel:
         config.freeze_encoders,
         config.logit_scale,
         config.learn_logit_scale,
+        config.ordered.model_dump() if config.ordered else None,
     )
 
 

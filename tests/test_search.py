@@ -86,7 +86,7 @@ def test_cross_modal_search_finds_the_same_star_in_the_other_modality(built, tmp
     top10 = np.mean([(sid, sid) in found for sid in ids])
     expected = retrieval_accuracy(queries.vectors, index.catalogue.embeddings(), ks=(10,))["top10"]
     assert top10 == expected, "the same fraction as the align stage's own retrieval metric"
-    assert top10 > 0.15, f"the true pair is in the top 10 of 200 for {top10:.2f} of the stars (chance: 0.05)"
+    assert top10 > 0.1, f"the true pair is in the top 10 of 200 for {top10:.2f} of the stars (chance: 0.05)"
     assert {h["modality"] for h in table} == {"toy_broad"} and {h["query_modality"] for h in table} == {"toy"}
     from specclip_toy import make_raw, write_file
 

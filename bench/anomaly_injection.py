@@ -158,7 +158,7 @@ def auc_table(table: dict[str, np.ndarray], scores: list[str], draws: int, seed:
             for d in range(draws):
                 positive = (kind == k) & (draw == d)
                 out.setdefault((k, name), []).append(_auc(values, positive, normal))
-        for d in range(draws):
+        for _ in range(draws):
             picked = rng.choice(hot, PER_DRAW, replace=False)
             positive = np.isin(np.arange(len(kind)), picked)
             out.setdefault(("hot_real", name), []).append(_auc(values, positive, normal))

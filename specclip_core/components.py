@@ -305,7 +305,7 @@ def plugin_infos() -> list[PluginInfo]:
 
 
 def plugin_versions() -> str:
-    """``specclip==0.1.0, specclip-lamost==0.1.0, ...``: every installed plugin's distribution and version."""
+    """``specclip==0.1.0, specclip-myplugin==0.2.0, ...``: every installed plugin's distribution and version."""
     return ", ".join(sorted({f"{i.distribution}=={i.version}" for i in plugin_infos() if i.version}))
 
 

@@ -63,7 +63,7 @@ class SavedAlignment:
         return self.model.predictors[pair_key(source, target)]
 
     def trained_on(self) -> str:
-        """``gaia_xp real; lamost_lrs SIMULATED``: what each modality's training spectra were."""
+        """``xp real; spec SIMULATED``: what each modality's training spectra were."""
         return "; ".join(f"{m} {'SIMULATED' if m in self.simulated else 'real'}" for m in self.model.modalities)
 
     def metrics(self) -> dict[str, Any]:

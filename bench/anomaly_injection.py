@@ -45,7 +45,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from specclip_core.align.saved import load_alignment
+from specclip_core.saved_alignment import load_alignment
 from specclip_core.anomaly.find import SEED, find_anomalies
 from specclip_core.components import get_modality
 from specclip_core.data.splits import split_rows

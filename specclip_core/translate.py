@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from specclip_core.align.saved import SavedAlignment, load_alignment
+from specclip_core.saved_alignment import SavedAlignment, load_alignment
 from specclip_core.components import get_modality, plugin_versions
 from specclip_core.data.store import SpectralStore, is_store
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream

@@ -8,7 +8,7 @@ import pytest
 import torch
 from astropy.io import fits
 
-from specclip_core.align.saved import load_alignment
+from specclip_core.saved_alignment import load_alignment
 from specclip_core.errors import SpecCLIPError
 from specclip_core.testing import cli_main
 from specclip_core.translate import translate_files

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from specclip_core.align.saved import SavedAlignment, load_alignment
+from specclip_core.saved_alignment import SavedAlignment, load_alignment
 from specclip_core.anomaly.rank import Reference, combined_score
 from specclip_core.anomaly.scores import DensityReference, batch_scores, score_names
 from specclip_core.catalog import catalog_format, write_catalog

@@ -117,14 +117,17 @@ class Spectra:
 @dataclass(frozen=True)
 class Instrument:
     """What a simulator needs to know about the instrument behind a modality: its resolving power,
-    its native wavelength grid (Angstrom; vacuum unless ``air_wavelengths``) and the band in which
-    its quoted S/N is measured."""
+    its native wavelength grid (Angstrom; vacuum unless ``air_wavelengths``), the band in which
+    its quoted S/N is measured and, optionally, ``calibration``: the path of a file of what was
+    measured from the instrument's real spectra (effective resolution, S/N distribution, mask
+    patterns), in the format of the simulator that reads it, shipped by the modality's plugin."""
 
     resolving_power: float
     native_wavelength: np.ndarray
     description: str = ""
     air_wavelengths: bool = False
     snr_band: tuple[float, float] | None = None
+    calibration: str | None = None
 
 
 class Tokenizer(ABC):

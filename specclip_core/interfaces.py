@@ -44,7 +44,9 @@ class Spectra:
     ``mask`` is True where a pixel is bad; bad pixels carry ``ivar == 0``. ``stats`` holds the
     per-spectrum statistics a modality's preprocessing keeps (for example mean and standard
     deviation of the normalised flux) and is ``None`` for raw spectra. ``meta`` holds per-spectrum
-    columns (header fields, labels), each of length N.
+    columns (header fields, labels), each of length N. ``skipped`` lists the entries of a file a
+    reader left out, as (id, reason) (a fibre with no target, say); ingest and predict report them
+    with the file's name. It belongs to one reader's output: ``subset`` and ``concatenate`` drop it.
     """
 
     wavelength: np.ndarray
@@ -54,6 +56,7 @@ class Spectra:
     ids: np.ndarray
     meta: dict[str, np.ndarray] = field(default_factory=dict)
     stats: np.ndarray | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.flux = np.atleast_2d(np.asarray(self.flux, dtype=np.float32))
@@ -114,14 +117,17 @@ class Spectra:
 @dataclass(frozen=True)
 class Instrument:
     """What a simulator needs to know about the instrument behind a modality: its resolving power,
-    its native wavelength grid (Angstrom; vacuum unless ``air_wavelengths``) and the band in which
-    its quoted S/N is measured."""
+    its native wavelength grid (Angstrom; vacuum unless ``air_wavelengths``), the band in which
+    its quoted S/N is measured and, optionally, ``calibration``: the path of a file of what was
+    measured from the instrument's real spectra (effective resolution, S/N distribution, mask
+    patterns), in the format of the simulator that reads it, shipped by the modality's plugin."""
 
     resolving_power: float
     native_wavelength: np.ndarray
     description: str = ""
     air_wavelengths: bool = False
     snr_band: tuple[float, float] | None = None
+    calibration: str | None = None
 
 
 class Tokenizer(ABC):

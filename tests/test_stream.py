@@ -77,3 +77,23 @@ def test_predict_drops_the_rows_of_a_file_failing_part_way(tmp_path, monkeypatch
     bad = [i for i, path in enumerate(inputs.stream.files) if path.name.startswith("bad-")]
     assert inputs.failed == set(bad) and any(files[0] in bad for _, files in rows), "its first piece was given, then the file failed"
     assert [where for where, _ in inputs.rejected] == [str(tmp_path / "files" / "bad-1.toy.csv")]
+
+
+def test_entries_a_reader_skips_are_reported_with_their_file(tmp_path, monkeypatch):
+    from specclip_core.data.ingest import ingest_files
+    from specclip_toy import ToyReader
+
+    paths = _files(tmp_path / "files", n=3)
+    read = ToyReader.read
+
+    def read_with_a_skip(self, path):
+        spectra = read(self, path)
+        if path == paths[1]:
+            spectra.skipped = [("fibre-17", "no target on fibre 17")]
+        return spectra
+
+    monkeypatch.setattr(ToyReader, "read", read_with_a_skip)
+    report = ingest_files([tmp_path / "files"], "toy", tmp_path / "out.zarr", progress=False)
+    assert report.n_spectra_written == 3
+    assert report.rejected_spectra == [("fibre-17", "no target on fibre 17")]
+    assert [(p.file, p.check) for p in report.problems] == [(str(paths[1]), "reader-skip")]

@@ -135,6 +135,7 @@ def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Pa
     modality = get_modality(card.ingest.modality)
     raw = reader.read(source_file)
     processed, rejected = preprocess_robustly(modality, raw, progress=progress)
+    rejected = [(str(sid), reason) for sid, reason in raw.skipped] + rejected
     if processed is None:
         raise DatasetError(f"{source_file}: every spectrum was rejected by {modality.name} preprocessing: {rejected[:3]}")
     columns = label_kinds(processed.meta, card.ingest.labels or None)

@@ -43,7 +43,8 @@ class SpectraStream:
     """Iterate over the spectra of files in preprocessed :class:`Batch` es of about ``chunk`` spectra.
 
     ``on_raw(path, spectra)`` may change or refuse (ReaderError) each raw piece before preprocessing.
-    After iterating: ``problems`` holds (file, id, reason, check) of every rejected file and spectrum,
+    After iterating: ``problems`` holds (file, id, reason, check) of every rejected file and spectrum
+    (check ``reader-skip``: an entry the reader left out, :attr:`Spectra.skipped`),
     ``unrecognised`` the files found in directories that no reader takes, ``failed`` the indices of
     files rejected after some of their rows were yielded, ``n_read`` the raw spectra read.
     """
@@ -112,6 +113,7 @@ class SpectraStream:
         """The raw pieces of file ``index``, each with its file index in meta (ReaderError from the reader)."""
         path = self.files[index]
         for raw in choose_reader(path, self.readers).read_chunks(path, self.chunk):
+            self.problems += [(str(path), str(sid), reason, "reader-skip") for sid, reason in raw.skipped]
             raw = self.on_raw(path, raw) if self.on_raw else raw
             raw.meta[FILE_COLUMN] = np.full(len(raw), index)
             yield raw

@@ -71,14 +71,14 @@ STUB_LINES = (3934.0, 3969.0, 4102.0, 4341.0, 4384.0, 4861.0, 5173.0, 5270.0, 65
 
 def _stub_model(name: str, teff: tuple[float, float], logg: tuple[float, float]) -> CannonModel:
     """Cannon-shaped stub: ten absorption lines deepening with [Fe/H], a continuum tilting with Teff."""
-    wavelength = np.arange(3500.0, 9600.0, 1.0)
+    wavelength = np.arange(3500.0, 10500.0, 1.0)  # wide enough for DESI (to 9824 A) too
     profile = sum(np.exp(-0.5 * ((wavelength - c) / 1.5) ** 2) for c in STUB_LINES)
     exponents = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]])
     training = np.array([[t, g, z] for t in teff for g in logg for z in (-2.5, 0.5)], dtype=np.float32)
     fiducials, scales = training.mean(0).astype(np.float64), np.ptp(training, 0).astype(np.float64)
     theta = np.zeros((4, len(wavelength)), np.float32)
     theta[0], theta[3] = 1.0 - 0.4 * profile, -0.1 * profile
-    cont_wavelength = np.geomspace(3500.0, 9600.0, 300)
+    cont_wavelength = np.geomspace(3500.0, 10500.0, 300)
     cont_theta = np.zeros((4, len(cont_wavelength)))
     cont_theta[1] = -0.3 * np.log10(cont_wavelength / 5000.0)
     return CannonModel(

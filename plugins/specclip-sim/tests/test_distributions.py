@@ -33,6 +33,13 @@ def test_mask_runs_rate_and_lengths():
     np.testing.assert_array_equal(mask[1], [0] * 9 + [1, 1, 1])
 
 
+@pytest.mark.parametrize("pixels", [620, 3909, 7781])
+def test_default_mask_runs_mask_the_same_fraction_on_any_grid(pixels):
+    star, start, length = MaskRuns().sample(np.random.default_rng(5), 4000, pixels)
+    masked = runs_to_mask(star, start, length, 4000, pixels).mean()
+    assert masked == pytest.approx(0.017, abs=0.003)  # LAMOST DR10's 1.7%, not 10.6% of a 620-pixel grid
+
+
 def test_snr_values_from_a_csv(tmp_path):
     path = tmp_path / "labels.csv"
     path.write_text("obsid,snrg\n1,12.5\n2,\n3,-1\n4,80\n5,nan\n")

@@ -1,6 +1,7 @@
 """What simulating one modality takes from that instrument's real spectra: a calibration file.
 
-A calibration (``specclip_sim/calibrations/<modality>.json``, package data) holds, measured from real
+A calibration (the file a modality's plugin names in ``Instrument.calibration``, or
+``specclip_sim/calibrations/<modality>.json``, package data) holds, measured from real
 spectra of the instrument and with its provenance:
 
 - ``resolving_power``: the effective resolving power to simulate at (may differ from the
@@ -26,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from specclip_core.api import SpecCLIPError, get_modality
 
 from specclip_sim.correction import ResidualCorrection
 
@@ -41,7 +44,8 @@ class Calibration(BaseModel):
     snr_band: tuple[float, float]
     snr_values: list[float] = Field(min_length=1)
     wavelength_start: float = Field(gt=0, description="first wavelength (A) of the native grid the arrays refer to")
-    log_step: float = Field(gt=0, description="log10 step of that grid")
+    log_step: float | None = Field(None, gt=0, description="log10 step of that grid (a log-linear grid)")
+    wavelength_step: float | None = Field(None, gt=0, description="step (A) of that grid (a linear grid); give this or log_step")
     throughput: list[float] | None = None
     mask_runs: list[list[tuple[int, int]]] | None = Field(None, description="per real spectrum: (first pixel, length) of each masked run on the native grid")
     correction: ResidualCorrection | None = Field(None, description="empirical correction of the emulator learned from real spectra (specclip_sim.correction)")
@@ -49,6 +53,8 @@ class Calibration(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Calibration:
+        if (self.log_step is None) == (self.wavelength_step is None):
+            raise ValueError("give exactly one of log_step (log-linear grid) and wavelength_step (linear grid)")
         if not all(np.isfinite(v) and v > 0 for v in self.snr_values):
             raise ValueError("snr_values must be finite and positive")
         if self.throughput is not None and not all(np.isfinite(v) and v > 0 for v in self.throughput):
@@ -56,14 +62,22 @@ class Calibration(BaseModel):
         return self
 
     def native_wavelength(self, n_pixels: int) -> np.ndarray:
+        if self.wavelength_step is not None:
+            return self.wavelength_start + self.wavelength_step * np.arange(n_pixels)
         return 10.0 ** (np.log10(self.wavelength_start) + self.log_step * np.arange(n_pixels))
 
+    def pixel_offset(self, wavelength: np.ndarray) -> int:
+        """Index on ``wavelength`` (same step assumed) of the calibration grid's first pixel."""
+        if self.wavelength_step is not None:
+            return int(round((self.wavelength_start - float(wavelength[0])) / self.wavelength_step))
+        return int(round((np.log10(self.wavelength_start) - np.log10(float(wavelength[0]))) / self.log_step))
+
     def throughput_on(self, wavelength: np.ndarray) -> np.ndarray | None:
-        """The throughput interpolated (in log wavelength) onto ``wavelength``; None when absent."""
+        """The throughput interpolated onto ``wavelength``; None when absent."""
         if self.throughput is None:
             return None
-        grid = np.log10(self.native_wavelength(len(self.throughput)))
-        return np.interp(np.log10(np.asarray(wavelength, dtype=np.float64)), grid, np.asarray(self.throughput))
+        grid = self.native_wavelength(len(self.throughput))
+        return np.interp(np.asarray(wavelength, dtype=np.float64), grid, np.asarray(self.throughput))
 
     def save(self, path: str | Path) -> None:
         """One top-level key per line, values compact."""
@@ -76,8 +90,16 @@ def calibration_path(modality: str) -> Path:
 
 
 def load_calibration(modality: str) -> Calibration | None:
-    """The shipped calibration of ``modality`` (its registered name), or None."""
-    path = calibration_path(modality)
+    """The calibration of ``modality`` (a registered name or alias): the file its plugin names in
+    ``Instrument.calibration``, else the one shipped here, else None."""
+    spec = get_modality(modality)
+    named = spec.instrument.calibration if spec.instrument is not None else None
+    path = Path(named) if named else calibration_path(spec.name)
     if not path.is_file():
+        if named:
+            raise SpecCLIPError(f"modality {spec.name!r}: its instrument's calibration file {path} does not exist")
         return None
-    return Calibration.model_validate_json(path.read_text())
+    try:
+        return Calibration.model_validate_json(path.read_text())
+    except ValidationError as error:
+        raise SpecCLIPError(f"{path}: not a specclip-sim calibration of {spec.name!r}: {error}") from None

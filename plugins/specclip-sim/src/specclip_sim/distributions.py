@@ -67,7 +67,8 @@ class FluxCalibrationError(_Settings):
 class MaskRuns(_Settings):
     """Runs of bad pixels at uniform positions (masked, ivar 0)."""
 
-    mean_runs: float = Field(8.3, ge=0, description="mean number of runs per spectrum")
+    mean_runs: float = Field(8.3, ge=0, description="mean number of runs per spectrum of reference_pixels pixels")
+    reference_pixels: int = Field(3909, ge=1, description="pixels of the spectra mean_runs was measured on (LAMOST DR10); a grid of another size gets proportionally many runs")
     shape: float = Field(0.38, gt=0, description="negative-binomial shape of that number (small = clumpy)")
     min_length: int = Field(5, ge=1)
     mean_length: float = Field(7.9, ge=1)
@@ -80,7 +81,8 @@ class MaskRuns(_Settings):
 
     def sample(self, rng: np.random.Generator, n: int, pixels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Runs as (spectrum index, first pixel, length) arrays."""
-        counts = rng.negative_binomial(self.shape, self.shape / (self.shape + self.mean_runs), size=n)
+        mean = self.mean_runs * pixels / self.reference_pixels  # the same masked fraction on any grid
+        counts = rng.negative_binomial(self.shape, self.shape / (self.shape + mean), size=n)
         total = int(counts.sum())
         star = np.repeat(np.arange(n), counts)
         start = rng.integers(0, pixels, size=total)

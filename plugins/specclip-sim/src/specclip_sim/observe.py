@@ -124,12 +124,18 @@ class NativeObserver:
         self.settings = settings.model_copy(update=updates)
         values = snr_values if snr_values is not None else (cal.snr_values if cal else [])
         self.snr_values = np.asarray(values, dtype=np.float64)
+        if self.snr_values.size == 0:
+            raise SpecCLIPError(
+                f"modality {self.modality.name!r} has no calibration (its plugin's Instrument.calibration, or "
+                f"specclip_sim/calibrations/{self.modality.name}.json) and no S/N values were given: missing the S/N "
+                "distribution to draw noise from (snr_values=, or ship a calibration with snr_values)"
+            )
         self.instrument = replace(instrument, resolving_power=self.resolving_power)
         wavelength = np.asarray(instrument.native_wavelength, dtype=np.float64)
         throughput = cal.throughput_on(wavelength) if cal else None
         mask_runs = None
         if masks == "calibration" and cal is not None and cal.mask_runs:
-            mask_runs = shift_runs(cal.mask_runs, cal.wavelength_start, cal.log_step, wavelength)
+            mask_runs = shift_runs(cal.mask_runs, cal.pixel_offset(wavelength), len(wavelength))
         self.masks = "calibration" if mask_runs is not None else "uniform"
         self.correction = cal.correction if (correction and cal is not None) else None
         self.simulator = InstrumentSimulator(self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs, correction=self.correction)
@@ -164,16 +170,16 @@ class NativeObserver:
         folder = Path(tempfile.mkdtemp(prefix=f"chunk{index}-", dir=workdir))
         try:
             paths = self.writer.write(raw, folder)
-            if len(paths) != len(raw):
-                raise SpecCLIPError(f"writer {self.writer.name} wrote {len(paths)} files for {len(raw)} spectra; simulation needs one file per spectrum")
             file_bytes = sum(p.stat().st_size for p in paths)
             lap("write")
             reader = choose_reader(paths[0], self.readers)
             back = Spectra.concatenate([reader.read(p) for p in paths])
+            if len(back) != len(raw):
+                raise SpecCLIPError(f"writer {self.writer.name} and reader {reader.name} gave back {len(back)} of {len(raw)} spectra; simulation needs every spectrum back, in order")
             lap("read")
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        # file i holds spectrum i: give the read-back spectra their original ids and the simulation's meta
+        # the files hold the spectra in order: give the read-back spectra their original ids and the simulation's meta
         back = Spectra(back.wavelength, back.flux, back.ivar, back.mask, ids, raw.meta)
         processed, rejected = preprocess_robustly(self.modality, back, progress=False)
         if processed is not None:
@@ -233,11 +239,8 @@ def _observe_in_worker(labels, ids, seed, index, workdir) -> ObservedChunk:
         return _OBSERVER.observe(labels, ids, seed, index, workdir)
 
 
-def shift_runs(runs: list[list[tuple[int, int]]], start: float, log_step: float, wavelength: np.ndarray) -> list[np.ndarray]:
-    """Mask runs measured on the grid 10**(log10(start) + log_step * i) moved onto ``wavelength``
-    (same step assumed; runs falling off the grid are cut)."""
-    offset = int(round((np.log10(start) - np.log10(wavelength[0])) / log_step))
-    n = len(wavelength)
+def shift_runs(runs: list[list[tuple[int, int]]], offset: int, n: int) -> list[np.ndarray]:
+    """Mask runs moved by ``offset`` pixels onto a grid of ``n`` pixels (runs falling off it are cut)."""
     out = []
     for spectrum in runs:
         array = np.asarray(spectrum, dtype=np.int64).reshape(-1, 2)

@@ -154,8 +154,17 @@ def _key(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def added_columns(real_modalities: list[str], target: str) -> dict[str, str]:
-    """Column -> kind of the label columns a paired store adds to its source's (see the module docstring)."""
+def is_chained(label_columns: Mapping[str, str]) -> bool:
+    """Whether a source store is itself a paired store (its stars already have a simulated ``rv``)."""
+    return "rv" in label_columns and "sim_fe_h" in label_columns and "sim_a_k" in label_columns
+
+
+def added_columns(real_modalities: list[str], target: str, label_columns: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Column -> kind of the label columns a paired store adds to its source's (see the module docstring).
+    A chained simulation (the source is a paired store) adds only ``sim_snr_<target>`` and
+    ``simulated_<target>``: the star's rv and simulator inputs are the source's."""
+    if label_columns is not None and is_chained(label_columns):
+        return {f"sim_snr_{target}": "float", f"simulated_{target}": "int"}
     return {
         "rv": "float", "sim_snr": "float", "sim_fe_h": "float", "sim_a_k": "float", "fe_h_imputed": "int", "a_k_imputed": "int",
         "emulator_teff": "float", "emulator_logg": "float", "emulator_fe_h": "float", "emulator_clipped": "int",
@@ -225,7 +234,13 @@ def simulate_paired(
 
     # inputs (and imputations) from every source row, so a star gets the same values with or without --limit
     labels = source.labels()
+    chained = is_chained(source.label_columns)
+    if chained:  # one star, one set of inputs: the rv, [Fe/H] and A_K the source's simulation used
+        columns = {**columns, "feh": "sim_fe_h", "a_k": "sim_a_k"}
     inputs, keep, flags, missing_record = simulation_inputs(labels, columns, missing, seed)
+    if chained:
+        inputs["rv"] = np.asarray(labels["rv"], dtype=np.float64)
+        flags = {name: np.asarray(labels[name]).astype(np.int64) for name in ("fe_h_imputed", "a_k_imputed")}
     labels = {k: v[:n_source] for k, v in labels.items()}
     inputs = {k: v[:n_source] for k, v in inputs.items()}
     flags = {k: v[:n_source] for k, v in flags.items()}
@@ -239,7 +254,7 @@ def simulate_paired(
         raise SpecCLIPError(f"no star of {source_path} can be simulated ({missing_record})")
 
     label_kinds = dict(source.label_columns)
-    new_columns = added_columns(real_modalities, target)
+    new_columns = added_columns(real_modalities, target, source.label_columns)
     clash = [c for c in new_columns if c in label_kinds]
     if clash:
         raise SpecCLIPError(f"the source store already has label column(s) {clash}; they would be overwritten")
@@ -257,11 +272,13 @@ def simulate_paired(
         "labels": "simulated from the source's labels: " + ", ".join(f"{k} <- {v}" for k, v in columns.items()),
         "not_simulated": "no [alpha/M] or other abundance response; no rotation, binaries, emission, telluric or sky residuals (specclip-sim README)",
     }
+    simulated_modalities = [*source.meta.get("simulated_modalities", []), target]
+    truly_real = [m for m in real_modalities if m not in simulated_modalities]
     attrs = {
-        "note": f"{target} spectra in this store are SIMULATED (specclip-sim), not observations; {', '.join(real_modalities)} rows are real, copied from {source_name}.",
-        "simulated_modalities": [target],
-        "real_modalities": real_modalities,
-        "simulated": {target: how},
+        "note": f"{', '.join(simulated_modalities)} spectra in this store are SIMULATED (specclip-sim), not observations; {', '.join(truly_real)} rows are real, copied from {source_name}.",
+        "simulated_modalities": simulated_modalities,
+        "real_modalities": truly_real,
+        "simulated": {**source.meta.get("simulated", {}), target: how},
         "source": {"name": source_name, "path": str(source_path), "fingerprint": source.fingerprint, "meta": {k: v for k, v in source.meta.items() if k != "ingest_report"}},
         "missing_labels": missing_record,
         "simulation": {"key": key, "seed": seed, "limit": limit, "chunk_size": chunk_size, "format": FORMAT, "created": datetime.datetime.now().isoformat(timespec="seconds")},
@@ -291,16 +308,19 @@ def simulate_paired(
             source_rows = kept[picked]
             meta = spectra.meta
             row_labels = {c: values[source_rows] for c, values in labels.items()}
-            row_labels.update(
-                rv=meta["rv"], sim_snr=meta["snr"], sim_fe_h=meta["feh"], sim_a_k=meta["a_k_applied"],
-                fe_h_imputed=flags["fe_h_imputed"][source_rows], a_k_imputed=flags["a_k_imputed"][source_rows],
-                emulator_teff=meta["teff_emulated"], emulator_logg=meta["logg_emulated"], emulator_fe_h=meta["feh_emulated"],
-                emulator_clipped=meta["clipped"].astype(np.int64), emulator_covered=meta["covered"].astype(np.int64),
-                emulator_capped_fraction=meta["capped_fraction"], emulator_model=meta["emulator_model"],
-            )
-            for m in real_modalities:
-                row_labels[f"simulated_{m}"] = np.zeros(len(source_rows), np.int64)
             row_labels[f"simulated_{target}"] = np.ones(len(source_rows), np.int64)
+            if chained:  # the star's columns are the source's; only the S/N is this instrument's
+                row_labels[f"sim_snr_{target}"] = meta["snr"]
+            else:
+                row_labels.update(
+                    rv=meta["rv"], sim_snr=meta["snr"], sim_fe_h=meta["feh"], sim_a_k=meta["a_k_applied"],
+                    fe_h_imputed=flags["fe_h_imputed"][source_rows], a_k_imputed=flags["a_k_imputed"][source_rows],
+                    emulator_teff=meta["teff_emulated"], emulator_logg=meta["logg_emulated"], emulator_fe_h=meta["feh_emulated"],
+                    emulator_clipped=meta["clipped"].astype(np.int64), emulator_covered=meta["covered"].astype(np.int64),
+                    emulator_capped_fraction=meta["capped_fraction"], emulator_model=meta["emulator_model"],
+                )
+                for m in real_modalities:
+                    row_labels[f"simulated_{m}"] = np.zeros(len(source_rows), np.int64)
             blocks = {m: source.read(m, source_rows) for m in real_modalities}
             blocks[target] = spectra
             store.append(spectra.ids, blocks, row_labels)

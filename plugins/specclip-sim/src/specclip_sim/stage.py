@@ -39,7 +39,7 @@ class SimulateStage(Stage):
         source = cached_store(self.config.like)
         if source is None:
             return None
-        return [*source.label_columns, *added_columns(source.modalities, get_modality(self.config.modality).name)]
+        return [*source.label_columns, *added_columns(source.modalities, get_modality(self.config.modality).name, source.label_columns)]
 
     def run(self, context: StageContext) -> dict[str, Any]:
         from specclip_sim.paired import simulate_paired

@@ -1,0 +1,77 @@
+"""Simulating a modality whose calibration its own plugin ships (desi), one without any, and two
+simulations chained into one store."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("specclip_desi")
+pytest.importorskip("specclip_lamost")
+
+from specclip_core.api import SpectralStore, get_modality, run_spec, validate_spec  # noqa: E402
+from specclip_core.testing import cli_main  # noqa: E402
+from specclip_sim.calibration import load_calibration  # noqa: E402
+from specclip_sim.emulator import Emulator  # noqa: E402
+from specclip_sim.paired import simulate_paired  # noqa: E402
+
+
+@pytest.fixture
+def fake_xp(tmp_path, fake_xp_store):
+    fake_xp_store(tmp_path / "fake-xp.zarr")
+    return tmp_path / "fake-xp.zarr"
+
+
+@pytest.fixture
+def stubbed(monkeypatch, stub_emulator):
+    """Every Emulator.load() (the CLI's and the stage's) gives the stub: no download."""
+    monkeypatch.setattr(Emulator, "load", classmethod(lambda cls, *a, **k: stub_emulator))
+    monkeypatch.setenv("SPECCLIP_SIM_WORKERS", "1")
+
+
+def test_the_desi_calibration_comes_from_the_desi_plugin():
+    calibration = load_calibration("desi")
+    assert calibration.modality == "desi" and calibration.wavelength_step == 0.8
+    assert 2700 < calibration.resolving_power < 2850 and len(calibration.snr_values) == 5
+    assert set(calibration.measured["resolving_power_per_arm"]) == {"B", "R", "Z"}
+
+
+def test_simulate_desi_from_the_cli_writes_desi_files_read_back_as_simulated(fake_xp, stubbed, tmp_path, capsys):
+    out = tmp_path / "paired.zarr"
+    assert cli_main(["data", "simulate", "desi", "--like", str(fake_xp), "-o", str(out), "--quiet"]) == 0
+    store = SpectralStore.open(out)
+    assert set(store.modalities) == {"gaia_xp", "desi"} and len(store) == 14
+    assert store.meta["simulated"]["desi"]["writer"] == "desi_coadd" and store.meta["simulated"]["desi"]["resolving_power"] < 2850
+    assert store.wavelength("desi").size == 1462 and np.isfinite(store.read("desi")["flux"]).all()
+    assert (store.labels()["simulated_desi"] == 1).all()
+
+
+def test_simulate_desi_from_a_stage(fake_xp, stubbed, tmp_path):
+    spec = validate_spec({"name": "sim-desi", "stages": {"simulate": {"kind": "simulate", "modality": "desi", "like": str(fake_xp)}}})
+    run_spec(spec, tmp_path / "run", progress=False)
+    store = SpectralStore.open(tmp_path / "run" / "simulate" / "store.zarr")
+    assert "desi" in store.modalities and store.meta["simulated_modalities"] == ["desi"]
+
+
+def test_a_modality_without_calibration_fails_naming_what_is_missing(fake_xp, stubbed, tmp_path, monkeypatch, capsys):
+    desi = get_modality("desi")
+    monkeypatch.setattr(type(desi), "instrument", dataclasses.replace(desi.instrument, calibration=None))
+    assert cli_main(["data", "simulate", "desi", "--like", str(fake_xp), "-o", str(tmp_path / "x.zarr"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "no calibration" in error and "S/N distribution" in error and "Traceback" not in error
+
+
+def test_two_chained_simulations_share_one_rv_per_star(fake_xp, stub_emulator, tmp_path):
+    first = simulate_paired("lamost_lrs", like=str(fake_xp), output=tmp_path / "one.zarr", emulator=stub_emulator, workers=1, progress=False)
+    second = simulate_paired("desi", like=first.store, output=tmp_path / "two.zarr", emulator=stub_emulator, workers=1, progress=False, seed=5)
+    one, two = SpectralStore.open(first.store), SpectralStore.open(second.store)
+    assert set(two.modalities) == {"gaia_xp", "lamost_lrs", "desi"} and len(two) == 14
+    labels, before = two.labels(), one.labels()
+    np.testing.assert_array_equal(labels["rv"], before["rv"])
+    np.testing.assert_array_equal(labels["sim_fe_h"], before["sim_fe_h"])
+    assert (labels["sim_snr_desi"] > 0).all() and (labels["simulated_desi"] == 1).all() and (labels["simulated_lamost_lrs"] == 1).all()
+    assert two.meta["simulated_modalities"] == ["lamost_lrs", "desi"] and two.meta["real_modalities"] == ["gaia_xp"]
+    assert set(two.meta["simulated"]) == {"lamost_lrs", "desi"}
+    np.testing.assert_array_equal(two.read("lamost_lrs")["flux"], one.read("lamost_lrs")["flux"])

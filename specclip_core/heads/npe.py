@@ -14,6 +14,7 @@ with ``sbi.neural_nets.posterior_nn`` from those settings.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -157,7 +158,8 @@ class NPEHead(Head):
         n = self.config.samples
         if not len(x):
             return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")
             torch.manual_seed(self.config.sample_seed)
             parts = [posterior.sample_batched((n,), x=x[i : i + batch], show_progress_bars=False).permute(1, 0, 2) for i in range(0, len(x), batch)]
         return torch.cat(parts).numpy()

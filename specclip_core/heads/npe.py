@@ -61,6 +61,14 @@ def _sbi():
     return NPE, DirectPosterior, posterior_nn, BoxUniform
 
 
+def _tracker(directory: Path):
+    """sbi's TensorBoard log of one training, under the head's work directory (not the cwd)."""
+    from sbi.utils.tracking import TensorBoardTracker
+    from torch.utils.tensorboard import SummaryWriter
+
+    return TensorBoardTracker(SummaryWriter(str(directory)))
+
+
 def _standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
     return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
@@ -116,7 +124,7 @@ class NPEHead(Head):
             tries = []
             for k in range(self.config.seeds):
                 torch.manual_seed(seed + k)
-                inference = NPE(prior=None, density_estimator=self._builder(), show_progress_bars=False)
+                inference = NPE(prior=None, density_estimator=self._builder(), show_progress_bars=False, tracker=_tracker(Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}"))
                 inference.append_simulations(torch.as_tensor(theta[keep]), x_train[torch.as_tensor(keep)])
                 estimator = inference.train(training_batch_size=spec.batch_size, learning_rate=spec.lr, stop_after_epochs=spec.patience, max_num_epochs=spec.epochs)
                 posterior = self._posterior(estimator, low, high)

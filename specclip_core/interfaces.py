@@ -286,6 +286,10 @@ class HeadLayout:
         return cls(head, list(labels), described)
 
 
+UNCERTAINTY_SUFFIXES = ("_err", "_lo", "_hi")
+"""Columns a head's ``predict`` may add per label: half the central 68% interval, and its bounds."""
+
+
 class Head(ABC):
     """A downstream estimator of labels from inputs (embeddings or preprocessed spectra).
 
@@ -301,7 +305,13 @@ class Head(ABC):
 
     @abstractmethod
     def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Label name -> predicted values (and ``<label>_err`` where the head gives uncertainties)."""
+        """Label name -> predicted values; a head that gives uncertainties adds the columns of
+        :data:`UNCERTAINTY_SUFFIXES` (``<label>_err``, ``_lo``, ``_hi``)."""
+
+    def sample(self, inputs: np.ndarray, n_samples: int | None = None) -> dict[str, np.ndarray] | None:
+        """Label name -> posterior samples ``[N, n_samples]`` for a head that gives posteriors (the
+        heads stage then calibrates them); None, the default, for a point estimator."""
+        return None
 
     @abstractmethod
     def save(self, directory: Path) -> None:

@@ -4,7 +4,8 @@ Inputs are files in any format a registered reader of the heads' modality unders
 directories), or spectral stores. Unreadable files and spectra rejected by preprocessing are listed,
 never fatal; inputs that give no spectrum at all are an error saying why. The catalogue (CSV, ECSV
 or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum: ``id``, the source file, and
-one column per predicted label with its unit and precision; its header names the model (run and
+one column per predicted label with its unit and precision (and, for a head that gives posteriors,
+``<label>_err``, ``_lo`` and ``_hi``: half the central 68% interval and its bounds); its header names the model (run and
 stages), says whether each head was trained on real or SIMULATED spectra (``TRAINED``,
 ``SIMTRAIN``) and gives the versions.
 """
@@ -27,7 +28,7 @@ from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reade
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
 from specclip_core.heads.saved import head_labels, load_head
-from specclip_core.interfaces import Spectra
+from specclip_core.interfaces import UNCERTAINTY_SUFFIXES, Spectra
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.rundir import HeadInputs, RunDir, encoder_dir
 
@@ -162,7 +163,10 @@ def predict_catalog(
     described: dict[str, LabelColumn] = {}
     for name, info in chosen.items():
         for label in head_labels(run.head(name)):
-            described[label] = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
+            column = LabelColumn(name, info.simulated, info.modality, info.units.get(label, ""), info.test_sigma.get(label))
+            for suffix in ("", *UNCERTAINTY_SUFFIXES):
+                if suffix == "" or f"{label}{suffix}" in columns:
+                    described[f"{label}{suffix}"] = column
     report = PredictReport(str(output), n_rows=len(columns["id"]), rejected=rejected, columns=list(columns))
     header = {
         "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",

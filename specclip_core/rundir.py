@@ -27,6 +27,7 @@ import numpy as np
 import yaml
 
 from specclip_core.errors import SpecCLIPError
+from specclip_core.interfaces import UNCERTAINTY_SUFFIXES
 from specclip_core.util import atomic_write_text
 
 SPEC = "spec.yaml"
@@ -77,13 +78,16 @@ class HeadInputs:
 
 
 def write_predictions(path: Path, ids: np.ndarray, truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> None:
-    """Test-split predictions: ``id``, then ``<label>`` and ``<label>_pred`` per label."""
+    """Test-split predictions: ``id``, then ``<label>`` and ``<label>_pred`` per label, followed by
+    ``<label>_pred_err``/``_lo``/``_hi`` where the head gave them."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        labels = list(predicted)
-        writer.writerow(["id"] + [c for label in labels for c in (label, f"{label}_pred")])
+        labels = [label for label in truth if label in predicted]
+        extra = [(label, suffix) for label in labels for suffix in UNCERTAINTY_SUFFIXES if f"{label}{suffix}" in predicted]
+        writer.writerow(["id"] + [c for label in labels for c in (label, f"{label}_pred")] + [f"{label}_pred{suffix}" for label, suffix in extra])
         for row, sid in enumerate(ids):
-            writer.writerow([sid] + [f"{v:.6g}" for label in labels for v in (truth[label][row], predicted[label][row])])
+            values = [v for label in labels for v in (truth[label][row], predicted[label][row])] + [predicted[f"{label}{suffix}"][row] for label, suffix in extra]
+            writer.writerow([sid] + [f"{v:.6g}" for v in values])
 
 
 def read_predictions(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -133,3 +133,21 @@ def plot_translations(panels: list[dict], out_png: str | Path, title: str = "") 
     axes[0, 0].legend(fontsize=7, loc="upper right")
     fig.suptitle(_wrapped(title, 7.6, 9), fontsize=9)
     return _save(fig, out_png)
+
+
+def plot_sbc_ranks(ranks, n_samples: int, out_png: str | Path, name: str, ks_p: float, title: str = "", bins: int = 20) -> Path:
+    """Histogram of SBC ranks with the band (mean +- 2 sd) a uniform histogram of as many ranks stays
+    within about 95% of the time per bin; the K-S p-value in the corner."""
+    ranks = np.asarray(ranks)
+    counts, edges = np.histogram(ranks, bins=bins, range=(0, n_samples))
+    expected = len(ranks) / bins
+    spread = np.sqrt(expected * (1 - 1 / bins))
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=120, layout="constrained")
+    ax.axhspan(max(expected - 2 * spread, 0), expected + 2 * spread, color="0.85", label="uniform, $\\pm 2\\sigma$")
+    ax.axhline(expected, color="0.5", lw=1)
+    ax.stairs(counts, edges, fill=True, alpha=0.7, label="ranks")
+    ax.set(xlabel=axis_label(f"rank of true {name} among {n_samples} posterior samples", "count of samples"), ylabel=axis_label("stars", "count"))
+    ax.set_title(_wrapped(title, 4.2, 10), fontsize=10)
+    ax.text(0.04, 0.96, f"K-S p = {ks_p:.3g}\nN = {len(ranks)}", transform=ax.transAxes, va="top", fontsize=9, bbox={"fc": "white", "alpha": 0.8})
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(fig, out_png)

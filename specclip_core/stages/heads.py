@@ -11,11 +11,12 @@ from pydantic import Field, model_validator
 from specclip_core.components import get_modality
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
+from specclip_core.heads.calibration import calibration
 from specclip_core.heads.inputs import head_inputs
 from specclip_core.heads.metrics import regression_metrics
-from specclip_core.interfaces import LabelledInputs, Stage
+from specclip_core.interfaces import Head, LabelledInputs, Stage
 from specclip_core.nn.embedders import load_embedder
-from specclip_core.report.plots import plot_one_to_one
+from specclip_core.report.plots import plot_one_to_one, plot_sbc_ranks
 from specclip_core.report.tables import metrics_table
 from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
 from specclip_core.runner import StageContext
@@ -45,6 +46,7 @@ class HeadsConfig(SpecModel):
     train: TrainSpec = Field(default_factory=_head_train_spec)
     units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes and catalogue columns")
     names: dict[str, str] = Field(default_factory=dict, description="label -> how plots show it, e.g. '[Fe/H]' (default: the label)")
+    sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration of a head that gives posteriors (npe)")
 
     @model_validator(mode="after")
     def _described_labels_exist(self) -> HeadsConfig:
@@ -73,8 +75,24 @@ def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, labels
     return LabelledInputs(inputs, store.labels(labels, rows), store.ids[rows])
 
 
+def calibrate(head: Head, test: LabelledInputs, config: HeadsConfig, out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
+    """For a head that gives posterior samples: per label, SBC (K-S p-value, rank histogram
+    ``sbc_<label>.png``) on ``sbc_stars`` test stars and coverage of the 68% and 95% intervals on the
+    whole test split; {} for a point estimator."""
+    samples = head.sample(test.inputs)
+    if samples is None:
+        return {}
+    result = {}
+    for label in config.labels:
+        figures, ranks = calibration(test.labels[label], samples[label], config.sbc_stars, seed)
+        plot_sbc_ranks(ranks, samples[label].shape[1], out_dir / f"sbc_{label}.png", config.names.get(label, label), figures["sbc_ks_p"], title)
+        result[label] = figures
+    return result
+
+
 class HeadsStage(Stage):
-    """Train heads; write head/, test_predictions.csv, metrics.json, table.md and one-to-one plots."""
+    """Train heads; write head/, test_predictions.csv, metrics.json, table.md and one-to-one plots
+    (and SBC rank histograms for a head that gives posteriors)."""
 
     requires_data = True
 
@@ -99,13 +117,14 @@ class HeadsStage(Stage):
         test = parts["test"]
         predicted = head.predict(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
-        metrics = {label: regression_metrics(test.labels[label], predicted[label]) for label in config.labels}
+        title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
+        calibrated = calibrate(head, test, config, context.out_dir, context.seed, title)
+        metrics = {label: {**regression_metrics(test.labels[label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
         sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
         HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas).write(context.out_dir / HEAD)
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
         note = f"{modality} spectra are SIMULATED." if simulated else ""
         atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
-        title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
         for label in config.labels:
             plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title, config.names.get(label, ""))
         n_params = head.n_parameters() if hasattr(head, "n_parameters") else None

@@ -1,0 +1,229 @@
+"""The neural posterior estimation head (paper sections 3.1.2 and 5.4, appendix C), on the ``sbi``
+package: a conditional normalising flow (MAF or NSF; 2 transforms of 60 hidden units by default)
+learns p(labels | inputs), jointly over the labels or one flow per label. Inputs and labels are
+standardised; rows missing a label of a flow are dropped from its training and counted.
+
+The value is the posterior median; ``<label>_lo``/``<label>_hi`` are the 16th/84th percentiles and
+``<label>_err`` half their distance. With ``seeds`` > 1 a flow is trained per seed and the one kept
+is, as in the paper, the lowest validation robust sigma among those whose SBC on ``sbc_stars``
+validation stars passes (K-S p >= ``sbc_threshold`` for every label), or the highest p if none does.
+
+The flows are sbi's zuko MAF and NSF (see :data:`ESTIMATORS`). Saved as one safetensors state dict per flow plus settings in head.json; ``load`` rebuilds each flow
+with ``sbi.neural_nets.posterior_nn`` from those settings.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.calibration import calibration
+from specclip_core.heads.metrics import robust_sigma
+from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
+from specclip_core.spec import TrainSpec
+from specclip_core.train.checkpoint import load_weights, save_weights
+
+
+ESTIMATORS = {"maf": "zuko_maf", "nsf": "zuko_nsf"}
+"""sbi's zuko flows: nflows' MAF (sbi's "maf") gives the first variable of each transform's
+autoregressive order no dependence on the inputs, so a 2-transform MAF can miss a label entirely."""
+
+
+class NPEHeadConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    estimator: Literal["maf", "nsf"] = Field("maf", description="the flow: masked autoregressive (maf) or neural spline (nsf)")
+    hidden: int = Field(60, ge=1, description="hidden units of each transform's network")
+    transforms: int = Field(2, ge=1, description="number of flow transforms")
+    bins: int = Field(10, ge=2, description="spline bins (nsf only)")
+    joint: bool = Field(True, description="one joint posterior over all labels; false: one flow per label")
+    samples: int = Field(1000, ge=10, description="posterior samples per star for the median and percentiles")
+    seeds: int = Field(1, ge=1, description="flows trained per posterior (paper: 5); the best passing SBC is kept")
+    sbc_stars: int = Field(200, ge=10, description="held-out stars for SBC: validation ones to choose a seed, test ones in the stage")
+    sbc_threshold: float = Field(0.05, gt=0, lt=1, description="K-S p-value an SBC must reach for every label to pass")
+    prior_margin: float = Field(1.0, ge=0, description="the prior box: the training labels' range widened by this many standard deviations")
+    sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
+
+
+def _sbi():
+    try:
+        from sbi.inference import NPE
+        from sbi.inference.posteriors import DirectPosterior
+        from sbi.neural_nets import posterior_nn
+        from sbi.utils import BoxUniform
+    except ImportError:
+        raise SpecCLIPError("the npe head needs the sbi package: pip install 'specclip[sbi]'") from None
+    return NPE, DirectPosterior, posterior_nn, BoxUniform
+
+
+def _tracker(directory: Path):
+    """sbi's TensorBoard log of one training, under the head's work directory (not the cwd)."""
+    from sbi.utils.tracking import TensorBoardTracker
+    from torch.utils.tensorboard import SummaryWriter
+
+    return TensorBoardTracker(SummaryWriter(str(directory)))
+
+
+def _standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
+class NPEHead(Head):
+    def __init__(self, config: NPEHeadConfig | None = None):
+        self.config = config or NPEHeadConfig()
+        self.labels: list[str] = []
+        self.groups: list[list[str]] = []
+        self.posteriors: list[Any] = []
+        self.bounds: list[tuple[list[float], list[float]]] = []
+        self.input_mean = self.input_std = None
+        self.label_mean: dict[str, float] = {}
+        self.label_std: dict[str, float] = {}
+
+    def _builder(self):
+        _, _, posterior_nn, _ = _sbi()
+        c = self.config
+        return posterior_nn(ESTIMATORS[c.estimator], z_score_theta="none", z_score_x="none", hidden_features=c.hidden, num_transforms=c.transforms, num_bins=c.bins)
+
+    def _posterior(self, estimator: torch.nn.Module, low: list[float], high: list[float]):
+        _, DirectPosterior, _, BoxUniform = _sbi()
+        return DirectPosterior(estimator.eval(), BoxUniform(torch.tensor(low), torch.tensor(high)))
+
+    def _x(self, inputs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((np.asarray(inputs, dtype=np.float32) - self.input_mean) / self.input_std)
+
+    def _theta(self, data: LabelledInputs, group: list[str]) -> np.ndarray:
+        return np.stack([(data.labels[k] - self.label_mean[k]) / self.label_std[k] for k in group], axis=1).astype(np.float32)
+
+    def fit(self, train: LabelledInputs, validation: LabelledInputs, run_dir: Path, train_spec: TrainSpec | None = None, seed: int = 0, progress: bool = True, **_: Any) -> dict[str, Any]:
+        """Train each flow (``seeds`` times) with sbi's NPE on the training rows that have all its labels."""
+        NPE = _sbi()[0]
+        spec = train_spec or TrainSpec(epochs=200, batch_size=256, lr=5e-4, weight_decay=0.0, patience=20)
+        self.labels = list(train.labels)
+        self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
+        self.input_mean, self.input_std = _standardiser(train.inputs)
+        for label in self.labels:
+            mean, std = _standardiser(train.labels[label][:, None])
+            self.label_mean[label], self.label_std[label] = float(mean[0]), float(std[0])
+        x_train, x_val = self._x(train.inputs), self._x(validation.inputs)
+        summary: dict[str, Any] = {}
+        self.posteriors, self.bounds = [], []
+        for group in self.groups:
+            name = "+".join(group)
+            theta, theta_val = self._theta(train, group), self._theta(validation, group)
+            keep, keep_val = np.isfinite(theta).all(1), np.isfinite(theta_val).all(1)
+            if keep.sum() < 2:
+                raise SpecCLIPError(f"npe head {name}: {int(keep.sum())} training rows have every label of {group}; a posterior needs at least 2")
+            margin = self.config.prior_margin
+            low, high = (theta[keep].min(0) - margin).tolist(), (theta[keep].max(0) + margin).tolist()
+            tries = []
+            for k in range(self.config.seeds):
+                torch.manual_seed(seed + k)
+                inference = NPE(prior=None, density_estimator=self._builder(), show_progress_bars=False, tracker=_tracker(Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}"))
+                inference.append_simulations(torch.as_tensor(theta[keep]), x_train[torch.as_tensor(keep)])
+                estimator = inference.train(training_batch_size=spec.batch_size, learning_rate=spec.lr, stop_after_epochs=spec.patience, max_num_epochs=spec.epochs)
+                posterior = self._posterior(estimator, low, high)
+                tries.append((posterior, self._validate(posterior, theta_val[keep_val], x_val[torch.as_tensor(keep_val)], group, seed + k), int(inference.summary["epochs_trained"][-1])))
+            chosen = self._choose([t[1] for t in tries])
+            posterior, check, epochs = tries[chosen]
+            self.posteriors.append(posterior)
+            self.bounds.append((low, high))
+            summary[name] = {
+                "n_train": int(keep.sum()),
+                "n_dropped_missing": int((~keep).sum()),
+                "n_val": int(keep_val.sum()),
+                "seed": seed + chosen,
+                "epochs": epochs,
+                "passed_sbc": check["passed"],
+                "seeds": [t[1] for t in tries],
+            }
+        return summary
+
+    def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:
+        """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows."""
+        rows = np.sort(np.random.default_rng(seed).permutation(len(theta))[: self.config.sbc_stars])
+        samples = self._draw(posterior, x[torch.as_tensor(rows, dtype=torch.long)])
+        pvalues = {label: calibration(theta[rows, i], samples[:, :, i], len(rows), seed)[0]["sbc_ks_p"] for i, label in enumerate(group)}
+        median = np.median(samples, axis=1)
+        sigma = float(np.mean([robust_sigma(median[:, i] - theta[rows, i]) for i in range(len(group))])) if len(rows) else float("nan")
+        return {"seed": seed, "sbc_ks_p": pvalues, "val_robust_sigma": sigma, "passed": bool(len(rows)) and min(pvalues.values()) >= self.config.sbc_threshold}
+
+    @staticmethod
+    def _choose(checks: list[dict[str, Any]]) -> int:
+        passing = [i for i, c in enumerate(checks) if c["passed"]]
+        if passing:
+            return min(passing, key=lambda i: checks[i]["val_robust_sigma"])
+        return max(range(len(checks)), key=lambda i: min(checks[i]["sbc_ks_p"].values()))
+
+    @torch.no_grad()
+    def _draw(self, posterior: Any, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
+        """Posterior samples ``[N, samples, labels]`` (standardised units), seeded by ``sample_seed``."""
+        n = self.config.samples
+        if not len(x):
+            return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
+        with torch.random.fork_rng(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")
+            torch.manual_seed(self.config.sample_seed)
+            parts = [posterior.sample_batched((n,), x=x[i : i + batch], show_progress_bars=False).permute(1, 0, 2) for i in range(0, len(x), batch)]
+        return torch.cat(parts).numpy()
+
+    def sample(self, inputs: np.ndarray, n_samples: int | None = None) -> dict[str, np.ndarray]:
+        """Label -> posterior samples ``[N, n_samples]`` in the label's units (``samples`` by default)."""
+        x = self._x(inputs)
+        out: dict[str, np.ndarray] = {}
+        for group, posterior in zip(self.groups, self.posteriors):
+            drawn = self._draw(posterior, x)
+            if n_samples is not None:
+                drawn = drawn[:, :n_samples]
+            for i, label in enumerate(group):
+                out[label] = drawn[:, :, i].astype(np.float64) * self.label_std[label] + self.label_mean[label]
+        return out
+
+    def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Posterior median per label, with ``_lo``/``_hi`` (16th/84th percentiles) and ``_err`` (half of hi - lo)."""
+        out: dict[str, np.ndarray] = {}
+        for label, samples in self.sample(inputs).items():
+            low, median, high = np.quantile(samples, [0.16, 0.5, 0.84], axis=1) if len(samples) else np.zeros((3, 0))
+            out[label], out[f"{label}_err"], out[f"{label}_lo"], out[f"{label}_hi"] = median, (high - low) / 2, low, high
+        return out
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for posterior in self.posteriors for p in posterior.posterior_estimator.parameters())
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        settings = {
+            "config": self.config.model_dump(),
+            "groups": self.groups,
+            "bounds": self.bounds,
+            "n_inputs": int(self.input_mean.size),
+            "input_mean": self.input_mean.tolist(),
+            "input_std": self.input_std.tolist(),
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
+        }
+        for group, posterior in zip(self.groups, self.posteriors):
+            save_weights(posterior.posterior_estimator, directory / f"{'+'.join(group)}.safetensors")
+        HeadLayout("npe", self.labels, settings).write(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> NPEHead:
+        directory = Path(directory)
+        layout = HeadLayout.read(directory)
+        described = layout.settings
+        head = cls(NPEHeadConfig(**described["config"]))
+        head.labels, head.groups, head.bounds = layout.labels, described["groups"], [tuple(b) for b in described["bounds"]]
+        head.input_mean = np.asarray(described["input_mean"], dtype=np.float32)
+        head.input_std = np.asarray(described["input_std"], dtype=np.float32)
+        head.label_mean, head.label_std = described["label_mean"], described["label_std"]
+        for group, (low, high) in zip(head.groups, head.bounds):
+            estimator = head._builder()(torch.zeros(2, len(group)), torch.zeros(2, described["n_inputs"]))
+            load_weights(estimator, directory / f"{'+'.join(group)}.safetensors")
+            head.posteriors.append(head._posterior(estimator, low, high))
+        return head

@@ -1,0 +1,135 @@
+"""The npe head (sbi): posteriors that cover the truth, safetensors round trips, SBC in the heads stage."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+pytest.importorskip("sbi")
+
+from specclip_core.heads.calibration import calibration, sbc_ranks  # noqa: E402
+from specclip_core.heads.npe import NPEHead, NPEHeadConfig  # noqa: E402
+from specclip_core.interfaces import LabelledInputs  # noqa: E402
+from specclip_core.runner import run_spec  # noqa: E402
+from specclip_core.spec import TrainSpec, validate_spec  # noqa: E402
+
+NOISE = 0.3
+
+
+def _problem(n, seed, missing=0.0):
+    """y = x0 + noise and z = x1 - x2 + noise: the true posterior sd is NOISE for both."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = x[:, 0] + NOISE * rng.normal(size=n)
+    z = x[:, 1] - x[:, 2] + NOISE * rng.normal(size=n)
+    z[rng.uniform(size=n) < missing] = np.nan
+    return LabelledInputs(x, {"y": y, "z": z}, [f"r{seed}-{i}" for i in range(n)])
+
+
+SPEC = TrainSpec(epochs=60, batch_size=128, lr=3e-3, weight_decay=0.0, patience=8, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    train, val, test = _problem(1000, 1, missing=0.2), _problem(200, 2), _problem(400, 3)
+    head = NPEHead(NPEHeadConfig(samples=200, sbc_stars=100, seeds=2, hidden=32))
+    summary = head.fit(train, val, tmp_path_factory.mktemp("npe"), SPEC, seed=0)
+    return head, summary, train, test
+
+
+def test_npe_posteriors_cover_the_truth(trained):
+    head, summary, train, test = trained
+    predicted = head.predict(test.inputs)
+    assert {"y", "y_err", "y_lo", "y_hi", "z", "z_err", "z_lo", "z_hi"} == set(predicted)
+    for label in ("y", "z"):
+        residual = predicted[label] - test.labels[label]
+        assert np.std(residual) < 2 * NOISE, label
+        assert 0.5 * NOISE < np.median(predicted[f"{label}_err"]) < 2 * NOISE, label
+        inside = np.mean((test.labels[label] >= predicted[f"{label}_lo"]) & (test.labels[label] <= predicted[f"{label}_hi"]))
+        assert 0.5 < inside < 0.85, (label, inside)
+    fit = summary["y+z"]
+    assert fit["n_dropped_missing"] == int(np.isnan(train.labels["z"]).sum()) > 0
+    assert fit["n_train"] + fit["n_dropped_missing"] == len(train)
+    assert len(fit["seeds"]) == 2 and fit["seed"] in (0, 1)
+    assert 1_000 < head.n_parameters() < 50_000
+
+
+def test_npe_saves_safetensors_and_reloads_identically(trained, tmp_path):
+    head, _, _, test = trained
+    head.save(tmp_path / "saved")
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["head.json", "y+z.safetensors"]
+    again = NPEHead.load(tmp_path / "saved").predict(test.inputs[:50])
+    first = head.predict(test.inputs[:50])
+    for key, values in first.items():
+        np.testing.assert_array_equal(again[key], values)
+
+
+def test_per_label_npe_with_nsf(tmp_path):
+    train, val, test = _problem(600, 4, missing=0.3), _problem(100, 5), _problem(200, 6)
+    head = NPEHead(NPEHeadConfig(estimator="nsf", joint=False, samples=100, sbc_stars=50, hidden=32))
+    summary = head.fit(train, val, tmp_path, SPEC, seed=1)
+    assert set(summary) == {"y", "z"} and summary["y"]["n_dropped_missing"] == 0 < summary["z"]["n_dropped_missing"]
+    predicted = head.predict(test.inputs)
+    assert np.corrcoef(predicted["z"], test.labels["z"])[0, 1] > 0.9
+
+
+def test_calibration_finds_overconfident_posteriors():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=400)
+    centre = truth + rng.normal(size=400)  # the true posterior is N(centre, 1)
+    good = centre[:, None] + rng.normal(size=(400, 300))
+    tight = centre[:, None] + 0.3 * rng.normal(size=(400, 300))
+    calibrated, ranks = calibration(truth, good, 200)
+    assert len(ranks) == 200 and calibrated["sbc_ks_p"] > 0.01
+    assert abs(calibrated["coverage_68"] - 0.68) < 0.07 and abs(calibrated["coverage_95"] - 0.95) < 0.04
+    overconfident, _ = calibration(truth, tight, 200)
+    assert overconfident["sbc_ks_p"] < 1e-3 and overconfident["coverage_68"] < 0.4
+    np.testing.assert_array_equal(sbc_ranks(np.array([0.5]), np.array([[0.0, 1.0, 0.2]])), [2])
+
+
+@pytest.fixture(scope="module")
+def npe_run(tmp_path_factory):
+    from specclip_toy import make_store
+
+    base = tmp_path_factory.mktemp("npe-run")
+    store = make_store(base / "toy.zarr", n=400, seed=8)
+    head = {"name": "npe", "samples": 100, "sbc_stars": 20, "hidden": 16}
+    spec = {
+        "name": "toy-npe",
+        "seed": 3,
+        "run_dir": str(base / "run"),
+        "data": {"store": str(store.path)},
+        "stages": {"heads_npe": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "units": {"temp": "K"}, "head": head, "sbc_stars": 30, "train": {"epochs": 30, "batch_size": 64, "lr": 3e-3, "patience": 5, "device": "cpu"}}},
+    }
+    manifests = run_spec(validate_spec(spec), progress=False, log=lambda *_: None)
+    return base / "run", manifests
+
+
+def test_heads_stage_reports_sbc_and_coverage_and_predict_writes_intervals(npe_run, tmp_path):
+    from specclip_toy import make_raw, write_file
+
+    run_dir, manifests = npe_run
+    summary = manifests["heads_npe"]["summary"]
+    test = summary["test"]["temp"]
+    assert test["sbc_stars"] == 30 and 0 <= test["sbc_ks_p"] <= 1
+    assert 0.3 < test["coverage_68"] < test["coverage_95"] <= 1
+    assert json.loads((run_dir / "heads_npe" / "metrics.json").read_text())["temp"]["coverage_95"] == test["coverage_95"]
+    assert (run_dir / "heads_npe" / "sbc_temp.png").stat().st_size > 1000
+    assert not list((run_dir / "heads_npe" / "head").glob("*.p*kl*")) and not list((run_dir / "heads_npe" / "head").glob("*.pt"))
+    header = (run_dir / "heads_npe" / "test_predictions.csv").read_text().splitlines()[0]
+    assert header == "id,temp,temp_pred,temp_pred_err,temp_pred_lo,temp_pred_hi"
+    raw = make_raw(6, 99)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for row in range(6):
+        write_file(inputs / f"star{row}.toy.csv", raw, row)
+    out = tmp_path / "catalog.ecsv"
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(out), "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = Table.read(out)
+    assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi"}
+    assert str(table["temp_err"].unit) == "K"
+    assert np.all(table["temp_lo"] <= table["temp"]) and np.all(table["temp"] <= table["temp_hi"]) and np.all(table["temp_err"] > 0)

@@ -52,6 +52,8 @@ def test_flat_index_is_exact_and_its_card_says_so(catalogue, tmp_path):
     [
         ("hnsw", {"hnsw_m": 8, "ef_search": 16}),
         ("ivfpq", {"nlist": 4, "m": 3, "nbits": 4, "nprobe": 2}),
+        ("ivfpq", {"nlist": 4, "m": 3, "nbits": 4, "nprobe": 2, "refine": "sq8", "k_factor": 4}),
+        ("ivfpq", {"nlist": 4, "m": 3, "nbits": 4, "nprobe": 2, "refine": "flat"}),
         ("ivfflat", {"nlist": 8, "nprobe": 2}),
     ],
 )
@@ -68,6 +70,21 @@ def test_approximate_indexes_record_the_recall_they_reach(catalogue, tmp_path, k
     _, found = loaded.faiss_index.search(index_module.unit(vectors[query_rows]), 11)
     assert card["recall@10"] == pytest.approx(brute_force_recall(vectors, query_rows, found))
     assert 0 < card["recall@10"] <= 1
+
+
+def test_ivfpq_ranks_by_l2_on_unit_vectors_and_returns_cosines(catalogue, tmp_path):
+    """L2 on unit vectors orders as cosine; the scores come back as cosines, and re-ranked by the full vectors they are exact."""
+    card = build_index(catalogue, tmp_path / "pq", kind="ivfpq", nlist=4, m=3, nbits=4, nprobe=4, refine="flat", k_factor=50)
+    assert card["metric"].startswith("squared L2") and card["parameters"]["refine"] == "flat"
+    loaded = load_index(tmp_path / "pq")
+    assert type(loaded.faiss_index).__name__.startswith("IndexRefine")
+    vectors = index_module.unit(Catalogue.open(catalogue).embeddings())
+    scores, rows = loaded.search(vectors[:5], 10)
+    np.testing.assert_allclose(scores, np.einsum("qkd,qd->qk", vectors[rows], vectors[:5]), atol=1e-5)
+    exact = np.argsort(-(vectors[:5] @ vectors.T), axis=1)[:, :10]
+    assert (rows == exact).mean() > 0.9
+    with pytest.raises(CatalogueError, match="refine must be one of"):
+        build_index(catalogue, tmp_path / "bad", kind="ivfpq", nlist=4, m=3, nbits=4, refine="pq")
 
 
 def test_auto_is_exact_below_the_threshold_and_hnsw_above(catalogue, tmp_path, monkeypatch):
@@ -121,6 +138,10 @@ def test_an_index_of_several_shards_answers_as_one_of_their_concatenation(aligne
         == 0
     )
     card = build_index(tmp_path / "ab.zarr", tmp_path / "single", kind="hnsw")
+    pq_args = ["--kind", "ivfpq", "--nlist", "2", "--m", "2", "--nbits", "2", "--refine", "flat"]
+    assert cli_main(["index", "build", str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), "-o", str(tmp_path / "sharded-pq"), *pq_args]) == 0
+    pq = load_index(tmp_path / "sharded-pq").card
+    assert pq["recall@10"] == 1.0  # refined by the full vectors: exact, through IndexShards of L2 parts
     sharded = load_index(tmp_path / "sharded")
     assert [s["rows"] for s in sharded.card["shards"]] == [8, 8] and sharded.card["size"] == card["size"] == 16
     assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["card.json", "shard-0.faiss", "shard-1.faiss"]

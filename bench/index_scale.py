@@ -228,6 +228,7 @@ def main() -> None:
     store = Path(args.output).with_suffix(".json")
     saved = json.loads(store.read_text()) if store.exists() else {"rows": [], "tenth": {}, "shape": {}}
     saved["shape"][str(base.shape[1])] = shape_of(base)
+    saved.setdefault("base", {})[str(base.shape[1])] = base_text(source, args.width)
     with tempfile.TemporaryDirectory(prefix="index-scale-", dir=args.work) as work:
         for n in args.sizes:
             measured, tenth = bench_size(base, n, args, Path(work), manifest)
@@ -235,11 +236,19 @@ def main() -> None:
             saved["rows"] = [r for r in saved["rows"] if key(r) not in fresh] + measured
             saved["tenth"][f"{n}x{base.shape[1]}"] = tenth
             store.write_text(json.dumps(saved, indent=1))
-            write_table(saved, source, args)
+            write_table(saved, args)
 
 
-def write_table(saved: dict, source: Catalogue, args: argparse.Namespace) -> None:
-    described = source.manifest
+def base_text(source: Catalogue, width: int | None) -> str:
+    m = source.manifest
+    prefix = f"the first {width} of " if width else ""
+    return (
+        f"{prefix}{source.width}-wide embeddings of {len(source)} {m.get('modality')} spectra by stage `{m.get('stage')}` "
+        f"({m.get('embedder')}, part {m.get('part')}) of run `{m.get('run_name')}` ({m.get('run')})"
+    )
+
+
+def write_table(saved: dict, args: argparse.Namespace) -> None:
     rows = sorted(saved["rows"], key=lambda r: (-r["width"], r["n"], list(BUILDS).index(r["index"])))
     lines = [
         "# Index scale: flat, IVF-flat, IVF-PQ and HNSW on synthetic vectors made from real embeddings",
@@ -248,9 +257,9 @@ def write_table(saved: dict, source: Catalogue, args: argparse.Namespace) -> Non
         f"{os.cpu_count()} cores shared with other engineers' jobs (the 1-minute load average at each row is given), "
         f"faiss {faiss.__version__}.",
         "",
-        f"Base: {len(source)} real embeddings, {source.width} wide: {described.get('modality')} spectra embedded by stage "
-        f"`{described.get('stage')}` ({described.get('embedder')}, part {described.get('part')}) of run `{described.get('run_name')}`. "
-        "Vectors: `unit(a + t (b - a) + sigma g)` with `a` a random real embedding, `b` one of its 10 nearest, "
+        "Bases, by the width of the rows below: "
+        + "; ".join(f"**{w}**: {text}" for w, text in sorted(saved["base"].items(), key=lambda item: -int(item[0])))
+        + ". Vectors: `unit(a + t (b - a) + sigma g)` with `a` a random real embedding, `b` one of its 10 nearest, "
         "`t ~ U(0,1)`, `sigma` a tenth of the median nearest-neighbour distance (see the script's docstring); "
         "for a narrower width W the same is done with the first W dimensions of the real embeddings (`--width`). "
         f"Queries: {args.queries} held-out vectors made the same way; recall@10 against exact (flat) search.",

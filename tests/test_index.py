@@ -87,6 +87,19 @@ def test_ivfpq_ranks_by_l2_on_unit_vectors_and_returns_cosines(catalogue, tmp_pa
         build_index(catalogue, tmp_path / "bad", kind="ivfpq", nlist=4, m=3, nbits=4, refine="pq")
 
 
+def test_ivfpq_tells_apart_neighbours_in_a_narrow_cone(tmp_path):
+    """Embeddings fill a narrow cone; the inner-product IVF-PQ reached a recall@10 of 0.17 on this one, L2 (the same order) 0.53."""
+    rng = np.random.default_rng(0)
+    n, width = 4000, 32
+    vectors = (rng.normal(size=(n, width)) * np.geomspace(0.1, 0.002, width)).astype(np.float32)
+    vectors[:, 0] += 1
+    cone = Catalogue.create(tmp_path / "cone.zarr", width, {}, {"count": n}, building=False)
+    cone.append({"ids": np.char.mod("c%d", np.arange(n)), "source": np.full(n, "cone"), "embedding": vectors})
+    plain = build_index(tmp_path / "cone.zarr", tmp_path / "pq", kind="ivfpq", nlist=16, m=8, nbits=6, recall_queries=300)
+    refined = build_index(tmp_path / "cone.zarr", tmp_path / "sq8", kind="ivfpq", nlist=16, m=8, nbits=6, refine="sq8", recall_queries=300)
+    assert plain["recall@10"] > 0.4 and refined["recall@10"] > plain["recall@10"]
+
+
 def test_auto_is_exact_below_the_threshold_and_hnsw_above(catalogue, tmp_path, monkeypatch):
     assert build_index(catalogue, tmp_path / "a")["kind"] == "flat"
     monkeypatch.setattr(index_module, "FLAT_BELOW", 100)

@@ -1,7 +1,7 @@
 """faiss indexes over an embedding catalogue, each with an index card.
 
 An index is a directory: ``index.faiss`` (``faiss.write_index``) and ``card.json``. Every kind
-searches by inner product on unit vectors (cosine): ``flat`` (``IndexFlatIP``, exact), ``ivfflat``
+searches unit vectors by cosine (inner product; ``ivfpq`` by the squared L2 distance, the same order): ``flat`` (``IndexFlatIP``, exact), ``ivfflat``
 (``IndexIVFFlat``: ``nlist`` inverted lists of full vectors, ``nprobe`` lists searched), ``ivfpq``
 (``IndexIVFPQ``: the same lists holding codes of ``m`` sub-quantizers of ``nbits`` bits, optionally
 re-ranked by ``refine``) and ``hnsw`` (``IndexHNSWFlat``: ``hnsw_m`` links, ``ef_construction``,
@@ -44,6 +44,7 @@ REFINES = ("none", "sq8", "flat")
 """ivfpq's re-ranking of ``k_factor`` x k PQ candidates: none, by 8-bit scalar codes (one byte a
 dimension more per vector) or by the full vectors (faiss ``IndexRefine``)."""
 L2_KINDS = ("ivfpq",)
+L2_METRIC = "squared L2 on unit vectors (the order of cosine)"
 INDEX_FILE = "index.faiss"
 CARD = "card.json"
 RECALL_K = 10
@@ -67,7 +68,7 @@ class Index:
                 f"queries are {queries.shape[1]} wide, the index holds {self.card['width']}-wide embeddings ({self.catalogue.path})"
             )
         scores, rows = self.faiss_index.search(unit(queries), min(k, self.card["size"]))
-        return (1 - scores / 2 if self.card["kind"] in L2_KINDS else scores), rows
+        return (1 - scores / 2 if self.card["metric"] == L2_METRIC else scores), rows
 
 
 def default_pq_m(width: int) -> int:
@@ -256,7 +257,7 @@ def build_index(
     manifest = catalogue.manifest
     card = {
         "kind": kind,
-        "metric": "squared L2 on unit vectors (the order of cosine)" if kind in L2_KINDS else "inner product on unit vectors (cosine)",
+        "metric": L2_METRIC if kind in L2_KINDS else "inner product on unit vectors (cosine)",
         "size": n,
         "width": width,
         "parameters": parameters,

@@ -1,6 +1,13 @@
 """Index scale: build time, memory, ms per query and recall@10 of flat, IVF-flat, IVF-PQ and HNSW indexes.
 
-    python bench/index_scale.py CATALOGUE [--sizes 100000 1000000] [--queries 1000] [--threads 1] [-o bench/results/index_scale.md]
+    python bench/index_scale.py CATALOGUE [--sizes 100000 1000000] [--width W] [--builds NAME ...] [--nlist N]
+        [--queries 1000] [--recall-queries 1000] [--threads 1] [--work DIR] [-o bench/results/index_scale.md]
+
+Each run adds its rows to ``index_scale.json`` beside the output (replacing its own earlier ones) and
+rewrites the table from all of them, followed by ``index_scale_notes.md`` when there is one; so sizes
+and widths can be run one at a time. ``--width W`` takes the first W dimensions of the real embeddings
+(a prefix: meaningful for an ordered model). The vectors are written to a catalogue in blocks and
+never held whole (1e7 x 128 is 5 GB).
 
 The vectors are made from the real embeddings held by CATALOGUE (a catalogue ``specclip embed``
 wrote). Each synthetic vector is ``unit(a + t (b - a) + sigma g)``: ``a`` a random real embedding (as

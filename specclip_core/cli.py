@@ -148,6 +148,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     report = embed_catalogue(
         args.run, args.inputs, args.output, modality=args.modality, stage=args.stage, part=args.part, width=args.width,
         chunk=args.chunk or DEFAULT_CHUNK, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet,
+        split=args.split,
     )
     resumed = f" ({report.resumed_rows} of them from the interrupted run)" if report.resumed_rows else ""
     if report.rank:
@@ -169,7 +170,8 @@ def _cmd_index_build(args: argparse.Namespace) -> None:
     card = build_index(
         args.catalogue[0] if len(args.catalogue) == 1 else args.catalogue, args.output, kind=args.kind, nlist=args.nlist, m=args.m,
         nbits=args.nbits, nprobe=args.nprobe, hnsw_m=args.hnsw_m, ef_construction=args.ef_construction, ef_search=args.ef_search,
-        train_rows=args.train_rows, recall_queries=args.recall_queries, overwrite=args.overwrite,
+        train_rows=args.train_rows, refine=args.refine, k_factor=args.k_factor, recall_queries=args.recall_queries,
+        overwrite=args.overwrite,
     )
     recall = "n/a" if card["recall@10"] is None else f"{card['recall@10']:.3f}"
     shards = f" in {len(card['shards'])} shards" if len(card["shards"]) > 1 else ""
@@ -365,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--chunk", type=int, metavar="N",
         help="spectra embedded and committed at a time (default 4096); a resumed run must use the same",
     )
+    p.add_argument(
+        "--split", choices=["train", "val", "test"],
+        help="only the stores' rows of this split (by id, as the run's stages split them), e.g. test for held-out figures",
+    )
     p.add_argument("--resume", action="store_true", help="continue an interrupted embed of the same inputs where it stopped")
     p.add_argument("--overwrite", action="store_true", help="replace the catalogue at OUTPUT")
     p.add_argument("--quiet", action="store_true")
@@ -389,6 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--m", type=int, help="ivfpq: sub-quantizers, a divisor of the width (default: the most with 8 or more dimensions each)")
     p.add_argument("--nbits", type=int, default=8, help="ivfpq: bits per sub-quantizer code (default 8)")
     p.add_argument("--nprobe", type=int, help="ivfflat, ivfpq: lists searched per query (default max(8, nlist/20))")
+    p.add_argument(
+        "--refine", choices=["none", "sq8", "flat"], default="none",
+        help="ivfpq: re-rank the PQ candidates by 8-bit codes (1 byte a dimension more) or by the full vectors (default none)",
+    )
+    p.add_argument("--k-factor", type=int, default=10, help="ivfpq with --refine: candidates re-ranked, as a multiple of k (default 10)")
     p.add_argument("--hnsw-m", type=int, default=32, help="hnsw: links per node (default 32)")
     p.add_argument("--ef-construction", type=int, default=80, help="hnsw: candidates while building (default 80)")
     p.add_argument("--ef-search", type=int, default=64, help="hnsw: candidates while searching (default 64)")

@@ -47,6 +47,27 @@ def test_embed_a_store_holds_ids_embeddings_labels_sources_and_a_manifest(aligne
     assert not parts_dir(tmp_path / "toy.zarr").exists(), "the parts are removed once merged"
 
 
+def test_split_embeds_only_the_stores_rows_of_that_split(aligned_run, tmp_path):
+    from specclip_core.data.splits import split_rows
+
+    run, store = aligned_run
+    test_rows = split_rows(store.ids, "test")
+    assert 0 < len(test_rows) < len(store)
+    options = ["--modality", "toy", "--split", "test", "--chunk", "7", "--quiet"]
+    assert cli_main(["embed", str(run), str(store.path), "-o", str(tmp_path / "test.zarr"), *options]) == 0
+    catalogue = Catalogue.open(tmp_path / "test.zarr")
+    whole = embed_catalogue(run, [str(store.path)], tmp_path / "all.zarr", modality="toy", progress=False)
+    assert whole.n_rows == len(store)
+    np.testing.assert_array_equal(catalogue.ids, store.ids[test_rows])
+    np.testing.assert_allclose(catalogue.embeddings(), Catalogue.open(tmp_path / "all.zarr").embeddings(test_rows), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(catalogue.labels()["temp"], store.labels(["temp"], rows=test_rows)["temp"])
+    assert catalogue.manifest["split"] == "test" and catalogue.manifest["inputs"][0]["split_rows"] == len(test_rows)
+    assert "split" not in Catalogue.open(tmp_path / "all.zarr").manifest
+    files = toy_files(tmp_path / "files", n=3)
+    with pytest.raises(SpecCLIPError, match="--split test selects rows of spectral stores, and .* is not one"):
+        embed_catalogue(run, [str(files[0])], tmp_path / "f.zarr", split="test", progress=False)
+
+
 def test_parts_of_a_split_embedding_and_of_a_pretrained_encoder(aligned_run, tmp_path):
     run, store = aligned_run
     widths = {}

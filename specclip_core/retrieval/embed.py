@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from specclip_core.components import get_modality
+from specclip_core.data.splits import SPLITS, split_rows
 from specclip_core.data.store import SpectralStore, is_store, replace_directory
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream
 from specclip_core.errors import CatalogueError, SpecCLIPError
@@ -141,11 +142,12 @@ def embed_vectors(chosen: Chosen, spectra: Spectra, device: Any = "cpu") -> np.n
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def _describe_inputs(stores: list[Path], files: list[Path]) -> list[dict[str, Any]]:
-    described = [
-        {"path": str(p.absolute()), "kind": "store", "rows": len(SpectralStore.open(p)), "fingerprint": SpectralStore.open(p).fingerprint}
-        for p in stores
-    ]
+def _describe_inputs(stores: list[Path], files: list[Path], split: str | None) -> list[dict[str, Any]]:
+    described = []
+    for path in stores:
+        store = SpectralStore.open(path)
+        entry = {"path": str(path.absolute()), "kind": "store", "rows": len(store), "fingerprint": store.fingerprint}
+        described.append(entry | ({"split": split, "split_rows": len(split_rows(store.ids, split))} if split else {}))
     for path in files:
         entry: dict[str, Any] = {"path": str(path.absolute()), "kind": "file"}
         if path.is_file():
@@ -163,10 +165,13 @@ def _label_columns(stores: list[Path], has_files: bool) -> dict[str, str]:
 
 
 class _Chunks:
-    """The inputs in numbered chunks: (chunk index, spectra or None when skipped, sources, file index, labels)."""
+    """The inputs in numbered chunks: (chunk index, spectra or None when skipped, sources, file index, labels);
+    of each store only the rows of ``split`` when one is given."""
 
-    def __init__(self, stores: list[Path], files: list[Path], modality: str, chunk: int, labels: list[str], progress: bool):
-        self.stores, self.modality, self.chunk, self.labels = stores, modality, chunk, labels
+    def __init__(
+        self, stores: list[Path], files: list[Path], modality: str, chunk: int, labels: list[str], progress: bool, split: str | None = None
+    ):
+        self.stores, self.modality, self.chunk, self.labels, self.split = stores, modality, chunk, labels, split
         self.stream = SpectraStream(files, get_modality(modality), chunk=chunk, progress=progress) if files else None
         self.progress = progress
 
@@ -175,9 +180,10 @@ class _Chunks:
         for path in self.stores:
             store = SpectralStore.open(path)
             source = str(path.absolute())
-            with progress_bar(len(store), f"embedding {path.name}", "spectrum", disable=not self.progress) as bar:
-                for start in range(0, len(store), self.chunk):
-                    rows = slice(start, min(start + self.chunk, len(store)))
+            selected = split_rows(store.ids, self.split)
+            with progress_bar(len(selected), f"embedding {path.name}", "spectrum", disable=not self.progress) as bar:
+                for start in range(0, len(selected), self.chunk):
+                    rows = selected[start : start + self.chunk]
 
                     def read(store=store, rows=rows, source=source):
                         spectra = store.spectra(self.modality, rows=rows, labels=False)
@@ -185,7 +191,7 @@ class _Chunks:
                         return spectra, np.full(len(spectra), source), np.full(len(spectra), -1), labels
 
                     yield index, read
-                    bar.update(rows.stop - rows.start)
+                    bar.update(len(rows))
                     index += 1
         if self.stream is not None:
             names = np.array([str(p.absolute()) for p in self.stream.files])
@@ -230,11 +236,14 @@ def embed_catalogue(
     overwrite: bool = False,
     progress: bool = True,
     on_commit: Callable[[int], None] | None = None,
+    split: str | None = None,
 ) -> EmbedReport:
     """Embed the spectra of ``paths`` (files, directories, stores) with a run's stage into the catalogue
     ``output``; ``width`` keeps the first ``width`` dimensions of an ordered embedding's shared part;
-    ``resume`` continues an interrupted embed of the same inputs. ``on_commit(chunk)`` is
-    called after each committed chunk (tests use it to stop a run part-way)."""
+    ``resume`` continues an interrupted embed of the same inputs. ``split`` (train, val or
+    test) takes only the stores' rows of that split (:func:`~specclip_core.data.splits.split_rows`, as
+    the run's stages split them); files cannot be split. ``on_commit(chunk)`` is called after each
+    committed chunk (tests use it to stop a run part-way)."""
     from specclip_core.train.distributed import barrier, setup
 
     started = time.perf_counter()
@@ -246,10 +255,17 @@ def embed_catalogue(
     if os.path.lexists(output) and not is_catalogue(output):
         raise CatalogueError(f"{output}: exists and is not an embedding catalogue; refusing to replace it")
     stores, files = _split_inputs(paths)
+    if split is not None and split not in SPLITS:
+        raise SpecCLIPError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    if split is not None and files:
+        raise SpecCLIPError(
+            f"--split {split} selects rows of spectral stores, and {files[0]} is not one "
+            "(ingest the files into a store with 'specclip data ingest' to embed one split of them)"
+        )
     chosen = choose_embedder(run_dir, modality, stage, part, paths, width)
     labels = _label_columns(stores, bool(files))
     info, device = setup("auto")
-    chunks = _Chunks(stores, files, chosen.modality, chunk, list(labels), progress and info.is_main)
+    chunks = _Chunks(stores, files, chosen.modality, chunk, list(labels), progress and info.is_main, split)
     manifest = {
         "run": str(chosen.run.path.absolute()),
         "run_name": chosen.run.name(),
@@ -262,7 +278,8 @@ def embed_catalogue(
         "width": chosen.width,
         "prefix": chosen.prefix,
         "chunk": chunk,
-        "inputs": _describe_inputs(stores, chunks.stream.files if chunks.stream else []),
+        **({"split": split} if split else {}),
+        "inputs": _describe_inputs(stores, chunks.stream.files if chunks.stream else [], split),
     }
     part_path = parts_dir(output) / f"part-{info.rank}-of-{info.world_size}.zarr"
     catalogue = _open_part(part_path, manifest, labels, resume, info.world_size)

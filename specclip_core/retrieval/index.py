@@ -1,12 +1,18 @@
 """faiss indexes over an embedding catalogue, each with an index card.
 
 An index is a directory: ``index.faiss`` (``faiss.write_index``) and ``card.json``. Every kind
-searches by inner product on unit vectors (cosine): ``flat`` (``IndexFlatIP``, exact), ``ivfflat``
+searches unit vectors by cosine (inner product; ``ivfpq`` by the squared L2 distance, the same order): ``flat`` (``IndexFlatIP``, exact), ``ivfflat``
 (``IndexIVFFlat``: ``nlist`` inverted lists of full vectors, ``nprobe`` lists searched), ``ivfpq``
-(``IndexIVFPQ``: the same lists holding codes of ``m`` sub-quantizers of ``nbits`` bits) and
-``hnsw`` (``IndexHNSWFlat``: ``hnsw_m`` links, ``ef_construction``, ``ef_search``). ``auto`` is
-``flat`` below :data:`FLAT_BELOW` rows and ``hnsw`` above: on real pretrained embeddings, which
-fill a narrow cone, PQ codes cannot tell close neighbours apart (bench/results/index_scale.md).
+(``IndexIVFPQ``: the same lists holding codes of ``m`` sub-quantizers of ``nbits`` bits, optionally
+re-ranked by ``refine``) and ``hnsw`` (``IndexHNSWFlat``: ``hnsw_m`` links, ``ef_construction``,
+``ef_search``). ``auto`` is ``flat`` below :data:`FLAT_BELOW` rows and ``hnsw`` above.
+
+``ivfpq`` works in squared L2 distance: on unit vectors ``|q - x|^2 = 2 - 2 q.x``, the same order as
+cosine (its scores are turned back into cosines). Real embeddings fill a narrow cone; with the
+inner-product metric the lists' centroids are chosen by inner product, which favours long centroids
+over near ones, so the residuals PQ encodes are large and its codes cannot order close neighbours
+(recall@10 0.02-0.06); with L2 each vector goes to its nearest centroid and the codes hold small
+residuals (bench/results/index_scale.md).
 Trained kinds are trained on a seeded random sample of the catalogue. The card records size, kind, parameters, width, the
 catalogue it indexes, build time, bytes and the recall@10 against exact search measured at build:
 for a sample of the catalogue's own rows as queries, the fraction of the index's 10 nearest other
@@ -34,6 +40,11 @@ from specclip_core.util import atomic_write_text
 
 FLAT_BELOW = 100_000
 KINDS = ("auto", "flat", "ivfflat", "ivfpq", "hnsw")
+REFINES = ("none", "sq8", "flat")
+"""ivfpq's re-ranking of ``k_factor`` x k PQ candidates: none, by 8-bit scalar codes (one byte a
+dimension more per vector) or by the full vectors (faiss ``IndexRefine``)."""
+L2_KINDS = ("ivfpq",)
+L2_METRIC = "squared L2 on unit vectors (the order of cosine)"
 INDEX_FILE = "index.faiss"
 CARD = "card.json"
 RECALL_K = 10
@@ -56,7 +67,8 @@ class Index:
             raise CatalogueError(
                 f"queries are {queries.shape[1]} wide, the index holds {self.card['width']}-wide embeddings ({self.catalogue.path})"
             )
-        return self.faiss_index.search(unit(queries), min(k, self.card["size"]))
+        scores, rows = self.faiss_index.search(unit(queries), min(k, self.card["size"]))
+        return (1 - scores / 2 if self.card["metric"] == L2_METRIC else scores), rows
 
 
 def default_pq_m(width: int) -> int:
@@ -75,7 +87,9 @@ def _parameters(
     hnsw_m: int,
     ef_construction: int,
     ef_search: int,
-) -> dict[str, int]:
+    refine: str = "none",
+    k_factor: int = 10,
+) -> dict[str, Any]:
     if kind == "flat":
         return {}
     if kind == "hnsw":
@@ -87,7 +101,10 @@ def _parameters(
     m = m or default_pq_m(width)
     if width % m:
         raise CatalogueError(f"--m {m} must divide the embedding width {width}")
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe}
+    if refine not in REFINES:
+        raise CatalogueError(f"refine must be one of {list(REFINES)}, got {refine!r}")
+    refined = {} if refine == "none" else {"refine": refine, "k_factor": k_factor}
+    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": nprobe} | refined
 
 
 def _make(kind: str, width: int, parameters: dict[str, int]) -> Any:
@@ -98,14 +115,18 @@ def _make(kind: str, width: int, parameters: dict[str, int]) -> Any:
         index.hnsw.efConstruction = parameters["ef_construction"]
         index.hnsw.efSearch = parameters["ef_search"]
         return index
-    quantizer = faiss.IndexFlatIP(width)
     if kind == "ivfflat":
-        index = faiss.IndexIVFFlat(quantizer, width, parameters["nlist"], faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(width), width, parameters["nlist"], faiss.METRIC_INNER_PRODUCT)
         index.nprobe = parameters["nprobe"]
         return index
-    index = faiss.IndexIVFPQ(quantizer, width, parameters["nlist"], parameters["m"], parameters["nbits"], faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(width), width, parameters["nlist"], parameters["m"], parameters["nbits"], faiss.METRIC_L2)
     index.nprobe = parameters["nprobe"]
-    return index
+    if "refine" not in parameters:
+        return index
+    codes = faiss.IndexFlatL2(width) if parameters["refine"] == "flat" else faiss.IndexScalarQuantizer(width, faiss.ScalarQuantizer.QT_8bit)
+    refined = faiss.IndexRefine(index, codes)
+    refined.k_factor = parameters["k_factor"]
+    return refined
 
 
 def _rows_in_blocks(catalogue: Catalogue):
@@ -174,6 +195,8 @@ def build_index(
     ef_construction: int = 80,
     ef_search: int = 64,
     train_rows: int | None = None,
+    refine: str = "none",
+    k_factor: int = 10,
     recall_queries: int = 1000,
     seed: int = 0,
     overwrite: bool = False,
@@ -197,7 +220,7 @@ def build_index(
     if n == 0:
         raise CatalogueError(f"{catalogue.path}: the catalogue is empty")
     kind = ("flat" if n < FLAT_BELOW else "hnsw") if kind == "auto" else kind
-    parameters = _parameters(kind, n, width, nlist, m, nbits, nprobe, hnsw_m, ef_construction, ef_search)
+    parameters = _parameters(kind, n, width, nlist, m, nbits, nprobe, hnsw_m, ef_construction, ef_search, refine, k_factor)
     index = _make(kind, width, parameters)
     rng = np.random.default_rng(seed)
     trained_on = 0
@@ -234,7 +257,7 @@ def build_index(
     manifest = catalogue.manifest
     card = {
         "kind": kind,
-        "metric": "inner product on unit vectors (cosine)",
+        "metric": L2_METRIC if kind in L2_KINDS else "inner product on unit vectors (cosine)",
         "size": n,
         "width": width,
         "parameters": parameters,

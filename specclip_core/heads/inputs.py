@@ -12,6 +12,12 @@ from specclip_core.train.distributed import resolve_device
 from specclip_core.util import progress_bar
 
 
+def standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (NaN ignored; 1 where a column is constant), float32."""
+    mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
+    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
+
+
 def spectra_inputs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """A preprocessed spectrum as a head input: its statistics followed by its flux."""
     return np.concatenate([arrays["stats"], arrays["flux"]], axis=1).astype(np.float32)

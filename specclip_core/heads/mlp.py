@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from specclip_core.data.dataset import ArrayDataset
+from specclip_core.heads.inputs import standardiser
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs, Objective, ObjectiveConfig
 from specclip_core.spec import TrainSpec
 from specclip_core.train.checkpoint import load_weights, save_weights
@@ -58,12 +59,6 @@ class TargetRegression(Objective):
         return {f"target_{self.loss}": value}
 
 
-def _standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = np.nanmean(values, axis=0)
-    std = np.nanstd(values, axis=0)
-    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
-
-
 class MLPHead(Head):
     def __init__(self, config: MLPHeadConfig | None = None):
         self.config = config or MLPHeadConfig()
@@ -81,9 +76,9 @@ class MLPHead(Head):
         train_spec = train_spec or TrainSpec(epochs=100, batch_size=256, lr=1e-3, weight_decay=0.0, patience=10)
         self.labels = list(train.labels)
         self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
-        self.input_mean, self.input_std = _standardiser(train.inputs)
+        self.input_mean, self.input_std = standardiser(train.inputs)
         for label in self.labels:
-            mean, std = _standardiser(train.labels[label][:, None])
+            mean, std = standardiser(train.labels[label][:, None])
             self.label_mean[label], self.label_std[label] = float(mean[0]), float(std[0])
         x_train = (train.inputs - self.input_mean) / self.input_std
         x_val = (validation.inputs - self.input_mean) / self.input_std

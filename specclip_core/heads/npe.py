@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.calibration import calibration
+from specclip_core.heads.inputs import standardiser
 from specclip_core.heads.metrics import robust_sigma
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
 from specclip_core.spec import TrainSpec
 from specclip_core.train.checkpoint import load_weights, save_weights
-
 
 ESTIMATORS = {"maf": "zuko_maf", "nsf": "zuko_nsf"}
 """sbi's zuko flows: nflows' MAF (sbi's "maf") gives the first variable of each transform's
@@ -69,11 +69,6 @@ def _tracker(directory: Path):
     return TensorBoardTracker(SummaryWriter(str(directory)))
 
 
-def _standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = np.nanmean(values, axis=0), np.nanstd(values, axis=0)
-    return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
-
-
 class NPEHead(Head):
     def __init__(self, config: NPEHeadConfig | None = None):
         self.config = config or NPEHeadConfig()
@@ -106,9 +101,9 @@ class NPEHead(Head):
         spec = train_spec or TrainSpec(epochs=200, batch_size=256, lr=5e-4, weight_decay=0.0, patience=20)
         self.labels = list(train.labels)
         self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
-        self.input_mean, self.input_std = _standardiser(train.inputs)
+        self.input_mean, self.input_std = standardiser(train.inputs)
         for label in self.labels:
-            mean, std = _standardiser(train.labels[label][:, None])
+            mean, std = standardiser(train.labels[label][:, None])
             self.label_mean[label], self.label_std[label] = float(mean[0]), float(std[0])
         x_train, x_val = self._x(train.inputs), self._x(validation.inputs)
         summary: dict[str, Any] = {}

@@ -123,11 +123,18 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def _cmd_predict(args: argparse.Namespace) -> None:
     from specclip_core.data.stream import DEFAULT_CHUNK
+    from specclip_core.models import get_model
     from specclip_core.predict import predict_catalog
     from specclip_core.threads import use_threads
 
     use_threads(args.threads)
-    report = predict_catalog(args.run, args.inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK)
+    if args.model:
+        source, inputs = get_model(args.model).directory, args.inputs
+    elif len(args.inputs) < 2:
+        raise SpecCLIPError("predict takes RUN_DIR FILES... or --model NAME FILES...: give a run directory (or --model) and at least one input")
+    else:
+        source, inputs = args.inputs[0], args.inputs[1:]
+    report = predict_catalog(source, inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK, workers=args.workers)
     print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
     _print_rejected(report.rejected, f"{report.output}.rejected.csv")
 
@@ -137,6 +144,31 @@ def _print_rejected(rejected: list[tuple[str, str]], listed_in: str) -> None:
         print(f"{len(rejected)} input(s) rejected (listed in {listed_in}):", file=sys.stderr)
         for item, reason in rejected[:20]:
             print(f"  {item}: {reason}", file=sys.stderr)
+
+
+def _cmd_models_list(args: argparse.Namespace) -> None:
+    from specclip_core.models import list_models
+
+    models = list_models()
+    for model in models:
+        print(model.card.line())
+    if not models:
+        print("no model registered (a plugin ships models through the specclip_register_models hook)")
+
+
+def _cmd_models_show(args: argparse.Namespace) -> None:
+    from specclip_core.models import get_model
+
+    model = get_model(args.name)
+    print(f"# {model.directory}")
+    print(model.card.model_dump_json(indent=2))
+
+
+def _cmd_models_export(args: argparse.Namespace) -> None:
+    from specclip_core.models import export_model
+
+    card = export_model(args.run, args.output, args.name, heads=args.heads, description=args.description, spec=args.spec)
+    print(f"exported model {card.name!r} ({card.modality}: {', '.join(card.labels)}; {len(card.files)} files) to {args.output}")
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
@@ -339,15 +371,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="the paper's Table 1 and Table 2 for a finished run (markdown + PNG)")
     p.add_argument("run", help="run directory")
     p.set_defaults(func=_cmd_report)
-    p = sub.add_parser("predict", help="apply a run's encoder and heads to spectra; write a catalogue")
-    p.add_argument("run", help="run directory")
-    p.add_argument("inputs", nargs="+", help="spectrum files, directories or stores")
+    p = sub.add_parser(
+        "predict", help="apply a run's (or a named model's) encoder and heads to spectra; write a catalogue", usage="specclip predict (RUN_DIR | --model NAME) INPUTS... -o CATALOGUE [options]"
+    )
+    p.add_argument("inputs", nargs="+", metavar="RUN_DIR_AND_INPUTS", help="a run directory (or an exported model directory), then spectrum files, directories or stores; with --model only the inputs")
+    p.add_argument("--model", metavar="NAME", help="a named pretrained model (specclip models list) instead of a run directory")
+    p.add_argument("--workers", type=int, metavar="N", help="processes that read and preprocess the files, one file at a time each (default: one per CPU)")
     p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
     p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: the last heads stage on embeddings, in spec order, for the modality of the inputs)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)
     p.set_defaults(func=_cmd_predict)
+
+    models = sub.add_parser("models", help="named pretrained models: list, show, export").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="registered models, one line each with its modality, labels and training data")
+    p.set_defaults(func=_cmd_models_list)
+    p = models.add_parser("show", help="a model's card: training data, spec and seed, test-split figures, files and their sha256")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_models_show)
+    p = models.add_parser("export", help="copy a finished run's encoder and heads into a model directory with its card")
+    p.add_argument("run", help="run directory")
+    p.add_argument("-o", "--output", required=True, help="new model directory")
+    p.add_argument("--name", required=True, help="the model's name")
+    p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to export (default: the one specclip predict would apply)")
+    p.add_argument("--description", default="", help="one line for specclip models list")
+    p.add_argument("--spec", help="the registered spec that reproduces the run (default: the run's spec name)")
+    p.set_defaults(func=_cmd_models_export)
 
     p = sub.add_parser("embed", help="embed spectra with a run's stage into a catalogue (zarr), resumable, torchrun-aware")
     p.add_argument("run", help="run directory")

@@ -27,12 +27,14 @@ from pydantic import BaseModel, ValidationError
 
 from specclip_core import interfaces
 from specclip_core.errors import DuplicateComponentError, SpecCLIPError, SpecError, UnknownComponentError
+from specclip_core.model_card import RegisteredModel
 
 KINDS: dict[str, str] = {
     "modality": "factory() -> a Modality instance (from specclip_register_modalities)",
     "reader": "factory() -> a Reader instance (from specclip_register_readers)",
     "writer": "factory() -> a Writer instance (from specclip_register_writers)",
     "dataset": "factory() -> a DatasetCard (from specclip_register_datasets)",
+    "model": "factory() -> a RegisteredModel: a shipped model directory and its card (from specclip_register_models)",
     "tokenizer": "a Tokenizer subclass; cls(config) with n_pixels and stats_names filled in by the core",
     "encoder": "an Encoder subclass; cls(config) with n_tokens and token_dim filled in by the core",
     "projection": "a Projection subclass; cls(config) with the encoder's sizes and shared/private dims filled in",
@@ -57,7 +59,7 @@ _INTERFACE = {
     "stage": interfaces.Stage,
     "embedder": interfaces.Embedder,
 }
-_INSTANCE_KINDS = ("modality", "reader", "writer", "dataset")
+_INSTANCE_KINDS = ("modality", "reader", "writer", "dataset", "model")
 
 
 def check_kind(kind: str, name: str, factory: Any) -> None:
@@ -208,6 +210,9 @@ class Registry:
                     if kind == "modality":
                         for alias in getattr(item, "aliases", ()):
                             registry.add_alias(alias, item.name)
+        for impl in pm.hook.specclip_register_models.get_hookimpls():
+            for directory in impl.function() or []:
+                registry.add(_as_component(RegisteredModel(directory), "model"), impl.plugin_name)
         return registry
 
 

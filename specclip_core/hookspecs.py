@@ -57,6 +57,12 @@ def specclip_register_specs() -> list[str]:
 
 
 @hookspec
+def specclip_register_models() -> list[str]:
+    """Paths of model directories this plugin ships (each written by ``specclip models export`` and
+    holding its ``model.json`` card); each is usable by its card's name (``specclip predict --model NAME``)."""
+
+
+@hookspec
 def specclip_add_commands(subparsers) -> None:
     """Add sub-commands to ``specclip`` and its groups: ``subparsers`` maps a group name (``"root"``
     for top-level commands, ``"data"``, ``"bench"``) to its ``argparse`` sub-parsers object. Set

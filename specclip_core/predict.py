@@ -29,8 +29,10 @@ from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
 from specclip_core.heads.saved import head_labels, load_head
 from specclip_core.interfaces import UNCERTAINTY_SUFFIXES, Spectra
+from specclip_core.model_card import card_digest, is_model_dir, verify_model
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.rundir import HeadInputs, RunDir, encoder_dir
+from specclip_core.threads import available_cpus
 
 
 @dataclass
@@ -96,11 +98,11 @@ class PredictInputs:
     row's source name, each row's file index; -1 for a store's rows); afterwards :attr:`rejected`
     lists (input, reason) and :attr:`failed` the files rejected after some rows were given."""
 
-    def __init__(self, paths: list[str], modality: str, chunk: int = DEFAULT_CHUNK, progress: bool = True):
+    def __init__(self, paths: list[str], modality: str, chunk: int = DEFAULT_CHUNK, progress: bool = True, workers: int = 1):
         self.modality, self.chunk = modality, chunk
         self.stores = [Path(p) for p in paths if (Path(p) / "zarr.json").exists()]
         files = [p for p in paths if not (Path(p) / "zarr.json").exists()]
-        self.stream = SpectraStream(files, get_modality(modality), chunk=chunk, progress=progress) if files else None
+        self.stream = SpectraStream(files, get_modality(modality), chunk=chunk, progress=progress, workers=workers) if files else None
 
     def __iter__(self) -> Iterator[tuple[Spectra, np.ndarray, np.ndarray]]:
         for path in self.stores:
@@ -123,21 +125,24 @@ class PredictInputs:
 
 
 def predict_catalog(
-    run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True, chunk: int = DEFAULT_CHUNK
+    run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True, chunk: int = DEFAULT_CHUNK, workers: int | None = None
 ) -> PredictReport:
-    """Apply a run's heads to the spectra of ``paths`` (files, directories, stores), ``chunk`` spectra
-    at a time, and write the catalogue at ``output`` (plus ``OUTPUT.rejected.csv`` when inputs were rejected)."""
+    """Apply a run's heads (or a model directory's, its files checked against its card first) to the
+    spectra of ``paths`` (files, directories, stores), ``chunk`` spectra at a time, and write the
+    catalogue at ``output`` (plus ``OUTPUT.rejected.csv`` when inputs were rejected). Files are read
+    by ``workers`` processes (default: one per CPU this process may use)."""
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
     catalog_format(output)  # before reading anything
     if output.is_dir():
         raise SpecCLIPError(f"{output}: is a directory; -o takes the path of a catalogue file (.csv, .ecsv or .fits)")
     run = RunDir(run_dir)
-    chosen = choose_heads(run_dir, heads, None if heads else input_modalities(paths))
+    card = verify_model(run_dir) if is_model_dir(run_dir) else None  # every file checked before anything is loaded
+    chosen = choose_heads(run_dir, heads or (card.heads if card else None), None if heads else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
     models = {name: load_head(run.head(name)) for name in chosen}
     encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
-    inputs = PredictInputs(paths, modality, chunk, progress)
+    inputs = PredictInputs(paths, modality, chunk, progress, workers or available_cpus())
     parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
     files: list[np.ndarray] = []
     for spectra, sources, rows_files in inputs:
@@ -169,7 +174,8 @@ def predict_catalog(
                     described[f"{label}{suffix}"] = column
     report = PredictReport(str(output), n_rows=len(columns["id"]), rejected=rejected, columns=list(columns))
     header = {
-        "MODEL": f"specclip run {run.name()}, heads {'+'.join(chosen)}",
+        "MODEL": f"{card.name} (specclip model)" if card else f"specclip run {run.name()}, heads {'+'.join(chosen)}",
+        **({"MODELSHA": card_digest(run_dir)} if card else {}),
         "MODALITY": modality,
         "TRAINED": "; ".join(f"{name} on {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra" for name, info in chosen.items()),
         "SIMTRAIN": any(info.simulated for info in chosen.values()),

@@ -3,6 +3,8 @@ file that fails after some of its spectra were read is dropped whole, never half
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,31 @@ def test_entries_a_reader_skips_are_reported_with_their_file(tmp_path, monkeypat
     assert report.n_spectra_written == 3
     assert report.rejected_spectra == [("fibre-17", "no target on fibre 17")]
     assert [(p.file, p.check) for p in report.problems] == [(str(paths[1]), "reader-skip")]
+
+
+@pytest.mark.parametrize("chunk", [2, 100])
+def test_worker_processes_give_the_rows_and_reports_of_one_process(tmp_path, monkeypatch, chunk):
+    from specclip_core.components import get_modality
+    from specclip_core.data.stream import SpectraStream
+    from specclip_toy import make_raw, write_file
+
+    _files(tmp_path / "files", n=12)
+    write_file(tmp_path / "files" / "bad-1.toy.csv", make_raw(1, 9), 0)
+    (tmp_path / "files" / "empty.toy.csv").write_bytes(b"")
+    _failing_after_first_piece(monkeypatch)
+
+    def read(workers):
+        stream = SpectraStream([tmp_path / "files"], get_modality("toy"), chunk=chunk, progress=False, workers=workers)
+        batches = list(stream)
+        keep = [~np.isin(b.files, sorted(stream.failed)) for b in batches]
+        ids = np.concatenate([b.spectra.ids[k] for b, k in zip(batches, keep)])
+        flux = np.concatenate([b.spectra.flux[k] for b, k in zip(batches, keep)])
+        files = [stream.files[i].name for b, k in zip(batches, keep) for i in b.files[k]]
+        return ids, flux, files, sorted(stream.problems), (stream.n_files_read, len(stream.files))
+
+    one, two = read(1), read(2)
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    assert one[2] == two[2] and len(one[2]) == 12 and "bad-1.toy.csv" not in one[2]
+    assert one[3] == two[3] and {Path(p[0]).name for p in one[3]} == {"bad-1.toy.csv", "empty.toy.csv"}
+    assert one[4] == two[4]

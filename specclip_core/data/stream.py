@@ -7,12 +7,17 @@ are waiting, preprocesses them and yields a :class:`Batch`: the preprocessed spe
 the index of the file it came from. Files it cannot read become problems; a file that fails after
 some of its pieces were yielded is listed in :attr:`SpectraStream.failed`, and the consumer drops
 those rows (so a file is taken whole or not at all).
+
+With ``workers`` > 1 (and at least two files), files are read and preprocessed in that many forked
+worker processes, one whole file at a time per worker (memory: the largest files times the workers),
+and gathered here in file order, so the rows and every report come out as with one process.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,7 @@ class SpectraStream:
     (check ``reader-skip``: an entry the reader left out, :attr:`Spectra.skipped`),
     ``unrecognised`` the files found in directories that no reader takes, ``failed`` the indices of
     files rejected after some of their rows were yielded, ``n_read`` the raw spectra read.
+    ``workers`` > 1 reads files in that many processes (see the module's docstring).
     """
 
     def __init__(
@@ -57,10 +63,13 @@ class SpectraStream:
         chunk: int = DEFAULT_CHUNK,
         progress: bool = True,
         on_raw: Callable[[Path, Spectra], Spectra] | None = None,
+        workers: int = 1,
     ):
         if chunk < 1:
             raise SpecCLIPError(f"chunk must be at least 1 spectrum, got {chunk}")
-        self.modality, self.chunk, self.progress, self.on_raw = modality, chunk, progress, on_raw
+        if workers < 1:
+            raise SpecCLIPError(f"workers must be at least 1 process, got {workers}")
+        self.modality, self.chunk, self.progress, self.on_raw, self.workers = modality, chunk, progress, on_raw, workers
         self.readers = [get_reader(reader)] if reader is not None else list(readers_for(modality.name))
         if not self.readers:
             raise SpecCLIPError(f"no reader registered for modality {modality.name!r}; is its plugin installed?")
@@ -75,6 +84,9 @@ class SpectraStream:
         self.n_files_read = 0
 
     def __iter__(self) -> Iterator[Batch]:
+        if self.workers > 1 and len(self.files) > 1 and "fork" in multiprocessing.get_all_start_methods():
+            yield from self._in_workers()
+            return
         waiting: list[tuple[int, Spectra]] = []
         n_waiting = 0
         with progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
@@ -102,6 +114,28 @@ class SpectraStream:
                 bar.update(1)
             if waiting:
                 yield from self._preprocess(waiting)
+
+    def _in_workers(self) -> Iterator[Batch]:
+        """Files read whole by forked workers (:func:`_read_one_file`), gathered in order into batches."""
+        global _FORKED
+        _FORKED = self
+        waiting: list[Batch] = []
+        try:
+            with multiprocessing.get_context("fork").Pool(min(self.workers, len(self.files))) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
+                for done in pool.imap(_read_one_file, range(len(self.files)), chunksize=max(1, min(16, len(self.files) // (4 * self.workers)))):
+                    self.problems += done.problems
+                    self.unrecognised += done.unrecognised
+                    self.n_read += done.n_read
+                    self.n_files_read += done.n_files_read
+                    waiting += done.batches
+                    if sum(len(batch.files) for batch in waiting) >= self.chunk:
+                        yield _joined(waiting)
+                        waiting = []
+                    bar.update(1)
+        finally:
+            _FORKED = None
+        if waiting:
+            yield _joined(waiting)
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
@@ -143,6 +177,39 @@ class SpectraStream:
             if FILE_COLUMN not in done.meta:
                 raise SpecCLIPError(f"{self.modality.name} preprocessing dropped the spectra's meta columns (Modality.preprocess must keep them)")
             yield Batch(done, done.meta.pop(FILE_COLUMN).astype(np.int64))
+
+
+@dataclass
+class _FileResult:
+    batches: list[Batch] = field(default_factory=list)
+    problems: list[tuple[str, str, str, str]] = field(default_factory=list)
+    unrecognised: list[str] = field(default_factory=list)
+    n_read: int = 0
+    n_files_read: int = 0
+
+
+_FORKED: SpectraStream | None = None
+"""The stream whose files a forked worker reads (set before the workers fork)."""
+
+
+def _read_one_file(index: int) -> _FileResult:
+    """In a worker: file ``index`` of the stream that forked it, read and preprocessed whole."""
+    stream = _FORKED
+    stream.problems, stream.unrecognised, stream.failed, stream.n_read, stream.n_files_read = [], [], set(), 0, 0
+    files, by_content = stream.files, stream._by_content
+    stream.files, stream._by_content, stream.workers, stream.progress = [files[index]], [by_content[index]], 1, False
+    try:
+        batches = list(stream)
+    finally:
+        stream.files, stream._by_content = files, by_content
+    kept = [Batch(b.spectra, np.full(len(b.files), index)) for b in batches] if not stream.failed else []
+    return _FileResult(kept, stream.problems, stream.unrecognised, stream.n_read, stream.n_files_read)
+
+
+def _joined(batches: list[Batch]) -> Batch:
+    if len(batches) == 1:
+        return batches[0]
+    return Batch(Spectra.concatenate([b.spectra for b in batches]), np.concatenate([b.files for b in batches]))
 
 
 def _matches(path: Path, readers: Sequence[Reader]) -> bool:

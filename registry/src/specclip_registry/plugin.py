@@ -1,4 +1,4 @@
-"""Registers the catalogue's dataset cards and run specs through the specclip hooks."""
+"""Registers the catalogue's dataset cards, run specs and pretrained models through the specclip hooks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from specclip_core.api import hookimpl
 
 
 def catalogue_dir(sub: str) -> Path:
-    """``datasets`` or ``specs`` inside the installed package."""
+    """``datasets``, ``specs`` or ``models`` inside the installed package."""
     return Path(str(files("specclip_registry") / sub))
 
 
@@ -23,3 +23,8 @@ def specclip_register_datasets():
 @hookimpl
 def specclip_register_specs():
     return [str(path) for path in sorted(catalogue_dir("specs").glob("*.yaml"))]
+
+
+@hookimpl
+def specclip_register_models():
+    return [str(card.parent) for card in sorted(catalogue_dir("models").glob("*/model.json"))]

@@ -359,6 +359,18 @@ class Reader(ABC):
         The default reads the whole file as one piece: override it where a file can hold many spectra."""
         yield self.read(path)
 
+    shares: ClassVar[bool] = False
+    """Whether :meth:`read_share` is implemented, so that several processes can read one large file together."""
+
+    def read_share(self, path: Path, rows: int, share: int, shares: int) -> Iterator[Spectra]:
+        """Blocks ``share``, ``share + shares``, ``share + 2 * shares``, ... of the file, block ``b``
+        being the ``b``-th run of at most ``rows`` consecutive spectra (the same runs whichever the
+        share): one piece per block, in order, so that ``shares``
+        processes read the file together and taking their pieces in turn gives the file's spectra in
+        order. A problem in a block raises ReaderError in the share that reads it; the share that
+        owns block 0 raises for a file with no rows. Implemented by readers that set :attr:`shares`."""
+        raise NotImplementedError(f"reader {self.name!r} does not read files in shares")
+
 
 class Writer(ABC):
     """Writes spectra as files in a modality's native format, readable by that modality's readers

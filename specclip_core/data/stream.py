@@ -8,13 +8,16 @@ the index of the file it came from. Files it cannot read become problems; a file
 some of its pieces were yielded is listed in :attr:`SpectraStream.failed`, and the consumer drops
 those rows (so a file is taken whole or not at all).
 
-With ``workers`` > 1 (and at least two files), files are read and preprocessed in that many forked
-worker processes, one whole file at a time per worker (memory: the largest files times the workers),
-and gathered here in file order, so the rows and every report come out as with one process.
+With ``workers`` > 1, files are read and preprocessed in that many forked worker processes, and the
+rows and every report come out as with one process: several files are shared out whole, one file per
+worker at a time (memory: the largest files times the workers); a single file whose reader reads in
+shares (:meth:`~specclip_core.interfaces.Reader.read_share`) is read by all the workers together,
+each taking every ``workers``-th block of rows, and their blocks are put back in order.
 """
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -84,9 +87,14 @@ class SpectraStream:
         self.n_files_read = 0
 
     def __iter__(self) -> Iterator[Batch]:
-        if self.workers > 1 and len(self.files) > 1 and "fork" in multiprocessing.get_all_start_methods():
-            yield from self._in_workers()
-            return
+        if self.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+            if len(self.files) > 1:
+                yield from self._files_in_workers()
+                return
+            reader = self._shared_reader() if len(self.files) == 1 else None
+            if reader is not None:
+                yield from self._file_in_shares(reader)
+                return
         waiting: list[tuple[int, Spectra]] = []
         n_waiting = 0
         with progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
@@ -115,14 +123,14 @@ class SpectraStream:
             if waiting:
                 yield from self._preprocess(waiting)
 
-    def _in_workers(self) -> Iterator[Batch]:
+    def _files_in_workers(self) -> Iterator[Batch]:
         """Files read whole by forked workers (:func:`_read_one_file`), gathered in order into batches."""
         global _FORKED
-        _FORKED = self
-        waiting: list[Batch] = []
+        _FORKED, waiting = self, []
+        chunksize = max(1, min(16, len(self.files) // (4 * self.workers)))
         try:
             with multiprocessing.get_context("fork").Pool(min(self.workers, len(self.files))) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
-                for done in pool.imap(_read_one_file, range(len(self.files)), chunksize=max(1, min(16, len(self.files) // (4 * self.workers)))):
+                for done in pool.imap(_read_one_file, range(len(self.files)), chunksize=chunksize):
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
                     self.n_read += done.n_read
@@ -136,6 +144,43 @@ class SpectraStream:
             _FORKED = None
         if waiting:
             yield _joined(waiting)
+
+    def _shared_reader(self) -> Reader | None:
+        """The reader of the one file when it reads in shares (None for a file no reader takes)."""
+        try:
+            reader = choose_reader(self.files[0], self.readers)
+        except ReaderError:
+            return None
+        return reader if reader.shares else None
+
+    def _file_in_shares(self, reader: Reader) -> Iterator[Batch]:
+        """The one file read by every worker together (:func:`_read_share`), its blocks taken in turn."""
+        global _FORKED
+        _FORKED, context = self, multiprocessing.get_context("fork")
+        queues = [context.Queue(maxsize=2) for _ in range(self.workers)]
+        processes = [context.Process(target=_read_share, args=(reader, k, self.workers, queue), daemon=True) for k, queue in enumerate(queues)]
+        for process in processes:
+            process.start()
+        _FORKED, yielded = None, False
+        try:
+            for block in itertools.count():
+                kind, *content = queues[block % self.workers].get()
+                if kind == "done":
+                    self.n_files_read += 1
+                    break
+                if kind == "error":
+                    self._reject(0, *content, yielded)
+                    break
+                batches, problems, n_read = content
+                self.problems += problems
+                self.n_read += n_read
+                for batch in batches:
+                    yielded = True
+                    yield batch
+        finally:
+            for process in processes:
+                process.kill()
+                process.join()
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
@@ -179,6 +224,13 @@ class SpectraStream:
             yield Batch(done, done.meta.pop(FILE_COLUMN).astype(np.int64))
 
 
+SHARE_ROWS = 1024
+"""Rows per block when workers read one file together: small enough to keep both cores busy."""
+
+_FORKED: SpectraStream | None = None
+"""The stream whose files forked workers read (set while they fork)."""
+
+
 @dataclass
 class _FileResult:
     batches: list[Batch] = field(default_factory=list)
@@ -188,12 +240,9 @@ class _FileResult:
     n_files_read: int = 0
 
 
-_FORKED: SpectraStream | None = None
-"""The stream whose files a forked worker reads (set before the workers fork)."""
-
-
 def _read_one_file(index: int) -> _FileResult:
-    """In a worker: file ``index`` of the stream that forked it, read and preprocessed whole."""
+    """In a worker: file ``index`` of the stream that forked it, read and preprocessed whole (its rows
+    dropped when it fails part-way)."""
     stream = _FORKED
     stream.problems, stream.unrecognised, stream.failed, stream.n_read, stream.n_files_read = [], [], set(), 0, 0
     files, by_content = stream.files, stream._by_content
@@ -204,6 +253,25 @@ def _read_one_file(index: int) -> _FileResult:
         stream.files, stream._by_content = files, by_content
     kept = [Batch(b.spectra, np.full(len(b.files), index)) for b in batches] if not stream.failed else []
     return _FileResult(kept, stream.problems, stream.unrecognised, stream.n_read, stream.n_files_read)
+
+
+def _read_share(reader: Reader, share: int, shares: int, queue) -> None:
+    """In a worker: share ``share`` of the stream's one file, each block preprocessed and put on
+    ``queue`` as ("block", batches, problems, spectra read); then ("done",), or ("error", reason, check)."""
+    stream, path = _FORKED, _FORKED.files[0]
+    rows = max(1, min(stream.chunk, SHARE_ROWS))
+    try:
+        for raw in reader.read_share(path, rows, share, shares):
+            stream.problems, stream.n_read = [(str(path), str(sid), reason, "reader-skip") for sid, reason in raw.skipped], 0
+            raw = stream.on_raw(path, raw) if stream.on_raw else raw
+            raw.meta[FILE_COLUMN] = np.zeros(len(raw), dtype=np.int64)
+            batches = list(stream._preprocess([(0, raw)]))
+            queue.put(("block", batches, stream.problems, stream.n_read))
+    except Exception as error:  # a reader bug must not stop a million-file ingest
+        check, reason = (error.check, error.reason) if isinstance(error, ReaderError) else ("read", f"{type(error).__name__}: {error}")
+        queue.put(("error", reason, check))
+        return
+    queue.put(("done",))
 
 
 def _joined(batches: list[Batch]) -> Batch:

@@ -48,14 +48,18 @@ class GaiaXPContinuousReader(Reader):
     def read(self, path: Path) -> Spectra:
         return Spectra.concatenate(list(self.read_chunks(path, sys.maxsize)))
 
+    shares = True
+
     def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
         """Pieces of at most ``rows`` and at most :data:`calibrate.CHUNK` rows: a row's coefficients and
         correlations take more memory than its sampled spectrum, and gaiaxpy's working set far more,
         so each piece is sampled and let go before the next is parsed."""
-        path, first = Path(path), 0
-        for table in read_table_chunks(path, ["source_id"], min(rows, calibrate.CHUNK)):
-            spectra = _spectra(path, table, first)
-            first += len(table)
+        return self.read_share(path, rows, 0, 1)
+
+    def read_share(self, path: Path, rows: int, share: int, shares: int) -> Iterator[Spectra]:
+        path, block = Path(path), min(rows, calibrate.CHUNK)
+        for number, table in enumerate(read_table_chunks(path, ["source_id"], block, share, shares)):
+            spectra = _spectra(path, table, (share + number * shares) * block)
             del table  # before the next piece is parsed: one piece in memory at a time
             yield spectra
 

@@ -48,9 +48,14 @@ class GaiaXPSampledReader(Reader):
     def read(self, path: Path) -> Spectra:
         return next(self.read_chunks(path, sys.maxsize))
 
+    shares = True
+
     def read_chunks(self, path: Path, rows: int) -> Iterator[Spectra]:
+        return self.read_share(path, rows, 0, 1)
+
+    def read_share(self, path: Path, rows: int, share: int, shares: int) -> Iterator[Spectra]:
         path = Path(path)
-        for table in read_table_chunks(path, ["source_id", "flux", "flux_error"], rows):
+        for table in read_table_chunks(path, ["source_id", "flux", "flux_error"], rows, share, shares):
             spectra = _spectra(path, table)
             del table  # before the next piece is parsed: one piece in memory at a time
             yield spectra

@@ -86,11 +86,14 @@ def column_names(path: Path) -> list[str]:
     return [name.strip().strip('"') for name in _first_line(text).split(delimiter)]
 
 
-def read_table_chunks(path: Path, required: Sequence[str], rows: int) -> Iterator[Table]:
+def read_table_chunks(path: Path, required: Sequence[str], rows: int, share: int = 0, shares: int = 1) -> Iterator[Table]:
     """The file's table in pieces of at most ``rows`` rows (text is streamed; a FITS table is read
     whole and sliced); ReaderError if it is empty, not a table, damaged (a failed gzip CRC or FITS
     checksum), has a truncated row, has no rows or lacks ``required`` columns. A problem in a later
-    piece is raised when that piece is reached."""
+    piece is raised when that piece is reached. With ``shares`` > 1 only pieces ``share``,
+    ``share + shares``, ... are parsed and given (the lines of the others are skipped unparsed), so
+    that ``shares`` processes read the file together (see ``Reader.read_share``); only share 0
+    reports a table with no rows."""
     path = Path(path)
     check_regular_file(path)
     if path.stat().st_size == 0:
@@ -98,7 +101,7 @@ def read_table_chunks(path: Path, required: Sequence[str], rows: int) -> Iterato
     kind = table_format(path)
     if kind is None:
         raise ReaderError(path, "not a CSV, ECSV or FITS table (checked the first bytes)")
-    pieces = _fits_chunks(path, rows) if kind == "fits" else _text_chunks(path, kind, rows)
+    pieces = _fits_chunks(path, rows, share, shares) if kind == "fits" else _text_chunks(path, kind, rows, share, shares)
     first = True
     while True:
         try:
@@ -110,7 +113,7 @@ def read_table_chunks(path: Path, required: Sequence[str], rows: int) -> Iterato
         except Exception as error:  # astropy, gzip and numpy raise many kinds for damaged files
             raise ReaderError(path, f"cannot read as {kind.upper()} (truncated or damaged?): {type(error).__name__}: {error}") from None
         if table is None:
-            if first:
+            if first and share == 0:
                 raise ReaderError(path, "the table has no rows")
             return
         if first:
@@ -127,7 +130,7 @@ def read_table(path: Path, required: Sequence[str]) -> Table:
     return next(read_table_chunks(path, required, sys.maxsize))
 
 
-def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
+def _text_chunks(path: Path, kind: str, rows: int, share: int = 0, shares: int = 1) -> Iterator[Table]:
     """CSV or ECSV text read line by line: every data line has as many fields as the header line
     (a row cut short, e.g. by a truncated file followed by a line break, is an error naming the file
     and the line), and the text ends with a line break. The gzip CRC was checked before (verify).
@@ -148,12 +151,16 @@ def _text_chunks(path: Path, kind: str, rows: int) -> Iterator[Table]:
         names = _split(header[-1], delimiter) if header else []
         columns = _CsvColumns(path, [name.strip() for name in names]) if kind == "csv" else None
         batch: list[str] = []
+        data_lines = 0
         for line in handle:
             number += 1
             if not line.endswith("\n"):
                 raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
             if not line.strip() or line.startswith("#"):
                 continue
+            data_lines += 1
+            if shares > 1 and ((data_lines - 1) // rows) % shares != share:
+                continue  # another share's piece
             fields = _split(line, delimiter)
             if len(fields) != len(names):
                 raise ReaderError(path, f"line {number} has {len(fields)} fields, the header {len(names)} (a truncated row?)", check="table-row")
@@ -257,7 +264,7 @@ def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8", newline="") if compressed else open(path, encoding="utf-8", newline="")
 
 
-def _fits_chunks(path: Path, rows: int) -> Iterator[Table]:
+def _fits_chunks(path: Path, rows: int, share: int = 0, shares: int = 1) -> Iterator[Table]:
     from astropy.io import fits
     from astropy.table import Table
 
@@ -266,7 +273,7 @@ def _fits_chunks(path: Path, rows: int) -> Iterator[Table]:
         if hdu is None:
             raise ReaderError(path, "FITS file without a binary table extension")
         table = Table.read(hdu).copy(copy_data=True)
-    for start in range(0, len(table), rows):
+    for start in range(share * rows, len(table), rows * shares):
         yield table[start : start + rows]
 
 

@@ -194,3 +194,51 @@ def test_a_tiny_spec_runs_and_predicts_through_the_installed_script(installed):
         rows = list(csv.DictReader(line for line in catalogue if not line.startswith("#")))
     assert len(rows) == 37, out  # 40 rows: one star listed twice, two rejected (no usable flux at 550 nm)
     assert all(math.isfinite(float(row[label])) for row in rows for label in ("teff", "logg")), rows[:3]
+
+
+ARCHIVE_XP = REPO.parent / "shared" / "data" / "gaiaxp-archive-samples" / "XP_CONTINUOUS_RAW.csv"
+SHIPPED = {"gaiaxp-apogee-small": "gaia_xp", "lamost-dr10-small": "lamost_lrs"}
+
+
+def test_the_shipped_models_are_listed_with_their_modality(installed):
+    lines = installed.run("specclip", "models", "list").splitlines()
+    for name, modality in SHIPPED.items():
+        (line,) = [line for line in lines if line.split()[0] == name]
+        assert line.split()[1] == modality, line
+
+
+def _catalogue(path: Path):
+    from astropy.table import Table
+
+    return Table.read(path)
+
+
+def test_predict_with_a_shipped_model_needs_no_run(installed):
+    """No training run and no runs/ directory: the XP model from the wheels gives values and errors."""
+    inputs = [str(XP_LIBRARY)] + ([str(ARCHIVE_XP)] if ARCHIVE_XP.exists() else [])
+    installed.run("specclip", "predict", "--model", "gaiaxp-apogee-small", *inputs, "-o", "model.fits", "--quiet")
+    table = _catalogue(installed.work / "model.fits")
+    assert table.meta["MODEL"].startswith("gaiaxp-apogee-small") and len(table.meta["MODELSHA"]) == 64
+    for label in ("teff", "logg", "fe_h", "alpha_m"):
+        values = [v for v in table[label] if v == v]
+        assert len(values) >= 37 and all(e > 0 for e in table[f"{label}_err"] if e == e), label
+    if ARCHIVE_XP.exists():
+        assert {"5853498713190525696", "5762406957886626816"} <= {str(i) for i in table["id"]}
+
+
+def test_a_flipped_byte_in_an_installed_model_fails_its_checksum(installed):
+    directory = Path(installed.run("specclip", "models", "show", "gaiaxp-apogee-small").splitlines()[0].removeprefix("# "))
+    assert str(directory).startswith(str(installed.venv)), "the model is read from the installed wheel"
+    weights = sorted(directory.rglob("*.safetensors"))[0]
+    original = weights.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0x01
+    try:
+        weights.write_bytes(bytes(damaged))
+        command = [str(installed.venv / "bin" / "specclip"), "predict", "--model", "gaiaxp-apogee-small", str(XP_LIBRARY), "-o", "damaged.csv", "--quiet"]
+        done = subprocess.run(command, cwd=installed.work, env=installed.env, capture_output=True, text=True, timeout=300)
+    finally:
+        weights.write_bytes(original)
+    assert done.returncode == 2, done.stderr
+    assert str(weights) in done.stderr and "sha256" in done.stderr and "nothing was loaded" in done.stderr
+    assert not (installed.work / "damaged.csv").exists()

@@ -1,0 +1,117 @@
+"""Spectra per second of ``specclip predict``, process start included, for LAMOST and Gaia XP inputs
+with MLP heads and with npe (SBI) heads.
+
+    python bench/predict_throughput.py --xp SOURCE:HEADS[,HEADS] --lamost SOURCE:HEADS[,HEADS]
+        [--lamost-files 2000] [--xp-rows 20000] [--workers 1 2] [--samples 1000] [--dir DIR]
+
+SOURCE is a run directory or a model directory; HEADS names a heads stage in it (one timing per
+stage). LAMOST inputs are the first ``--lamost-files`` real DR10 spectra of
+../shared/data/lamost-dr10/spectra (gzipped FITS, one spectrum each). XP inputs are one sampled CSV
+made from the two real rows of the archive's XP_SAMPLED_RAW_dr3int6.csv, repeated with new source ids
+(about 10 kB of text per row). Each case runs the installed ``specclip predict`` in its own process
+under /usr/bin/time with ``--workers N`` reader processes (torch threads: as specclip chooses).
+npe heads draw ``--samples`` posterior samples per star (set on a copy of the source). Writes
+bench/results/predict_throughput.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = HERE.parent.parent / "shared" / "data"
+LAMOST = SHARED / "lamost-dr10" / "spectra"
+XP_SAMPLED = SHARED / "gaiaxp-archive-samples" / "XP_SAMPLED_RAW_dr3int6.csv"
+
+
+def make_xp_table(path: Path, rows: int) -> None:
+    head, *lines = XP_SAMPLED.read_text().splitlines(keepends=True)
+    with open(path, "w") as out:
+        out.write(head)
+        for i in range(rows):
+            _, rest = lines[i % len(lines)].split(",", 1)
+            out.write(f"{1_000_000 + i},{rest}")
+
+
+def with_samples(source: Path, heads: str, samples: int, scratch: Path) -> Path:
+    """A copy of ``source`` whose npe head ``heads`` draws ``samples`` posterior samples (a model
+    directory's card is dropped: its checksum no longer holds for the changed head.json)."""
+    layout = source / heads / "head" / "head.json"
+    described = json.loads(layout.read_text())
+    if described.get("head") != "npe":
+        return source
+    copy = scratch / f"{source.name}-{samples}"
+    if not copy.exists():
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.zarr", "training", "model.json"))
+        described["settings"]["config"]["samples"] = samples
+        (copy / heads / "head" / "head.json").write_text(json.dumps(described))
+    return copy
+
+
+def predict(source: Path, heads: str, inputs: list[str], out: Path, workers: int) -> dict[str, float]:
+    timing = out.with_suffix(".time")
+    specclip = str(Path(sys.executable).with_name("specclip"))
+    command = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(timing), specclip, "predict", str(source), *inputs, "-o", str(out), "--heads", heads, "--quiet", "--workers", str(workers)]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "SPECCLIP_PROGRESS": "0"})
+    if done.returncode:
+        raise SystemExit(f"predict failed: {done.stderr[-2000:]}")
+    wall, user, system, rss = timing.read_text().split()
+    rows = sum(1 for line in out.read_text().splitlines() if line and not line.startswith("#")) - 1
+    return {"wall": float(wall), "cpu": float(user) + float(system), "rss_mb": int(rss) / 1024, "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--xp", metavar="SOURCE:HEADS[,HEADS]")
+    parser.add_argument("--lamost", metavar="SOURCE:HEADS[,HEADS]")
+    parser.add_argument("--lamost-files", type=int, default=2000)
+    parser.add_argument("--xp-rows", type=int, default=20000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=HERE / "results" / "predict_throughput.md")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
+        scratch = Path(scratch)
+        cases = []
+        if args.lamost:
+            files = sorted(str(p) for p in LAMOST.glob("spec-*.fits.gz"))[: args.lamost_files]
+            cases.append(("LAMOST DR10, gzipped FITS (one spectrum per file)", args.lamost, files))
+        if args.xp:
+            table = scratch / "xp_sampled.csv"
+            make_xp_table(table, args.xp_rows)
+            cases.append((f"Gaia XP, one sampled CSV ({args.xp_rows} rows)", args.xp, [str(table)]))
+        for title, spec, inputs in cases:
+            source, stages = spec.split(":", 1)
+            for heads in stages.split(","):
+                run = with_samples(Path(source), heads, args.samples, scratch)
+                kind = json.loads((Path(source) / heads / "head" / "head.json").read_text())["head"]
+                for workers in args.workers:
+                    result = predict(run, heads, inputs, scratch / "cat.csv", workers)
+                    rows.append((title, f"{heads} ({kind})", workers, result))
+                    print(title, heads, kind, workers, result, flush=True)
+    lines = [
+        "# `specclip predict` throughput (process start included)",
+        "",
+        f"Command: `python bench/predict_throughput.py {' '.join(sys.argv[1:])}`; {os.cpu_count()} CPUs.",
+        f"npe heads draw {args.samples} posterior samples per star. XP rows are two real archive spectra repeated with new ids.",
+        "",
+        "| inputs | heads | reader workers | spectra | wall (s) | spectra/s | CPU (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for title, heads, workers, r in rows:
+        lines.append(f"| {title} | {heads} | {workers} | {r['rows']} | {r['wall']:.1f} | {r['rows'] / r['wall']:.0f} | {r['cpu']:.1f} | {r['rss_mb']:.0f} |")
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

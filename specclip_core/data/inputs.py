@@ -92,7 +92,8 @@ def open_fits(path: str | Path, **options: Any) -> Iterator[Any]:
         hdul = fits.open(io.BytesIO(content), memmap=False, checksum=True, lazy_load_hdus=False, **options)
     with hdul:
         for index, hdu in enumerate(hdul):
-            end = hdul.fileinfo(index)["datLoc"] + hdu.size
+            located = hdu.fileinfo() or hdul.fileinfo(index)  # the HDU's own: the list's re-renders every header
+            end = located["datLoc"] + hdu.size
             if end > len(content):
                 reason = f"truncated FITS file: HDU {index} ends at byte {end}, the content has {len(content)}"
                 raise ReaderError(path, reason, check="fits-size")

@@ -50,7 +50,7 @@ def with_samples(source: Path, heads: str, samples: int, scratch: Path) -> Path:
     copy = scratch / f"{source.name}-{samples}"
     if not copy.exists():
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.zarr", "training", "model.json"))
-        described["settings"]["config"]["samples"] = samples
+        described["config"]["samples"] = samples
         (copy / heads / "head" / "head.json").write_text(json.dumps(described))
     return copy
 

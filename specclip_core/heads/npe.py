@@ -30,6 +30,10 @@ from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
 from specclip_core.spec import TrainSpec
 from specclip_core.train.checkpoint import load_weights, save_weights
 
+SAMPLING_VALUES = 1 << 24
+"""A flow draws each sample given its star's inputs, repeated once per sample: stars are sampled in
+batches of at most this many repeated input values (64 MB of float32)."""
+
 ESTIMATORS = {"maf": "zuko_maf", "nsf": "zuko_nsf"}
 """sbi's zuko flows: nflows' MAF (sbi's "maf") gives the first variable of each transform's
 autoregressive order no dependence on the inputs, so a 2-transform MAF can miss a label entirely."""
@@ -156,11 +160,13 @@ class NPEHead(Head):
         return max(range(len(checks)), key=lambda i: min(checks[i]["sbc_ks_p"].values()))
 
     @torch.no_grad()
-    def _draw(self, posterior: Any, x: torch.Tensor, batch: int = 1024) -> np.ndarray:
-        """Posterior samples ``[N, samples, labels]`` (standardised units), seeded by ``sample_seed``."""
+    def _draw(self, posterior: Any, x: torch.Tensor) -> np.ndarray:
+        """Posterior samples ``[N, samples, labels]`` (standardised units), seeded by ``sample_seed``;
+        :data:`SAMPLING_VALUES` bounds the inputs repeated per sample that the flow holds at once."""
         n = self.config.samples
         if not len(x):
             return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
+        batch = max(1, min(1024, SAMPLING_VALUES // (n * x.shape[1])))
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")
             torch.manual_seed(self.config.sample_seed)

@@ -94,7 +94,10 @@ def _copy_stage_part(run: RunDir, stage: str, part: str, staging: Path) -> None:
 
 def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> str:
     data = run.spec_data().get("data", {})
-    source = (data.get("dataset") or f"stage {data.get('stage')}") if data else "the run's data"
+    source = data.get("dataset") or data.get("store") or "the run's data"
+    if data.get("stage") and run.is_finished(data["stage"]):
+        paths = run.manifest(data["stage"])["settings"].get("paths") or []
+        source = ", ".join("/".join(Path(p).parts[-2:]) for p in paths) or f"stage {data['stage']}"
     parts = []
     for stage, info in chosen.items():
         rows = manifests[stage].get("summary", {}).get("n_rows", {})

@@ -25,19 +25,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from xp_large_table import make_table
+
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 LAMOST = SHARED / "lamost-dr10" / "spectra"
 XP_SAMPLED = SHARED / "gaiaxp-archive-samples" / "XP_SAMPLED_RAW_dr3int6.csv"
-
-
-def make_xp_table(path: Path, rows: int) -> None:
-    head, *lines = XP_SAMPLED.read_text().splitlines(keepends=True)
-    with open(path, "w") as out:
-        out.write(head)
-        for i in range(rows):
-            _, rest = lines[i % len(lines)].split(",", 1)
-            out.write(f"{1_000_000 + i},{rest}")
 
 
 def with_samples(source: Path, heads: str, samples: int, scratch: Path) -> Path:
@@ -87,7 +80,7 @@ def main() -> None:
             cases.append(("LAMOST DR10, gzipped FITS (one spectrum per file)", args.lamost, files))
         if args.xp:
             table = scratch / "xp_sampled.csv"
-            make_xp_table(table, args.xp_rows)
+            make_table(table, args.xp_rows, XP_SAMPLED)
             cases.append((f"Gaia XP, one sampled CSV ({args.xp_rows} rows)", args.xp, [str(table)]))
         for title, spec, inputs in cases:
             source, stages = spec.split(":", 1)

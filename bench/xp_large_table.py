@@ -23,8 +23,9 @@ HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent / "plugins" / "specclip-gaiaxp" / "tests" / "data" / "XP_CONTINUOUS_RAW.csv"
 
 
-def make_table(path: Path, rows: int) -> int:
-    head, *lines = SAMPLE.read_text().splitlines(keepends=True)
+def make_table(path: Path, rows: int, sample: Path = SAMPLE) -> int:
+    """``rows`` rows of the real archive table ``sample``, repeated with new source ids; its size in bytes."""
+    head, *lines = sample.read_text().splitlines(keepends=True)
     with open(path, "w") as out:
         out.write(head)
         for i in range(rows):

@@ -300,7 +300,7 @@ def _cmd_ingest(args: argparse.Namespace) -> None:
     labels = read_label_table(args.labels, text_columns=[args.id_column]) if args.labels else None
     report = ingest_files(
         args.paths, args.modality, args.output, reader=args.reader, labels=labels, id_column=args.id_column, overwrite=args.overwrite,
-        simulated=args.simulated, labels_source=args.labels or "labels", duplicates=args.duplicates, chunk=args.chunk or DEFAULT_CHUNK,
+        simulated=args.simulated, labels_source=args.labels or "labels", duplicates=args.duplicates, chunk=args.chunk or DEFAULT_CHUNK, workers=args.workers,
     )
     print(report.summary())
 
@@ -532,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="store path (.zarr)")
     p.add_argument("--reader", help="force a reader (default: sniff)")
     p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="processes that read and preprocess the files (default: 1)")
     p.add_argument("--labels", help="CSV of labels to join on the spectrum id")
     p.add_argument("--id-column", default="id", help="column of the labels CSV holding the spectrum id")
     p.add_argument("--overwrite", action="store_true", help="replace the store at OUTPUT (never anything that is not a store)")

@@ -311,6 +311,7 @@ def ingest_files(
     labels_source: str = "labels",
     duplicates: DuplicatePolicy = "first",
     chunk: int = DEFAULT_CHUNK,
+    workers: int = 1,
 ) -> IngestReport:
     """Read files of one modality, preprocess, join labels, write a new store and its ingest report.
 
@@ -318,13 +319,14 @@ def ingest_files(
     :class:`~specclip_core.interfaces.Reader`). When any spectrum is simulated, the store has a 0/1
     label column ``simulated`` and its meta ``simulated_modalities`` lists the modality.
     ``labels_source`` names the label table in errors. ``duplicates`` is the :data:`DuplicatePolicy`
-    for an id held by several spectra. Files are read and preprocessed ``chunk`` spectra at a time
-    (see :mod:`specclip_core.data.stream`); the preprocessed arrays wait on disk beside the store."""
+    for an id held by several spectra. Files are read and preprocessed ``chunk`` spectra at a time,
+    by ``workers`` processes (see :mod:`specclip_core.data.stream`); the preprocessed arrays wait on
+    disk beside the store."""
     started = time.perf_counter()
     spec = get_modality(modality)
     if labels is not None and SIMULATED in labels:
         raise SpecCLIPError(f"{labels_source}: column {SIMULATED!r} is set by ingest (from the files or the simulated setting); rename it")
-    stream = SpectraStream(paths, spec, reader, chunk, progress, on_raw=lambda path, raw: mark_simulated(path, raw, simulated))
+    stream = SpectraStream(paths, spec, reader, chunk, progress, on_raw=lambda path, raw: mark_simulated(path, raw, simulated), workers=workers)
     store_path = Path(store_path)
     store_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in store_path.parent.glob(f".{store_path.name}.staging-*"):  # left by an ingest of this store that was killed

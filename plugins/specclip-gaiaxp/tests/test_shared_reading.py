@@ -1,5 +1,6 @@
-"""Two or three worker processes read one large XP table together (``Reader.read_share``): the spectra
-come out in the file's order, equal to one process's, and a damaged row fails the file the same way."""
+"""Several processes read one large XP table together (``Reader.read_share``, ``--workers``): the
+readers' shares interleave to their spectra in order, and a store ingested by three workers equals the
+store one process writes, a damaged row failing the file the same way."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specclip_core.api import get_modality
-from specclip_core.data import stream as streams
+from specclip_core.api import SpectralStore
+from specclip_core.testing import cli_main
+from specclip_gaiaxp.continuous import GaiaXPContinuousReader
+from specclip_gaiaxp.sampled import GaiaXPSampledReader
 
 DATA = Path(__file__).parent / "data"
+READERS = {"XP_SAMPLED_RAW_dr3int6.csv": GaiaXPSampledReader, "XP_CONTINUOUS_RAW.csv": GaiaXPContinuousReader}
 
 
 def _table(path: Path, source: str, rows: int, damage_at: int | None = None) -> Path:
@@ -25,28 +29,35 @@ def _table(path: Path, source: str, rows: int, damage_at: int | None = None) -> 
     return path
 
 
-def _read(path: Path, workers: int):
-    stream = streams.SpectraStream([path], get_modality("gaia_xp"), chunk=10, progress=False, workers=workers)
-    batches = list(stream)
-    ids = np.concatenate([b.spectra.ids for b in batches]) if batches else np.array([])
-    flux = np.concatenate([b.spectra.flux for b in batches]) if batches else np.zeros((0, 343))
-    return ids, flux, [(reason, check) for _, _, reason, check in stream.problems], stream.failed, stream.n_read
+@pytest.mark.parametrize("shares", [2, 3])
+@pytest.mark.parametrize("source", sorted(READERS))
+def test_the_shares_taken_in_turn_are_the_file_in_order(tmp_path, source, shares):
+    reader, table = READERS[source](), _table(tmp_path / "big.csv", source, 11)
+    whole = np.concatenate([piece.flux for piece in reader.read_chunks(table, 3)])
+    parts = [list(reader.read_share(table, 3, share, shares)) for share in range(shares)]
+    turns = [parts[block % shares][block // shares] for block in range(sum(map(len, parts)))]
+    assert [len(piece) for piece in turns] == [3, 3, 3, 2]
+    assert [sid for piece in turns for sid in piece.ids] == [str(1_000_000 + i) for i in range(11)]
+    np.testing.assert_array_equal(np.concatenate([piece.flux for piece in turns]), whole)
 
 
-@pytest.mark.parametrize("workers", [2, 3])
-@pytest.mark.parametrize("source", ["XP_SAMPLED_RAW_dr3int6.csv", "XP_CONTINUOUS_RAW.csv"])
-def test_workers_sharing_one_table_give_one_process_spectra_in_order(tmp_path, monkeypatch, workers, source):
-    monkeypatch.setattr(streams, "SHARE_ROWS", 3)
-    table = _table(tmp_path / "big.csv", source, 23)
-    one, shared = _read(table, 1), _read(table, workers)
-    assert list(shared[0]) == [str(1_000_000 + i) for i in range(23)] == list(one[0])
-    np.testing.assert_array_equal(shared[1], one[1])
-    assert shared[2] == one[2] == [] and shared[4] == one[4] == 23
+def _ingest(table: Path, out: Path, workers: int) -> int:
+    return cli_main(["data", "ingest", "gaia_xp", str(table), "-o", str(out), "--chunk", "3", "--workers", str(workers)])
 
 
-def test_a_damaged_row_fails_the_shared_file_as_it_fails_one_process(tmp_path, monkeypatch):
-    monkeypatch.setattr(streams, "SHARE_ROWS", 3)
+def test_three_workers_ingest_the_store_one_process_writes(tmp_path):
+    table = _table(tmp_path / "big.csv", "XP_SAMPLED_RAW_dr3int6.csv", 23)
+    assert _ingest(table, tmp_path / "one.zarr", 1) == 0 and _ingest(table, tmp_path / "three.zarr", 3) == 0
+    one, three = (SpectralStore.open(tmp_path / name).spectra("gaia_xp") for name in ("one.zarr", "three.zarr"))
+    assert list(three.ids) == list(one.ids) == [str(1_000_000 + i) for i in range(23)]
+    np.testing.assert_array_equal(three.flux, one.flux)
+    np.testing.assert_array_equal(three.ivar, one.ivar)
+
+
+def test_a_damaged_row_fails_the_file_for_workers_as_for_one_process(tmp_path, capsys):
     table = _table(tmp_path / "big.csv", "XP_SAMPLED_RAW_dr3int6.csv", 23, damage_at=16)
-    one, shared = _read(table, 1), _read(table, 2)
-    assert shared[2] == one[2] and len(one[2]) == 1 and "line 18" in one[2][0][0]
-    assert shared[3] == one[3] == {0}, "rows were given before the damaged one: the consumer drops them"
+    outcomes = []
+    for workers in (1, 2):
+        status = _ingest(table, tmp_path / f"w{workers}.zarr", workers)
+        outcomes.append((status, "line 18" in capsys.readouterr().err, (tmp_path / f"w{workers}.zarr").exists()))
+    assert outcomes[0] == outcomes[1] and outcomes[0][1], outcomes

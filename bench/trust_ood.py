@@ -110,7 +110,7 @@ def markdown(result: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a finished quickstart run")
-    parser.add_argument("--stages", nargs="+", default=["heads_lamost_raw", "heads_lamost_pretrained", "heads_lamost_aligned"])
+    parser.add_argument("--stages", nargs="*", default=["heads_lamost_raw", "heads_lamost_pretrained", "heads_lamost_aligned"], help="LAMOST heads stages of --run (none: only the XP archive samples)")
     parser.add_argument("--dr10", type=Path, default=SHARED / "lamost-dr10")
     parser.add_argument("--xp-run", type=Path, help="a finished run with an XP heads stage")
     parser.add_argument("--xp-stage", default="heads_mlp_gaussian")

@@ -118,6 +118,7 @@ def _pipeline_spec(store, run_dir):
                 "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "units": {"temp": "K"}, "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
+                "heads_gaussian": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32], "uncertainty": "gaussian", "samples": 100}, "sbc_stars": 20, "train": head_train},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
             },
         }
@@ -147,6 +148,11 @@ def test_pipeline_writes_tables_plots_and_predictions(finished_run):
     assert "| temp |" in table and "heads_embedding" in table and "**" in table
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert set(metrics) == {"heads_embedding", "heads_spectra", "heads_ridge"}
+    gaussian = manifests["heads_gaussian"]["summary"]["test"]["temp"]
+    assert gaussian["sbc_stars"] == 20 and 0.3 < gaussian["coverage_68"] < gaussian["coverage_95"] <= 1
+    assert (run_dir / "heads_gaussian" / "sbc_temp.png").exists() and (run_dir / "heads_gaussian" / "head" / "ood.safetensors").exists()
+    header = (run_dir / "heads_gaussian" / "test_predictions.csv").read_text().splitlines()[0]
+    assert header == "id,temp,temp_pred,temp_pred_err,temp_pred_lo,temp_pred_hi"
 
 
 def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
@@ -165,9 +171,10 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     assert "corrupt.toy.csv" in done.stderr
     table = Table.read(out)
     assert len(table) == 5 and set(table.colnames) == {"id", "source", "temp", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags", "reason"}
-    rejected = table[table["reason"] != ""]
-    assert list(rejected["source"]) == ["corrupt.toy.csv"] and "toy spectrum" in rejected["reason"][0] and np.isnan(rejected["temp"][0])
-    table = table[table["reason"] == ""]
+    reasons = np.asarray(table["reason"].filled(""), dtype=str)  # empty strings read back masked
+    rejected = table[reasons != ""]
+    assert list(rejected["source"]) == ["corrupt.toy.csv"] and "toy spectrum" in rejected["reason"][0] and np.isnan(np.ma.filled(rejected["temp"].astype(float), np.nan)[0])
+    table = table[reasons == ""]
     assert "toy-pipeline" in table.meta["MODEL"] and "specclip==" in table.meta["VERSIONS"]
     assert table.meta["MODELSHA"] == json.loads((run_dir / "heads_embedding" / "manifest.json").read_text())["key"]
     assert table.meta["TRAINED"] == "heads_embedding on real toy spectra" and table.meta["SIMTRAIN"] is False
@@ -210,7 +217,7 @@ def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(fi
     from specclip_core.rundir import RunDir
 
     run_dir, _ = finished_run
-    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge"], "spec order"
+    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian"], "spec order"
     assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
     with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
         choose_heads(run_dir, None, {"toy_broad"})

@@ -62,7 +62,7 @@ def run_table(run: Path) -> tuple[str, dict]:
                 f"{figures['coverage_68']:.3f} | {figures['coverage_95']:.3f} | {'all' if not failed else 'fails ' + ', '.join(failed)} |"
             )
             result.setdefault(stage, {})[label] = {**figures, "sigma_ratio": figures["robust_sigma"] / point, "passes": passed}
-    chosen = {stage: {k: v for k, v in fit.items() if k != "seeds"} for stage, fit in fits.items() if stage.startswith("heads_npe")}
+    chosen = {stage: {group: {k: v for k, v in figures.items() if k != "seeds"} for group, figures in fit.items()} for stage, fit in fits.items() if stage.startswith("heads_npe")}
     lines += ["", f"NPE seeds chosen (fit summaries): `{json.dumps(chosen)}`", ""]
     return "\n".join(lines), {"run": str(run), "name": rundir.name(), "simulated": simulated, "heads": result, "point_sigma": {label: metrics[POINT][label]["robust_sigma"] for label in labels}}
 

@@ -9,7 +9,8 @@ stars from the inside ones: ``ood_knn_pct``, ``ood_recon_chi2`` (where the encod
 the number of raised flags, and whether any flag is raised. Then an XP model's catalogue of the two
 Gaia archive sample sources (XP_CONTINUOUS_RAW.csv) with the flags it raises.
 
-    .venv/bin/python bench/trust_ood.py --run RUNS/quickstart --xp-run RUNS/xp-trust [--xp-stage heads_mlp_gaussian]
+    .venv/bin/python bench/trust_ood.py --run RUNS/quickstart --stages heads_lamost_raw heads_lamost_pretrained
+    .venv/bin/python bench/trust_ood.py --stages --xp-run RUNS/xp-trust [--xp-stage heads_mlp_gaussian] --out bench/results/trust_ood_xp
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def xp_archive_flags(run: Path, stage: str, out_dir: Path) -> list[dict]:
     predict_catalog(run, [str(SHARED / "gaiaxp-archive-samples" / "XP_CONTINUOUS_RAW.csv")], catalog, heads=[stage], progress=False)
     table = Table.read(catalog)
     keep = [c for c in table.colnames if c == "id" or c == "reason" or c.startswith(("ood_", "flag", "teff", "logg", "fe_h", "alpha_m"))]
-    return [{c: (row[c].item() if hasattr(row[c], "item") else str(row[c])) for c in keep} for row in table]
+    columns = {c: np.ma.filled(table[c], "" if table[c].dtype.kind in "SU" else np.nan) for c in keep}  # FITS reads empty strings and NaN back masked
+    return [{c: (str(v[row]) if v.dtype.kind in "SU" else v[row].item()) for c, v in columns.items()} for row in range(len(table))]
 
 
 def markdown(result: dict) -> str:
@@ -109,7 +111,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="a finished quickstart run")
+    parser.add_argument("--run", type=Path, help="a finished quickstart run (for --stages)")
     parser.add_argument("--stages", nargs="*", default=["heads_lamost_raw", "heads_lamost_pretrained", "heads_lamost_aligned"], help="LAMOST heads stages of --run (none: only the XP archive samples)")
     parser.add_argument("--dr10", type=Path, default=SHARED / "lamost-dr10")
     parser.add_argument("--xp-run", type=Path, help="a finished run with an XP heads stage")
@@ -118,10 +120,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path("/tmp") / f"trust_ood_{int(time.time())}"
     work.mkdir(parents=True)
-    result = {
-        "note": "Heads trained on SIMULATED LAMOST-like spectra (quickstart), applied to real LAMOST DR10 spectra; 'outside' = a LASP label outside the training label range.",
-        "lamost": [lamost_separation(args.run, stage, args.dr10, work) for stage in args.stages],
-    }
+    result = {"note": "Real spectra throughout.", "lamost": [lamost_separation(args.run, stage, args.dr10, work) for stage in args.stages]}
+    if args.stages:
+        result["note"] = "Heads trained on SIMULATED LAMOST-like spectra (quickstart), applied to real LAMOST DR10 spectra; 'outside' = a LASP label outside the training label range."
     if args.xp_run:
         result["xp_stage"], result["xp_archive"] = args.xp_stage, xp_archive_flags(args.xp_run, args.xp_stage, work)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -159,7 +159,7 @@ def plot_coverage(coverages: dict[str, dict[str, dict[str, float]]], out_png: st
     nominal level as a line and ``bands`` (level -> (low, high)) shaded as the accepted range."""
     heads = list(coverages)
     labels = list(dict.fromkeys(label for per_label in coverages.values() for label in per_label))
-    fig, axes = plt.subplots(1, 2, figsize=(7.6, 3.4), dpi=120, layout="constrained", sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), dpi=120, layout="constrained", sharey=False)
     width = 0.8 / max(len(heads), 1)
     for ax, level in zip(axes, (68, 95)):
         if bands and level in bands:
@@ -174,6 +174,6 @@ def plot_coverage(coverages: dict[str, dict[str, dict[str, float]]], out_png: st
         ax.set_ylim(max(low - 0.02, 0), min(level / 100 + 0.1, 1.0))
         ax.set_ylabel(axis_label(f"coverage of the {level}% interval", "fraction of test stars"), fontsize=8)
         ax.tick_params(labelsize=8)
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(_wrapped(title, 7.6, 9), fontsize=9)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(_wrapped(title, 9.0, 9), fontsize=9)
     return _save(fig, out_png)

@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import Field
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load, save
 
 from specclip_core.errors import SpecCLIPError
 from specclip_core.spec import SpecModel
+from specclip_core.util import atomic_write_bytes, atomic_write_text
 
 OOD_JSON, OOD_WEIGHTS = "ood.json", "ood.safetensors"
 OOD_COLUMNS = ("ood_knn_pct", "flag_knn", "ood_recon_chi2", "flag_recon", "flags")
@@ -140,9 +141,9 @@ class OODReference:
 
     def save(self, head_dir: Path) -> None:
         head_dir = Path(head_dir)
-        save_file(self.arrays, str(head_dir / OOD_WEIGHTS))
+        atomic_write_bytes(head_dir / OOD_WEIGHTS, save(self.arrays))
         described = {"settings": self.settings.model_dump(), "label_range": self.label_range, "thresholds": {n: self.threshold(n) for n in ("train_knn", "train_recon_chi2") if n in self.arrays}}
-        (head_dir / OOD_JSON).write_text(json.dumps(described, indent=2))
+        atomic_write_text(head_dir / OOD_JSON, json.dumps(described, indent=2))
 
     @classmethod
     def load(cls, head_dir: Path) -> OODReference | None:
@@ -154,4 +155,4 @@ class OODReference:
         if not (head_dir / OOD_WEIGHTS).exists():
             raise SpecCLIPError(f"{head_dir / OOD_WEIGHTS}: missing; {head_dir / OOD_JSON} names it")
         label_range = {label: (low, high) for label, (low, high) in described["label_range"].items()}
-        return cls(OODSettings(**described["settings"]), load_file(str(head_dir / OOD_WEIGHTS)), label_range)
+        return cls(OODSettings(**described["settings"]), load((head_dir / OOD_WEIGHTS).read_bytes()), label_range)

@@ -1,7 +1,10 @@
 """Catalogue files of predicted labels (CSV, ECSV or FITS, by suffix) that say what each column is.
 
 Every label column carries its unit, the heads stage that predicted it and whether that head was
-trained on real or SIMULATED spectra; the header names the model and says the same per head.
+trained on real or SIMULATED spectra; the header names the model and says the same per head. Other
+columns may carry a description (the out-of-distribution ones do). A catalogue has one row per input
+spectrum: rejected inputs keep a row whose ``reason`` says why it has no values
+(:func:`with_rejected_rows`).
 
 Precision: a label is rounded to the largest power of ten not above a tenth of its head's robust
 sigma on the test split (Teff with sigma 50 K to 1 K, logg with sigma 0.08 dex to 0.001 dex). The
@@ -66,9 +69,33 @@ class LabelColumn:
         return f"{unit}; heads stage {self.stage}, trained on {self.trained_on}; {step}"
 
 
-def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, object], labels: dict[str, LabelColumn]) -> None:
-    """Write ``columns`` (label columns described by ``labels``) with ``header``: '#' comments in a
-    CSV, the table's meta in an ECSV, header keywords in a FITS file."""
+def _empty(values: np.ndarray, n: int) -> np.ndarray:
+    """``n`` empty entries of a column like ``values``: False, '' or NaN."""
+    if values.dtype.kind == "b":
+        return np.zeros(n, dtype=bool)
+    if values.dtype.kind in "US":
+        return np.full(n, "", dtype=str)
+    return np.full(n, np.nan)
+
+
+def with_rejected_rows(columns: dict[str, np.ndarray], rejected: list[tuple[str, str, str]]) -> dict[str, np.ndarray]:
+    """``columns`` (holding ``id`` and ``source``) followed by one row per rejected input given as
+    (id, source, reason), its other columns empty (NaN, False or ''), and a ``reason`` column: empty
+    for the rows that have values."""
+    n = len(rejected)
+    given = {"id": [r[0] for r in rejected], "source": [r[1] for r in rejected]}
+    out = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        extra = np.array(given[name], dtype=str) if name in given else _empty(values, n)
+        out[name] = np.concatenate([values, extra]) if n else values
+    out["reason"] = np.array([""] * len(columns["id"]) + [r[2] for r in rejected], dtype=str)
+    return out
+
+
+def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, object], labels: dict[str, LabelColumn], descriptions: dict[str, str] | None = None) -> None:
+    """Write ``columns`` (label columns described by ``labels``, others by ``descriptions``) with
+    ``header``: '#' comments in a CSV, the table's meta in an ECSV, header keywords in a FITS file."""
     from astropy.table import Table
 
     path = Path(path)
@@ -78,13 +105,17 @@ def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, 
         if name in table.colnames:
             table[name].format = info.format
             table[name].description = info.describe()
+    described = [name for name in table.colnames if name in labels or name in (descriptions or {})]
+    for name in described:
+        if name not in labels:
+            table[name].description = descriptions[name]
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "fits":
         _write_fits(path, table, header, labels)
         return
     if kind == "ascii.csv":
         lines = [f"{key}: {value}" for key, value in header.items()]
-        table.meta["comments"] = lines + [f"COLUMN {name}: {table[name].description}" for name in labels if name in table.colnames]
+        table.meta["comments"] = lines + [f"COLUMN {name}: {table[name].description}" for name in described]
         table.write(path, format=kind, comment="# ", overwrite=True)
         return
     for name, info in labels.items():
@@ -106,6 +137,8 @@ def _write_fits(path: Path, table, header: dict[str, object], labels: dict[str, 
             if info.unit:
                 hdu.header[f"TUNIT{index}"] = info.unit
             hdu.header.comments[f"TTYPE{index}"] = f"{info.stage}: {'SIMULATED' if info.simulated else 'real'} {info.modality}"[:46]
+        elif table[name].description:
+            hdu.header.comments[f"TTYPE{index}"] = table[name].description[:46]
     for key, value in header.items():
         hdu.header[key] = value
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path, overwrite=True)

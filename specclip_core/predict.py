@@ -4,15 +4,20 @@ Inputs are files in any format a registered reader of the heads' modality unders
 directories), or spectral stores. Unreadable files and spectra rejected by preprocessing are listed,
 never fatal; inputs that give no spectrum at all are an error saying why. The catalogue (CSV, ECSV
 or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum: ``id``, the source file, and
-one column per predicted label with its unit and precision (and, for a head that gives posteriors,
-``<label>_err``, ``_lo`` and ``_hi``: half the central 68% interval and its bounds); its header names the model (run and
-stages), says whether each head was trained on real or SIMULATED spectra (``TRAINED``,
-``SIMTRAIN``) and gives the versions.
+one column per predicted label with its unit and precision (and, for a head that gives uncertainties,
+``<label>_err``, ``_lo`` and ``_hi``: half the central 68% interval and its bounds), the
+out-of-distribution columns of :mod:`specclip_core.heads.ood` (``ood_knn_pct``, ``flag_knn``,
+``ood_recon_chi2``, ``flag_recon``, ``flag_range_<label>``, ``flags``) for heads saved with a
+reference, and ``reason``: empty for a predicted row, why not for a row of a rejected input (every
+rejected file and spectrum has one, its values left empty). Its header names the model (``MODEL``,
+and ``MODELSHA``: for a named model the sha256 of its card, for a run the heads stage's key), says whether each head was trained on real or
+SIMULATED spectra (``TRAINED``, ``SIMTRAIN``) and gives the versions.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from specclip_core.catalog import LabelColumn, catalog_format, write_catalog
+from specclip_core.catalog import LabelColumn, catalog_format, with_rejected_rows, write_catalog
 from specclip_core.components import get_modality, plugin_versions, readers_for
 from specclip_core.data.store import SpectralStore
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs
+from specclip_core.heads.ood import OOD_COLUMNS, OOD_DESCRIPTIONS, OODReference, recon_chi2
 from specclip_core.heads.saved import head_labels, load_head
 from specclip_core.interfaces import UNCERTAINTY_SUFFIXES, Spectra
 from specclip_core.model_card import card_digest, is_model_dir, verify_model
@@ -120,6 +126,14 @@ class PredictInputs:
         return [] if self.stream is None else self.stream.rejected
 
     @property
+    def rejected_rows(self) -> list[tuple[str, str, str]]:
+        """(id, source file name, reason) of every rejected file (id empty) and spectrum."""
+        if self.stream is None:
+            return []
+        rows = [(sid, Path(file).name, reason) for file, sid, reason, _ in self.stream.problems]
+        return rows + [("", Path(path).name, "no reader of the modality takes this file") for path in self.stream.unrecognised]
+
+    @property
     def failed(self) -> set[int]:
         return set() if self.stream is None else self.stream.failed
 
@@ -142,6 +156,7 @@ def predict_catalog(
     modality = next(iter(chosen.values())).modality
     models = {name: load_head(run.head(name)) for name in chosen}
     encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
+    references = {name: OODReference.load(run.head(name)) for name in chosen}
     inputs = PredictInputs(paths, modality, chunk, progress, workers or available_cpus())
     parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
     files: list[np.ndarray] = []
@@ -157,14 +172,20 @@ def predict_catalog(
                 values = embedded[info.encoder_stage]
             else:
                 values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
-            for label, predicted in models[name].predict(values).items():
-                parts.setdefault(label, []).append(predicted)
+            predicted = models[name].predict(values)
+            for label, column in predicted.items():
+                parts.setdefault(label, []).append(column)
+            if references[name] is not None:
+                encoder = encoders.get(info.encoder_stage) if info.input == "embedding" else None
+                flagged = references[name].columns(values, predicted, recon_chi2(encoder, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask, "stats": spectra.stats}))
+                for column_name, column in flagged.items():
+                    parts.setdefault(_ood_name(column_name, name, len(chosen)), []).append(column)
     rejected = inputs.rejected
     if not parts["id"]:
         first = "; ".join(f"{where}: {reason}" for where, reason in rejected[:3]) or "no input files found"
         raise SpecCLIPError(f"no {modality} spectrum read from {', '.join(map(str, paths))} ({len(rejected)} inputs rejected; {first})")
     keep = ~np.isin(np.concatenate(files), sorted(inputs.failed))  # rows of a file that failed part-way are dropped
-    columns = {name: np.concatenate(values)[keep] for name, values in parts.items()}
+    columns = with_rejected_rows({name: np.concatenate(values)[keep] for name, values in parts.items()}, inputs.rejected_rows)
     described: dict[str, LabelColumn] = {}
     for name, info in chosen.items():
         for label in head_labels(run.head(name)):
@@ -175,14 +196,14 @@ def predict_catalog(
     report = PredictReport(str(output), n_rows=len(columns["id"]), rejected=rejected, columns=list(columns))
     header = {
         "MODEL": f"{card.name} (specclip model)" if card else f"specclip run {run.name()}, heads {'+'.join(chosen)}",
-        **({"MODELSHA": card_digest(run_dir)} if card else {}),
+        "MODELSHA": card_digest(run_dir) if card else model_sha(run, list(chosen)),
         "MODALITY": modality,
         "TRAINED": "; ".join(f"{name} on {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra" for name, info in chosen.items()),
         "SIMTRAIN": any(info.simulated for info in chosen.values()),
         "VERSIONS": plugin_versions(),
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    write_catalog(output, columns, header, described)
+    write_catalog(output, columns, header, described, column_descriptions(columns))
     if rejected:
         with open(output.with_name(output.name + ".rejected.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -190,6 +211,31 @@ def predict_catalog(
             writer.writerows(rejected)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def column_descriptions(columns: dict[str, np.ndarray]) -> dict[str, str]:
+    """Descriptions of the out-of-distribution columns and ``reason`` present in ``columns``."""
+    out = {}
+    for name in columns:
+        base = next((c for c in OOD_DESCRIPTIONS if name == c or name.startswith(f"{c}_")), None)
+        if base is not None:
+            out[name] = OOD_DESCRIPTIONS[base]
+        elif name.startswith("flag_range_"):
+            out[name] = f"predicted {name[len('flag_range_') :]} outside the training label range"
+    return out
+
+
+def model_sha(run: RunDir, stages: list[str]) -> str:
+    """The heads stage's key (a sha256 of everything its result depends on), or for several stages the
+    sha256 of their keys joined by commas."""
+    keys = [run.manifest(stage)["key"] for stage in stages]
+    return keys[0] if len(keys) == 1 else hashlib.sha256(",".join(keys).encode()).hexdigest()
+
+
+def _ood_name(column: str, stage: str, n_stages: int) -> str:
+    """An out-of-distribution column's name: as is for one heads stage, ``<column>_<stage>`` for the
+    scores of several (label range flags keep their name: labels are unique across stages)."""
+    return f"{column}_{stage}" if n_stages > 1 and column in OOD_COLUMNS else column
 
 
 def _embed(encoder: Any, spectra: Spectra) -> np.ndarray:

@@ -58,3 +58,21 @@ def test_fits_catalogue_states_units_training_data_and_precision(tmp_path):
 def test_an_unknown_suffix_is_refused():
     with pytest.raises(SpecCLIPError, match=r"catalog.xyz: a catalogue must end in \.csv, \.ecsv, \.fit, \.fits"):
         catalog_format("catalog.xyz")
+
+
+def test_rejected_inputs_keep_a_row_with_their_reason(tmp_path):
+    from specclip_core.catalog import with_rejected_rows
+
+    columns = {"id": np.array(["a", "b"]), "source": np.array(["a.fits", "b.fits"]), "teff": np.array([5000.0, 6000.0]), "flag_knn": np.array([False, True]), "flags": np.array(["", "knn"])}
+    rows = with_rejected_rows(columns, [("", "cut.fits", "truncated gzip"), ("x7", "many.csv", "no usable pixel")])
+    assert list(rows["id"]) == ["a", "b", "", "x7"] and list(rows["source"]) == ["a.fits", "b.fits", "cut.fits", "many.csv"]
+    assert list(rows["reason"]) == ["", "", "truncated gzip", "no usable pixel"]
+    assert np.isnan(rows["teff"][2:]).all() and list(rows["flag_knn"]) == [False, True, False, False] and list(rows["flags"]) == ["", "knn", "", ""]
+    path = tmp_path / "catalog.fits"
+    write_catalog(path, rows, {**HEADER, "MODELSHA": "ab" * 32}, LABELS, {"reason": "why a row has no values"})
+    with fits.open(path) as hdus:
+        header, data = hdus[1].header, hdus[1].data
+    assert header["MODELSHA"] == "ab" * 32 and list(data["reason"]) == ["", "", "truncated gzip", "no usable pixel"]
+    assert header.comments[f"TTYPE{data.columns.names.index('reason') + 1}"] == "why a row has no values"
+    assert header[f"TUNIT{data.columns.names.index('teff') + 1}"] == "K"
+    assert with_rejected_rows(columns, [])["reason"].tolist() == ["", ""]

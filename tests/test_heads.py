@@ -50,6 +50,37 @@ def test_mlp_head_learns_saves_and_loads(tmp_path, joint):
     np.testing.assert_allclose(again["y"], predicted["y"], rtol=1e-5)
 
 
+def _heteroscedastic_problem(n, seed):
+    """y = x0 + noise whose sigma grows with x1 from 0.05 to 0.55: a head must learn sigma per star."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, size=(n, 4)).astype(np.float32)
+    sigma = 0.3 + 0.25 * x[:, 1]
+    return LabelledInputs(x, {"y": x[:, 0] + sigma * rng.normal(size=n)}, [f"h{seed}-{i}" for i in range(n)]), sigma
+
+
+def test_gaussian_mlp_head_is_calibrated_on_heteroscedastic_noise(tmp_path):
+    from specclip_core.heads.calibration import calibration
+
+    (train, _), (val, _), (test, sigma) = (_heteroscedastic_problem(n, seed) for n, seed in ((4000, 1), (1000, 2), (2000, 3)))
+    head = MLPHead(MLPHeadConfig(hidden=[32, 32], uncertainty="gaussian", samples=200))
+    head.fit(train, val, tmp_path / "fit", TrainSpec(epochs=60, batch_size=128, lr=3e-3, weight_decay=0.0, patience=8, device="cpu"), progress=False)
+    predicted = head.predict(test.inputs)
+    assert {"y", "y_err", "y_lo", "y_hi"} <= set(predicted)
+    np.testing.assert_allclose(predicted["y_hi"] - predicted["y_lo"], 2 * predicted["y_err"])
+    assert np.corrcoef(predicted["y_err"], sigma)[0, 1] > 0.9  # the sigma follows the true noise
+    figures, ranks = calibration(test.labels["y"], head.sample(test.inputs)["y"], 500)
+    assert abs(figures["coverage_68"] - 0.68) < 0.04
+    assert abs(figures["coverage_95"] - 0.95) < 0.03
+    assert figures["sbc_ks_p"] > 0.01
+    head.save(tmp_path / "saved")
+    again = MLPHead.load(tmp_path / "saved").predict(test.inputs)
+    np.testing.assert_allclose(again["y_err"], predicted["y_err"], rtol=1e-5)
+
+
+def test_point_mlp_head_gives_no_samples():
+    assert MLPHead().sample(np.zeros((2, 3), np.float32)) is None
+
+
 def test_paper_head_size():
     head = MLPHead()
     head.input_mean = np.zeros(768, np.float32)
@@ -87,6 +118,7 @@ def _pipeline_spec(store, run_dir):
                 "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "units": {"temp": "K"}, "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
+                "heads_gaussian": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32], "uncertainty": "gaussian", "samples": 100}, "sbc_stars": 20, "train": head_train},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
             },
         }
@@ -116,6 +148,11 @@ def test_pipeline_writes_tables_plots_and_predictions(finished_run):
     assert "| temp |" in table and "heads_embedding" in table and "**" in table
     metrics = json.loads((run_dir / "evaluate" / "metrics.json").read_text())
     assert set(metrics) == {"heads_embedding", "heads_spectra", "heads_ridge"}
+    gaussian = manifests["heads_gaussian"]["summary"]["test"]["temp"]
+    assert gaussian["sbc_stars"] == 20 and 0.3 < gaussian["coverage_68"] < gaussian["coverage_95"] <= 1
+    assert (run_dir / "heads_gaussian" / "sbc_temp.png").exists() and (run_dir / "heads_gaussian" / "head" / "ood.safetensors").exists()
+    header = (run_dir / "heads_gaussian" / "test_predictions.csv").read_text().splitlines()[0]
+    assert header == "id,temp,temp_pred,temp_pred_err,temp_pred_lo,temp_pred_hi"
 
 
 def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
@@ -133,17 +170,24 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "corrupt.toy.csv" in done.stderr
     table = Table.read(out)
-    assert len(table) == 4 and set(table.colnames) == {"id", "source", "temp"}
+    assert len(table) == 5 and set(table.colnames) == {"id", "source", "temp", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags", "reason"}
+    reasons = np.asarray(table["reason"].filled(""), dtype=str)  # empty strings read back masked
+    rejected = table[reasons != ""]
+    assert list(rejected["source"]) == ["corrupt.toy.csv"] and "toy spectrum" in rejected["reason"][0] and np.isnan(np.ma.filled(rejected["temp"].astype(float), np.nan)[0])
+    table = table[reasons == ""]
     assert "toy-pipeline" in table.meta["MODEL"] and "specclip==" in table.meta["VERSIONS"]
+    assert table.meta["MODELSHA"] == json.loads((run_dir / "heads_embedding" / "manifest.json").read_text())["key"]
     assert table.meta["TRAINED"] == "heads_embedding on real toy spectra" and table.meta["SIMTRAIN"] is False
     assert str(table["temp"].unit) == "K"
     assert np.corrcoef(table["temp"], raw.meta["temp"])[0, 1] > 0.8
+    assert ((table["ood_knn_pct"] >= 0) & (table["ood_knn_pct"] <= 100)).all() and not table["flag_range_temp"].any()
     csv_out = tmp_path / "catalog.csv"
     subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(csv_out), "--heads", "heads_ridge", "--quiet"], check=True, capture_output=True)
     text = csv_out.read_text()
     assert text.startswith("# MODEL: specclip run toy-pipeline, heads heads_ridge")
     assert "# TRAINED: heads_ridge on real toy spectra" in text and "# COLUMN temp: no unit given; heads stage heads_ridge" in text
-    assert len(Table.read(csv_out, format="ascii.csv", comment="#")) == 4
+    assert "# COLUMN flags: raised flags" in text and "# COLUMN reason: empty for a predicted row" in text
+    assert len(Table.read(csv_out, format="ascii.csv", comment="#")) == 5
     assert (tmp_path / "catalog.csv.rejected.csv").exists()
 
 
@@ -173,7 +217,7 @@ def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(fi
     from specclip_core.rundir import RunDir
 
     run_dir, _ = finished_run
-    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge"], "spec order"
+    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian"], "spec order"
     assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
     with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
         choose_heads(run_dir, None, {"toy_broad"})

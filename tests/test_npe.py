@@ -130,6 +130,6 @@ def test_heads_stage_reports_sbc_and_coverage_and_predict_writes_intervals(npe_r
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(out), "--quiet"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = Table.read(out)
-    assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi"}
+    assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags", "reason"}
     assert str(table["temp_err"].unit) == "K"
     assert np.all(table["temp_lo"] <= table["temp"]) and np.all(table["temp"] <= table["temp_hi"]) and np.all(table["temp_err"] > 0)

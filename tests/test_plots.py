@@ -82,3 +82,11 @@ def test_training_curves_and_translations_label_every_axis_with_a_unit(figures, 
     for fig in figures:
         assert not _unlabelled(fig)
     assert figures[1].axes[0].get_ylabel() == "normalised flux (dimensionless)"
+
+
+def test_coverage_plot_labels_every_axis_with_a_unit(figures, tmp_path):
+    coverages = {"npe maf": {"teff": {"coverage_68": 0.66, "coverage_95": 0.94}, "logg": {"coverage_68": 0.7, "coverage_95": 0.96}}, "mlp": {"teff": {"coverage_68": 0.69, "coverage_95": 0.93}}}
+    plots.plot_coverage(coverages, tmp_path / "coverage.png", "coverage", {68: (0.63, 0.73), 95: (0.92, 0.97)})
+    (fig,) = figures
+    assert not _unlabelled(fig) and (tmp_path / "coverage.png").stat().st_size > 1000
+    assert [len(bars) for bars in fig.axes[0].containers] == [2, 2], "one group of bars per head, one bar per label"

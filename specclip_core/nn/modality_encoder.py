@@ -90,3 +90,19 @@ class ModalityEncoder(nn.Module, Embedder):
         self.train(was_training)
         width = self.embed_dim
         return np.concatenate(out) if out else np.zeros((0, width), dtype=np.float32)
+
+    @torch.no_grad()
+    def reconstruct(self, flux: np.ndarray, stats: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu") -> np.ndarray | None:
+        """The flux ``[N, L]`` the encoder's decoder rebuilds from each spectrum's embedding; None
+        unless the encoder has a decoder (the MLP autoencoder) and the tokenizer gives the flux back."""
+        if not hasattr(self.encoder, "decoder") or not hasattr(self.tokenizer, "flux_of"):
+            return None
+        was_training = self.training
+        self.eval().to(device)
+        out = []
+        for start in range(0, len(flux), batch_size):
+            part_stats = torch.as_tensor(stats[start : start + batch_size], device=device)
+            inputs = {"flux": torch.as_tensor(flux[start : start + batch_size], device=device), "stats": part_stats}
+            out.append(self.tokenizer.flux_of(self.encoder.reconstruct(self(inputs)), part_stats).cpu().numpy())
+        self.train(was_training)
+        return np.concatenate(out) if out else np.zeros((0, flux.shape[1]), dtype=np.float32)

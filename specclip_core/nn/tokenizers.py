@@ -38,6 +38,13 @@ def _standardize(flux: torch.Tensor, stats: torch.Tensor, names: tuple[str, ...]
     return (flux - mean) / std
 
 
+def _unstandardize(standard: torch.Tensor, stats: torch.Tensor, names: tuple[str, ...], enabled: bool) -> torch.Tensor:
+    """The flux whose :func:`_standardize` form is ``standard``."""
+    if not enabled or "mean" not in names or "std" not in names:
+        return standard
+    return standard * stats[:, names.index("std"), None].clamp_min(1e-6) + stats[:, names.index("mean"), None]
+
+
 class WindowTokenizer(Tokenizer):
     """Windows of ``size`` pixels every ``stride`` pixels; the last window is padded to cover every pixel."""
 
@@ -77,3 +84,7 @@ class VectorTokenizer(Tokenizer):
     def __call__(self, flux: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         x = _standardize(flux, stats, self.names, self.config.standardize)
         return torch.cat([torch.asinh(stats.to(x.dtype)), x], dim=1).unsqueeze(1)
+
+    def flux_of(self, tokens: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """The flux ``[B, L]`` in tokens ``[B, 1, k + L]`` this tokenizer made (or a reconstruction of them)."""
+        return _unstandardize(tokens[:, 0, len(self.names) :].float(), stats.float(), self.names, self.config.standardize)

@@ -151,3 +151,29 @@ def plot_sbc_ranks(ranks, n_samples: int, out_png: str | Path, name: str, ks_p: 
     ax.text(0.04, 0.96, f"K-S p = {ks_p:.3g}\nN = {len(ranks)}", transform=ax.transAxes, va="top", fontsize=9, bbox={"fc": "white", "alpha": 0.8})
     ax.legend(loc="upper right", fontsize=8)
     return _save(fig, out_png)
+
+
+def plot_coverage(coverages: dict[str, dict[str, dict[str, float]]], out_png: str | Path, title: str = "", bands: dict[int, tuple[float, float]] | None = None) -> Path:
+    """Empirical coverage of the 68% and 95% central intervals: ``coverages[head][label]`` holds
+    ``coverage_68`` and ``coverage_95``; one group of bars per label, one bar per head, with the
+    nominal level as a line and ``bands`` (level -> (low, high)) shaded as the accepted range."""
+    heads = list(coverages)
+    labels = list(dict.fromkeys(label for per_label in coverages.values() for label in per_label))
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), dpi=120, layout="constrained", sharey=False)
+    width = 0.8 / max(len(heads), 1)
+    for ax, level in zip(axes, (68, 95)):
+        if bands and level in bands:
+            ax.axhspan(*bands[level], color="0.88", label="accepted")
+        ax.axhline(level / 100, color="0.4", lw=1, ls="--", label=f"nominal {level}%")
+        for i, head in enumerate(heads):
+            values = [coverages[head].get(label, {}).get(f"coverage_{level}", np.nan) for label in labels]
+            ax.bar(np.arange(len(labels)) + (i - (len(heads) - 1) / 2) * width, values, width, label=head)
+        ax.set_xticks(np.arange(len(labels)), labels, fontsize=8)
+        ax.set_xlabel(axis_label("label", "one bar per head"), fontsize=8)
+        low = min(level / 100 - 0.15, *(v.get(f"coverage_{level}", 1) for h in coverages.values() for v in h.values()))
+        ax.set_ylim(max(low - 0.02, 0), min(level / 100 + 0.1, 1.0))
+        ax.set_ylabel(axis_label(f"coverage of the {level}% interval", "fraction of test stars"), fontsize=8)
+        ax.tick_params(labelsize=8)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle(_wrapped(title, 9.0, 9), fontsize=9)
+    return _save(fig, out_png)

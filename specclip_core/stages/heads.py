@@ -14,6 +14,7 @@ from specclip_core.data.store import SpectralStore
 from specclip_core.heads.calibration import calibration
 from specclip_core.heads.inputs import head_inputs
 from specclip_core.heads.metrics import regression_metrics
+from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
 from specclip_core.interfaces import Head, LabelledInputs, Stage
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.report.plots import plot_one_to_one, plot_sbc_ranks
@@ -46,7 +47,8 @@ class HeadsConfig(SpecModel):
     train: TrainSpec = Field(default_factory=_head_train_spec)
     units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes and catalogue columns")
     names: dict[str, str] = Field(default_factory=dict, description="label -> how plots show it, e.g. '[Fe/H]' (default: the label)")
-    sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration of a head that gives posteriors (npe)")
+    sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration of a head that gives posteriors (npe, mlp with uncertainty)")
+    ood: OODSettings = Field(default_factory=OODSettings, description="out-of-distribution thresholds from the training set (predict's flag columns)")
 
     @model_validator(mode="after")
     def _described_labels_exist(self) -> HeadsConfig:
@@ -73,6 +75,15 @@ def selected_rows(store: SpectralStore, labels: list[str], select: dict[str, Ran
 
 def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, labels: list[str]) -> LabelledInputs:
     return LabelledInputs(inputs, store.labels(labels, rows), store.ids[rows])
+
+
+def save_ood_reference(config: HeadsConfig, train: LabelledInputs, train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int) -> None:
+    """The out-of-distribution reference predict scores spectra against (:mod:`specclip_core.heads.ood`):
+    a seeded subsample of the training inputs, their reconstruction residuals where the encoder has a
+    decoder, and the training label ranges."""
+    rows = reference_rows(len(train.inputs), config.ood, seed)
+    chi2 = recon_chi2(encoder, store.read(modality, train_rows[rows])) if encoder is not None else None
+    OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed).save(head_dir)
 
 
 def calibrate(head: Head, test: LabelledInputs, config: HeadsConfig, out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
@@ -113,6 +124,7 @@ class HeadsStage(Stage):
         head = config.head.build()
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
+        save_ood_reference(config, parts["train"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, context.seed)
         encoder_stage = encoder_path.parent.parent.name if encoder_path else None
         test = parts["test"]
         predicted = head.predict(test.inputs)

@@ -85,9 +85,13 @@ def test_predict_writes_one_row_per_readable_file(data_dir, tmp_path, capsys, mo
     code = main(["predict", str(run_dir), str(inputs), str(foreign_csv), "-o", str(catalog), "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "wrote 5 rows (id, source, teff, logg, feh)" in out
+    assert "wrote 8 rows (id, source, teff, logg, feh, ood_knn_pct, flag_knn, flag_range_teff, flag_range_logg, flag_range_feh, flags, reason)" in out
     table = Table.read(catalog, format="ascii.csv", comment="#")
-    assert len(table) == 5 and table.colnames == ["id", "source", "teff", "logg", "feh"]
+    reasons = np.asarray(table["reason"].filled(""), dtype=str)
+    assert sorted(table["source"][reasons != ""]) == sorted(["spec-59609-cut_sp08-216.fits.gz", "spec-0-foreign_sp01-001.fits", "xp_like.csv"])
+    assert np.isnan(np.asarray(table["teff"][reasons != ""], dtype=float)).all()
+    table = table[reasons == ""]
+    assert len(table) == 5
     assert sorted(table["id"].astype(str)) == sorted(["1010003232", "976308215", "966704132", "107209", "263414102"])
     assert sorted(table["source"]) == sorted(p.name for p in data_dir.glob("spec-*.fits.gz"))
     for label in LABELS:
@@ -118,6 +122,7 @@ def test_predict_writes_one_row_per_readable_file(data_dir, tmp_path, capsys, mo
         if case not in harmless and not path.is_dir():
             tally.outcome(case, "right_reason" if str(path) in listed else "wrong_reason")
     table = Table.read(catalog, format="ascii.csv", comment="#")
+    table = table[np.asarray(table["reason"].filled(""), dtype=str) == ""]
     tally.good_lost = 5 - len(set(table["id"].astype(str)) & {"1010003232", "976308215", "966704132", "107209", "263414102"})
     print(tally.summary())
     tally.assert_clean()

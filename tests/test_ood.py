@@ -1,0 +1,83 @@
+"""Out-of-distribution flags: k-NN distance percentiles against the training set, reconstruction
+residuals of an autoencoder's decoder, label-range flags; thresholds from the training set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specclip_core.anomaly.scores import chi_square
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
+
+
+def _reference(n=3000, seed=0, chi2=True, **settings):
+    rng = np.random.default_rng(seed)
+    train = rng.normal(size=(n, 12)).astype(np.float32)
+    labels = {"teff": rng.uniform(4000, 6000, n), "logg": np.where(rng.uniform(size=n) < 0.2, np.nan, rng.uniform(1, 5, n))}
+    return OODReference.fit(train, labels, rng.chisquare(3, n) / 3 if chi2 else None, OODSettings(**settings)), rng
+
+
+def test_knn_percentiles_are_uniform_in_distribution_and_flag_shifted_inputs():
+    reference, rng = _reference(k=5)
+    inside, outside = rng.normal(size=(2000, 12)), rng.normal(size=(200, 12)) + 4.0
+    predicted = {"teff": np.full(2000, 5000.0)}
+    columns = reference.columns(inside, predicted, np.ones(2000))
+    assert abs(np.median(columns["ood_knn_pct"]) - 50) < 5
+    assert 0.003 < columns["flag_knn"].mean() < 0.03  # the 99th training percentile
+    shifted = reference.columns(outside, {"teff": np.full(200, 5000.0)})
+    assert shifted["flag_knn"].all() and (shifted["ood_knn_pct"] == 100).all()
+    assert "ood_recon_chi2" not in shifted and set(shifted["flags"]) == {"knn"}
+
+
+def test_range_and_reconstruction_flags_and_the_flags_string():
+    reference, rng = _reference()
+    assert reference.label_range["logg"][0] >= 1 and reference.label_range["logg"][1] <= 5  # NaN ignored
+    x = rng.normal(size=(4, 12))
+    predicted = {"teff": np.array([5000.0, 3000.0, 5000.0, 7000.0]), "logg": np.array([2.0, 2.0, 6.0, 2.0])}
+    chi2 = np.array([1.0, 1.0, 50.0, 1.0])
+    columns = reference.columns(x, predicted, chi2)
+    assert columns["flag_range_teff"].tolist() == [False, True, False, True]
+    assert columns["flag_range_logg"].tolist() == [False, False, True, False]
+    assert columns["flag_recon"].tolist() == [False, False, True, False]
+    flags = [set(filter(None, f.split(","))) - {"knn"} for f in columns["flags"]]
+    assert flags == [set(), {"range_teff"}, {"recon", "range_logg"}, {"range_teff"}]
+
+
+def test_reference_round_trips_and_subsamples(tmp_path):
+    reference, rng = _reference(n=500, reference=100, components=4)
+    assert len(reference_rows(500, reference.settings, 0)) == 100
+    reference.save(tmp_path)
+    again = OODReference.load(tmp_path)
+    x = rng.normal(size=(50, 12))
+    np.testing.assert_allclose(again.knn_distance(x), reference.knn_distance(x), rtol=1e-5)
+    assert again.label_range == reference.label_range and again.threshold("train_recon_chi2") == reference.threshold("train_recon_chi2")
+    assert OODReference.load(tmp_path / "nothing") is None
+    (tmp_path / "ood.safetensors").unlink()
+    with pytest.raises(SpecCLIPError, match="ood.safetensors: missing"):
+        OODReference.load(tmp_path)
+
+
+def test_too_few_training_inputs_is_a_clear_error():
+    with pytest.raises(SpecCLIPError, match="3 training inputs, need more than k=10"):
+        OODReference.fit(np.zeros((3, 4)), {}, None, OODSettings())
+
+
+def test_reconstruction_chi2_of_an_autoencoder_is_the_anomaly_scores_chi2():
+    from specclip_toy import ToyModality, make_raw
+
+    from specclip_core.nn.modality_encoder import ModalityEncoder
+
+    spectra = ToyModality().preprocess(make_raw(16, 3))
+    arrays = {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask, "stats": spectra.stats}
+    torch.manual_seed(0)
+    encoder = ModalityEncoder("toy", {"name": "vector"}, {"name": "mlp_autoencoder", "size": "small"})
+    tokens = encoder.tokenize({"flux": torch.as_tensor(spectra.flux), "stats": torch.as_tensor(spectra.stats)})
+    np.testing.assert_allclose(encoder.tokenizer.flux_of(tokens, torch.as_tensor(spectra.stats)).numpy(), spectra.flux, rtol=1e-4, atol=1e-4)
+    rebuilt = encoder.reconstruct(spectra.flux, spectra.stats)
+    expected = chi_square(torch.as_tensor(spectra.flux), torch.as_tensor(rebuilt), torch.as_tensor(spectra.ivar), torch.as_tensor(spectra.mask))
+    np.testing.assert_allclose(recon_chi2(encoder, arrays), expected, rtol=1e-6)
+    assert (recon_chi2(encoder, arrays) > 0).all()
+    transformer = ModalityEncoder("toy", None, {"name": "masked_transformer", "size": "small"})
+    assert recon_chi2(transformer, arrays) is None and recon_chi2(None, arrays) is None

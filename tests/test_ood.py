@@ -81,3 +81,37 @@ def test_reconstruction_chi2_of_an_autoencoder_is_the_anomaly_scores_chi2():
     assert (recon_chi2(encoder, arrays) > 0).all()
     transformer = ModalityEncoder("toy", None, {"name": "masked_transformer", "size": "small"})
     assert recon_chi2(transformer, arrays) is None and recon_chi2(None, arrays) is None
+
+
+def test_predict_writes_the_reconstruction_residual_of_an_autoencoder_run(tmp_path):
+    from astropy.table import Table
+    from specclip_toy import make_raw, make_store, write_file
+
+    from specclip_core.predict import predict_catalog
+    from specclip_core.runner import run_spec
+    from specclip_core.spec import validate_spec
+
+    store = make_store(tmp_path / "toy.zarr", n=300, seed=4)
+    train = {"epochs": 3, "batch_size": 64, "device": "cpu"}
+    spec = {
+        "name": "toy-ood",
+        "seed": 1,
+        "run_dir": str(tmp_path / "run"),
+        "data": {"store": str(store.path)},
+        "stages": {
+            "pretrain": {"kind": "pretrain", "modality": "toy", "tokenizer": {"name": "vector"}, "encoder": {"name": "mlp_autoencoder", "size": "small"}, "objectives": [{"name": "reconstruction"}], "train": train},
+            "heads": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "head": {"name": "mlp", "hidden": [16]}, "train": train, "ood": {"reference": 50, "k": 5}},
+        },
+    }
+    run_spec(validate_spec(spec), progress=False, log=lambda *_: None)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    raw = make_raw(3, 5)
+    for row in range(3):
+        write_file(inputs / f"star{row}.toy.csv", raw, row)
+    predict_catalog(tmp_path / "run", [str(inputs)], tmp_path / "catalog.ecsv", progress=False)
+    table = Table.read(tmp_path / "catalog.ecsv")
+    assert {"ood_knn_pct", "flag_knn", "ood_recon_chi2", "flag_recon", "flag_range_temp", "flags", "reason"} <= set(table.colnames)
+    assert np.all(np.asarray(table["ood_recon_chi2"]) > 0) and len(table) == 3
+    saved = OODReference.load(tmp_path / "run" / "heads" / "head")
+    assert len(saved.arrays["reference"]) == 50 and len(saved.arrays["train_recon_chi2"]) == 50

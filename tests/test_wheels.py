@@ -191,8 +191,10 @@ def test_a_tiny_spec_runs_and_predicts_through_the_installed_script(installed):
 
     out = installed.run("specclip", "predict", str(run_dir), str(XP_LIBRARY), "-o", "cat.csv", "--quiet")
     with open(installed.work / "cat.csv") as catalogue:
-        rows = list(csv.DictReader(line for line in catalogue if not line.startswith("#")))
+        listed = list(csv.DictReader(line for line in catalogue if not line.startswith("#")))
+    rows = [row for row in listed if not row["reason"]]
     assert len(rows) == 37, out  # 40 rows: one star listed twice, two rejected (no usable flux at 550 nm)
+    assert sum("550" in row["reason"] for row in listed) == 2, [row for row in listed if row["reason"]]
     assert all(math.isfinite(float(row[label])) for row in rows for label in ("teff", "logg")), rows[:3]
 
 

@@ -211,3 +211,10 @@ def _stores(adapt):
     from specclip_core.data.store import SpectralStore
 
     return SpectralStore.open(adapt.path.parent / "pair.zarr"), adapt
+
+
+def test_another_modality_must_share_the_base_model_grid(finetuned):
+    run_dir, adapt, _, _ = finetuned
+    spec = _spec(*_stores(adapt), run_dir, {"ft_bad": {"base": "heads_mt", "adapters": ["lora2"], "modality": "toy_broad"}})
+    with pytest.raises(SpecCLIPError, match="modality 'toy_broad' \\(24 pixels"):
+        run_spec(spec, only=["ft_bad"], progress=False, log=lambda *_: None)

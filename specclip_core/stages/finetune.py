@@ -19,6 +19,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 
 from specclip_core.data.dataset import ArrayDataset
+from specclip_core.components import get_modality
 from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedModel, Base, build_model, load_base
@@ -31,7 +32,7 @@ from specclip_core.report.plots import plot_one_to_one
 from specclip_core.report.tables import metrics_table
 from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
 from specclip_core.runner import StageContext
-from specclip_core.spec import SpecModel, TrainSpec
+from specclip_core.spec import ModalityName, SpecModel, TrainSpec
 from specclip_core.stages.heads import selected_rows
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
@@ -56,6 +57,7 @@ class FinetuneConfig(SpecModel):
         description="LoRA adapters to add (lora1, lora_ae, lora2, lora3, lora4; see specclip_core.nn.adapters), or one of head, full, scratch",
     )
     labels: list[str] = Field(min_length=1, description="label columns of the stage's data to train on and predict")
+    modality: ModalityName | None = Field(None, description="the data's modality the base reads, where it is not the base's own (another survey on the same model grid)")
     from_base: dict[str, str] = Field(default_factory=dict, description="label -> the base head's output it adapts, where the names differ (e.g. feh: fe_h)")
     n_labelled: int | None = Field(None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)")
     n_validation: int | None = Field(None, ge=1, description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)")
@@ -106,6 +108,19 @@ class FinetuneStage(Stage):
     def labels_read(self) -> dict[str, list[str]]:
         return {"labels": list(self.config.labels)}
 
+    def _modality(self, base: Base) -> str:
+        """The modality whose spectra are read: ``modality``, which must share the base's model grid, or the base's."""
+        own = get_modality(base.inputs.modality)
+        if self.config.modality is None:
+            return own.name
+        other = get_modality(self.config.modality)
+        if other.n_pixels != own.n_pixels or tuple(other.stats_names) != tuple(own.stats_names):
+            raise SpecCLIPError(
+                f"finetune: modality {other.name!r} ({other.n_pixels} pixels, stats {list(other.stats_names)}) is not on the model grid of "
+                f"{own.name!r} ({own.n_pixels} pixels, stats {list(own.stats_names)}), which base {base.heads_stage!r} reads"
+            )
+        return other.name
+
     def _columns(self, base: Base) -> dict[str, int]:
         outputs = base.outputs
         columns = {}
@@ -121,7 +136,7 @@ class FinetuneStage(Stage):
         config: FinetuneConfig = context.config
         context.upstream(config.base)
         base = load_base(context.run, config.base)
-        modality = base.inputs.modality
+        modality = self._modality(base)
         store = context.store()
         rows = selected_rows(store, config.labels, {})
         split = split_labels(store.ids[rows])

@@ -28,7 +28,6 @@ from torch import nn
 from specclip_core.components import create_component, get_modality
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.mlp import MLPHead, mlp
-from specclip_core.heads.saved import load_head
 from specclip_core.interfaces import HeadLayout
 from specclip_core.nn.adapters import add_lora
 from specclip_core.nn.embedders import load_embedder
@@ -59,9 +58,10 @@ def load_base(run: RunDir, heads_stage: str) -> Base:
     """The base model of a finished heads stage of ``run``; a SpecCLIPError when it is not an MLP head."""
     head_dir = run.head(heads_stage)
     inputs = HeadInputs.read(head_dir)
-    head = load_head(head_dir)
-    if not isinstance(head, MLPHead):
-        raise SpecCLIPError(f"{head_dir}: base head {heads_stage!r} is a {inputs.head!r} head; fine-tuning adapts mlp heads")
+    kind = HeadLayout.read(head_dir).head
+    if kind != "mlp":
+        raise SpecCLIPError(f"{head_dir}: base head {heads_stage!r} is a {kind!r} head; fine-tuning adapts mlp heads")
+    head = MLPHead.load(head_dir)
     embedder = load_embedder(encoder_dir(run.stage(inputs.encoder_stage), inputs.modality)) if inputs.input == "embedding" else None
     return Base(heads_stage, inputs, head, embedder)
 

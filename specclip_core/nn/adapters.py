@@ -13,7 +13,7 @@ name        what it adapts (every ``nn.Linear`` of)                             
 ``lora4``   the MLP head, when it reads the aligned (projected) embedding                 8     16
 ==========  ==========================================================================  ====  =====
 
-The paper's LoRA2 sits in the MLP on the LAMOST foundation model's embedding and LoRA4 in the MLP
+The paper's LoRA2 sits in the MLP on the foundation model's embedding and LoRA4 in the MLP
 after the projection; here those are the MLP head of a heads stage on a ``pretrain`` stage's
 encoder and of a heads stage on an ``align`` stage's projection. In a ``cross_attention`` projection
 LoRA3 adapts the MLP after the attention: peft adapts ``nn.MultiheadAttention`` only where queries,

@@ -42,7 +42,12 @@ REGISTRY_SPEC = HERE.parent / "registry" / "src" / "specclip_registry" / "specs"
 LABELS = ["teff", "logg", "feh"]
 FROM_BASE = {"feh": "fe_h"}
 SEED = 0
-BASES = ["simulate", "pretrain_xp", "pretrain_lamost", "align", "heads_lamost_raw", "heads_lamost_pretrained", "heads_lamost_aligned"]
+# each base heads stage with the quickstart stages it is made from
+BASES = {
+    "heads_lamost_raw": ["simulate", "heads_lamost_raw"],
+    "heads_lamost_pretrained": ["simulate", "pretrain_lamost", "heads_lamost_pretrained"],
+    "heads_lamost_aligned": ["simulate", "pretrain_xp", "pretrain_lamost", "align", "heads_lamost_aligned"],
+}
 # method name -> (base heads stage, adapters), in the order they run
 METHODS = {
     "lora_ae+lora2": ("heads_lamost_pretrained", ["lora_ae", "lora2"]),
@@ -104,7 +109,8 @@ def main() -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir.parent / f"{run_dir.name}.grid.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    only = BASES + ([] if args.data_store else ["ingest_dr10"]) + list(grid)
+    bases = dict.fromkeys(stage for m in args.methods for stage in BASES[METHODS[m][0]])
+    only = list(bases) + ([] if args.data_store else ["ingest_dr10"]) + list(grid)
     command = [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--run-dir", str(run_dir), "--quiet", "--threads", str(args.threads),
                "--set", f"settings.lamost_dr10={args.dr10}", "--only", *only]
     print(" ".join(command), flush=True)
@@ -115,7 +121,7 @@ def main() -> int:
     results = {name: {"method": m, "n": n, **json.loads((run_dir / name / "metrics.json").read_text())} for name, (m, n) in grid.items()}
     for summary in results.values():
         summary.pop("fit", None)
-    base_manifest = {b: json.loads((run_dir / b / "manifest.json").read_text())["summary"] for b in ("heads_lamost_raw", "heads_lamost_pretrained", "heads_lamost_aligned")}
+    base_manifest = {b: json.loads((run_dir / b / "manifest.json").read_text())["summary"] for b in dict.fromkeys(METHODS[m][0] for m in args.methods)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"finetune": results, "hgb": hgb, "bases_simulated_test": {b: s["test"] for b, s in base_manifest.items()}}, indent=1))
     write_markdown(args, results, hgb, time.perf_counter() - started)

@@ -42,6 +42,7 @@ REGISTRY_SPEC = HERE.parent / "registry" / "src" / "specclip_registry" / "specs"
 LABELS = ["teff", "logg", "feh"]
 FROM_BASE = {"feh": "fe_h"}
 SEED = 0
+UNLABELLED = 1836  # every DR10 spectrum of the train split, labels unused, adapts the encoder adapter first
 # each base heads stage with the quickstart stages it is made from
 BASES = {
     "heads_lamost_raw": ["simulate", "heads_lamost_raw"],
@@ -51,6 +52,7 @@ BASES = {
 # method name -> (base heads stage, adapters), in the order they run
 METHODS = {
     "lora_ae+lora2": ("heads_lamost_pretrained", ["lora_ae", "lora2"]),
+    "lora_ae+lora2, unlabelled": ("heads_lamost_pretrained", ["lora_ae", "lora2"]),
     "lora2": ("heads_lamost_pretrained", ["lora2"]),
     "head": ("heads_lamost_pretrained", ["head"]),
     "full": ("heads_lamost_pretrained", ["full"]),
@@ -105,6 +107,8 @@ def main() -> int:
     for name, (method, n) in grid.items():
         base, adapters = METHODS[method]
         stages[name] = {"kind": "finetune", "base": base, "data": data, "adapters": adapters, "labels": LABELS, "from_base": FROM_BASE, "n_labelled": n}
+        if "unlabelled" in method:
+            stages[name]["unlabelled"] = UNLABELLED
     spec = {"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-lamost-real-grid", "stages": stages}
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir.parent / f"{run_dir.name}.grid.yaml"

@@ -42,6 +42,7 @@ def _spec(pair, adapt, run_dir, finetunes):
 FINETUNES = {
     "ft_lora12": {"base": "heads_mt", "adapters": ["lora1", "lora2"]},
     "ft_ae": {"base": "heads_ae", "adapters": ["lora_ae", "lora2"]},
+    "ft_unlabelled": {"base": "heads_ae", "adapters": ["lora_ae", "lora2"], "unlabelled": 100, "unlabelled_train": {"epochs": 2, "batch_size": 32, "device": "cpu"}},
     "ft_lora134": {"base": "heads_aligned", "adapters": ["lora1", "lora3", "lora4"]},
     "ft_head": {"base": "heads_mt", "adapters": ["head"]},
     "ft_full": {"base": "heads_mt", "adapters": ["full"]},
@@ -70,7 +71,7 @@ def _tensor_names(path):
         return list(handle.keys())
 
 
-@pytest.mark.parametrize("stage", ["ft_lora12", "ft_ae", "ft_lora134"])
+@pytest.mark.parametrize("stage", ["ft_lora12", "ft_ae", "ft_lora134", "ft_unlabelled"])
 def test_lora_stage_saves_only_adapter_tensors(finetuned, stage):
     run_dir, _, manifests, _ = finetuned
     names = _tensor_names(run_dir / stage / "head" / "adapter.safetensors")
@@ -91,6 +92,15 @@ def test_adapters_land_where_the_paper_puts_them(finetuned):
     assert all(t.startswith("projection.") for t in targets["ft_lora134"]["lora3"]) and all(t.startswith("head.") for t in targets["ft_lora134"]["lora4"])
     sizes = json.loads((run_dir / "ft_lora134" / "head" / "head.json").read_text())["reference"]["lora"]["sizes"]
     assert sizes == {"lora1": [4, 8], "lora3": [16, 32], "lora4": [8, 16]}
+
+
+def test_unlabelled_spectra_train_the_encoder_adapter_first(finetuned):
+    run_dir, _, manifests, _ = finetuned
+    step = manifests["ft_unlabelled"]["summary"]["unlabelled"]
+    assert step["n_spectra"] == 100 and step["epochs_completed"] == 2
+    assert step["objectives"] == [{"name": "reconstruction"}]
+    assert (run_dir / "ft_unlabelled" / "unlabelled" / "metrics.csv").exists()
+    assert manifests["ft_ae"]["summary"]["unlabelled"] is None
 
 
 def test_head_full_and_scratch_save_what_they_train(finetuned):
@@ -181,6 +191,10 @@ def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):
         spec(["lora9"])
     with pytest.raises(Exception, match="stand alone"):
         spec(["head", "lora2"])
+    with pytest.raises(Exception, match="unlabelled spectra adapt an encoder adapter"):
+        validate_spec({"name": "bad", "data": {"store": str(store.path)}, "stages": {
+            "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"]},
+            "ft": {"kind": "finetune", "base": "heads", "adapters": ["lora2"], "labels": ["temp"], "unlabelled": 10}}})
     assert spec(["lora2"]).stages["ft"].needs == ["heads"]
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from specclip_core.data.dataset import ArrayDataset
-from specclip_core.components import get_modality
+from specclip_core.components import create_component, get_modality
+from specclip_core.data.dataset import ArrayDataset, StoreDataset
 from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedModel, Base, build_model, load_base
@@ -34,14 +34,20 @@ from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_prediction
 from specclip_core.runner import StageContext
 from specclip_core.spec import ModalityName, SpecModel, TrainSpec
 from specclip_core.stages.heads import selected_rows
+from specclip_core.stages.pretrain import default_objectives
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
 
+ENCODER_ADAPTERS = ("lora1", "lora_ae")
 WHOLE = {
     "head": "train the base head's networks alone (from their trained weights), encoder and projection frozen",
     "full": "train every weight of the base (encoder, projection, head)",
     "scratch": "the base's architecture from random weights, every weight trained (labels standardised on the draw)",
 }
+
+
+def _unlabelled_train_spec() -> TrainSpec:
+    return TrainSpec(epochs=20, batch_size=64, lr=1e-3, weight_decay=0.0, patience=5)
 
 
 def _finetune_train_spec() -> TrainSpec:
@@ -62,6 +68,10 @@ class FinetuneConfig(SpecModel):
     n_labelled: int | None = Field(None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)")
     n_validation: int | None = Field(None, ge=1, description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)")
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
+    unlabelled: int | None = Field(
+        None, ge=1, description="first adapt the encoder adapters (lora1, lora_ae) on this many spectra of the train split, labels unused, with the base encoder's pretraining objectives"
+    )
+    unlabelled_train: TrainSpec = Field(default_factory=_unlabelled_train_spec, description="the training loop of the unlabelled step")
 
     @field_validator("adapters")
     @classmethod
@@ -80,6 +90,8 @@ class FinetuneConfig(SpecModel):
         unknown = sorted(set(self.from_base) - set(self.labels))
         if unknown:
             raise ValueError(f"from_base names {unknown}, which are not in labels {self.labels}")
+        if self.unlabelled is not None and not set(self.adapters) & set(ENCODER_ADAPTERS):
+            raise ValueError(f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none")
         return self
 
     @property
@@ -166,6 +178,7 @@ class FinetuneStage(Stage):
             model.head.requires_grad_(True)
         if fresh:
             self._restandardise(model, inputs["train"], truth["train"])
+        unlabelled = self._adapt_encoder(context, base, model, rows_of_split=np.flatnonzero(split_labels(store.ids) == "train"), modality=modality) if config.unlabelled else None
 
         def targets_of(part: str) -> np.ndarray:
             out = np.full((len(inputs[part]), len(base.outputs)), np.nan, dtype=np.float32)
@@ -220,6 +233,7 @@ class FinetuneStage(Stage):
             "trainable_parameters": model.n_trainable(),
             "total_parameters": model.n_parameters(),
             "fit_seconds": round(result.seconds, 2),
+            "unlabelled": unlabelled,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "test": metrics,
             "zero_shot": zero_metrics,
@@ -227,6 +241,41 @@ class FinetuneStage(Stage):
         }
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
         return {k: v for k, v in summary.items() if k != "fit"}
+
+    def _adapt_encoder(self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str) -> dict[str, Any]:
+        """The unlabelled step: train the encoder's adapters alone on ``unlabelled`` train-split spectra
+        with the objectives its ``pretrain`` stage trained it with; returns the fit summary."""
+        config: FinetuneConfig = self.config
+        encoder_stage = base.inputs.encoder_stage
+        manifest = context.run.manifest(encoder_stage)
+        if manifest.get("kind") != "pretrain" or modality != model.encoder.modality:
+            raise SpecCLIPError(
+                f"finetune: unlabelled needs a base whose encoder comes from a pretrain stage and data of its modality; "
+                f"{config.base!r} reads {encoder_stage!r} ({manifest.get('kind')}), the data is {modality!r}"
+            )
+        specs = manifest["settings"].get("objectives") or default_objectives(model.encoder)
+        rows = draw(rows_of_split, min(config.unlabelled, len(rows_of_split)), context.seed + 1, "unlabelled")
+        store = context.store()
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable and name.startswith("encoder."))
+        trainer = Trainer(
+            model.encoder,
+            [create_component("objective", spec) for spec in specs],
+            StoreDataset(store, [modality], rows=rows),
+            None,
+            config.unlabelled_train,
+            context.out_dir / "unlabelled",
+            seed=context.seed,
+            progress=context.progress,
+            description=f"{context.name} unlabelled",
+        )
+        result = trainer.fit(resume=context.resume)
+        for weights in (context.out_dir / "unlabelled").glob("*.safetensors"):
+            weights.unlink()
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable)
+        return {"n_spectra": len(rows), "objectives": specs, **fit_summary(result)}
 
     @staticmethod
     def _restandardise(model: AdaptedModel, train_inputs: np.ndarray, train_labels: dict[str, np.ndarray]) -> None:

@@ -98,6 +98,7 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="lora_real")
+    parser.add_argument("--hgb-from", help="take the HistGradientBoosting figures from an earlier result (bench/results/NAME.json) instead of refitting them")
     args = parser.parse_args()
     started = time.perf_counter()
     run_dir = Path(args.run_dir)
@@ -121,7 +122,7 @@ def main() -> int:
     subprocess.run(command, check=True)
 
     store = SpectralStore.open(args.data_store or run_dir / "ingest_dr10" / "store.zarr")
-    hgb = hgb_metrics(store, args.sizes)
+    hgb = json.loads(Path(args.hgb_from).read_text())["hgb"] if args.hgb_from else hgb_metrics(store, args.sizes)
     results = {name: {"method": m, "n": n, **json.loads((run_dir / name / "metrics.json").read_text())} for name, (m, n) in grid.items()}
     for summary in results.values():
         summary.pop("fit", None)

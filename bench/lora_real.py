@@ -143,7 +143,8 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
     lines = [
         "# Real adaptation: the LAMOST model trained on SIMULATED spectra, adapted on REAL LAMOST DR10 spectra",
         "",
-        f"`python bench/lora_real.py --run-dir {args.run_dir}{' --data-store ' + args.data_store if args.data_store else ''} --sizes {' '.join(map(str, args.sizes))}`, "
+        f"`python bench/lora_real.py --run-dir {args.run_dir}{' --data-store ' + args.data_store if args.data_store else ''} --sizes {' '.join(map(str, args.sizes))}"
+        f"{' --hgb-from ' + args.hgb_from if args.hgb_from else ''}`{' (gradient-boosting figures from that earlier run of this script)' if args.hgb_from else ''}, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all on 2 shared CPU cores ({args.threads} thread).",
         "",
         f"Test set: the {zero['n_rows']['test']} DR10 spectra of the test split (by obsid), LASP labels; robust sigma (biweight scale) / R^2.",

@@ -145,14 +145,14 @@ def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
         "# Few-shot adaptation to DESI-like spectra (all DESI spectra here are SIMULATED)",
         "",
         f"`python bench/lora_desi.py --run-dir {args.run_dir} --desi-store {args.desi_store} --limit {args.limit} --sizes {' '.join(map(str, args.sizes))}`, "
-        f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all ({simulate_seconds:.0f} s simulating) on 2 shared CPU cores.",
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all ({simulate_seconds:.0f} s simulating or finding the simulation made before) on 2 shared CPU cores.",
         "",
         f"SIMULATED DESI spectra of the first {args.limit} APOGEE x Gaia XP stars (S/N drawn from real LAMOST DR10 stars' g-band S/N); base: "
         "the LAMOST model of lora-lamost-real (trained on SIMULATED LAMOST spectra). Fixed test set: the test split, "
         + ", ".join(f"{g}: {groups[g]['fe_h']['n']} stars" for g in GROUPS)
         + ". Robust sigma / R^2 (APOGEE labels). LoRA1 -> lora_ae (our encoder is an MLP autoencoder).",
         "",
-        "Zero-shot (LAMOST-trained head on SIMULATED DESI on the LAMOST grid), all test stars: "
+        f"Zero-shot (LAMOST-trained head on SIMULATED DESI on the LAMOST grid), the {groups['all']['fe_h']['n']} test stars with a measured [Fe/H]: "
         + "; ".join(f"{b}: " + ", ".join(f"{k} {_cell(z['all'][k])}" for k in LABELS) for b, z in zero.items()),
         "",
     ]

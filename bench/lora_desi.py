@@ -67,7 +67,10 @@ def group_metrics(path: Path) -> dict[str, dict[str, dict]]:
     with open(path) as handle:
         rows = list(csv.DictReader(handle))
     table = {c: np.array([float(r[c]) for r in rows]) for c in rows[0] if c != "id"}
-    return {g: {k: regression_metrics(table[k][keep(table["fe_h"])], table[f"{k}_pred"][keep(table["fe_h"])]) for k in LABELS} for g, keep in GROUPS.items()}
+    return {
+        g: {k: regression_metrics(table[k][keep(table["fe_h"])], table[f"{k}_pred"][keep(table["fe_h"])]) for k in LABELS}
+        for g, keep in GROUPS.items()
+    }
 
 
 def zero_shot_groups(run_dir: Path, store_path: str, base: str) -> dict[str, dict[str, dict]]:
@@ -86,7 +89,10 @@ def zero_shot_groups(run_dir: Path, store_path: str, base: str) -> dict[str, dic
     model = build_model(loaded, {label: loaded.outputs.index(label) for label in LABELS})
     predicted = model.predict(spectra_inputs(store.read("desi", test)))
     truth = store.labels(LABELS, test)
-    return {g: {k: regression_metrics(truth[k][keep(truth["fe_h"])], predicted[k][keep(truth["fe_h"])]) for k in LABELS} for g, keep in GROUPS.items()}
+    return {
+        g: {k: regression_metrics(truth[k][keep(truth["fe_h"])], predicted[k][keep(truth["fe_h"])]) for k in LABELS}
+        for g, keep in GROUPS.items()
+    }
 
 
 def main() -> int:
@@ -103,7 +109,9 @@ def main() -> int:
     args = parser.parse_args()
     started = time.perf_counter()
     calibration = load_calibration("desi").model_copy(update={"snr_values": stellar_snr(Path(args.dr10))})
-    report = simulate_paired("desi", like="apogee-xp", output=args.desi_store, seed=0, limit=args.limit, calibration=calibration, workers=args.workers)
+    report = simulate_paired(
+        "desi", like="apogee-xp", output=args.desi_store, seed=0, limit=args.limit, calibration=calibration, workers=args.workers
+    )
     print(f"DESI-like (SIMULATED) store: {report.store}, {report.n_written} stars{' (reused)' if report.reused else ''}", flush=True)
     simulate_seconds = time.perf_counter() - started
 
@@ -111,13 +119,37 @@ def main() -> int:
     data = {"store": str(Path(args.desi_store).resolve())}
     grid = {f"desi_{stage_name(m, n)}": (m, n) for m in args.methods for n in args.sizes}
     stages = {
-        name: {"kind": "finetune", "base": METHODS[m][0], "data": data, "modality": "desi", "adapters": METHODS[m][1], "labels": LABELS, "n_labelled": n}
+        name: {
+            "kind": "finetune",
+            "base": METHODS[m][0],
+            "data": data,
+            "modality": "desi",
+            "adapters": METHODS[m][1],
+            "labels": LABELS,
+            "n_labelled": n,
+        }
         for name, (m, n) in grid.items()
     }
     spec_path = run_dir.parent / f"{run_dir.name}.desi.yaml"
-    spec_path.write_text(yaml.safe_dump({"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-desi-simulated", "stages": stages}, sort_keys=False))
-    command = [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--run-dir", str(run_dir), "--quiet", "--threads", str(args.threads),
-               "--set", f"settings.lamost_dr10={args.dr10}", "--only", *grid]
+    spec_path.write_text(
+        yaml.safe_dump({"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-desi-simulated", "stages": stages}, sort_keys=False)
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "specclip_core.cli",
+        "run",
+        str(spec_path),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--threads",
+        str(args.threads),
+        "--set",
+        f"settings.lamost_dr10={args.dr10}",
+        "--only",
+        *grid,
+    ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
 
@@ -128,7 +160,9 @@ def main() -> int:
         results[name] = {"method": method, "n": n, **summary, "groups": group_metrics(run_dir / name / "test_predictions.csv")}
     zero = {base: zero_shot_groups(run_dir, args.desi_store, base) for base in dict.fromkeys(METHODS[m][0] for m in args.methods)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"finetune": results, "zero_shot": zero, "simulate_seconds": simulate_seconds}, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps({"finetune": results, "zero_shot": zero, "simulate_seconds": simulate_seconds}, indent=1)
+    )
     write_markdown(args, results, zero, time.perf_counter() - started, simulate_seconds)
     plot(args, results, zero)
     return 0
@@ -157,14 +191,26 @@ def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
         "",
     ]
     for group in GROUPS:
-        lines += [f"## [Fe/H], {group} (SIMULATED DESI)", "", "| method | " + " | ".join(f"N={n}" for n in args.sizes) + " |", "|---|" + "---|" * len(args.sizes)]
+        lines += [
+            f"## [Fe/H], {group} (SIMULATED DESI)",
+            "",
+            "| method | " + " | ".join(f"N={n}" for n in args.sizes) + " |",
+            "|---|" + "---|" * len(args.sizes),
+        ]
         for method in dict.fromkeys(r["method"] for r in results.values()):
             cells = {r["n"]: _cell(r["groups"][group]["fe_h"]) for r in results.values() if r["method"] == method}
             lines.append(f"| {method} | " + " | ".join(cells.get(n, "-") for n in args.sizes) + " |")
         lines.append("")
-    lines += ["## Teff and logg, all test stars (SIMULATED DESI)", "", "| method | N | Teff (K) | logg | trainable params | wall s |", "|---|---|---|---|---|---|"]
+    lines += [
+        "## Teff and logg, all test stars (SIMULATED DESI)",
+        "",
+        "| method | N | Teff (K) | logg | trainable params | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in results.values():
-        lines.append(f"| {r['method']} | {r['n']} | {_cell(r['test']['teff'])} | {_cell(r['test']['logg'])} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} |")
+        lines.append(
+            f"| {r['method']} | {r['n']} | {_cell(r['test']['teff'])} | {_cell(r['test']['logg'])} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} |"
+        )
     lines += ["", f"![[Fe/H] robust sigma against labelled stars]({args.name}.png)", ""]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
     print("\n".join(lines))

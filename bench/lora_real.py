@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import yaml
 from sklearn.ensemble import HistGradientBoostingRegressor
 
@@ -92,13 +91,18 @@ def hgb_metrics(store: SpectralStore, sizes: list[int]) -> dict[str, dict]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--dr10", default=str(HERE.parent.parent / "shared" / "data" / "lamost-dr10"), help="the DR10 folder (spectra/, labels.csv)")
+    parser.add_argument(
+        "--dr10", default=str(HERE.parent.parent / "shared" / "data" / "lamost-dr10"), help="the DR10 folder (spectra/, labels.csv)"
+    )
     parser.add_argument("--data-store", help="an already ingested DR10 store to adapt on, instead of the spec's ingest_dr10 stage")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 500])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="lora_real")
-    parser.add_argument("--hgb-from", help="take the HistGradientBoosting figures from an earlier result (bench/results/NAME.json) instead of refitting them")
+    parser.add_argument(
+        "--hgb-from",
+        help="take the HistGradientBoosting figures from an earlier result (bench/results/NAME.json) instead of refitting them",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     run_dir = Path(args.run_dir)
@@ -107,7 +111,15 @@ def main() -> int:
     stages = {}
     for name, (method, n) in grid.items():
         base, adapters = METHODS[method]
-        stages[name] = {"kind": "finetune", "base": base, "data": data, "adapters": adapters, "labels": LABELS, "from_base": FROM_BASE, "n_labelled": n}
+        stages[name] = {
+            "kind": "finetune",
+            "base": base,
+            "data": data,
+            "adapters": adapters,
+            "labels": LABELS,
+            "from_base": FROM_BASE,
+            "n_labelled": n,
+        }
         if "unlabelled" in method:
             stages[name]["unlabelled"] = UNLABELLED
     spec = {"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-lamost-real-grid", "stages": stages}
@@ -116,8 +128,22 @@ def main() -> int:
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     bases = dict.fromkeys(stage for m in args.methods for stage in BASES[METHODS[m][0]])
     only = list(bases) + ([] if args.data_store else ["ingest_dr10"]) + list(grid)
-    command = [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--run-dir", str(run_dir), "--quiet", "--threads", str(args.threads),
-               "--set", f"settings.lamost_dr10={args.dr10}", "--only", *only]
+    command = [
+        sys.executable,
+        "-m",
+        "specclip_core.cli",
+        "run",
+        str(spec_path),
+        "--run-dir",
+        str(run_dir),
+        "--quiet",
+        "--threads",
+        str(args.threads),
+        "--set",
+        f"settings.lamost_dr10={args.dr10}",
+        "--only",
+        *only,
+    ]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
 
@@ -126,9 +152,13 @@ def main() -> int:
     results = {name: {"method": m, "n": n, **json.loads((run_dir / name / "metrics.json").read_text())} for name, (m, n) in grid.items()}
     for summary in results.values():
         summary.pop("fit", None)
-    base_manifest = {b: json.loads((run_dir / b / "manifest.json").read_text())["summary"] for b in dict.fromkeys(METHODS[m][0] for m in args.methods)}
+    base_manifest = {
+        b: json.loads((run_dir / b / "manifest.json").read_text())["summary"] for b in dict.fromkeys(METHODS[m][0] for m in args.methods)
+    }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"finetune": results, "hgb": hgb, "bases_simulated_test": {b: s["test"] for b, s in base_manifest.items()}}, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(
+        json.dumps({"finetune": results, "hgb": hgb, "bases_simulated_test": {b: s["test"] for b, s in base_manifest.items()}}, indent=1)
+    )
     write_markdown(args, results, hgb, time.perf_counter() - started)
     plot(args, results, hgb)
     return 0
@@ -152,19 +182,35 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
         "",
     ]
     for n in args.sizes:
-        lines += [f"## {n} real labelled spectra", "", "| method | base | trainable params | wall s | Teff (K) | logg | [Fe/H] |", "|---|---|---|---|---|---|---|"]
-        for name, r in results.items():
+        lines += [
+            f"## {n} real labelled spectra",
+            "",
+            "| method | base | trainable params | wall s | Teff (K) | logg | [Fe/H] |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in results.values():
             if r["n"] == n:
-                lines.append(f"| {r['method']} | {r['base']} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} | " + " | ".join(_cell(r["test"][k]) for k in LABELS) + " |")
+                lines.append(
+                    f"| {r['method']} | {r['base']} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} | "
+                    + " | ".join(_cell(r["test"][k]) for k in LABELS)
+                    + " |"
+                )
         h = hgb[str(n)]
-        lines.append(f"| HistGradientBoosting, same {n} | - | - | {h['seconds']:.0f} | " + " | ".join(_cell(h["test"][k]) for k in LABELS) + " |")
+        lines.append(
+            f"| HistGradientBoosting, same {n} | - | - | {h['seconds']:.0f} | " + " | ".join(_cell(h["test"][k]) for k in LABELS) + " |"
+        )
         lines.append("")
     h = hgb["all"]
     lines += [
-        f"HistGradientBoosting on all {h['n_train']} real training spectra: " + ", ".join(f"{k} {_cell(h['test'][k])}" for k in LABELS) + f" ({h['seconds']:.0f} s).",
+        f"HistGradientBoosting on all {h['n_train']} real training spectra: "
+        + ", ".join(f"{k} {_cell(h['test'][k])}" for k in LABELS)
+        + f" ({h['seconds']:.0f} s).",
         "",
         "Zero-shot (unadapted base) on the same test set: "
-        + "; ".join(f"{b}: " + ", ".join(f"{k} {_cell(r['zero_shot'][k])}" for k in LABELS) for b, r in {r["base"]: r for r in results.values()}.items()),
+        + "; ".join(
+            f"{b}: " + ", ".join(f"{k} {_cell(r['zero_shot'][k])}" for k in LABELS)
+            for b, r in {r["base"]: r for r in results.values()}.items()
+        ),
         "",
         f"![robust sigma against labelled stars]({args.name}.png)",
         "",

@@ -21,7 +21,12 @@ FINETUNE_TRAIN = {"epochs": 6, "batch_size": 16, "lr": 3e-3, "device": "cpu", "p
 def _spec(pair, adapt, run_dir, finetunes):
     heads = {"kind": "heads", "labels": ["temp"], "units": {"temp": "K"}, "head": HEAD, "train": {**TRAIN, "epochs": 8}}
     stages = {
-        "pretrain_toy": {"kind": "pretrain", "modality": "toy", "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}], "train": TRAIN},
+        "pretrain_toy": {
+            "kind": "pretrain",
+            "modality": "toy",
+            "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+            "train": TRAIN,
+        },
         "pretrain_broad": {"kind": "pretrain", "modality": "toy_broad", "train": TRAIN},
         "align": {
             "kind": "align",
@@ -35,14 +40,26 @@ def _spec(pair, adapt, run_dir, finetunes):
         "heads_aligned": {**heads, "modality": "toy", "needs": ["align"]},
     }
     for name, settings in finetunes.items():
-        stages[name] = {"kind": "finetune", "data": {"store": str(adapt.path)}, "labels": ["temp"], "n_labelled": 40, "train": FINETUNE_TRAIN, **settings}
+        stages[name] = {
+            "kind": "finetune",
+            "data": {"store": str(adapt.path)},
+            "labels": ["temp"],
+            "n_labelled": 40,
+            "train": FINETUNE_TRAIN,
+            **settings,
+        }
     return validate_spec({"name": "toy-finetune", "seed": 3, "run_dir": str(run_dir), "data": {"store": str(pair.path)}, "stages": stages})
 
 
 FINETUNES = {
     "ft_lora12": {"base": "heads_mt", "adapters": ["lora1", "lora2"]},
     "ft_ae": {"base": "heads_ae", "adapters": ["lora_ae", "lora2"]},
-    "ft_unlabelled": {"base": "heads_ae", "adapters": ["lora_ae", "lora2"], "unlabelled": 100, "unlabelled_train": {"epochs": 2, "batch_size": 32, "device": "cpu"}},
+    "ft_unlabelled": {
+        "base": "heads_ae",
+        "adapters": ["lora_ae", "lora2"],
+        "unlabelled": 100,
+        "unlabelled_train": {"epochs": 2, "batch_size": 32, "device": "cpu"},
+    },
     "ft_lora134": {"base": "heads_aligned", "adapters": ["lora1", "lora3", "lora4"]},
     "ft_head": {"base": "heads_mt", "adapters": ["head"]},
     "ft_full": {"base": "heads_mt", "adapters": ["full"]},
@@ -59,7 +76,9 @@ def finetuned(tmp_path_factory):
     adapt = make_paired_store(root / "adapt.zarr", n=300, seed=5)
     run_dir = root / "run"
     run_spec(_spec(pair, adapt, run_dir, {}), progress=False, log=lambda *_: None)
-    before = {path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in run_dir.rglob("*.safetensors")}
+    before = {
+        path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in run_dir.rglob("*.safetensors")
+    }
     manifests = run_spec(_spec(pair, adapt, run_dir, FINETUNES), progress=False, log=lambda *_: None)
     return run_dir, adapt, manifests, before
 
@@ -81,15 +100,23 @@ def test_lora_stage_saves_only_adapter_tensors(finetuned, stage):
     assert sorted(p.name for p in (run_dir / stage).rglob("*.safetensors")) == ["adapter.safetensors"], "no whole-model checkpoint kept"
     described = json.loads((run_dir / stage / "head" / "head.json").read_text())
     assert described["head"] == "adapted" and described["reference"]["base"] == FINETUNES[stage]["base"]
-    assert set(described["reference"]["base_keys"]) == {FINETUNES[stage]["base"], manifests[FINETUNES[stage]["base"]]["settings"]["needs"][0]}
+    assert set(described["reference"]["base_keys"]) == {
+        FINETUNES[stage]["base"],
+        manifests[FINETUNES[stage]["base"]]["settings"]["needs"][0],
+    }
 
 
 def test_adapters_land_where_the_paper_puts_them(finetuned):
     run_dir, _, _, _ = finetuned
-    targets = {s: json.loads((run_dir / s / "head" / "head.json").read_text())["reference"]["lora"]["targets"] for s in ("ft_lora12", "ft_ae", "ft_lora134")}
+    targets = {
+        s: json.loads((run_dir / s / "head" / "head.json").read_text())["reference"]["lora"]["targets"]
+        for s in ("ft_lora12", "ft_ae", "ft_lora134")
+    }
     assert all(".attn." in t for t in targets["ft_lora12"]["lora1"]) and all(t.startswith("head.") for t in targets["ft_lora12"]["lora2"])
     assert all(t.startswith("encoder.encoder.encoder.") for t in targets["ft_ae"]["lora_ae"])
-    assert all(t.startswith("projection.") for t in targets["ft_lora134"]["lora3"]) and all(t.startswith("head.") for t in targets["ft_lora134"]["lora4"])
+    assert all(t.startswith("projection.") for t in targets["ft_lora134"]["lora3"]) and all(
+        t.startswith("head.") for t in targets["ft_lora134"]["lora4"]
+    )
     sizes = json.loads((run_dir / "ft_lora134" / "head" / "head.json").read_text())["reference"]["lora"]["sizes"]
     assert sizes == {"lora1": [4, 8], "lora3": [16, 32], "lora4": [8, 16]}
 
@@ -134,7 +161,9 @@ def test_predict_through_the_finetune_stage_equals_the_trained_model(finetuned, 
         trained = {row["id"]: float(row["temp_pred"]) for row in csv.DictReader(handle)}
     assert len(trained) > 10
     decimals = max(len(str(v).split(".")[1]) if "." in str(v) else 0 for v in catalogue.values())
-    np.testing.assert_allclose([catalogue[i] for i in trained], list(trained.values()), atol=0.5 * 10.0**-decimals + 1e-6)  # the catalogue rounds to its precision
+    np.testing.assert_allclose(
+        [catalogue[i] for i in trained], list(trained.values()), atol=0.5 * 10.0**-decimals + 1e-6
+    )  # the catalogue rounds to its precision
     loaded = load_head(RunDir(run_dir).head(stage))
     rows = np.flatnonzero(np.isin(adapt.ids, list(trained)))
     part = adapt.read("toy", rows)
@@ -192,16 +221,27 @@ def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):
     with pytest.raises(Exception, match="stand alone"):
         spec(["head", "lora2"])
     with pytest.raises(Exception, match="unlabelled spectra adapt an encoder adapter"):
-        validate_spec({"name": "bad", "data": {"store": str(store.path)}, "stages": {
-            "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"]},
-            "ft": {"kind": "finetune", "base": "heads", "adapters": ["lora2"], "labels": ["temp"], "unlabelled": 10}}})
+        validate_spec(
+            {
+                "name": "bad",
+                "data": {"store": str(store.path)},
+                "stages": {
+                    "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"]},
+                    "ft": {"kind": "finetune", "base": "heads", "adapters": ["lora2"], "labels": ["temp"], "unlabelled": 10},
+                },
+            }
+        )
     assert spec(["lora2"]).stages["ft"].needs == ["heads"]
 
 
 @pytest.mark.parametrize(
     "base, adapters, message",
     [
-        ("heads_ae", ["lora1"], "adapter 'lora1' adapts the self-attention layers of a masked-transformer encoder, which heads stage 'heads_ae'"),
+        (
+            "heads_ae",
+            ["lora1"],
+            "adapter 'lora1' adapts the self-attention layers of a masked-transformer encoder, which heads stage 'heads_ae'",
+        ),
         ("heads_mt", ["lora4"], "adapter 'lora4' adapts the MLP head on aligned embeddings"),
         ("heads_mt", ["lora3"], "adapter 'lora3' adapts the projection"),
         ("heads_aligned", ["lora2"], "a head on aligned embeddings takes lora4"),

@@ -124,7 +124,9 @@ class AdaptedModel(nn.Module):
         parts = [self(x[i : i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)]
         self.train(was_training)
         values = np.concatenate(parts) if parts else np.zeros((0, max(self.columns.values(), default=0) + 1), dtype=np.float32)
-        return {label: values[:, c].astype(np.float64) * self.label_std[label] + self.label_mean[label] for label, c in self.columns.items()}
+        return {
+            label: values[:, c].astype(np.float64) * self.label_std[label] + self.label_mean[label] for label, c in self.columns.items()
+        }
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors fine-tuning trains (those with requires_grad), by state-dict name."""
@@ -156,7 +158,9 @@ class AdaptedModel(nn.Module):
         for stage, key in reference["base_keys"].items():
             now = run.manifest(stage).get("key")
             if now != key:
-                raise SpecCLIPError(f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage")
+                raise SpecCLIPError(
+                    f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage"
+                )
         base = load_base(run, reference["base"])
         model = build_model(base, settings["columns"], fresh=reference["fresh"])
         if reference["lora"]:
@@ -183,7 +187,9 @@ def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> Ada
     elif embedder is not None:
         aligned = getattr(embedder, "model", None)
         if aligned is None or not hasattr(aligned, "projections"):
-            raise SpecCLIPError(f"base {base.heads_stage!r}: its embedder ({type(embedder).__name__}) is neither an encoder nor an aligned projection")
+            raise SpecCLIPError(
+                f"base {base.heads_stage!r}: its embedder ({type(embedder).__name__}) is neither an encoder nor an aligned projection"
+            )
         encoder, projection = aligned.encoders[modality.name], aligned.projections[modality.name]
     head = base.head
     n_in = int(head.input_mean.size)
@@ -198,5 +204,7 @@ def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> Ada
     outputs = base.outputs
     label_mean = {label: head.label_mean[outputs[c]] for label, c in columns.items()}
     label_std = {label: head.label_std[outputs[c]] for label, c in columns.items()}
-    model = AdaptedModel(len(modality.stats_names), encoder, projection, networks, head.input_mean, head.input_std, columns, label_mean, label_std)
+    model = AdaptedModel(
+        len(modality.stats_names), encoder, projection, networks, head.input_mean, head.input_std, columns, label_mean, label_std
+    )
     return model.requires_grad_(True).train()

@@ -60,7 +60,12 @@ def _linears(module: nn.Module | None, prefix: str) -> list[str]:
 def _attention(model: nn.Module) -> list[str]:
     if model.encoder is None:
         return []
-    return [name for block, child in model.encoder.named_modules() if isinstance(child, SelfAttention) for name in _linears(child, f"encoder.{block}")]
+    return [
+        name
+        for block, child in model.encoder.named_modules()
+        if isinstance(child, SelfAttention)
+        for name in _linears(child, f"encoder.{block}")
+    ]
 
 
 def _autoencoder(model: nn.Module) -> list[str]:
@@ -83,9 +88,13 @@ def _head_on_projection(model: nn.Module) -> list[str]:
 ADAPTERS: dict[str, Placement] = {
     "lora1": Placement(4, 8, "the self-attention layers of a masked-transformer encoder", _attention),
     "lora_ae": Placement(4, 8, "the encoder half of an MLP autoencoder", _autoencoder),
-    "lora2": Placement(8, 16, "the MLP head on an encoder's embedding or on the spectra (a head on aligned embeddings takes lora4)", _head_on_encoder),
+    "lora2": Placement(
+        8, 16, "the MLP head on an encoder's embedding or on the spectra (a head on aligned embeddings takes lora4)", _head_on_encoder
+    ),
     "lora3": Placement(16, 32, "the projection of an aligned model (a head on an align stage's embeddings)", _projection),
-    "lora4": Placement(8, 16, "the MLP head on aligned embeddings (a head on a pretrain stage's embeddings takes lora2)", _head_on_projection),
+    "lora4": Placement(
+        8, 16, "the MLP head on aligned embeddings (a head on a pretrain stage's embeddings takes lora2)", _head_on_projection
+    ),
 }
 
 
@@ -111,7 +120,9 @@ def add_lora(model: nn.Module, targets: dict[str, list[str]], sizes: dict[str, t
     ranks = {re.escape(module): sizes[name][0] for name in targets for module in targets[name]}
     alphas = {re.escape(module): sizes[name][1] for name in targets for module in targets[name]}
     first = sizes[next(iter(targets))]
-    config = LoraConfig(r=first[0], lora_alpha=first[1], target_modules=modules, rank_pattern=ranks, alpha_pattern=alphas, lora_dropout=0.0, bias="none")
+    config = LoraConfig(
+        r=first[0], lora_alpha=first[1], target_modules=modules, rank_pattern=ranks, alpha_pattern=alphas, lora_dropout=0.0, bias="none"
+    )
     inject_adapter_in_model(config, model)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(".lora_" in name)

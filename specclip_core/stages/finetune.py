@@ -63,13 +63,25 @@ class FinetuneConfig(SpecModel):
         description="LoRA adapters to add (lora1, lora_ae, lora2, lora3, lora4; see specclip_core.nn.adapters), or one of head, full, scratch",
     )
     labels: list[str] = Field(min_length=1, description="label columns of the stage's data to train on and predict")
-    modality: ModalityName | None = Field(None, description="the data's modality the base reads, where it is not the base's own (another survey on the same model grid)")
-    from_base: dict[str, str] = Field(default_factory=dict, description="label -> the base head's output it adapts, where the names differ (e.g. feh: fe_h)")
-    n_labelled: int | None = Field(None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)")
-    n_validation: int | None = Field(None, ge=1, description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)")
+    modality: ModalityName | None = Field(
+        None, description="the data's modality the base reads, where it is not the base's own (another survey on the same model grid)"
+    )
+    from_base: dict[str, str] = Field(
+        default_factory=dict, description="label -> the base head's output it adapts, where the names differ (e.g. feh: fe_h)"
+    )
+    n_labelled: int | None = Field(
+        None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)"
+    )
+    n_validation: int | None = Field(
+        None,
+        ge=1,
+        description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)",
+    )
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
     unlabelled: int | None = Field(
-        None, ge=1, description="first adapt the encoder adapters (lora1, lora_ae) on this many spectra of the train split, labels unused, with the base encoder's pretraining objectives"
+        None,
+        ge=1,
+        description="first adapt the encoder adapters (lora1, lora_ae) on this many spectra of the train split, labels unused, with the base encoder's pretraining objectives",
     )
     unlabelled_train: TrainSpec = Field(default_factory=_unlabelled_train_spec, description="the training loop of the unlabelled step")
 
@@ -91,7 +103,9 @@ class FinetuneConfig(SpecModel):
         if unknown:
             raise ValueError(f"from_base names {unknown}, which are not in labels {self.labels}")
         if self.unlabelled is not None and not set(self.adapters) & set(ENCODER_ADAPTERS):
-            raise ValueError(f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none")
+            raise ValueError(
+                f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none"
+            )
         return self
 
     @property
@@ -139,7 +153,9 @@ class FinetuneStage(Stage):
         for label in self.config.labels:
             source = self.config.from_base.get(label, label)
             if source not in outputs:
-                raise SpecCLIPError(f"finetune: label {label!r} adapts base output {source!r}, but heads stage {base.heads_stage!r} predicts {outputs}; set from_base")
+                raise SpecCLIPError(
+                    f"finetune: label {label!r} adapts base output {source!r}, but heads stage {base.heads_stage!r} predicts {outputs}; set from_base"
+                )
             columns[label] = outputs.index(source)
         return columns
 
@@ -158,7 +174,9 @@ class FinetuneStage(Stage):
         test_rows = rows[split == "test"]
         columns = self._columns(base)
         zero_shot_model = build_model(base, columns)
-        inputs = {part: spectra_inputs(store.read(modality, r)) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+        inputs = {
+            part: spectra_inputs(store.read(modality, r)) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))
+        }
         truth = {part: store.labels(config.labels, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
         zero_shot = zero_shot_model.predict(inputs["test"])
 
@@ -178,7 +196,11 @@ class FinetuneStage(Stage):
             model.head.requires_grad_(True)
         if fresh:
             self._restandardise(model, inputs["train"], truth["train"])
-        unlabelled = self._adapt_encoder(context, base, model, rows_of_split=np.flatnonzero(split_labels(store.ids) == "train"), modality=modality) if config.unlabelled else None
+        unlabelled = (
+            self._adapt_encoder(context, base, model, rows_of_split=np.flatnonzero(split_labels(store.ids) == "train"), modality=modality)
+            if config.unlabelled
+            else None
+        )
 
         def targets_of(part: str) -> np.ndarray:
             out = np.full((len(inputs[part]), len(base.outputs)), np.nan, dtype=np.float32)
@@ -222,9 +244,20 @@ class FinetuneStage(Stage):
         HeadInputs(modality, "spectra", None, ADAPTED, simulated or base.inputs.simulated, units, names, sigmas).write(head_dir)
         title = f"{context.name} ({'+'.join(config.adapters)} on {config.base}, {len(train_rows)} labelled{', SIMULATED ' + modality if simulated else ''})"
         for label in config.labels:
-            plot_one_to_one(truth["test"][label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, units[label], title, names[label])
+            plot_one_to_one(
+                truth["test"][label],
+                predicted[label],
+                context.out_dir / f"one_to_one_{label}.png",
+                label,
+                units[label],
+                title,
+                names[label],
+            )
         note = f"{modality} spectra are SIMULATED." if simulated else f"{modality} spectra are real."
-        atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics, f"{config.base} (zero-shot)": zero_metrics}, config.labels, note))
+        atomic_write_text(
+            context.out_dir / "table.md",
+            metrics_table({context.name: metrics, f"{config.base} (zero-shot)": zero_metrics}, config.labels, note),
+        )
         summary = {
             "base": config.base,
             "adapters": config.adapters,
@@ -242,7 +275,9 @@ class FinetuneStage(Stage):
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
         return {k: v for k, v in summary.items() if k != "fit"}
 
-    def _adapt_encoder(self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str) -> dict[str, Any]:
+    def _adapt_encoder(
+        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str
+    ) -> dict[str, Any]:
         """The unlabelled step: train the encoder's adapters alone on ``unlabelled`` train-split spectra
         with the objectives its ``pretrain`` stage trained it with; returns the fit summary."""
         config: FinetuneConfig = self.config
@@ -287,5 +322,3 @@ class FinetuneStage(Stage):
         for label, values in train_labels.items():
             m, s = standardiser(values[:, None])
             model.label_mean[label], model.label_std[label] = float(m[0]), float(s[0])
-
-

@@ -14,7 +14,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt $(wildcard plugins/*/pyproject.toml) registry/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,sbi]' $(foreach p,$(PLUGINS),-e $(p))
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,sbi,lora]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 quickstart: setup

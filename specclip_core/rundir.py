@@ -9,6 +9,7 @@
     <run>/<stage>/store.zarr                a store the stage wrote (ingest, join, simulate)
     <run>/<stage>/encoders/<modality>/      an embedder the stage trained (encoder.json: its type)
     <run>/<stage>/head/                     a trained head (head.json: see interfaces.HeadLayout)
+    <run>/<stage>/head/adapter.safetensors  a finetune stage's trained tensors only (head.json names its base stages)
     <run>/<stage>/head/inputs.json          what the head reads: modality, input kind, encoder stage, simulated;
                                             per label its unit, display name, robust sigma on the test split
     <run>/<stage>/test_predictions.csv      id, and per label its truth and prediction on the test split
@@ -40,6 +41,7 @@ HEAD_INPUTS = "inputs.json"
 PREDICTIONS = "test_predictions.csv"
 REPORT = "report.md"
 PARTIAL_SUFFIX = ".partial"
+HEAD_KINDS = ("heads", "finetune")  # stage kinds that leave a head/ directory predict can apply
 
 
 def encoder_dir(stage_dir: Path, modality: str) -> Path:
@@ -154,11 +156,11 @@ class RunDir:
         return sorted(found, key=lambda stage: (order.index(stage) if stage in order else len(order), stage))
 
     def finished_heads(self) -> dict[str, HeadInputs]:
-        """Finished heads stages, in the order of the run's spec: name -> what each head reads."""
+        """Finished heads (and finetune) stages, in the order of the run's spec: name -> what each head reads."""
         found = {}
         for manifest_path in sorted(self.path.glob(f"*/{MANIFEST}")):
             stage = manifest_path.parent.name
-            if json.loads(manifest_path.read_text()).get("kind") == "heads" and (self.head(stage) / HEAD_INPUTS).exists():
+            if json.loads(manifest_path.read_text()).get("kind") in HEAD_KINDS and (self.head(stage) / HEAD_INPUTS).exists():
                 found[stage] = HeadInputs.read(self.head(stage))
         order = self.stage_order()
         return dict(sorted(found.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)))

@@ -15,6 +15,7 @@ def specclip_register_components():
     from specclip_core.components import ComponentList
     from specclip_core.stages.align import AlignConfig, AlignStage
     from specclip_core.stages.evaluate import EvaluateConfig, EvaluateStage
+    from specclip_core.stages.finetune import FinetuneConfig, FinetuneStage
     from specclip_core.stages.heads import HeadsConfig, HeadsStage
     from specclip_core.stages.ingest import IngestConfig, IngestStage
     from specclip_core.stages.join import JoinConfig, JoinStage
@@ -28,6 +29,7 @@ def specclip_register_components():
     components.register("stage", "pretrain", PretrainConfig, "self-supervised pretraining of one modality's encoder")(PretrainStage)
     components.register("stage", "align", AlignConfig, "contrastive alignment with optional reconstruction/prediction decoders (CLIP variants)")(AlignStage)
     components.register("stage", "heads", HeadsConfig, "train label heads on embeddings or spectra; score the test split")(HeadsStage)
+    components.register("stage", "finetune", FinetuneConfig, "adapt a heads stage's encoder and MLP head to new labels: LoRA adapters, head only, full, or from scratch")(FinetuneStage)
     components.register("stage", "evaluate", EvaluateConfig, "compare heads stages: robust sigma and R^2 table, one-to-one plots")(EvaluateStage)
     components.register("stage", "report", ReportConfig, "the paper's Table 1 and Table 2 for a run, in markdown with plots")(ReportStage)
     components.register("stage", "neighbours", NeighboursConfig, "fraction of repeat observations whose cosine nearest neighbour is the same object")(NeighboursStage)

@@ -1,0 +1,210 @@
+"""A heads stage's whole model as one network, for fine-tuning, and its saved layout.
+
+:class:`AdaptedModel` is a base model -- the encoder a heads stage read (and, for a head on aligned
+embeddings, the projection), the head's input standardisation and its MLP networks -- as one
+``nn.Module`` from a head's spectra input (statistics then flux,
+:func:`~specclip_core.heads.inputs.spectra_inputs`) to the head's standardised outputs. The
+``finetune`` stage adapts it (LoRA through :mod:`specclip_core.nn.adapters`, the head alone, all of
+it, or the same architecture from random initialisation) and saves it as a head directory::
+
+    head.json             head "adapted", the labels, and settings: the base stages and their keys,
+                          the adapters and their targets, label -> base output, the standardisations
+    adapter.safetensors   only the tensors the fine-tuning trained (the LoRA matrices for adapters)
+    inputs.json           what it reads (spectra), as every head directory (rundir.HeadInputs)
+
+Loading rebuilds the base from its (unchanged) run stages, adds the adapters and loads the tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from specclip_core.components import create_component, get_modality
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.mlp import MLPHead, mlp
+from specclip_core.interfaces import HeadLayout
+from specclip_core.nn.adapters import add_lora
+from specclip_core.nn.embedders import load_embedder
+from specclip_core.nn.modality_encoder import ModalityEncoder
+from specclip_core.rundir import HeadInputs, RunDir, encoder_dir
+from specclip_core.train.checkpoint import load_tensors, save_tensors
+
+ADAPTED = "adapted"
+WEIGHTS = "adapter.safetensors"
+
+
+@dataclass
+class Base:
+    """A finished heads stage and what it reads: its inputs.json, its MLP head, the encoder's embedder (None on spectra)."""
+
+    heads_stage: str
+    inputs: HeadInputs
+    head: MLPHead
+    embedder: Any | None
+
+    @property
+    def outputs(self) -> list[str]:
+        """The head's outputs in network order (its label groups, flattened)."""
+        return [label for group in self.head.groups for label in group]
+
+
+def load_base(run: RunDir, heads_stage: str) -> Base:
+    """The base model of a finished heads stage of ``run``; a SpecCLIPError when it is not an MLP head."""
+    head_dir = run.head(heads_stage)
+    inputs = HeadInputs.read(head_dir)
+    kind = HeadLayout.read(head_dir).head
+    if kind != "mlp":
+        raise SpecCLIPError(f"{head_dir}: base head {heads_stage!r} is a {kind!r} head; fine-tuning adapts mlp heads")
+    head = MLPHead.load(head_dir)
+    embedder = load_embedder(encoder_dir(run.stage(inputs.encoder_stage), inputs.modality)) if inputs.input == "embedding" else None
+    return Base(heads_stage, inputs, head, embedder)
+
+
+class AdaptedModel(nn.Module):
+    """Encoder (or none, for a head on spectra), projection (or none), standardisation and head networks.
+
+    ``columns`` maps each predicted label to its output column; ``label_mean`` / ``label_std`` undo
+    the standardisation of that column.
+    """
+
+    def __init__(
+        self,
+        n_stats: int,
+        encoder: ModalityEncoder | None,
+        projection: nn.Module | None,
+        networks: list[nn.Module],
+        input_mean: np.ndarray,
+        input_std: np.ndarray,
+        columns: dict[str, int],
+        label_mean: dict[str, float],
+        label_std: dict[str, float],
+    ):
+        super().__init__()
+        self.n_stats, self.encoder, self.projection = n_stats, encoder, projection
+        self.head = nn.ModuleList(networks)
+        self.register_buffer("input_mean", torch.as_tensor(np.asarray(input_mean, dtype=np.float32)), persistent=False)
+        self.register_buffer("input_std", torch.as_tensor(np.asarray(input_std, dtype=np.float32)), persistent=False)
+        self.columns, self.label_mean, self.label_std = dict(columns), dict(label_mean), dict(label_std)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.columns)
+
+    def features(self, inputs: torch.Tensor) -> torch.Tensor:
+        """What the head reads, before its standardisation: the (projected) embedding, or the spectra input itself."""
+        if self.encoder is None:
+            return inputs
+        encoded = self.encoder({"stats": inputs[:, : self.n_stats], "flux": inputs[:, self.n_stats :]})
+        if self.projection is None:
+            return encoded.pooled
+        return torch.cat([part for part in self.projection(encoded) if part is not None], dim=1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = (self.features(inputs) - self.input_mean) / self.input_std
+        return torch.cat([network(x) for network in self.head], dim=1)
+
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Label -> predictions (in label units) for spectra inputs (statistics then flux)."""
+        was_training = self.training
+        self.eval()
+        x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        parts = [self(x[i : i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)]
+        self.train(was_training)
+        values = np.concatenate(parts) if parts else np.zeros((0, max(self.columns.values(), default=0) + 1), dtype=np.float32)
+        return {
+            label: values[:, c].astype(np.float64) * self.label_std[label] + self.label_mean[label] for label, c in self.columns.items()
+        }
+
+    def trained_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors fine-tuning trains (those with requires_grad), by state-dict name."""
+        return {name: p.detach().cpu().contiguous().clone() for name, p in self.named_parameters() if p.requires_grad}
+
+    def save(self, directory: Path, reference: dict[str, Any]) -> None:
+        """Write :data:`WEIGHTS` (only the trained tensors) and ``head.json`` (``reference``: the base and the adapters)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_tensors(directory / WEIGHTS, self.trained_tensors())
+        settings = {
+            "reference": reference,
+            "columns": self.columns,
+            "input_mean": self.input_mean.tolist(),
+            "input_std": self.input_std.tolist(),
+            "label_mean": self.label_mean,
+            "label_std": self.label_std,
+        }
+        HeadLayout(ADAPTED, self.labels, settings).write(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> AdaptedModel:
+        """Rebuild from ``directory`` (``<run>/<stage>/head``): the base from its run stages, which must
+        still have the keys recorded at fine-tuning, then the adapters and the trained tensors."""
+        directory = Path(directory)
+        settings = HeadLayout.read(directory).settings
+        reference = settings["reference"]
+        run = RunDir(directory.parent.parent)
+        for stage, key in reference["base_keys"].items():
+            now = run.manifest(stage).get("key")
+            if now != key:
+                raise SpecCLIPError(
+                    f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage"
+                )
+        base = load_base(run, reference["base"])
+        model = build_model(base, settings["columns"], fresh=reference["fresh"])
+        if reference["lora"]:
+            add_lora(model, reference["lora"]["targets"], {k: tuple(v) for k, v in reference["lora"]["sizes"].items()})
+        tensors, _ = load_tensors(directory / WEIGHTS)
+        missing = set(tensors) - set(model.state_dict())
+        if missing:
+            raise SpecCLIPError(f"{directory / WEIGHTS}: tensors {sorted(missing)[:5]} do not fit the base {reference['base']!r}")
+        model.load_state_dict(tensors, strict=False)
+        model.input_mean.copy_(torch.as_tensor(settings["input_mean"]))
+        model.input_std.copy_(torch.as_tensor(settings["input_std"]))
+        model.label_mean, model.label_std = settings["label_mean"], settings["label_std"]
+        return model.eval()
+
+
+def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> AdaptedModel:
+    """The base as one network predicting ``columns`` (label -> output column); ``fresh``: the same
+    architecture with random weights (seed torch first)."""
+    modality = get_modality(base.inputs.modality)
+    encoder = projection = None
+    embedder = base.embedder
+    if isinstance(embedder, ModalityEncoder):
+        encoder = embedder
+    elif embedder is not None:
+        aligned = getattr(embedder, "model", None)
+        if aligned is None or not hasattr(aligned, "projections"):
+            raise SpecCLIPError(
+                f"base {base.heads_stage!r}: its embedder ({type(embedder).__name__}) is neither an encoder nor an aligned projection"
+            )
+        encoder, projection = aligned.encoders[modality.name], aligned.projections[modality.name]
+    head = base.head
+    n_in = int(head.input_mean.size)
+    if fresh:
+        if projection is not None:
+            projection = create_component("projection", aligned.projection_specs[modality.name], in_dim=encoder.embed_dim)
+        if encoder is not None:
+            encoder = ModalityEncoder(encoder.modality, encoder.tokenizer_spec, encoder.encoder_spec)
+        networks = [mlp(n_in, head.config.hidden, len(group), head.config.dropout) for group in head.groups]
+    else:
+        networks = list(head.networks)
+    outputs = base.outputs
+    label_mean = {label: head.label_mean[outputs[c]] for label, c in columns.items()}
+    label_std = {label: head.label_std[outputs[c]] for label, c in columns.items()}
+    model = AdaptedModel(
+        len(modality.stats_names), encoder, projection, networks, head.input_mean, head.input_std, columns, label_mean, label_std
+    )
+    return model.requires_grad_(True).train()

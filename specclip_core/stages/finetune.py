@@ -1,0 +1,324 @@
+"""The ``finetune`` stage: adapt a finished heads stage's model (encoder + head) to new labelled spectra.
+
+The base is a heads stage with an MLP head and the encoder stage it read (:mod:`specclip_core.heads.adapted`).
+``n_labelled`` stars are drawn from the train split of the stage's data (a permutation fixed by the
+run's seed, so a smaller draw is the start of a larger one), ``n_validation`` from its validation split
+for early stopping, and every labelled star of the test split scores the result, beside the base
+model as it was (zero-shot). Only the trained tensors are kept (for LoRA, the adapter matrices).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator, model_validator
+
+from specclip_core.components import create_component, get_modality
+from specclip_core.data.dataset import ArrayDataset, StoreDataset
+from specclip_core.data.splits import split_labels
+from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.adapted import ADAPTED, AdaptedModel, Base, build_model, load_base
+from specclip_core.heads.inputs import spectra_inputs, standardiser
+from specclip_core.heads.metrics import regression_metrics
+from specclip_core.heads.mlp import TargetRegression
+from specclip_core.interfaces import Stage
+from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
+from specclip_core.report.plots import plot_one_to_one
+from specclip_core.report.tables import metrics_table
+from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
+from specclip_core.runner import StageContext
+from specclip_core.spec import ModalityName, SpecModel, TrainSpec
+from specclip_core.stages.heads import selected_rows
+from specclip_core.stages.pretrain import default_objectives
+from specclip_core.train.loop import Trainer, fit_summary
+from specclip_core.util import atomic_write_text
+
+ENCODER_ADAPTERS = ("lora1", "lora_ae")
+WHOLE = {
+    "head": "train the base head's networks alone (from their trained weights), encoder and projection frozen",
+    "full": "train every weight of the base (encoder, projection, head)",
+    "scratch": "the base's architecture from random weights, every weight trained (labels standardised on the draw)",
+}
+
+
+def _unlabelled_train_spec() -> TrainSpec:
+    return TrainSpec(epochs=20, batch_size=64, lr=1e-3, weight_decay=0.0, patience=5)
+
+
+def _finetune_train_spec() -> TrainSpec:
+    return TrainSpec(epochs=300, batch_size=32, lr=1e-3, weight_decay=0.0, patience=30, warmup_fraction=0.02)
+
+
+class FinetuneConfig(SpecModel):
+    """Adapt a heads stage's encoder and MLP head with LoRA adapters (or train its head, all of it, or it from scratch)."""
+
+    base: str = Field(description="the heads stage (MLP head) whose model is adapted; its encoder stage comes with it")
+    adapters: list[str] = Field(
+        min_length=1,
+        description="LoRA adapters to add (lora1, lora_ae, lora2, lora3, lora4; see specclip_core.nn.adapters), or one of head, full, scratch",
+    )
+    labels: list[str] = Field(min_length=1, description="label columns of the stage's data to train on and predict")
+    modality: ModalityName | None = Field(
+        None, description="the data's modality the base reads, where it is not the base's own (another survey on the same model grid)"
+    )
+    from_base: dict[str, str] = Field(
+        default_factory=dict, description="label -> the base head's output it adapts, where the names differ (e.g. feh: fe_h)"
+    )
+    n_labelled: int | None = Field(
+        None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)"
+    )
+    n_validation: int | None = Field(
+        None,
+        ge=1,
+        description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)",
+    )
+    train: TrainSpec = Field(default_factory=_finetune_train_spec)
+    unlabelled: int | None = Field(
+        None,
+        ge=1,
+        description="first adapt the encoder adapters (lora1, lora_ae) on this many spectra of the train split, labels unused, with the base encoder's pretraining objectives",
+    )
+    unlabelled_train: TrainSpec = Field(default_factory=_unlabelled_train_spec, description="the training loop of the unlabelled step")
+
+    @field_validator("adapters")
+    @classmethod
+    def _known_adapters(cls, adapters: list[str]) -> list[str]:
+        unknown = [a for a in adapters if a not in ADAPTERS and a not in WHOLE]
+        if unknown:
+            raise ValueError(f"unknown adapters {unknown}; known: {sorted(ADAPTERS)} or one of {sorted(WHOLE)}")
+        if len(set(adapters)) != len(adapters):
+            raise ValueError(f"adapters {adapters} lists one twice")
+        if any(a in WHOLE for a in adapters) and len(adapters) > 1:
+            raise ValueError(f"{sorted(WHOLE)} stand alone, not with other adapters; got {adapters}")
+        return adapters
+
+    @model_validator(mode="after")
+    def _mapped_labels_exist(self) -> FinetuneConfig:
+        unknown = sorted(set(self.from_base) - set(self.labels))
+        if unknown:
+            raise ValueError(f"from_base names {unknown}, which are not in labels {self.labels}")
+        if self.unlabelled is not None and not set(self.adapters) & set(ENCODER_ADAPTERS):
+            raise ValueError(
+                f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none"
+            )
+        return self
+
+    @property
+    def lora(self) -> list[str]:
+        return [a for a in self.adapters if a in ADAPTERS]
+
+
+def draw(rows: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
+    """The first ``n`` of ``rows`` in an order fixed by ``seed`` (all of them, in order, for None)."""
+    if n is None:
+        return rows
+    if n > len(rows):
+        raise SpecCLIPError(f"finetune: {what} is {n}, but the data has only {len(rows)} labelled stars there")
+    return np.sort(rows[np.random.default_rng(seed).permutation(len(rows))[:n]])
+
+
+class FinetuneStage(Stage):
+    """Adapt a base model; writes head/ (adapter tensors + reference to the base), test_predictions.csv,
+    metrics.json (test and zero-shot metrics, trainable parameters, wall time), table.md, plots."""
+
+    requires_data = True
+
+    def needs(self) -> list[str]:
+        return [self.config.base]
+
+    def labels_read(self) -> dict[str, list[str]]:
+        return {"labels": list(self.config.labels)}
+
+    def _modality(self, base: Base) -> str:
+        """The modality whose spectra are read: ``modality``, which must share the base's model grid, or the base's."""
+        own = get_modality(base.inputs.modality)
+        if self.config.modality is None:
+            return own.name
+        other = get_modality(self.config.modality)
+        if other.n_pixels != own.n_pixels or tuple(other.stats_names) != tuple(own.stats_names):
+            raise SpecCLIPError(
+                f"finetune: modality {other.name!r} ({other.n_pixels} pixels, stats {list(other.stats_names)}) is not on the model grid of "
+                f"{own.name!r} ({own.n_pixels} pixels, stats {list(own.stats_names)}), which base {base.heads_stage!r} reads"
+            )
+        return other.name
+
+    def _columns(self, base: Base) -> dict[str, int]:
+        outputs = base.outputs
+        columns = {}
+        for label in self.config.labels:
+            source = self.config.from_base.get(label, label)
+            if source not in outputs:
+                raise SpecCLIPError(
+                    f"finetune: label {label!r} adapts base output {source!r}, but heads stage {base.heads_stage!r} predicts {outputs}; set from_base"
+                )
+            columns[label] = outputs.index(source)
+        return columns
+
+    def run(self, context: StageContext) -> dict[str, Any]:
+        started = time.perf_counter()
+        config: FinetuneConfig = context.config
+        context.upstream(config.base)
+        base = load_base(context.run, config.base)
+        modality = self._modality(base)
+        store = context.store()
+        rows = selected_rows(store, config.labels, {})
+        split = split_labels(store.ids[rows])
+        train_rows = draw(rows[split == "train"], config.n_labelled, context.seed, "n_labelled")
+        n_validation = config.n_validation or (max(5, math.ceil(config.n_labelled / 10)) if config.n_labelled else None)
+        val_rows = draw(rows[split == "val"], n_validation, context.seed, "n_validation")
+        test_rows = rows[split == "test"]
+        columns = self._columns(base)
+        zero_shot_model = build_model(base, columns)
+        inputs = {
+            part: spectra_inputs(store.read(modality, r)) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))
+        }
+        truth = {part: store.labels(config.labels, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+        zero_shot = zero_shot_model.predict(inputs["test"])
+
+        fresh = config.adapters == ["scratch"]
+        if fresh:
+            torch.manual_seed(context.seed)
+        model = build_model(base, columns, fresh=fresh)
+        described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
+        lora = None
+        if config.lora:
+            targets = adapter_targets(model, config.lora, described)
+            sizes = {name: (ADAPTERS[name].rank, ADAPTERS[name].alpha) for name in config.lora}
+            add_lora(model, targets, sizes)
+            lora = {"targets": targets, "sizes": sizes}
+        elif config.adapters == ["head"]:
+            model.requires_grad_(False)
+            model.head.requires_grad_(True)
+        if fresh:
+            self._restandardise(model, inputs["train"], truth["train"])
+        unlabelled = (
+            self._adapt_encoder(context, base, model, rows_of_split=np.flatnonzero(split_labels(store.ids) == "train"), modality=modality)
+            if config.unlabelled
+            else None
+        )
+
+        def targets_of(part: str) -> np.ndarray:
+            out = np.full((len(inputs[part]), len(base.outputs)), np.nan, dtype=np.float32)
+            for label, column in columns.items():
+                out[:, column] = (truth[part][label] - model.label_mean[label]) / model.label_std[label]
+            return out
+
+        trainer = Trainer(
+            model,
+            [TargetRegression()],
+            ArrayDataset(inputs["train"], targets_of("train"), store.ids[train_rows]),
+            ArrayDataset(inputs["val"], targets_of("val"), store.ids[val_rows]),
+            config.train,
+            context.out_dir / "training",
+            seed=context.seed,
+            progress=context.progress,
+            description=context.name,
+        )
+        result = trainer.fit(resume=context.resume)
+        for weights in (context.out_dir / "training").glob("*.safetensors"):
+            weights.unlink()  # the whole model at each epoch: only the trained tensors are kept, in head/
+        model.cpu().eval()
+        reference = {
+            "base": config.base,
+            "encoder_stage": base.inputs.encoder_stage,
+            "base_keys": {stage: context.run.manifest(stage)["key"] for stage in filter(None, (config.base, base.inputs.encoder_stage))},
+            "adapters": config.adapters,
+            "lora": lora,
+            "fresh": fresh,
+        }
+        head_dir = context.out_dir / HEAD
+        model.save(head_dir, reference)
+        predicted = model.predict(inputs["test"])
+        write_predictions(context.out_dir / PREDICTIONS, store.ids[test_rows], truth["test"], predicted)
+        simulated = modality in store.simulated_modalities
+        metrics = {label: regression_metrics(truth["test"][label], predicted[label]) for label in config.labels}
+        zero_metrics = {label: regression_metrics(truth["test"][label], zero_shot[label]) for label in config.labels}
+        sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
+        units = {label: base.inputs.units.get(config.from_base.get(label, label), "") for label in config.labels}
+        names = {label: base.inputs.names.get(config.from_base.get(label, label), label) for label in config.labels}
+        HeadInputs(modality, "spectra", None, ADAPTED, simulated or base.inputs.simulated, units, names, sigmas).write(head_dir)
+        title = f"{context.name} ({'+'.join(config.adapters)} on {config.base}, {len(train_rows)} labelled{', SIMULATED ' + modality if simulated else ''})"
+        for label in config.labels:
+            plot_one_to_one(
+                truth["test"][label],
+                predicted[label],
+                context.out_dir / f"one_to_one_{label}.png",
+                label,
+                units[label],
+                title,
+                names[label],
+            )
+        note = f"{modality} spectra are SIMULATED." if simulated else f"{modality} spectra are real."
+        atomic_write_text(
+            context.out_dir / "table.md",
+            metrics_table({context.name: metrics, f"{config.base} (zero-shot)": zero_metrics}, config.labels, note),
+        )
+        summary = {
+            "base": config.base,
+            "adapters": config.adapters,
+            "simulated": simulated,
+            "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)},
+            "trainable_parameters": model.n_trainable(),
+            "total_parameters": model.n_parameters(),
+            "fit_seconds": round(result.seconds, 2),
+            "unlabelled": unlabelled,
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "test": metrics,
+            "zero_shot": zero_metrics,
+            "fit": fit_summary(result),
+        }
+        atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
+        return {k: v for k, v in summary.items() if k != "fit"}
+
+    def _adapt_encoder(
+        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str
+    ) -> dict[str, Any]:
+        """The unlabelled step: train the encoder's adapters alone on ``unlabelled`` train-split spectra
+        with the objectives its ``pretrain`` stage trained it with; returns the fit summary."""
+        config: FinetuneConfig = self.config
+        encoder_stage = base.inputs.encoder_stage
+        manifest = context.run.manifest(encoder_stage)
+        if manifest.get("kind") != "pretrain" or modality != model.encoder.modality:
+            raise SpecCLIPError(
+                f"finetune: unlabelled needs a base whose encoder comes from a pretrain stage and data of its modality; "
+                f"{config.base!r} reads {encoder_stage!r} ({manifest.get('kind')}), the data is {modality!r}"
+            )
+        specs = manifest["settings"].get("objectives") or default_objectives(model.encoder)
+        rows = draw(rows_of_split, min(config.unlabelled, len(rows_of_split)), context.seed + 1, "unlabelled")
+        store = context.store()
+        trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable and name.startswith("encoder."))
+        trainer = Trainer(
+            model.encoder,
+            [create_component("objective", spec) for spec in specs],
+            StoreDataset(store, [modality], rows=rows),
+            None,
+            config.unlabelled_train,
+            context.out_dir / "unlabelled",
+            seed=context.seed,
+            progress=context.progress,
+            description=f"{context.name} unlabelled",
+        )
+        result = trainer.fit(resume=context.resume)
+        for weights in (context.out_dir / "unlabelled").glob("*.safetensors"):
+            weights.unlink()
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name in trainable)
+        return {"n_spectra": len(rows), "objectives": specs, **fit_summary(result)}
+
+    @staticmethod
+    def _restandardise(model: AdaptedModel, train_inputs: np.ndarray, train_labels: dict[str, np.ndarray]) -> None:
+        """A model from scratch: standardise the head's input and the labels on the drawn stars."""
+        with torch.no_grad():
+            mean, std = standardiser(model.features(torch.as_tensor(train_inputs)).numpy())
+        model.input_mean.copy_(torch.as_tensor(mean))
+        model.input_std.copy_(torch.as_tensor(std))
+        for label, values in train_labels.items():
+            m, s = standardiser(values[:, None])
+            model.label_mean[label], model.label_std[label] = float(m[0]), float(s[0])

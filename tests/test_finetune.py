@@ -1,0 +1,274 @@
+"""The finetune stage: LoRA adapters (peft) and head / full / scratch fine-tuning of a heads stage's model."""
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from specclip_core.errors import SpecCLIPError
+from specclip_core.runner import run_spec
+from specclip_core.spec import validate_spec
+
+pytest.importorskip("peft")
+
+TRAIN = {"epochs": 3, "batch_size": 32, "device": "cpu"}
+HEAD = {"name": "mlp", "hidden": [32, 16]}
+FINETUNE_TRAIN = {"epochs": 6, "batch_size": 16, "lr": 3e-3, "device": "cpu", "patience": 6}
+
+
+def _spec(pair, adapt, run_dir, finetunes):
+    heads = {"kind": "heads", "labels": ["temp"], "units": {"temp": "K"}, "head": HEAD, "train": {**TRAIN, "epochs": 8}}
+    stages = {
+        "pretrain_toy": {
+            "kind": "pretrain",
+            "modality": "toy",
+            "objectives": [{"name": "masked_modeling", "n_chunks": 2, "chunk_tokens": 3}],
+            "train": TRAIN,
+        },
+        "pretrain_broad": {"kind": "pretrain", "modality": "toy_broad", "train": TRAIN},
+        "align": {
+            "kind": "align",
+            "needs": ["pretrain_toy", "pretrain_broad"],
+            "projections": {"toy": {"name": "cross_attention"}, "toy_broad": {"name": "mlp", "hidden": 32}},
+            "shared_dim": 16,
+            "train": {**TRAIN, "drop_last": True},
+        },
+        "heads_mt": {**heads, "modality": "toy", "needs": ["pretrain_toy"]},
+        "heads_ae": {**heads, "modality": "toy_broad", "needs": ["pretrain_broad"]},
+        "heads_aligned": {**heads, "modality": "toy", "needs": ["align"]},
+    }
+    for name, settings in finetunes.items():
+        stages[name] = {
+            "kind": "finetune",
+            "data": {"store": str(adapt.path)},
+            "labels": ["temp"],
+            "n_labelled": 40,
+            "train": FINETUNE_TRAIN,
+            **settings,
+        }
+    return validate_spec({"name": "toy-finetune", "seed": 3, "run_dir": str(run_dir), "data": {"store": str(pair.path)}, "stages": stages})
+
+
+FINETUNES = {
+    "ft_lora12": {"base": "heads_mt", "adapters": ["lora1", "lora2"]},
+    "ft_ae": {"base": "heads_ae", "adapters": ["lora_ae", "lora2"]},
+    "ft_unlabelled": {
+        "base": "heads_ae",
+        "adapters": ["lora_ae", "lora2"],
+        "unlabelled": 100,
+        "unlabelled_train": {"epochs": 2, "batch_size": 32, "device": "cpu"},
+    },
+    "ft_lora134": {"base": "heads_aligned", "adapters": ["lora1", "lora3", "lora4"]},
+    "ft_head": {"base": "heads_mt", "adapters": ["head"]},
+    "ft_full": {"base": "heads_mt", "adapters": ["full"]},
+    "ft_scratch": {"base": "heads_mt", "adapters": ["scratch"]},
+}
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    from specclip_toy import make_paired_store
+
+    root = tmp_path_factory.mktemp("finetune")
+    pair = make_paired_store(root / "pair.zarr", n=200, seed=0)
+    adapt = make_paired_store(root / "adapt.zarr", n=300, seed=5)
+    run_dir = root / "run"
+    run_spec(_spec(pair, adapt, run_dir, {}), progress=False, log=lambda *_: None)
+    before = {
+        path.relative_to(run_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest() for path in run_dir.rglob("*.safetensors")
+    }
+    manifests = run_spec(_spec(pair, adapt, run_dir, FINETUNES), progress=False, log=lambda *_: None)
+    return run_dir, adapt, manifests, before
+
+
+def _tensor_names(path):
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        return list(handle.keys())
+
+
+@pytest.mark.parametrize("stage", ["ft_lora12", "ft_ae", "ft_lora134", "ft_unlabelled"])
+def test_lora_stage_saves_only_adapter_tensors(finetuned, stage):
+    run_dir, _, manifests, _ = finetuned
+    names = _tensor_names(run_dir / stage / "head" / "adapter.safetensors")
+    assert names and all(".lora_A." in n or ".lora_B." in n for n in names), names
+    summary = manifests[stage]["summary"]
+    assert 0 < summary["trainable_parameters"] < summary["total_parameters"] / 2
+    assert sorted(p.name for p in (run_dir / stage).rglob("*.safetensors")) == ["adapter.safetensors"], "no whole-model checkpoint kept"
+    described = json.loads((run_dir / stage / "head" / "head.json").read_text())
+    assert described["head"] == "adapted" and described["reference"]["base"] == FINETUNES[stage]["base"]
+    assert set(described["reference"]["base_keys"]) == {
+        FINETUNES[stage]["base"],
+        manifests[FINETUNES[stage]["base"]]["settings"]["needs"][0],
+    }
+
+
+def test_adapters_land_where_the_paper_puts_them(finetuned):
+    run_dir, _, _, _ = finetuned
+    targets = {
+        s: json.loads((run_dir / s / "head" / "head.json").read_text())["reference"]["lora"]["targets"]
+        for s in ("ft_lora12", "ft_ae", "ft_lora134")
+    }
+    assert all(".attn." in t for t in targets["ft_lora12"]["lora1"]) and all(t.startswith("head.") for t in targets["ft_lora12"]["lora2"])
+    assert all(t.startswith("encoder.encoder.encoder.") for t in targets["ft_ae"]["lora_ae"])
+    assert all(t.startswith("projection.") for t in targets["ft_lora134"]["lora3"]) and all(
+        t.startswith("head.") for t in targets["ft_lora134"]["lora4"]
+    )
+    sizes = json.loads((run_dir / "ft_lora134" / "head" / "head.json").read_text())["reference"]["lora"]["sizes"]
+    assert sizes == {"lora1": [4, 8], "lora3": [16, 32], "lora4": [8, 16]}
+
+
+def test_unlabelled_spectra_train_the_encoder_adapter_first(finetuned):
+    run_dir, _, manifests, _ = finetuned
+    step = manifests["ft_unlabelled"]["summary"]["unlabelled"]
+    assert step["n_spectra"] == 100 and step["epochs_completed"] == 2
+    assert step["objectives"] == [{"name": "reconstruction"}]
+    assert (run_dir / "ft_unlabelled" / "unlabelled" / "metrics.csv").exists()
+    assert manifests["ft_ae"]["summary"]["unlabelled"] is None
+
+
+def test_head_full_and_scratch_save_what_they_train(finetuned):
+    run_dir, _, manifests, _ = finetuned
+    head = _tensor_names(run_dir / "ft_head" / "head" / "adapter.safetensors")
+    assert head and all(n.startswith("head.") for n in head)
+    full = _tensor_names(run_dir / "ft_full" / "head" / "adapter.safetensors")
+    assert any(n.startswith("encoder.") for n in full) and any(n.startswith("head.") for n in full)
+    assert manifests["ft_full"]["summary"]["trainable_parameters"] == manifests["ft_full"]["summary"]["total_parameters"]
+    assert manifests["ft_head"]["summary"]["trainable_parameters"] < manifests["ft_full"]["summary"]["trainable_parameters"]
+
+
+def test_base_weights_are_unchanged_after_finetune(finetuned):
+    run_dir, _, _, before = finetuned
+    for relative, digest in before.items():
+        assert hashlib.sha256((run_dir / relative).read_bytes()).hexdigest() == digest, relative
+
+
+@pytest.mark.parametrize("stage", ["ft_lora12", "ft_lora134", "ft_full"])
+def test_predict_through_the_finetune_stage_equals_the_trained_model(finetuned, tmp_path, stage):
+    from specclip_core.heads.saved import load_head
+    from specclip_core.predict import predict_catalog
+    from specclip_core.rundir import RunDir
+
+    run_dir, adapt, _, _ = finetuned
+    out = tmp_path / "catalog.csv"
+    predict_catalog(run_dir, [str(adapt.path)], out, heads=[stage], progress=False)
+    lines = [line for line in out.read_text().splitlines() if not line.startswith("#")]
+    catalogue = {row["id"]: float(row["temp"]) for row in csv.DictReader(lines)}
+    with open(run_dir / stage / "test_predictions.csv") as handle:
+        trained = {row["id"]: float(row["temp_pred"]) for row in csv.DictReader(handle)}
+    assert len(trained) > 10
+    decimals = max(len(str(v).split(".")[1]) if "." in str(v) else 0 for v in catalogue.values())
+    np.testing.assert_allclose(
+        [catalogue[i] for i in trained], list(trained.values()), atol=0.5 * 10.0**-decimals + 1e-6
+    )  # the catalogue rounds to its precision
+    loaded = load_head(RunDir(run_dir).head(stage))
+    rows = np.flatnonzero(np.isin(adapt.ids, list(trained)))
+    part = adapt.read("toy", rows)
+    exact = dict(zip(adapt.ids[rows], loaded.predict(np.concatenate([part["stats"], part["flux"]], axis=1))["temp"]))
+    np.testing.assert_allclose([exact[i] for i in trained], list(trained.values()), rtol=1e-4, atol=1e-6)
+
+
+def test_an_added_adapter_starts_as_the_base_model(finetuned):
+    from specclip_core.heads.adapted import build_model, load_base
+    from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
+    from specclip_core.rundir import RunDir
+
+    run_dir, adapt, _, _ = finetuned
+    base = load_base(RunDir(run_dir), "heads_aligned")
+    model = build_model(base, {"temp": 0})
+    inputs = np.concatenate([adapt.read("toy")["stats"], adapt.read("toy")["flux"]], axis=1)[:20]
+    plain = model.predict(inputs)["temp"]
+    names = ["lora1", "lora3", "lora4"]
+    add_lora(model, adapter_targets(model, names, "the base"), {n: (ADAPTERS[n].rank, ADAPTERS[n].alpha) for n in names})
+    np.testing.assert_allclose(model.predict(inputs)["temp"], plain, rtol=1e-6)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen and all(".lora_" not in n for n in frozen)
+
+
+def test_n_labelled_draw_is_reproducible_and_nested(finetuned):
+    from specclip_core.stages.finetune import draw
+
+    run_dir, _, manifests, _ = finetuned
+    assert manifests["ft_lora12"]["summary"]["n_rows"]["train"] == 40
+    assert manifests["ft_lora12"]["summary"]["n_rows"]["val"] == 5
+    ids = [row["id"] for row in csv.DictReader(open(run_dir / "ft_lora12" / "test_predictions.csv"))]
+    assert ids == [row["id"] for row in csv.DictReader(open(run_dir / "ft_head" / "test_predictions.csv"))], "one fixed test set"
+    rows = np.arange(100, 400)
+    np.testing.assert_array_equal(draw(rows, 50, 7, "n"), draw(rows, 50, 7, "n"))
+    assert set(draw(rows, 50, 7, "n")) <= set(draw(rows, 120, 7, "n"))
+    assert not np.array_equal(draw(rows, 50, 7, "n"), draw(rows, 50, 8, "n"))
+    with pytest.raises(SpecCLIPError, match="n_labelled is 301, but the data has only 300"):
+        draw(rows, 301, 7, "n_labelled")
+
+
+def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):
+    from specclip_toy import make_store
+
+    store = make_store(tmp_path / "toy.zarr", n=20)
+
+    def spec(adapters):
+        stages = {
+            "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"]},
+            "ft": {"kind": "finetune", "base": "heads", "adapters": adapters, "labels": ["temp"]},
+        }
+        return validate_spec({"name": "bad", "data": {"store": str(store.path)}, "stages": stages})
+
+    with pytest.raises(Exception, match="unknown adapters \\['lora9'\\]"):
+        spec(["lora9"])
+    with pytest.raises(Exception, match="stand alone"):
+        spec(["head", "lora2"])
+    with pytest.raises(Exception, match="unlabelled spectra adapt an encoder adapter"):
+        validate_spec(
+            {
+                "name": "bad",
+                "data": {"store": str(store.path)},
+                "stages": {
+                    "heads": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"]},
+                    "ft": {"kind": "finetune", "base": "heads", "adapters": ["lora2"], "labels": ["temp"], "unlabelled": 10},
+                },
+            }
+        )
+    assert spec(["lora2"]).stages["ft"].needs == ["heads"]
+
+
+@pytest.mark.parametrize(
+    "base, adapters, message",
+    [
+        (
+            "heads_ae",
+            ["lora1"],
+            "adapter 'lora1' adapts the self-attention layers of a masked-transformer encoder, which heads stage 'heads_ae'",
+        ),
+        ("heads_mt", ["lora4"], "adapter 'lora4' adapts the MLP head on aligned embeddings"),
+        ("heads_mt", ["lora3"], "adapter 'lora3' adapts the projection"),
+        ("heads_aligned", ["lora2"], "a head on aligned embeddings takes lora4"),
+    ],
+)
+def test_an_adapter_whose_target_the_base_lacks_is_a_clear_error(finetuned, base, adapters, message):
+    run_dir, adapt, _, _ = finetuned
+    spec = _spec(*_stores(adapt), run_dir, {"ft_bad": {"base": base, "adapters": adapters}})
+    with pytest.raises(SpecCLIPError, match=message.replace("(", "\\(").replace(")", "\\)")):
+        run_spec(spec, only=["ft_bad"], progress=False, log=lambda *_: None)
+
+
+def test_a_label_the_base_does_not_predict_needs_from_base(finetuned):
+    run_dir, adapt, _, _ = finetuned
+    spec = _spec(*_stores(adapt), run_dir, {"ft_bad": {"base": "heads_mt", "adapters": ["lora2"], "from_base": {"temp": "teff"}}})
+    with pytest.raises(SpecCLIPError, match="label 'temp' adapts base output 'teff'"):
+        run_spec(spec, only=["ft_bad"], progress=False, log=lambda *_: None)
+
+
+def _stores(adapt):
+    from specclip_core.data.store import SpectralStore
+
+    return SpectralStore.open(adapt.path.parent / "pair.zarr"), adapt
+
+
+def test_another_modality_must_share_the_base_model_grid(finetuned):
+    run_dir, adapt, _, _ = finetuned
+    spec = _spec(*_stores(adapt), run_dir, {"ft_bad": {"base": "heads_mt", "adapters": ["lora2"], "modality": "toy_broad"}})
+    with pytest.raises(SpecCLIPError, match="modality 'toy_broad' \\(24 pixels"):
+        run_spec(spec, only=["ft_bad"], progress=False, log=lambda *_: None)

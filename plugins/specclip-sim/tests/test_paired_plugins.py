@@ -15,6 +15,7 @@ from specclip_core.api import SpectralStore, get_modality, run_spec, validate_sp
 from specclip_core.testing import cli_main  # noqa: E402
 from specclip_sim.calibration import load_calibration  # noqa: E402
 from specclip_sim.emulator import Emulator  # noqa: E402
+from specclip_sim.observe import NativeObserver  # noqa: E402
 from specclip_sim.paired import simulate_paired  # noqa: E402
 
 
@@ -75,3 +76,36 @@ def test_two_chained_simulations_share_one_rv_per_star(fake_xp, stub_emulator, t
     assert two.meta["simulated_modalities"] == ["lamost_lrs", "desi"] and two.meta["real_modalities"] == ["gaia_xp"]
     assert set(two.meta["simulated"]) == {"lamost_lrs", "desi"}
     np.testing.assert_array_equal(two.read("lamost_lrs")["flux"], one.read("lamost_lrs")["flux"])
+
+
+def _fwhm_of_line(wavelength, flux, centre, half_window=15.0):
+    near = np.abs(wavelength - centre) < half_window
+    w, depth = wavelength[near], 1.0 - flux[near] / np.max(flux[near])
+    half = depth.max() / 2
+    above = np.flatnonzero(depth >= half)
+    i, j = above[0], above[-1]
+    left = np.interp(half, [depth[i - 1], depth[i]], [w[i - 1], w[i]])
+    right = np.interp(half, [depth[j + 1], depth[j]], [w[j + 1], w[j]])
+    return right - left
+
+
+def test_a_line_in_the_desi_r_arm_is_narrower_than_at_the_b_arms_resolving_power(stub_emulator):
+    """The calibration's per-arm R is used by default: H-alpha (6563 A, R arm) comes out narrower than
+    simulated at the B arm's R over the whole grid, H-beta (4861 A, B arm) the same either way."""
+    calibration = load_calibration("desi")
+    per_arm = NativeObserver("desi", emulator=stub_emulator)
+    one_r = NativeObserver("desi", resolving_power=calibration.resolving_power, emulator=stub_emulator)
+    assert [a.name for a in per_arm.arms] == ["B", "R", "Z"] and one_r.arms is None
+    labels = np.array([[5000.0, 4.0, 0.0]])
+    wavelength = per_arm.simulator.wavelength
+    flux = {name: observer.simulator.convolved(labels).flux[0] for name, observer in (("arms", per_arm), ("b", one_r))}
+    intrinsic = 2 * np.sqrt(2 * np.log(2)) * np.sqrt(1.5**2 + 1.0**2 / 6)  # the stub's lines: sigma 1.5 A, sampled every 1 A
+    r_arm = {a.name: a.resolving_power for a in calibration.arms}["R"]
+    halpha = 6564.6  # vacuum
+    assert _fwhm_of_line(wavelength, flux["arms"], halpha) == pytest.approx(np.hypot(intrinsic, halpha / r_arm), rel=0.02)
+    assert _fwhm_of_line(wavelength, flux["b"], halpha) == pytest.approx(np.hypot(intrinsic, halpha / calibration.resolving_power), rel=0.02)
+    assert _fwhm_of_line(wavelength, flux["arms"], halpha) < 0.93 * _fwhm_of_line(wavelength, flux["b"], halpha)
+    b_arm = wavelength < 5700.0
+    np.testing.assert_allclose(flux["arms"][b_arm], flux["b"][b_arm], atol=1e-6)
+    meta = per_arm.simulator.simulate({"teff": [5000.0], "logg": [4.0], "feh": [0.0], "a_k": [0.1]}, ["s1"], [50.0], seed=0).meta
+    assert meta["resolving_power_r"][0] == r_arm and meta["resolving_power_b"][0] == calibration.resolving_power

@@ -264,6 +264,7 @@ def simulate_paired(
     how = {
         "emulator": described["emulator"],
         "resolving_power": observer.resolving_power,
+        "arms": described["arms"],
         "nominal_resolving_power": described["nominal_resolving_power"],
         "settings": described["settings"],
         "calibration": described["calibration"],

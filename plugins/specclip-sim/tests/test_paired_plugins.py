@@ -109,3 +109,32 @@ def test_a_line_in_the_desi_r_arm_is_narrower_than_at_the_b_arms_resolving_power
     np.testing.assert_allclose(flux["arms"][b_arm], flux["b"][b_arm], atol=1e-6)
     meta = per_arm.simulator.simulate({"teff": [5000.0], "logg": [4.0], "feh": [0.0], "a_k": [0.1]}, ["s1"], [50.0], seed=0).meta
     assert meta["resolving_power_r"][0] == r_arm and meta["resolving_power_b"][0] == calibration.resolving_power
+
+
+@pytest.mark.slow
+def test_the_three_modality_spec_runs_on_a_small_slice(fake_xp_store, stubbed, tmp_path):
+    """clip-three (the registry's XP + SIMULATED LAMOST + chained SIMULATED DESI alignment) on 100 of
+    160 fake XP stars, one epoch everywhere: every stage finishes, one store holds the three
+    modalities with one rv per star, and the align stage reports Table 2 for the three pairs."""
+    pytest.importorskip("specclip_registry")
+    from specclip_core.api import load_spec
+
+    fake_xp_store(tmp_path / "fake-xp.zarr", n=160)
+    data = load_spec("clip-three").dump()
+    data["run_dir"] = str(tmp_path / "run")
+    data["stages"]["simulate"] |= {"like": str(tmp_path / "fake-xp.zarr"), "limit": 100, "workers": 1}
+    data["stages"]["simulate_desi"]["workers"] = 1
+    for stage in data["stages"].values():
+        if "train" in stage:
+            stage["train"] |= {"epochs": 1, "batch_size": 16, "device": "cpu"}
+    manifests = run_spec(validate_spec(data), progress=False, log=lambda *_: None)
+    store = SpectralStore.open(tmp_path / "run" / "simulate_desi" / "store.zarr")
+    assert set(store.modalities) == {"gaia_xp", "lamost_lrs", "desi"} and len(store) == 100
+    assert store.meta["simulated_modalities"] == ["lamost_lrs", "desi"]
+    labels = store.labels()
+    np.testing.assert_allclose(labels["sim_snr_desi"], labels["sim_snr"])
+    aligned = manifests["align"]["summary"]["aligned"]
+    assert set(aligned["cosine"]) == {"gaia_xp~lamost_lrs", "gaia_xp~desi", "lamost_lrs~desi"} and len(aligned["retrieval"]) == 6
+    assert len(aligned["prediction_weighted_mse"]) == 6
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "**lamost_lrs (SIMULATED) ~ desi (SIMULATED)**" in report and "**DESI-like (SIMULATED)**" in report

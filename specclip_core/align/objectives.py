@@ -7,6 +7,13 @@ embedding (eq. 4). ``cross_prediction``: cross-modal decoders predict the other 
 normalised flux from the shared embedding, squared error weighted by that spectrum's inverse
 variance (footnote 4), normalised per spectrum so that the weights average to one.
 
+Stars not seen in every modality: a row whose spectrum of a modality has every pixel masked did not
+observe that modality (:func:`observed`). Its flux and statistics are set to zero before encoding
+(so nothing undefined reaches a gradient), and each term leaves it out: InfoNCE of a pair runs over
+the rows that hold both modalities (a pair with fewer than two such rows in a batch adds nothing),
+reconstruction over unmasked pixels (none, for such a row), prediction over the rows that hold the
+source and the target. A batch where every row holds every modality is computed exactly as before.
+
 Ordered embeddings (the align stage's ``ordered``): every term is the mean of the same term over
 the model's prefix widths ``w``: InfoNCE on the first ``w`` shared dimensions (re-normalised, i.e. the
 cosine of the prefix), and, unless ``ordered.decoders`` is off, the decoders reading the shared part
@@ -67,23 +74,52 @@ def ivar_weights(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
     return ivar / mean.clamp_min(1e-12)
 
 
-def embed_all(network: AlignmentModel, batch: Mapping[str, Any]) -> dict[str, Embedding]:
-    """Embeddings of every modality, computed once per batch and shared by the objectives."""
+def observed(inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Per row of one modality's part of a batch, whether it holds a spectrum (a pixel not masked)."""
+    return (~inputs["mask"]).any(dim=1)
+
+
+def both_observed(batch: Mapping[str, Any], a: str, b: str) -> torch.Tensor | None:
+    """The rows that hold modalities ``a`` and ``b``; None when every row does."""
+    rows = batch["_observed"][a] & batch["_observed"][b]
+    return None if bool(rows.all()) else rows
+
+
+def on_rows(x: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    return x if rows is None else x[rows]
+
+
+def embed_all(network: AlignmentModel, batch: dict[str, Any]) -> dict[str, Embedding]:
+    """Embeddings of every modality, computed once per batch and shared by the objectives; rows that
+    did not observe a modality get zero flux and statistics there first (``batch["_observed"]``)."""
     cache = batch.get("_embeddings")
     if cache is None:
+        batch["_observed"] = {m: observed(batch[m]) for m in network.modalities}
+        for m in network.modalities:
+            seen = batch["_observed"][m]
+            if not bool(seen.all()):
+                batch[m] = {**batch[m], **{k: torch.where(seen[:, None], batch[m][k], torch.zeros_like(batch[m][k])) for k in ("flux", "stats")}}
         cache = {m: network.embed(m, batch[m]) for m in network.modalities}
         batch["_embeddings"] = cache
     return cache
 
 
+def nothing(embeddings: Mapping[str, Embedding]) -> torch.Tensor:
+    """A zero loss that keeps the graph (for a batch in which no row holds what a term needs)."""
+    return sum(e.shared.sum() for e in embeddings.values()) * 0.0
+
+
 class InfoNCE(Objective):
     def __call__(self, network: AlignmentModel, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         embeddings = embed_all(network, batch)
-        terms = [
-            torch.stack([info_nce(embeddings[a].shared[:, :w], embeddings[b].shared[:, :w], network.logit_scale) for w in network.prefix_widths()]).mean()
-            for a, b in combinations(network.modalities, 2)
-        ]
-        return {"infonce": torch.stack(terms).sum()}
+        terms = []
+        for a, b in combinations(network.modalities, 2):
+            rows = both_observed(batch, a, b)
+            if rows is not None and int(rows.sum()) < 2:
+                continue
+            shared_a, shared_b = on_rows(embeddings[a].shared, rows), on_rows(embeddings[b].shared, rows)
+            terms.append(torch.stack([info_nce(shared_a[:, :w], shared_b[:, :w], network.logit_scale) for w in network.prefix_widths()]).mean())
+        return {"infonce": torch.stack(terms).sum() if terms else nothing(embeddings)}
 
 
 class ReconstructionL1(Objective):
@@ -107,11 +143,15 @@ class CrossPrediction(Objective):
         embeddings = embed_all(network, batch)
         out = {}
         for source, target in permutations(network.modalities, 2):
+            rows = both_observed(batch, source, target)
+            if rows is not None and not bool(rows.any()):
+                out[f"predict_{source}_to_{target}"] = nothing(embeddings)
+                continue
             weights = ivar_weights(batch[target])
             losses = []
             for width in network.prefix_widths(decoders=True):
                 predicted = network.predictors[pair_key(source, target)](prefix(embeddings[source].shared, width)).float()
-                losses.append((weights * (predicted - batch[target]["flux"].float()) ** 2).mean())
+                losses.append(on_rows(weights * (predicted - batch[target]["flux"].float()) ** 2, rows).mean())
             out[f"predict_{source}_to_{target}"] = torch.stack(losses).mean()
         return out
 

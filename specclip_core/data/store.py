@@ -7,7 +7,7 @@ Layout::
     <store>/<modality>/wavelength  (L,) float64   the modality's model input grid
     <store>/<modality>/flux     (N, L) float32    preprocessed flux
     <store>/<modality>/ivar     (N, L) float32
-    <store>/<modality>/mask     (N, L) bool       True = bad pixel
+    <store>/<modality>/mask     (N, L) bool       True = bad pixel (every pixel: the modality did not observe this row)
     <store>/<modality>/stats    (N, k) float32    per-spectrum statistics kept by preprocessing
 
 Atomicity: the root attribute ``n_rows`` is the commit record. An append resizes and fills every
@@ -270,6 +270,17 @@ class SpectralStore:
         """``flux``, ``ivar``, ``mask`` and ``stats`` of ``modality`` at ``rows`` (all committed rows by default)."""
         group, rows = self._modality_group(modality), self._rows(rows)
         return {name: self._take(group[name], rows) for name in ("flux", "ivar", "mask", "stats")}
+
+    def observed(self, modality: str, rows: np.ndarray | slice | None = None) -> np.ndarray:
+        """Per row, whether it holds a spectrum of ``modality``: at least one pixel not masked. A row
+        whose every pixel is masked stands for a star this modality did not observe (see
+        :func:`specclip_core.align.objectives.observed`)."""
+        group, rows = self._modality_group(modality), self._rows(rows)
+        mask = group["mask"]
+        if isinstance(rows, slice):
+            rows = np.arange(len(self))[rows]
+        step = max(1, _CHUNK_BYTES // max(mask.shape[1], 1))
+        return np.concatenate([~self._take(mask, rows[i : i + step]).all(axis=1) for i in range(0, len(rows), step)] or [np.zeros(0, bool)])
 
     def spectra(self, modality: str, rows: np.ndarray | slice | None = None, labels: bool = True) -> Spectra:
         """The rows as a :class:`Spectra` (labels as ``meta`` columns)."""

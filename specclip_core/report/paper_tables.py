@@ -55,29 +55,45 @@ def table1_block(run_dir: Path, block: Table1Block) -> tuple[str, dict[str, int]
 
 
 def table2(run_dir: Path, variants: dict[str, str]) -> str:
-    """Alignment metrics per variant, with the untrained model as the pre-alignment baseline (the first
-    variant's; its prediction error from the first variant that has cross-modal decoders)."""
-    rows, baselines = [], []
+    """Alignment metrics per variant, one table per pair of modalities (SIMULATED ones marked), with
+    the untrained model as the pre-alignment baseline (the first variant's; its prediction error from
+    the first variant that has cross-modal decoders)."""
+    rows, baselines, simulated = [], [], set()
     for title, stage in variants.items():
         summary = RunDir(run_dir).manifest(stage)["summary"]
         rows.append((title, summary["aligned"]))
         baselines.append(summary["baseline_before_training"])
+        simulated |= set(summary.get("simulated_modalities", []))
     if not rows:
         return ""
     baseline = dict(baselines[0])
     baseline["prediction_weighted_mse"] = next((b["prediction_weighted_mse"] for b in baselines if b.get("prediction_weighted_mse")), {})
     first = rows[0][1]
-    pairs, directions = list(first["cosine"]), list(first["retrieval"])
-    predictions = sorted({k for _, r in rows for k in r.get("prediction_weighted_mse", {})})
-    header = ["model"] + [f"cosine {p}" for p in pairs] + [f"top-1 / top-10 {d}" for d in directions] + [f"pred. wMSE {d}" for d in predictions]
-    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
-    for title, result in [("before alignment (untrained projections)", baseline), *rows]:
-        cells = [title] + [f"{result['cosine'][p]:.3f}" for p in pairs]
-        cells += [f"{result['retrieval'][d]['top1']:.3f} / {result['retrieval'][d]['top10']:.3f}" for d in directions]
-        cells += [f"{result.get('prediction_weighted_mse', {}).get(d, float('nan')):.4g}" for d in predictions]
-        lines.append("| " + " | ".join(cells).replace("nan", "-") + " |")
-    n = first["n_pairs"]
-    return "\n".join(lines) + f"\n\nOn {n} held-out pairs (test split). Cosine: mean similarity of true pairs of shared embeddings. Retrieval: query one modality, find the same star among all {n} in the other.\n"
+
+    def name(modality: str) -> str:
+        return f"{modality} (SIMULATED)" if modality in simulated else modality
+
+    def fixed(value: float | None, digits: str) -> str:
+        return "-" if value is None or value != value else format(value, digits)
+
+    blocks = []
+    for pair in first["cosine"]:
+        a, b = pair.split("~")
+        directions = [f"{a}->{b}", f"{b}->{a}"]
+        predictions = [d for d in directions if any(d in r.get("prediction_weighted_mse", {}) for _, r in rows)]
+        header = ["model", "true-pair cosine"] + [f"top-1 / top-10 {d}" for d in directions] + [f"pred. wMSE {d}" for d in predictions]
+        lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+        for title, result in [("before alignment (untrained projections)", baseline), *rows]:
+            cells = [title, fixed(result["cosine"][pair], ".3f")]
+            cells += [f"{fixed(result['retrieval'][d]['top1'], '.3f')} / {fixed(result['retrieval'][d]['top10'], '.3f')}" for d in directions]
+            cells += [fixed(result.get("prediction_weighted_mse", {}).get(d), ".4g") for d in predictions]
+            lines.append("| " + " | ".join(cells) + " |")
+        n = first.get("n_by_pair", {}).get(pair, first["n_pairs"])
+        blocks.append(f"**{name(a)} ~ {name(b)}** ({n} held-out pairs)\n\n" + "\n".join(lines) + "\n")
+    return "\n".join(blocks) + (
+        "\nHeld-out pairs: the test split's rows that hold both modalities. Cosine: mean similarity of true pairs of shared "
+        "embeddings. Retrieval: query one modality, find the same star among all held-out pairs in the other.\n"
+    )
 
 
 def write_report(run_dir: Path, title: str, note: str, table1: list[Table1Block], variants: dict[str, str], out_dir: Path) -> str:

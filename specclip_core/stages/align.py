@@ -113,6 +113,7 @@ def build_model(context: StageContext, config: AlignConfig) -> AlignmentModel:
 def translation_panels(model: AlignmentModel, store, rows: np.ndarray, n: int) -> list[dict[str, Any]]:
     if not len(model.predictors) or n == 0:
         return []
+    rows = rows[np.logical_and.reduce([store.observed(m, rows) for m in model.modalities])]
     chosen = rows[:: max(len(rows) // n, 1)][:n]
     simulated = set(store.simulated_modalities)
 
@@ -163,7 +164,13 @@ class AlignStage(Stage):
         result = trainer.fit(resume=context.resume)
         model = model.cpu()
         aligned = alignment_metrics(model, store, test_rows)
-        summary = {"baseline_before_training": baseline, "aligned": aligned, **fit_summary(result), **{k: v for k, v in model.describe().items() if k.startswith("n_")}}
+        summary = {
+            "baseline_before_training": baseline,
+            "aligned": aligned,
+            "simulated_modalities": [m for m in model.modalities if m in store.simulated_modalities],
+            **fit_summary(result),
+            **{k: v for k, v in model.describe().items() if k.startswith("n_")},
+        }
         if trainer.dist.is_main:
             model.save(context.out_dir / MODEL_DIR)
             for modality in model.modalities:

@@ -115,6 +115,7 @@ class HeadsStage(Stage):
         modality = get_modality(config.modality).name
         store = context.store()
         rows = selected_rows(store, config.labels, config.select)
+        rows = rows[store.observed(modality, rows)]  # a row whose every pixel is masked did not observe the modality
         split = split_labels(store.ids[rows])
         encoder_path = context.find_encoder(modality) if config.input == "embedding" else None
         encoder = load_embedder(encoder_path) if encoder_path else None

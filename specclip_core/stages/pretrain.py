@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from specclip_core.components import create_component, get_modality
@@ -49,8 +50,10 @@ class PretrainStage(Stage):
         objective_specs = [o.model_dump() for o in config.objectives] or default_objectives(network)
         objectives = [create_component("objective", spec) for spec in objective_specs]
         store = context.store()
-        train = StoreDataset(store, [modality.name], split="train")
-        val = StoreDataset(store, [modality.name], split="val")
+        seen = store.observed(modality.name)  # rows whose every pixel is masked did not observe the modality
+        rows = None if seen.all() else np.flatnonzero(seen)
+        train = StoreDataset(store, [modality.name], split="train", rows=rows)
+        val = StoreDataset(store, [modality.name], split="val", rows=rows)
         trainer = Trainer(network, objectives, train, val, config.train, context.out_dir / "training", seed=context.seed, progress=context.progress, description=context.name)
         result = trainer.fit(resume=context.resume)
         if trainer.dist.is_main:

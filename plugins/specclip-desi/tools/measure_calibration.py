@@ -4,8 +4,8 @@
     python tools/measure_calibration.py DIR      # DIR: the four DESI files of the specutils 2.4.0 wheel
 
 Resolving power per arm: median over valid pixels of lambda / FWHM of each kept fibre's resolution
-matrix (:mod:`specclip_desi.resolution`); the simulation uses the B arm's (the arm under the model
-grid). S/N: each kept fibre's median flux sqrt(ivar) over 4000-5600 A. Mask runs: the masked runs of
+matrix (:mod:`specclip_desi.resolution`), the median over fibres per arm (``arms``: the simulation
+convolves each arm at its own R); ``resolving_power`` is the B arm's (the arm under the model grid). S/N: each kept fibre's median flux sqrt(ivar) over 4000-5600 A. Mask runs: the masked runs of
 every kept fibre on the merged grid.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specclip_desi.grid import START, STEP
+from specclip_desi.grid import ARMS, START, STEP
 from specclip_desi.readers import SNR_BAND, DesiCoaddReader, DesiSpectraReader
 
 
@@ -39,6 +39,7 @@ def main(folder: Path) -> dict:
     return {
         "modality": "desi",
         "resolving_power": round(float(np.median(power["b"])), 1),
+        "arms": [{"name": arm, "start": lo, "stop": hi, "resolving_power": round(float(np.median(power[arm.lower()])), 1)} for arm, (lo, hi) in ARMS.items()],
         "snr_band": list(SNR_BAND),
         "snr_values": [round(float(v), 4) for v in snr],
         "wavelength_start": START,

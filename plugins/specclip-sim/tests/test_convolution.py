@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specclip_sim.lsf import convolve_coefficients, sigma_log10
+from specclip_sim.lsf import arm_weights, convolve_arms, convolve_coefficients, sigma_log10
 
 
 def _line(synthetic, sigma=None, depth=0.5):
@@ -67,3 +67,35 @@ def test_a_grid_beyond_the_model_is_refused(synthetic):
     wavelength, flux = _line(synthetic)
     with pytest.raises(ValueError, match="model covers"):
         convolve_coefficients(wavelength, flux[None], 1800.0, np.log10(4400.0), 1e-4, 10)
+
+
+def test_arm_weights_sum_to_one_and_fall_linearly_across_an_overlap():
+    x = np.linspace(0.0, 10.0, 101)
+    weights = arm_weights(x, [(0.0, 6.0), (4.0, 10.0)])
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0)
+    assert (weights[0][x <= 4.0] == 1.0).all() and (weights[1][x >= 6.0] == 1.0).all()
+    assert weights[1][np.searchsorted(x, 5.0)] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="increasing"):
+        arm_weights(x, [(0.0, 4.0), (5.0, 10.0)])  # a gap between the arms
+
+
+def test_each_arm_is_convolved_at_its_own_resolving_power(synthetic):
+    """Lines at 4950 A (first arm, R 1000) and 5050 A (second arm, R 4000) get FWHM = lambda / R of
+    their own arm; the overlap (4990-5010 A) lies between the two single-R spectra."""
+    wavelength, _ = _line(synthetic)
+    flux = 1.0 - 0.5 * synthetic.line_profile(wavelength)
+    x0, step = np.log10(4900.0), 2e-6
+    n = int((np.log10(5100.0) - x0) / step) + 1
+    grid = 10 ** (x0 + step * np.arange(n))
+    arms = [(x0, np.log10(5010.0), 1000.0), (np.log10(4990.0), np.log10(5100.0), 4000.0)]
+    both = convolve_arms(wavelength, flux[None], arms, x0, step, n)[0]
+    line_fwhm = 2 * np.sqrt(2 * np.log(2)) * np.sqrt(synthetic.line_sigma**2 + 0.1**2 / 6)
+    first, second = grid < 4975.0, grid > 5025.0
+    assert _fwhm(grid[first], both[first]) == pytest.approx(np.hypot(4950.0 / 1000.0, line_fwhm), rel=5e-3)
+    assert _fwhm(grid[second], both[second]) == pytest.approx(np.hypot(5050.0 / 4000.0, line_fwhm), rel=5e-3)
+    low = convolve_coefficients(wavelength, flux[None], 1000.0, x0, step, n)[0]
+    high = convolve_coefficients(wavelength, flux[None], 4000.0, x0, step, n)[0]
+    overlap = (grid > 4990.0) & (grid < 5010.0)
+    assert (both[overlap] >= np.minimum(low, high)[overlap] - 1e-12).all() and (both[overlap] <= np.maximum(low, high)[overlap] + 1e-12).all()
+    np.testing.assert_allclose(both[first], low[first], atol=1e-12)
+    np.testing.assert_allclose(both[second], high[second], atol=1e-12)

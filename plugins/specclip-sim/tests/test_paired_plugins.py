@@ -15,6 +15,7 @@ from specclip_core.api import SpectralStore, get_modality, run_spec, validate_sp
 from specclip_core.testing import cli_main  # noqa: E402
 from specclip_sim.calibration import load_calibration  # noqa: E402
 from specclip_sim.emulator import Emulator  # noqa: E402
+from specclip_sim.observe import NativeObserver  # noqa: E402
 from specclip_sim.paired import simulate_paired  # noqa: E402
 
 
@@ -75,3 +76,65 @@ def test_two_chained_simulations_share_one_rv_per_star(fake_xp, stub_emulator, t
     assert two.meta["simulated_modalities"] == ["lamost_lrs", "desi"] and two.meta["real_modalities"] == ["gaia_xp"]
     assert set(two.meta["simulated"]) == {"lamost_lrs", "desi"}
     np.testing.assert_array_equal(two.read("lamost_lrs")["flux"], one.read("lamost_lrs")["flux"])
+
+
+def _fwhm_of_line(wavelength, flux, centre, half_window=15.0):
+    near = np.abs(wavelength - centre) < half_window
+    w, depth = wavelength[near], 1.0 - flux[near] / np.max(flux[near])
+    half = depth.max() / 2
+    above = np.flatnonzero(depth >= half)
+    i, j = above[0], above[-1]
+    left = np.interp(half, [depth[i - 1], depth[i]], [w[i - 1], w[i]])
+    right = np.interp(half, [depth[j + 1], depth[j]], [w[j + 1], w[j]])
+    return right - left
+
+
+def test_a_line_in_the_desi_r_arm_is_narrower_than_at_the_b_arms_resolving_power(stub_emulator):
+    """The calibration's per-arm R is used by default: H-alpha (6563 A, R arm) comes out narrower than
+    simulated at the B arm's R over the whole grid, H-beta (4861 A, B arm) the same either way."""
+    calibration = load_calibration("desi")
+    per_arm = NativeObserver("desi", emulator=stub_emulator)
+    one_r = NativeObserver("desi", resolving_power=calibration.resolving_power, emulator=stub_emulator)
+    assert [a.name for a in per_arm.arms] == ["B", "R", "Z"] and one_r.arms is None
+    labels = np.array([[5000.0, 4.0, 0.0]])
+    wavelength = per_arm.simulator.wavelength
+    flux = {name: observer.simulator.convolved(labels).flux[0] for name, observer in (("arms", per_arm), ("b", one_r))}
+    intrinsic = 2 * np.sqrt(2 * np.log(2)) * np.sqrt(1.5**2 + 1.0**2 / 6)  # the stub's lines: sigma 1.5 A, sampled every 1 A
+    r_arm = {a.name: a.resolving_power for a in calibration.arms}["R"]
+    halpha = 6564.6  # vacuum
+    assert _fwhm_of_line(wavelength, flux["arms"], halpha) == pytest.approx(np.hypot(intrinsic, halpha / r_arm), rel=0.02)
+    assert _fwhm_of_line(wavelength, flux["b"], halpha) == pytest.approx(np.hypot(intrinsic, halpha / calibration.resolving_power), rel=0.02)
+    assert _fwhm_of_line(wavelength, flux["arms"], halpha) < 0.93 * _fwhm_of_line(wavelength, flux["b"], halpha)
+    b_arm = wavelength < 5700.0
+    np.testing.assert_allclose(flux["arms"][b_arm], flux["b"][b_arm], atol=1e-6)
+    meta = per_arm.simulator.simulate({"teff": [5000.0], "logg": [4.0], "feh": [0.0], "a_k": [0.1]}, ["s1"], [50.0], seed=0).meta
+    assert meta["resolving_power_r"][0] == r_arm and meta["resolving_power_b"][0] == calibration.resolving_power
+
+
+@pytest.mark.slow
+def test_the_three_modality_spec_runs_on_a_small_slice(fake_xp_store, stubbed, tmp_path):
+    """clip-three (the registry's XP + SIMULATED LAMOST + chained SIMULATED DESI alignment) on 100 of
+    160 fake XP stars, one epoch everywhere: every stage finishes, one store holds the three
+    modalities with one rv per star, and the align stage reports Table 2 for the three pairs."""
+    pytest.importorskip("specclip_registry")
+    from specclip_core.api import load_spec
+
+    fake_xp_store(tmp_path / "fake-xp.zarr", n=160)
+    data = load_spec("clip-three").dump()
+    data["run_dir"] = str(tmp_path / "run")
+    data["stages"]["simulate"] |= {"like": str(tmp_path / "fake-xp.zarr"), "limit": 100, "workers": 1}
+    data["stages"]["simulate_desi"]["workers"] = 1
+    for stage in data["stages"].values():
+        if "train" in stage:
+            stage["train"] |= {"epochs": 1, "batch_size": 16, "device": "cpu"}
+    manifests = run_spec(validate_spec(data), progress=False, log=lambda *_: None)
+    store = SpectralStore.open(tmp_path / "run" / "simulate_desi" / "store.zarr")
+    assert set(store.modalities) == {"gaia_xp", "lamost_lrs", "desi"} and len(store) == 100
+    assert store.meta["simulated_modalities"] == ["lamost_lrs", "desi"]
+    labels = store.labels()
+    np.testing.assert_allclose(labels["sim_snr_desi"], labels["sim_snr"])
+    aligned = manifests["align"]["summary"]["aligned"]
+    assert set(aligned["cosine"]) == {"gaia_xp~lamost_lrs", "gaia_xp~desi", "lamost_lrs~desi"} and len(aligned["retrieval"]) == 6
+    assert len(aligned["prediction_weighted_mse"]) == 6
+    report = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "**lamost_lrs (SIMULATED) ~ desi (SIMULATED)**" in report and "**DESI-like (SIMULATED)**" in report

@@ -125,11 +125,14 @@ def make_store(path: Path, n: int = 256, seed: int = 0) -> SpectralStore:
     return SpectralStore.open(path)
 
 
-def make_paired_store(path: Path, modalities=("toy", "toy_broad"), n: int = 256, seed: int = 0, simulated=()) -> SpectralStore:
+def make_paired_store(path: Path, modalities=("toy", "toy_broad"), n: int = 256, seed: int = 0, simulated=(), unobserved=None) -> SpectralStore:
     """The same ``n`` stars seen in several toy modalities, one row per star (``simulated``: modalities
-    the store's meta marks as simulated)."""
+    the store's meta marks as simulated; ``unobserved``: modality -> rows that did not observe it,
+    stored with every pixel masked and NaN flux)."""
     views = {m: MODALITIES[m]() for m in modalities}
     spectra = {m: view.preprocess(make_raw(n, seed, np.linspace(view.wavelength[0] - 50, view.wavelength[-1] + 50, 3 * view.n_pixels))) for m, view in views.items()}
+    for m, rows in (unobserved or {}).items():
+        spectra[m].flux[rows], spectra[m].ivar[rows], spectra[m].mask[rows] = np.nan, 0.0, True
     first = spectra[modalities[0]]
     with SpectralStore.build(path, views, {"temp": "float"}, {"simulated_modalities": list(simulated)}) as store:
         store.append(first.ids, spectra, {"temp": first.meta["temp"]})

@@ -21,4 +21,5 @@ INSTRUMENT = Instrument(
     calibration=str(files("specclip_desi") / "calibrations" / "desi.json"),
 )
 """``calibration``: what specclip-sim takes from the real files (``tools/measure_calibration.py``):
-effective R (the B arm's median, 2754), the S/N values and the mask runs of the kept fibres."""
+the R of each arm (B 2754, R 4409, Z 4766, medians; the simulator convolves each arm at its own),
+the effective R (the B arm's), the S/N values and the mask runs of the kept fibres."""

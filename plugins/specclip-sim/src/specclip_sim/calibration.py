@@ -6,6 +6,9 @@ spectra of the instrument and with its provenance:
 
 - ``resolving_power``: the effective resolving power to simulate at (may differ from the
   instrument's nominal one: it is whatever makes simulated spectra match real ones best);
+- ``arms`` (optional): for a spectrograph with several arms, each arm's wavelength range and
+  resolving power; the simulation then convolves each arm at its own R (:mod:`specclip_sim.lsf`)
+  and ``resolving_power`` is the effective one of the arm under the model grid;
 - ``snr_band``: the wavelength range whose median per-pixel S/N is the quoted S/N;
 - ``snr_values``: an empirical S/N distribution to draw from;
 - ``throughput``: the relative throughput on the instrument's native grid (shapes the noise);
@@ -32,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from specclip_core.api import SpecCLIPError, get_modality
 
 from specclip_sim.correction import ResidualCorrection
+from specclip_sim.lsf import ArmResolution
 
 CALIBRATIONS = "calibrations"
 
@@ -41,6 +45,7 @@ class Calibration(BaseModel):
 
     modality: str
     resolving_power: float = Field(gt=0)
+    arms: list[ArmResolution] | None = Field(None, description="per arm: wavelength range (A) and resolving power, in increasing order")
     snr_band: tuple[float, float]
     snr_values: list[float] = Field(min_length=1)
     wavelength_start: float = Field(gt=0, description="first wavelength (A) of the native grid the arrays refer to")

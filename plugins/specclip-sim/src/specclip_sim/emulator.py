@@ -21,7 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from specclip_sim.cannon import CannonModel, read_models
-from specclip_sim.lsf import convolve_coefficients
+from specclip_sim.lsf import ArmResolution, convolve_arms, convolve_coefficients
 from specclip_sim.wavelength import doppler_factor, vacuum_to_air
 
 Outside = Literal["clip", "raise"]
@@ -95,7 +95,7 @@ class Emulator:
 
     def at_resolution(
         self,
-        resolving_power: float,
+        resolving_power: float | Sequence[ArmResolution],
         wavelength: np.ndarray,
         vacuum: bool = True,
         max_velocity: float = 1000.0,
@@ -103,6 +103,9 @@ class Emulator:
     ) -> ConvolvedEmulator:
         """The emulator convolved to resolving power R and sampled for the grid ``wavelength`` (A).
 
+        ``resolving_power``: one R for the whole grid, or one per arm (:class:`~specclip_sim.lsf.ArmResolution`,
+        ranges in the grid's wavelengths; the arms are placed at rest wavelengths, i.e. a star's
+        radial velocity does not move the arm boundaries, a shift of at most |rv| / c).
         ``vacuum``: whether ``wavelength`` is in vacuum (the models are in air). The convolved
         coefficients are kept on a grid uniform in log10(lambda), ``oversample`` times finer than
         the target grid's finest step, with a margin for radial velocities up to ``max_velocity``
@@ -116,10 +119,16 @@ class Emulator:
         step = float(np.min(np.diff(rest_x))) / oversample
         x0 = rest_x[0] - margin - 2 * step
         n = int(np.ceil((rest_x[-1] + margin + 2 * step - x0) / step)) + 1
-        flux = [
-            convolve_coefficients(m.flux.wavelength, m.flux.theta, resolving_power, x0, step, n).astype(np.float32)
-            for m in self.models
-        ]
+        if isinstance(resolving_power, (int, float)):
+            resolving_power = float(resolving_power)
+            flux = [convolve_coefficients(m.flux.wavelength, m.flux.theta, resolving_power, x0, step, n).astype(np.float32) for m in self.models]
+        else:
+            resolving_power = tuple(resolving_power)
+            edges = np.log10(np.array([[a.start, a.stop] for a in resolving_power], dtype=np.float64))
+            if vacuum:
+                edges = np.log10(vacuum_to_air(10.0**edges))
+            arms = [(lo, hi, a.resolving_power) for (lo, hi), a in zip(edges, resolving_power, strict=True)]
+            flux = [convolve_arms(m.flux.wavelength, m.flux.theta, arms, x0, step, n).astype(np.float32) for m in self.models]
         cont_x = np.log10(self.models[0].log_continuum.wavelength)
         cont_step = float(np.median(np.diff(cont_x)))
         xc = np.arange(x0 - 2 * cont_step, x0 + n * step + 2 * cont_step, cont_step)
@@ -128,7 +137,7 @@ class Emulator:
             for m in self.models
         ]
         return ConvolvedEmulator(
-            self, float(resolving_power), wavelength, float(max_velocity),
+            self, resolving_power, wavelength, float(max_velocity),
             _Grid(rest_x, x0, step), flux, _Grid(rest_x, xc[0], cont_step), log_cont,
         )
 
@@ -175,10 +184,10 @@ class _Grid:
 
 @dataclass(frozen=True)
 class ConvolvedEmulator:
-    """An :class:`Emulator` at one resolution, for one target grid; see :meth:`Emulator.at_resolution`."""
+    """An :class:`Emulator` at one resolution (or one per arm), for one target grid; see :meth:`Emulator.at_resolution`."""
 
     emulator: Emulator
-    resolving_power: float
+    resolving_power: float | tuple[ArmResolution, ...]
     wavelength: np.ndarray
     max_velocity: float
     flux_grid: _Grid

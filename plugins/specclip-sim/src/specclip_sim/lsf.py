@@ -8,13 +8,21 @@ bin, so no flux is lost or made between the grids), convolved there with
 conserved) and decimated onto the requested uniform x grid. Everything is
 linear in the coefficients, so convolving each polynomial term's spectrum once is exact for any
 labels.
+
+An instrument with several arms (:class:`ArmResolution`) has one resolving power per arm: each arm's
+stretch of the grid is convolved at its own R, and where two arms overlap the two results are
+blended with weights falling linearly from 1 to 0 across the overlap (a weighted mean of two
+spectra is the spectrum seen through the same mean of their two kernels, which is what merging the
+arms' pixels does), so the simulated spectrum is continuous at every arm boundary.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.ndimage import gaussian_filter1d
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
@@ -24,6 +32,54 @@ TRUNCATE = 5.0  # kernel half-width in sigma
 def sigma_log10(resolving_power: float) -> float:
     """Gaussian sigma in log10(lambda) of an LSF with FWHM = lambda / R."""
     return 1.0 / (resolving_power * FWHM_PER_SIGMA * math.log(10.0))
+
+
+class ArmResolution(BaseModel):
+    """One arm of a spectrograph: its wavelength range (A, the instrument's own wavelengths) and
+    resolving power."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    start: float = Field(gt=0)
+    stop: float = Field(gt=0)
+    resolving_power: float = Field(gt=0)
+
+
+def arm_weights(x: np.ndarray, bounds: Sequence[tuple[float, float]]) -> np.ndarray:
+    """(arms, points) weights of each arm at ``x``: 1 inside its own stretch, falling linearly to 0
+    across an overlap with the next arm, the first and last arms extended beyond the ends; columns
+    sum to 1. ``bounds``: (start, stop) per arm in the units of ``x``, in increasing order, each arm
+    starting inside or at the end of the one before."""
+    starts, stops = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    if np.any(stops <= starts) or np.any(np.diff(starts) <= 0) or np.any(starts[1:] > stops[:-1]) or np.any(np.diff(stops) <= 0):
+        raise ValueError(f"arms must be increasing and each must start inside or at the end of the one before, got {list(map(tuple, bounds))}")
+    weights = np.ones((len(bounds), len(x)))
+    for i in range(len(bounds)):
+        if i > 0:  # rising across the overlap with the arm before, 0 before it
+            width = stops[i - 1] - starts[i]
+            weights[i] *= np.clip((x - starts[i]) / width, 0.0, 1.0) if width > 0 else (x >= starts[i])
+        if i < len(bounds) - 1:  # falling across the overlap with the arm after, 0 past it
+            width = stops[i] - starts[i + 1]
+            weights[i] *= np.clip((stops[i] - x) / width, 0.0, 1.0) if width > 0 else (x < starts[i + 1])
+    return weights
+
+
+def convolve_arms(
+    wavelength: np.ndarray, theta: np.ndarray, arms: Sequence[tuple[float, float, float]], x0: float, step: float, n: int
+) -> np.ndarray:
+    """Like :func:`convolve_coefficients`, with one resolving power per arm: ``arms`` holds (x start,
+    x stop, R) per arm, x = log10(lambda) on the same axis as the output grid; see the module docstring."""
+    x = x0 + step * np.arange(n)
+    weights = arm_weights(x, [(a, b) for a, b, _ in arms])
+    out = np.zeros((theta.shape[0], n), dtype=np.float64)
+    for weight, (_, _, resolving_power) in zip(weights, arms, strict=True):
+        used = np.flatnonzero(weight > 0)
+        if len(used) == 0:
+            continue
+        lo, hi = used[0], used[-1] + 1
+        out[:, lo:hi] += weight[lo:hi] * convolve_coefficients(wavelength, theta, resolving_power, x[lo], step, hi - lo)
+    return out
 
 
 def convolve_coefficients(

@@ -70,6 +70,7 @@ class ObserverDescription:
     settings: dict[str, Any]
     calibration: dict[str, Any] | None
     emulator: dict[str, str] = field(default_factory=dict)
+    arms: list[dict[str, Any]] | None = None
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -80,7 +81,9 @@ def chunk_seed(seed: int, index: int) -> int:
 class NativeObserver:
     """Simulate -> the modality's native files -> its readers -> its preprocessing.
 
-    ``resolving_power``: default the calibration's effective one, else the instrument's nominal one.
+    ``resolving_power``: default the calibration's (one per arm where the calibration gives
+    ``arms``, else its effective one), else the instrument's nominal one; a number given here is
+    used over the whole grid.
     ``calibration``: ``"auto"`` loads the shipped calibration of the modality (if any), or give one,
     or None for none. ``masks``: masked pixels drawn from the calibration's real mask runs
     (``"calibration"``, when it has them) or the simulator's uniform runs (``"uniform"``).
@@ -117,6 +120,7 @@ class NativeObserver:
         if not self.readers:
             raise SpecCLIPError(f"no reader registered for modality {self.modality.name!r}")
         self.resolving_power = float(resolving_power or (cal.resolving_power if cal else instrument.resolving_power))
+        self.arms = cal.arms if (resolving_power is None and cal is not None and cal.arms) else None
         settings = settings or SimulationSettings()
         updates: dict[str, Any] = {"vacuum": not instrument.air_wavelengths}
         if settings.snr_band is None:
@@ -138,7 +142,7 @@ class NativeObserver:
             mask_runs = shift_runs(cal.mask_runs, cal.pixel_offset(wavelength), len(wavelength))
         self.masks = "calibration" if mask_runs is not None else "uniform"
         self.correction = cal.correction if (correction and cal is not None) else None
-        self.simulator = InstrumentSimulator(self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs, correction=self.correction)
+        self.simulator = InstrumentSimulator(self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs, correction=self.correction, arms=self.arms)
 
     def describe(self) -> ObserverDescription:
         cal = self.calibration
@@ -151,6 +155,7 @@ class NativeObserver:
             settings={**self.settings.model_dump(mode="json"), "masks": self.masks, "throughput": cal is not None and cal.throughput is not None, "correction": None if self.correction is None else self.correction.measured},
             calibration=None if cal is None else {"modality": cal.modality, "resolving_power": cal.resolving_power, "snr_band": list(cal.snr_band), "n_snr_values": len(cal.snr_values), "n_mask_spectra": len(cal.mask_runs or []), "measured": cal.measured},
             emulator=dict(self.simulator.emulator.metadata),
+            arms=None if self.arms is None else [arm.model_dump() for arm in self.arms],
         )
 
     # -- one chunk ---------------------------------------------------------------------------------

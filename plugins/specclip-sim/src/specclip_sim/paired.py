@@ -53,7 +53,8 @@ from specclip_sim.observe import NativeObserver, default_workers
 
 Missing = Literal["impute", "drop"]
 DEFAULT_COLUMNS = {"teff": "teff", "logg": "logg", "feh": "fe_h", "a_k": "ak_targ"}
-"""Simulator input -> source label column (the apogee-xp dataset's names)."""
+"""Simulator input -> source label column (the apogee-xp dataset's names). An ``snr`` entry, when
+given, names the column of each star's S/N (default: drawn from the calibration's S/N values)."""
 A_K_SENTINEL = -1.0
 """A_K below this (mag) is a missing-value sentinel, not measurement noise (apogee-xp has values near -83)."""
 FORMAT = "specclip-sim paired store v1"
@@ -238,6 +239,12 @@ def simulate_paired(
     if chained:  # one star, one set of inputs: the rv, [Fe/H] and A_K the source's simulation used
         columns = {**columns, "feh": "sim_fe_h", "a_k": "sim_a_k"}
     inputs, keep, flags, missing_record = simulation_inputs(labels, columns, missing, seed)
+    if "snr" in columns:  # each star's S/N from a label column instead of the calibration's distribution
+        snr = np.asarray(labels[columns["snr"]], dtype=np.float64)
+        bad = keep & ~(np.isfinite(snr) & (snr > 0))
+        if bad.any():
+            raise SpecCLIPError(f"{source_path}: label column {columns['snr']!r} (the S/N to simulate at) must be finite and positive; it is not for {int(bad.sum())} star(s), e.g. {source.ids[np.flatnonzero(bad)[0]]}")
+        inputs["snr"] = snr
     if chained:
         inputs["rv"] = np.asarray(labels["rv"], dtype=np.float64)
         flags = {name: np.asarray(labels[name]).astype(np.int64) for name in ("fe_h_imputed", "a_k_imputed")}
@@ -264,6 +271,7 @@ def simulate_paired(
     how = {
         "emulator": described["emulator"],
         "resolving_power": observer.resolving_power,
+        "arms": described["arms"],
         "nominal_resolving_power": described["nominal_resolving_power"],
         "settings": described["settings"],
         "calibration": described["calibration"],

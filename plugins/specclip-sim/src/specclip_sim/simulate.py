@@ -25,6 +25,7 @@ from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
+from specclip_sim.lsf import ArmResolution
 from specclip_sim.noise import variance as noise_variance
 
 REQUIRED = ("teff", "logg", "feh", "a_k")
@@ -61,6 +62,8 @@ class InstrumentSimulator:
     one pattern drawn at random (instead of ``settings.masks``' uniformly placed runs).
     ``correction``: an empirical correction of the emulated normalised flux learned from real spectra
     (:mod:`specclip_sim.correction`), added before the continuum; meta ``corrected`` says so.
+    ``arms``: one resolving power per arm of the instrument (instead of ``instrument.resolving_power``
+    everywhere); meta ``resolving_power_<arm name in lower case>`` gives each arm's to the writer.
     """
 
     def __init__(
@@ -71,14 +74,16 @@ class InstrumentSimulator:
         throughput: np.ndarray | None = None,
         mask_runs: Sequence[np.ndarray] | None = None,
         correction: ResidualCorrection | None = None,
+        arms: Sequence[ArmResolution] | None = None,
     ):
         self.instrument = instrument
+        self.arms = tuple(arms) if arms else None
         self.settings = settings or SimulationSettings()
         self.emulator = emulator or Emulator.load()
         wavelength = np.asarray(instrument.native_wavelength, dtype=np.float64)
         self.wavelength = wavelength
         self.convolved = self.emulator.at_resolution(
-            instrument.resolving_power, wavelength, vacuum=self.settings.vacuum, max_velocity=self.settings.max_velocity
+            self.arms or instrument.resolving_power, wavelength, vacuum=self.settings.vacuum, max_velocity=self.settings.max_velocity
         )
         self.extinction_ratio = a_lambda_over_a_k(wavelength, self.settings.r_v)
         self.calibration_basis = self.settings.flux_calibration.basis(wavelength)
@@ -200,4 +205,6 @@ class InstrumentSimulator:
             corrected=np.full(n, self.correction is not None),
             simulated=np.ones(n, dtype=bool),
         )
+        for arm in self.arms or ():
+            meta[f"resolving_power_{arm.name.lower()}"] = np.full(n, arm.resolving_power)
         return Spectra(self.wavelength, flux, ivar, mask, ids, meta)

@@ -124,13 +124,12 @@ class SpectraStream:
                 yield from self._preprocess(waiting)
 
     def _files_in_workers(self) -> Iterator[Batch]:
-        """Files read whole by forked workers (:func:`_read_one_file`), gathered in order into batches."""
+        """Groups of files read by forked workers (:func:`_read_files`), gathered in order into batches."""
         global _FORKED
         _FORKED, waiting = self, []
-        chunksize = max(1, min(16, len(self.files) // (4 * self.workers)))
         try:
-            with multiprocessing.get_context("fork").Pool(min(self.workers, len(self.files))) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
-                for done in pool.imap(_read_one_file, range(len(self.files)), chunksize=chunksize):
+            with multiprocessing.get_context("fork").Pool(min(self.workers, len(self.files)), initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
+                for done in pool.imap(_read_files, self._file_groups()):
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
                     self.n_read += done.n_read
@@ -139,11 +138,30 @@ class SpectraStream:
                     if sum(len(batch.files) for batch in waiting) >= self.chunk:
                         yield _joined(waiting)
                         waiting = []
-                    bar.update(1)
+                    bar.update(done.n_files)
         finally:
             _FORKED = None
         if waiting:
             yield _joined(waiting)
+
+    def _file_groups(self) -> list[list[int]]:
+        """Consecutive files in groups of at most :data:`GROUP_FILES` files and :data:`GROUP_BYTES`
+        (one file may be larger), a few groups per worker at least: a worker preprocesses a group
+        together, as one process preprocesses a chunk."""
+        most = max(1, min(GROUP_FILES, len(self.files) // (4 * self.workers)))
+        groups: list[list[int]] = [[]]
+        size = 0
+        for index, path in enumerate(self.files):
+            try:
+                nbytes = path.stat().st_size
+            except OSError:
+                nbytes = 0
+            if groups[-1] and (len(groups[-1]) >= most or size + nbytes > GROUP_BYTES):
+                groups.append([])
+                size = 0
+            groups[-1].append(index)
+            size += nbytes
+        return groups
 
     def _shared_reader(self) -> Reader | None:
         """The reader of the one file when it reads in shares (None for a file no reader takes)."""
@@ -224,6 +242,10 @@ class SpectraStream:
             yield Batch(done, done.meta.pop(FILE_COLUMN).astype(np.int64))
 
 
+GROUP_FILES = 64
+GROUP_BYTES = 32 << 20
+"""Files a worker reads and preprocesses together: at most this many, or about this many bytes."""
+
 SHARE_ROWS = 1024
 """Rows per block when workers read one file together: small enough to keep both cores busy."""
 
@@ -238,26 +260,38 @@ class _FileResult:
     unrecognised: list[str] = field(default_factory=list)
     n_read: int = 0
     n_files_read: int = 0
+    n_files: int = 0
 
 
-def _read_one_file(index: int) -> _FileResult:
-    """In a worker: file ``index`` of the stream that forked it, read and preprocessed whole (its rows
-    dropped when it fails part-way)."""
+def _one_thread() -> None:
+    """A worker computes with one thread: the workers share the CPUs out, their BLAS and torch
+    pools (forked from the parent's) would fight over them."""
+    from specclip_core.threads import use_threads
+
+    use_threads(1)
+
+
+def _read_files(indices: list[int]) -> _FileResult:
+    """In a worker: files ``indices`` of the stream that forked it, read and preprocessed (the rows of
+    a file that fails part-way dropped)."""
     stream = _FORKED
     stream.problems, stream.unrecognised, stream.failed, stream.n_read, stream.n_files_read = [], [], set(), 0, 0
     files, by_content = stream.files, stream._by_content
-    stream.files, stream._by_content, stream.workers, stream.progress = [files[index]], [by_content[index]], 1, False
+    stream.files, stream._by_content = [files[i] for i in indices], [by_content[i] for i in indices]
+    stream.workers, stream.progress = 1, False
     try:
         batches = list(stream)
     finally:
         stream.files, stream._by_content = files, by_content
-    kept = [Batch(b.spectra, np.full(len(b.files), index)) for b in batches] if not stream.failed else []
-    return _FileResult(kept, stream.problems, stream.unrecognised, stream.n_read, stream.n_files_read)
+    where = np.asarray(indices)
+    kept = [Batch(b.spectra.subset(np.flatnonzero(k)), where[b.files[k]]) for b in batches for k in [~np.isin(b.files, sorted(stream.failed))] if k.any()]
+    return _FileResult(kept, stream.problems, stream.unrecognised, stream.n_read, stream.n_files_read, len(indices))
 
 
 def _read_share(reader: Reader, share: int, shares: int, queue) -> None:
     """In a worker: share ``share`` of the stream's one file, each block preprocessed and put on
     ``queue`` as ("block", batches, problems, spectra read); then ("done",), or ("error", reason, check)."""
+    _one_thread()
     stream, path = _FORKED, _FORKED.files[0]
     rows = max(1, min(stream.chunk, SHARE_ROWS))
     try:

@@ -25,7 +25,6 @@ import argparse
 import csv
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import yaml
-from lora_real import REGISTRY_SPEC, RESULTS, stage_name
+from lora_real import REGISTRY_SPEC, RESULTS, cell, run_stages, stage_name
 
 from specclip_core.heads.metrics import regression_metrics
 from specclip_sim.calibration import load_calibration
@@ -134,24 +133,7 @@ def main() -> int:
     spec_path.write_text(
         yaml.safe_dump({"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-desi-simulated", "stages": stages}, sort_keys=False)
     )
-    command = [
-        sys.executable,
-        "-m",
-        "specclip_core.cli",
-        "run",
-        str(spec_path),
-        "--run-dir",
-        str(run_dir),
-        "--quiet",
-        "--threads",
-        str(args.threads),
-        "--set",
-        f"settings.lamost_dr10={args.dr10}",
-        "--only",
-        *grid,
-    ]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    run_stages(spec_path, run_dir, args.threads, args.dr10, list(grid))
 
     results = {}
     for name, (method, n) in grid.items():
@@ -166,10 +148,6 @@ def main() -> int:
     write_markdown(args, results, zero, time.perf_counter() - started, simulate_seconds)
     plot(args, results, zero)
     return 0
-
-
-def _cell(m: dict) -> str:
-    return f"{m['robust_sigma']:.3g} / {m['r2']:.2f}"
 
 
 def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
@@ -187,7 +165,7 @@ def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
         + ". Robust sigma / R^2 (APOGEE labels). LoRA1 -> lora_ae (our encoder is an MLP autoencoder).",
         "",
         f"Zero-shot (LAMOST-trained head on SIMULATED DESI on the LAMOST grid), the {groups['all']['fe_h']['n']} test stars with a measured [Fe/H]: "
-        + "; ".join(f"{b}: " + ", ".join(f"{k} {_cell(z['all'][k])}" for k in LABELS) for b, z in zero.items()),
+        + "; ".join(f"{b}: " + ", ".join(f"{k} {cell(z['all'][k])}" for k in LABELS) for b, z in zero.items()),
         "",
     ]
     for group in GROUPS:
@@ -198,7 +176,7 @@ def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
             "|---|" + "---|" * len(args.sizes),
         ]
         for method in dict.fromkeys(r["method"] for r in results.values()):
-            cells = {r["n"]: _cell(r["groups"][group]["fe_h"]) for r in results.values() if r["method"] == method}
+            cells = {r["n"]: cell(r["groups"][group]["fe_h"]) for r in results.values() if r["method"] == method}
             lines.append(f"| {method} | " + " | ".join(cells.get(n, "-") for n in args.sizes) + " |")
         lines.append("")
     lines += [
@@ -209,7 +187,7 @@ def write_markdown(args, results, zero, seconds, simulate_seconds) -> None:
     ]
     for r in results.values():
         lines.append(
-            f"| {r['method']} | {r['n']} | {_cell(r['test']['teff'])} | {_cell(r['test']['logg'])} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} |"
+            f"| {r['method']} | {r['n']} | {cell(r['test']['teff'])} | {cell(r['test']['logg'])} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} |"
         )
     lines += ["", f"![[Fe/H] robust sigma against labelled stars]({args.name}.png)", ""]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines))

@@ -67,6 +67,14 @@ def stage_name(method: str, n: int) -> str:
     return f"ft_{''.join(c if c.isalnum() else '_' for c in method)}_{n}".replace("__", "_")
 
 
+def run_stages(spec_path: Path, run_dir: Path, threads: int, dr10: Path, only: list[str]) -> None:
+    """``specclip run SPEC --only STAGES`` in its own process, the DR10 folder given as the spec's setting."""
+    command = [sys.executable, "-m", "specclip_core.cli", "run", str(spec_path), "--run-dir", str(run_dir), "--quiet",
+               "--threads", str(threads), "--set", f"settings.lamost_dr10={dr10}", "--only", *only]
+    print(" ".join(command), flush=True)
+    subprocess.run(command, check=True)
+
+
 def hgb_metrics(store: SpectralStore, sizes: list[int]) -> dict[str, dict]:
     """HistGradientBoosting (defaults, one per label) on stats + flux of the same draws, and of the whole train split."""
     rows = selected_rows(store, LABELS, {})
@@ -128,24 +136,7 @@ def main() -> int:
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     bases = dict.fromkeys(stage for m in args.methods for stage in BASES[METHODS[m][0]])
     only = list(bases) + ([] if args.data_store else ["ingest_dr10"]) + list(grid)
-    command = [
-        sys.executable,
-        "-m",
-        "specclip_core.cli",
-        "run",
-        str(spec_path),
-        "--run-dir",
-        str(run_dir),
-        "--quiet",
-        "--threads",
-        str(args.threads),
-        "--set",
-        f"settings.lamost_dr10={args.dr10}",
-        "--only",
-        *only,
-    ]
-    print(" ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    run_stages(spec_path, run_dir, args.threads, args.dr10, only)
 
     store = SpectralStore.open(args.data_store or run_dir / "ingest_dr10" / "store.zarr")
     hgb = json.loads(Path(args.hgb_from).read_text())["hgb"] if args.hgb_from else hgb_metrics(store, args.sizes)
@@ -164,7 +155,7 @@ def main() -> int:
     return 0
 
 
-def _cell(m: dict) -> str:
+def cell(m: dict) -> str:
     return f"{m['robust_sigma']:.3g} / {m['r2']:.2f}"
 
 
@@ -192,23 +183,23 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
             if r["n"] == n:
                 lines.append(
                     f"| {r['method']} | {r['base']} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} | "
-                    + " | ".join(_cell(r["test"][k]) for k in LABELS)
+                    + " | ".join(cell(r["test"][k]) for k in LABELS)
                     + " |"
                 )
         h = hgb[str(n)]
         lines.append(
-            f"| HistGradientBoosting, same {n} | - | - | {h['seconds']:.0f} | " + " | ".join(_cell(h["test"][k]) for k in LABELS) + " |"
+            f"| HistGradientBoosting, same {n} | - | - | {h['seconds']:.0f} | " + " | ".join(cell(h["test"][k]) for k in LABELS) + " |"
         )
         lines.append("")
     h = hgb["all"]
     lines += [
         f"HistGradientBoosting on all {h['n_train']} real training spectra: "
-        + ", ".join(f"{k} {_cell(h['test'][k])}" for k in LABELS)
+        + ", ".join(f"{k} {cell(h['test'][k])}" for k in LABELS)
         + f" ({h['seconds']:.0f} s).",
         "",
         "Zero-shot (unadapted base) on the same test set: "
         + "; ".join(
-            f"{b}: " + ", ".join(f"{k} {_cell(r['zero_shot'][k])}" for k in LABELS)
+            f"{b}: " + ", ".join(f"{k} {cell(r['zero_shot'][k])}" for k in LABELS)
             for b, r in {r["base"]: r for r in results.values()}.items()
         ),
         "",

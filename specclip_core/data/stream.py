@@ -9,8 +9,9 @@ some of its pieces were yielded is listed in :attr:`SpectraStream.failed`, and t
 those rows (so a file is taken whole or not at all).
 
 With ``workers`` > 1, files are read and preprocessed in that many forked worker processes, and the
-rows and every report come out as with one process: several files are shared out whole, one file per
-worker at a time (memory: the largest files times the workers); a single file whose reader reads in
+rows and every report come out as with one process: several files are shared out in groups of
+consecutive files, each group read whole by one worker (memory: about :data:`GROUP_BYTES` of files,
+or the largest file, times the workers); a single file whose reader reads in
 shares (:meth:`~specclip_core.interfaces.Reader.read_share`) is read by all the workers together,
 each taking every ``workers``-th block of rows, and their blocks are put back in order.
 """
@@ -104,8 +105,7 @@ class SpectraStream:
                     try:
                         raw = next(pieces, None)
                     except Exception as error:  # a reader bug must not stop a million-file ingest
-                        check, reason = (error.check, error.reason) if isinstance(error, ReaderError) else ("read", f"{type(error).__name__}: {error}")
-                        self._reject(index, reason, check, yielded)
+                        self._reject(index, *_reason_and_check(error), yielded)
                         waiting = [(i, part) for i, part in waiting if i != index]
                         n_waiting = sum(len(part) for _, part in waiting)
                         break
@@ -206,10 +206,11 @@ class SpectraStream:
         problems = [(f"{file}:{sid}" if sid else file, reason) for file, sid, reason, _ in self.problems]
         return problems + [(path, "no reader of the modality takes this file") for path in self.unrecognised]
 
-    def _pieces(self, index: int) -> Iterator[Spectra]:
-        """The raw pieces of file ``index``, each with its file index in meta (ReaderError from the reader)."""
+    def _pieces(self, index: int, pieces: Iterator[Spectra] | None = None) -> Iterator[Spectra]:
+        """The raw pieces of file ``index`` (its reader's ``read_chunks``, unless ``pieces`` are given),
+        each with its file index in meta, its skipped entries reported (ReaderError from the reader)."""
         path = self.files[index]
-        for raw in choose_reader(path, self.readers).read_chunks(path, self.chunk):
+        for raw in pieces if pieces is not None else choose_reader(path, self.readers).read_chunks(path, self.chunk):
             self.problems += [(str(path), str(sid), reason, "reader-skip") for sid, reason in raw.skipped]
             raw = self.on_raw(path, raw) if self.on_raw else raw
             raw.meta[FILE_COLUMN] = np.full(len(raw), index)
@@ -292,20 +293,25 @@ def _read_share(reader: Reader, share: int, shares: int, queue) -> None:
     """In a worker: share ``share`` of the stream's one file, each block preprocessed and put on
     ``queue`` as ("block", batches, problems, spectra read); then ("done",), or ("error", reason, check)."""
     _one_thread()
-    stream, path = _FORKED, _FORKED.files[0]
+    stream = _FORKED
     rows = max(1, min(stream.chunk, SHARE_ROWS))
+    stream.problems, stream.n_read = [], 0
     try:
-        for raw in reader.read_share(path, rows, share, shares):
-            stream.problems, stream.n_read = [(str(path), str(sid), reason, "reader-skip") for sid, reason in raw.skipped], 0
-            raw = stream.on_raw(path, raw) if stream.on_raw else raw
-            raw.meta[FILE_COLUMN] = np.zeros(len(raw), dtype=np.int64)
+        for raw in stream._pieces(0, reader.read_share(stream.files[0], rows, share, shares)):
             batches = list(stream._preprocess([(0, raw)]))
             queue.put(("block", batches, stream.problems, stream.n_read))
+            stream.problems, stream.n_read = [], 0
     except Exception as error:  # a reader bug must not stop a million-file ingest
-        check, reason = (error.check, error.reason) if isinstance(error, ReaderError) else ("read", f"{type(error).__name__}: {error}")
-        queue.put(("error", reason, check))
+        queue.put(("error", *_reason_and_check(error)))
         return
     queue.put(("done",))
+
+
+def _reason_and_check(error: Exception) -> tuple[str, str]:
+    """A reader's failure as (reason, check): a ReaderError's own, else the exception named (check ``read``)."""
+    if isinstance(error, ReaderError):
+        return error.reason, error.check
+    return f"{type(error).__name__}: {error}", "read"
 
 
 def _joined(batches: list[Batch]) -> Batch:

@@ -27,8 +27,9 @@ from typing import Any
 
 from specclip_core.components import get_registry, plugin_versions
 from specclip_core.errors import SpecCLIPError
+from specclip_core.heads.saved import head_labels
 from specclip_core.model_card import CARD, LabelScore, ModelCard, RegisteredModel
-from specclip_core.rundir import ENCODERS, HEAD, MANIFEST, SPEC, RunDir
+from specclip_core.rundir import HEAD, MANIFEST, SPEC, RunDir, encoder_dir
 from specclip_core.util import atomic_write_text, sha256_file
 
 
@@ -38,8 +39,7 @@ def get_model(name: str) -> RegisteredModel:
 
 
 def list_models() -> list[RegisteredModel]:
-    registry = get_registry()
-    return [registry.get("model", name).build() for name in registry.names("model")]
+    return [get_model(name) for name in get_registry().names("model")]
 
 
 def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list[str] | None = None, description: str = "", spec: str | None = None) -> ModelCard:
@@ -59,12 +59,12 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
     for stage in chosen:
         _copy_stage_part(run, stage, HEAD, staging)
     for stage in sorted({info.encoder_stage for info in chosen.values() if info.encoder_stage}):
-        _copy_stage_part(run, stage, f"{ENCODERS}/{modality}", staging)
+        _copy_stage_part(run, stage, encoder_dir(Path(), modality).as_posix(), staging)
     manifests = {stage: run.manifest(stage) for stage in chosen}
     card = ModelCard(
         name=name,
         modality=modality,
-        labels=[label for stage in chosen for label in manifests[stage]["settings"]["labels"]],
+        labels=[label for stage in chosen for label in head_labels(run.head(stage))],
         description=description,
         training_data=_training_data(run, chosen, manifests),
         simulated=any(info.simulated for info in chosen.values()),

@@ -134,8 +134,10 @@ def _cmd_predict(args: argparse.Namespace) -> None:
         raise SpecCLIPError("predict takes RUN_DIR FILES... or --model NAME FILES...: give a run directory (or --model) and at least one input")
     else:
         source, inputs = args.inputs[0], args.inputs[1:]
-    report = predict_catalog(source, inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK, workers=args.workers)
+    report = predict_catalog(source, inputs, args.output, heads=args.heads, progress=not args.quiet, chunk=args.chunk or DEFAULT_CHUNK, workers=args.workers, samples=args.samples)
     print(f"wrote {report.n_rows} rows ({', '.join(report.columns)}) to {report.output} in {report.seconds:.1f} s")
+    if report.samples_output:
+        print(f"wrote {args.samples} posterior samples per spectrum and label to {report.samples_output}")
     _print_rejected(report.rejected, f"{report.output}.rejected.csv")
 
 
@@ -379,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, metavar="N", help="processes that read and preprocess the files, one file at a time each (default: one per CPU)")
     p.add_argument("-o", "--output", required=True, help="catalogue path: .csv, .ecsv or .fits")
     p.add_argument("--heads", nargs="+", metavar="STAGE", help="heads stages to apply (default: the last heads stage on embeddings, in spec order, for the modality of the inputs)")
+    p.add_argument("--samples", type=int, default=0, metavar="N", help="also write N posterior samples per spectrum and label to CATALOGUE.samples.fits (heads that give posteriors)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--chunk", type=int, metavar="N", help=CHUNK_HELP)
     p.add_argument("--threads", type=int, metavar="N", help=THREADS_HELP)

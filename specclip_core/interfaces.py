@@ -308,10 +308,22 @@ class Head(ABC):
         """Label name -> predicted values; a head that gives uncertainties adds the columns of
         :data:`UNCERTAINTY_SUFFIXES` (``<label>_err``, ``_lo``, ``_hi``)."""
 
-    def sample(self, inputs: np.ndarray, n_samples: int | None = None) -> dict[str, np.ndarray] | None:
+    gives_samples: bool = False
+    """Whether ``sample`` gives posterior samples (True for a head that gives uncertainties)."""
+
+    recalibration: Any = None
+    """A head's :class:`specclip_core.heads.calibration.Recalibration`, fitted on validation stars, or None."""
+
+    def sample(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = True) -> dict[str, np.ndarray] | None:
         """Label name -> posterior samples ``[N, n_samples]`` for a head that gives posteriors (the
-        heads stage then calibrates them); None, the default, for a point estimator."""
+        heads stage then calibrates them), after the head's ``recalibration`` unless ``recalibrated``
+        is false; None, the default, for a point estimator."""
         return None
+
+    def predict_samples(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """``predict(inputs)`` and ``sample(inputs, recalibrated=False)``; a head that predicts from
+        its samples overrides this to draw them once."""
+        return self.predict(inputs), self.sample(inputs, recalibrated=False)
 
     @abstractmethod
     def save(self, directory: Path) -> None:

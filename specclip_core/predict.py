@@ -12,6 +12,10 @@ reference, and ``reason``: empty for a predicted row, why not for a row of a rej
 rejected file and spectrum has one, its values left empty). Its header names the model (``MODEL``,
 and ``MODELSHA``: for a named model the sha256 of its card, for a run the heads stage's key), says whether each head was trained on real or
 SIMULATED spectra (``TRAINED``, ``SIMTRAIN``) and gives the versions.
+
+On request (``samples``) the posterior samples of every head that gives them are written beside the
+catalogue, in ``OUTPUT.samples.fits``: one row per predicted spectrum (``id``, ``source``) and one
+vector column of that many samples per label, with its unit.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class PredictReport:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    samples_output: str | None = None
 
 
 def input_modalities(paths: list[str]) -> set[str]:
@@ -139,12 +144,20 @@ class PredictInputs:
 
 
 def predict_catalog(
-    run_dir: str | Path, paths: list[str], output: str | Path, heads: list[str] | None = None, progress: bool = True, chunk: int = DEFAULT_CHUNK, workers: int | None = None
+    run_dir: str | Path,
+    paths: list[str],
+    output: str | Path,
+    heads: list[str] | None = None,
+    progress: bool = True,
+    chunk: int = DEFAULT_CHUNK,
+    workers: int | None = None,
+    samples: int = 0,
 ) -> PredictReport:
     """Apply a run's heads (or a model directory's, its files checked against its card first) to the
     spectra of ``paths`` (files, directories, stores), ``chunk`` spectra at a time, and write the
-    catalogue at ``output`` (plus ``OUTPUT.rejected.csv`` when inputs were rejected). Files are read
-    by ``workers`` processes (default: one per CPU this process may use)."""
+    catalogue at ``output`` (plus ``OUTPUT.rejected.csv`` when inputs were rejected, and with
+    ``samples`` > 0 that many posterior samples per spectrum and label in ``OUTPUT.samples.fits``).
+    Files are read by ``workers`` processes (default: one per CPU this process may use)."""
     started = time.perf_counter()
     run_dir, output = Path(run_dir), Path(output)
     catalog_format(output)  # before reading anything
@@ -157,6 +170,9 @@ def predict_catalog(
     models = {name: load_head(run.head(name)) for name in chosen}
     encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
     references = {name: OODReference.load(run.head(name)) for name in chosen}
+    if samples and not any(getattr(models[name], "gives_samples", False) for name in chosen):
+        raise SpecCLIPError(f"--samples: the heads {sorted(chosen)} give point estimates only, no posterior samples (an npe head, or an mlp head with uncertainty: gaussian, gives them)")
+    drawn: dict[str, list[np.ndarray]] = {}
     inputs = PredictInputs(paths, modality, chunk, progress, workers or available_cpus())
     parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
     files: list[np.ndarray] = []
@@ -175,6 +191,8 @@ def predict_catalog(
             predicted = models[name].predict(values)
             for label, column in predicted.items():
                 parts.setdefault(label, []).append(column)
+            for label, column in ((models[name].sample(values, samples) or {}) if samples else {}).items():
+                drawn.setdefault(label, []).append(column.astype(np.float32))
             if references[name] is not None:
                 encoder = encoders.get(info.encoder_stage) if info.input == "embedding" else None
                 flagged = references[name].columns(values, predicted, recon_chi2(encoder, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask, "stats": spectra.stats}))
@@ -204,6 +222,8 @@ def predict_catalog(
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_catalog(output, columns, header, described, column_descriptions(columns))
+    if drawn:
+        report.samples_output = str(write_samples(output, {n: np.concatenate(v)[keep] for n, v in parts.items() if n in ("id", "source")}, {label: np.concatenate(v)[keep] for label, v in drawn.items()}, described, header))
     if rejected:
         with open(output.with_name(output.name + ".rejected.csv"), "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -211,6 +231,22 @@ def predict_catalog(
             writer.writerows(rejected)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def write_samples(output: Path, rows: dict[str, np.ndarray], drawn: dict[str, np.ndarray], described: dict[str, LabelColumn], header: dict[str, Any]) -> Path:
+    """``OUTPUT.samples.fits``: ``id``, ``source`` and per label a vector column of its samples."""
+    from astropy.table import Table
+
+    path = output.with_name(output.name + ".samples.fits")
+    table = Table({"id": rows["id"].astype(str), "source": rows["source"].astype(str)})
+    for label, values in drawn.items():
+        table[label] = values
+        table[label].unit = described[label].unit or None
+        table[label].description = f"posterior samples of {label}"
+    table.meta.update({key: value for key, value in header.items() if key in ("MODEL", "MODELSHA", "MODALITY", "SIMTRAIN")})
+    table.meta["NSAMPLES"] = int(next(iter(drawn.values())).shape[1])
+    table.write(path, overwrite=True)
+    return path
 
 
 def column_descriptions(columns: dict[str, np.ndarray]) -> dict[str, str]:

@@ -77,6 +77,26 @@ def test_gaussian_mlp_head_is_calibrated_on_heteroscedastic_noise(tmp_path):
     np.testing.assert_allclose(again["y_err"], predicted["y_err"], rtol=1e-5)
 
 
+def test_gaussian_mlp_head_recalibration_fixes_heavy_tails(tmp_path):
+    from specclip_core.heads.calibration import calibration
+
+    def problem(n, seed):
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(-1, 1, size=(n, 3)).astype(np.float32)
+        return LabelledInputs(x, {"y": x[:, 0] + 0.2 * rng.standard_t(2.5, size=n)}, [f"t{seed}-{i}" for i in range(n)])
+
+    train, val, test = problem(4000, 1), problem(2000, 2), problem(2000, 3)
+    head = MLPHead(MLPHeadConfig(hidden=[32, 32], uncertainty="gaussian", samples=400))
+    head.fit(train, val, tmp_path / "fit", TrainSpec(epochs=40, batch_size=128, lr=3e-3, weight_decay=0.0, patience=6, device="cpu"), progress=False)
+    raw, _ = calibration(test.labels["y"], head.sample(test.inputs, recalibrated=False)["y"], 500)
+    repaired, _ = calibration(test.labels["y"], head.sample(test.inputs)["y"], 500)
+    assert abs(raw["coverage_68"] - 0.68) > 0.05 or abs(raw["coverage_95"] - 0.95) > 0.02, raw  # a Gaussian misfits t(2.5) noise
+    assert abs(repaired["coverage_68"] - 0.68) < 0.03 and abs(repaired["coverage_95"] - 0.95) < 0.015, repaired
+    predicted = head.predict(test.inputs)
+    inside = np.mean((test.labels["y"] >= predicted["y_lo"]) & (test.labels["y"] <= predicted["y_hi"]))
+    assert abs(inside - 0.68) < 0.03
+
+
 def test_point_mlp_head_gives_no_samples():
     assert MLPHead().sample(np.zeros((2, 3), np.float32)) is None
 
@@ -170,7 +190,7 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "corrupt.toy.csv" in done.stderr
     table = Table.read(out)
-    assert len(table) == 5 and set(table.colnames) == {"id", "source", "temp", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags", "reason"}
+    assert len(table) == 5 and set(table.colnames) == {"id", "source", "temp", "ood_knn_pct", "flag_knn", "flag_range_temp", "ood_range_p", "flags", "reason"}
     reasons = np.asarray(table["reason"].filled(""), dtype=str)  # empty strings read back masked
     rejected = table[reasons != ""]
     assert list(rejected["source"]) == ["corrupt.toy.csv"] and "toy spectrum" in rejected["reason"][0] and np.isnan(np.ma.filled(rejected["temp"].astype(float), np.nan)[0])

@@ -10,7 +10,7 @@ from astropy.table import Table
 
 pytest.importorskip("sbi")
 
-from specclip_core.heads.calibration import calibration, sbc_ranks  # noqa: E402
+from specclip_core.heads.calibration import Recalibration, calibration, pit, sbc  # noqa: E402
 from specclip_core.heads.npe import NPEHead, NPEHeadConfig  # noqa: E402
 from specclip_core.interfaces import LabelledInputs  # noqa: E402
 from specclip_core.runner import run_spec  # noqa: E402
@@ -55,6 +55,10 @@ def test_npe_posteriors_cover_the_truth(trained):
     assert fit["n_train"] + fit["n_dropped_missing"] == len(train)
     assert len(fit["seeds"]) == 2 and fit["seed"] in (0, 1)
     assert 1_000 < head.n_parameters() < 50_000
+    assert head.recalibration is not None and set(head.recalibration.levels) == {"y", "z"}
+    values, raw = head.predict_samples(test.inputs[:50])
+    assert set(raw) == {"y", "z"} and raw["y"].shape == (50, 200)
+    np.testing.assert_allclose(values["y"], head.predict(test.inputs[:50])["y"])
 
 
 def test_npe_saves_safetensors_and_reloads_identically(trained, tmp_path):
@@ -69,11 +73,14 @@ def test_npe_saves_safetensors_and_reloads_identically(trained, tmp_path):
 
 def test_per_label_npe_with_nsf(tmp_path):
     train, val, test = _problem(600, 4, missing=0.3), _problem(100, 5), _problem(200, 6)
-    head = NPEHead(NPEHeadConfig(estimator="nsf", joint=False, samples=100, sbc_stars=50, hidden=32))
+    head = NPEHead(NPEHeadConfig(estimator="nsf", joint=False, samples=100, sbc_stars=50, hidden=32, embedding=[16, 4], recalibrate=False))
     summary = head.fit(train, val, tmp_path, SPEC, seed=1)
     assert set(summary) == {"y", "z"} and summary["y"]["n_dropped_missing"] == 0 < summary["z"]["n_dropped_missing"]
     predicted = head.predict(test.inputs)
     assert np.corrcoef(predicted["z"], test.labels["z"])[0, 1] > 0.9
+    assert head.recalibration is None
+    head.save(tmp_path / "saved")
+    np.testing.assert_array_equal(NPEHead.load(tmp_path / "saved").predict(test.inputs[:20])["z"], head.predict(test.inputs[:20])["z"])
 
 
 def test_calibration_finds_overconfident_posteriors():
@@ -87,7 +94,28 @@ def test_calibration_finds_overconfident_posteriors():
     assert abs(calibrated["coverage_68"] - 0.68) < 0.07 and abs(calibrated["coverage_95"] - 0.95) < 0.04
     overconfident, _ = calibration(truth, tight, 200)
     assert overconfident["sbc_ks_p"] < 1e-3 and overconfident["coverage_68"] < 0.4
-    np.testing.assert_array_equal(sbc_ranks(np.array([0.5]), np.array([[0.0, 1.0, 0.2]])), [2])
+    np.testing.assert_array_equal(sbc(np.array([0.5]), np.array([[0.0, 1.0, 0.2]]))[1], [2])
+
+
+def test_recalibration_repairs_overconfident_posteriors_and_keeps_sample_order():
+    rng = np.random.default_rng(1)
+
+    def tight(n):
+        truth = rng.normal(size=n)
+        centre = truth + rng.normal(size=n)
+        return truth, centre[:, None] + 0.3 * rng.normal(size=(n, 400))
+
+    (val_truth, val_samples), (truth, samples) = tight(2000), tight(600)
+    recalibration = Recalibration.fit({"y": val_truth}, {"y": pit(val_truth, val_samples)})
+    repaired = recalibration.apply({"y": samples})["y"]
+    before, _ = calibration(truth, samples, 300)
+    after, _ = calibration(truth, repaired, 300)
+    assert before["sbc_ks_p"] < 1e-3 and before["coverage_68"] < 0.4
+    assert after["sbc_ks_p"] > 0.01
+    assert abs(after["coverage_68"] - 0.68) < 0.06 and abs(after["coverage_95"] - 0.95) < 0.04, after
+    in_order = np.take_along_axis(repaired, np.argsort(samples, axis=1), axis=1)
+    assert (np.diff(in_order, axis=1) >= -1e-12).all()  # a monotone map: no sample overtakes another
+    assert recalibration.apply({"z": samples})["z"] is samples  # a label it was not fitted on is left alone
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +144,7 @@ def test_heads_stage_reports_sbc_and_coverage_and_predict_writes_intervals(npe_r
     test = summary["test"]["temp"]
     assert test["sbc_stars"] == 30 and 0 <= test["sbc_ks_p"] <= 1
     assert 0.3 < test["coverage_68"] < test["coverage_95"] <= 1
+    assert test["recalibrated"] and 0 <= test["raw"]["sbc_ks_p"] <= 1 and set(test["raw"]) == {"sbc_stars", "sbc_ks_p", "coverage_68", "coverage_95"}
     assert json.loads((run_dir / "heads_npe" / "metrics.json").read_text())["temp"]["coverage_95"] == test["coverage_95"]
     assert (run_dir / "heads_npe" / "sbc_temp.png").stat().st_size > 1000
     assert not list((run_dir / "heads_npe" / "head").glob("*.p*kl*")) and not list((run_dir / "heads_npe" / "head").glob("*.pt"))
@@ -127,9 +156,13 @@ def test_heads_stage_reports_sbc_and_coverage_and_predict_writes_intervals(npe_r
     for row in range(6):
         write_file(inputs / f"star{row}.toy.csv", raw, row)
     out = tmp_path / "catalog.ecsv"
-    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(out), "--quiet"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(inputs), "-o", str(out), "--quiet", "--samples", "50"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert "50 posterior samples" in done.stdout
+    drawn = Table.read(str(out) + ".samples.fits")
+    assert drawn.colnames == ["id", "source", "temp"] and drawn["temp"].shape == (6, 50) and str(drawn["temp"].unit) == "K"
+    assert drawn.meta["NSAMPLES"] == 50
     table = Table.read(out)
-    assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags", "reason"}
+    assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi", "ood_knn_pct", "flag_knn", "flag_range_temp", "ood_range_p", "flags", "reason"}
     assert str(table["temp_err"].unit) == "K"
     assert np.all(table["temp_lo"] <= table["temp"]) and np.all(table["temp"] <= table["temp_hi"]) and np.all(table["temp_err"] > 0)

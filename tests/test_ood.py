@@ -45,6 +45,18 @@ def test_range_and_reconstruction_flags_and_the_flags_string():
     assert flags == [set(), {"range_teff"}, {"recon", "range_logg"}, {"range_teff"}]
 
 
+def test_range_probability_grows_towards_the_range_edges_with_the_error():
+    reference, rng = _reference()
+    low, high = reference.label_range["teff"]
+    x = rng.normal(size=(4, 12))
+    predicted = {"teff": np.array([(low + high) / 2, high - 50, high + 50, high - 50]), "teff_err": np.array([50.0, 50.0, 50.0, 500.0])}
+    p = reference.columns(x, predicted)["ood_range_p"]
+    assert p[0] < 1e-6 and abs(p[1] - 0.159) < 0.01 and abs(p[2] - 0.841) < 0.01 and 0.4 < p[3] < 0.5
+    assert "ood_range_p" not in reference.columns(x, {"teff": predicted["teff"]})  # a point head saved without its validation sigma
+    point = OODReference(reference.settings, reference.arrays, reference.label_range, {"teff": 50.0})
+    np.testing.assert_allclose(point.columns(x, {"teff": predicted["teff"]})["ood_range_p"][:3], p[:3])
+
+
 def test_reference_round_trips_and_subsamples(tmp_path):
     reference, rng = _reference(n=500, reference=100, components=4)
     assert len(reference_rows(500, reference.settings, 0)) == 100
@@ -52,7 +64,7 @@ def test_reference_round_trips_and_subsamples(tmp_path):
     again = OODReference.load(tmp_path)
     x = rng.normal(size=(50, 12))
     np.testing.assert_allclose(again.knn_distance(x), reference.knn_distance(x), rtol=1e-5)
-    assert again.label_range == reference.label_range and again.threshold("train_recon_chi2") == reference.threshold("train_recon_chi2")
+    assert again.label_range == reference.label_range and again.label_sigma == reference.label_sigma and again.threshold("train_recon_chi2") == reference.threshold("train_recon_chi2")
     assert OODReference.load(tmp_path / "nothing") is None
     (tmp_path / "ood.safetensors").unlink()
     with pytest.raises(SpecCLIPError, match="ood.safetensors: missing"):
@@ -113,5 +125,7 @@ def test_predict_writes_the_reconstruction_residual_of_an_autoencoder_run(tmp_pa
     table = Table.read(tmp_path / "catalog.ecsv")
     assert {"ood_knn_pct", "flag_knn", "ood_recon_chi2", "flag_recon", "flag_range_temp", "flags", "reason"} <= set(table.colnames)
     assert np.all(np.asarray(table["ood_recon_chi2"]) > 0) and len(table) == 3
+    with pytest.raises(SpecCLIPError, match="point estimates only"):
+        predict_catalog(tmp_path / "run", [str(inputs)], tmp_path / "samples.ecsv", progress=False, samples=10)
     saved = OODReference.load(tmp_path / "run" / "heads" / "head")
     assert len(saved.arrays["reference"]) == 50 and len(saved.arrays["train_recon_chi2"]) == 50

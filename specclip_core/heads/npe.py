@@ -3,8 +3,15 @@ package: a conditional normalising flow (MAF or NSF; 2 transforms of 60 hidden u
 learns p(labels | inputs), jointly over the labels or one flow per label. Inputs and labels are
 standardised; rows missing a label of a flow are dropped from its training and counted.
 
+An optional embedding network (``embedding``: the widths of an MLP, the last one the summary the flow
+is conditioned on) is trained with the flow; it also makes sampling cheaper, since the flow's
+networks then read the short summary instead of every input value once per sample.
+
 The value is the posterior median; ``<label>_lo``/``<label>_hi`` are the 16th/84th percentiles and
-``<label>_err`` half their distance. With ``seeds`` > 1 a flow is trained per seed and the one kept
+``<label>_err`` half their distance. With ``recalibrate`` (the default) the chosen posterior's
+marginals are recalibrated on validation stars
+(:class:`specclip_core.heads.calibration.Recalibration`); ``sample(..., recalibrated=False)`` gives
+the flow's own samples. With ``seeds`` > 1 a flow is trained per seed and the one kept
 is, as in the paper, the lowest validation robust sigma among those whose SBC on ``sbc_stars``
 validation stars passes (K-S p >= ``sbc_threshold`` for every label), or the highest p if none does.
 
@@ -23,8 +30,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from specclip_core.errors import SpecCLIPError
-from specclip_core.heads.calibration import calibration
+from specclip_core.heads.calibration import Recalibration, calibration, pit, summarise
 from specclip_core.heads.inputs import standardiser
+from specclip_core.heads.mlp import mlp
 from specclip_core.heads.metrics import robust_sigma
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
 from specclip_core.spec import TrainSpec
@@ -45,6 +53,7 @@ class NPEHeadConfig(BaseModel):
     hidden: int = Field(60, ge=1, description="hidden units of each transform's network")
     transforms: int = Field(2, ge=1, description="number of flow transforms")
     bins: int = Field(10, ge=2, description="spline bins (nsf only)")
+    embedding: list[int] = Field(default_factory=list, description="widths of an MLP embedding network trained with the flow, the last the summary it is conditioned on; empty: the inputs as they are")
     joint: bool = Field(True, description="one joint posterior over all labels; false: one flow per label")
     samples: int = Field(1000, ge=10, description="posterior samples per star for the median and percentiles")
     seeds: int = Field(1, ge=1, description="flows trained per posterior (paper: 5); the best passing SBC is kept")
@@ -52,6 +61,8 @@ class NPEHeadConfig(BaseModel):
     sbc_threshold: float = Field(0.05, gt=0, lt=1, description="K-S p-value an SBC must reach for every label to pass")
     prior_margin: float = Field(1.0, ge=0, description="the prior box: the training labels' range widened by this many standard deviations")
     sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
+    recalibrate: bool = Field(True, description="recalibrate the chosen posterior's marginals on validation stars (quantile recalibration)")
+    recalibration_stars: int = Field(2000, ge=10, description="validation stars the recalibration is fitted on, at most")
 
 
 def _sbi():
@@ -74,6 +85,8 @@ def _tracker(directory: Path):
 
 
 class NPEHead(Head):
+    gives_samples = True
+
     def __init__(self, config: NPEHeadConfig | None = None):
         self.config = config or NPEHeadConfig()
         self.labels: list[str] = []
@@ -83,11 +96,13 @@ class NPEHead(Head):
         self.input_mean = self.input_std = None
         self.label_mean: dict[str, float] = {}
         self.label_std: dict[str, float] = {}
+        self.recalibration: Recalibration | None = None
 
-    def _builder(self):
+    def _builder(self, n_inputs: int):
         _, _, posterior_nn, _ = _sbi()
         c = self.config
-        return posterior_nn(ESTIMATORS[c.estimator], z_score_theta="none", z_score_x="none", hidden_features=c.hidden, num_transforms=c.transforms, num_bins=c.bins)
+        embedding = mlp(n_inputs, c.embedding[:-1], c.embedding[-1], 0.0) if c.embedding else torch.nn.Identity()
+        return posterior_nn(ESTIMATORS[c.estimator], z_score_theta="none", z_score_x="none", hidden_features=c.hidden, num_transforms=c.transforms, num_bins=c.bins, embedding_net=embedding)
 
     def _posterior(self, estimator: torch.nn.Module, low: list[float], high: list[float]):
         _, DirectPosterior, _, BoxUniform = _sbi()
@@ -123,7 +138,7 @@ class NPEHead(Head):
             tries = []
             for k in range(self.config.seeds):
                 torch.manual_seed(seed + k)
-                inference = NPE(prior=None, density_estimator=self._builder(), show_progress_bars=False, tracker=_tracker(Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}"))
+                inference = NPE(prior=None, density_estimator=self._builder(x_train.shape[1]), show_progress_bars=False, tracker=_tracker(Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}"))
                 inference.append_simulations(torch.as_tensor(theta[keep]), x_train[torch.as_tensor(keep)])
                 estimator = inference.train(training_batch_size=spec.batch_size, learning_rate=spec.lr, stop_after_epochs=spec.patience, max_num_epochs=spec.epochs)
                 posterior = self._posterior(estimator, low, high)
@@ -141,7 +156,18 @@ class NPEHead(Head):
                 "passed_sbc": check["passed"],
                 "seeds": [t[1] for t in tries],
             }
+        if self.config.recalibrate:
+            self.recalibration = self._recalibration(validation, seed)
+            summary["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
         return summary
+
+    def _recalibration(self, validation: LabelledInputs, seed: int) -> Recalibration:
+        """The quantile recalibration of every label, from the flows' samples for at most
+        ``recalibration_stars`` validation stars drawn at random."""
+        rows = np.sort(np.random.default_rng(seed).permutation(len(validation.inputs))[: self.config.recalibration_stars])
+        drawn = self.sample(validation.inputs[rows], recalibrated=False)
+        truth = {label: validation.labels[label][rows] for label in self.labels}
+        return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels})
 
     def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:
         """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows."""
@@ -173,8 +199,9 @@ class NPEHead(Head):
             parts = [posterior.sample_batched((n,), x=x[i : i + batch], show_progress_bars=False).permute(1, 0, 2) for i in range(0, len(x), batch)]
         return torch.cat(parts).numpy()
 
-    def sample(self, inputs: np.ndarray, n_samples: int | None = None) -> dict[str, np.ndarray]:
-        """Label -> posterior samples ``[N, n_samples]`` in the label's units (``samples`` by default)."""
+    def sample(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = True) -> dict[str, np.ndarray]:
+        """Label -> posterior samples ``[N, n_samples]`` in the label's units (``samples`` by default),
+        recalibrated unless ``recalibrated`` is false or the head has no recalibration."""
         x = self._x(inputs)
         out: dict[str, np.ndarray] = {}
         for group, posterior in zip(self.groups, self.posteriors):
@@ -183,15 +210,16 @@ class NPEHead(Head):
                 drawn = drawn[:, :n_samples]
             for i, label in enumerate(group):
                 out[label] = drawn[:, :, i].astype(np.float64) * self.label_std[label] + self.label_mean[label]
-        return out
+        return self.recalibration.apply(out) if recalibrated and self.recalibration else out
 
     def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Posterior median per label, with ``_lo``/``_hi`` (16th/84th percentiles) and ``_err`` (half of hi - lo)."""
-        out: dict[str, np.ndarray] = {}
-        for label, samples in self.sample(inputs).items():
-            low, median, high = np.quantile(samples, [0.16, 0.5, 0.84], axis=1) if len(samples) else np.zeros((3, 0))
-            out[label], out[f"{label}_err"], out[f"{label}_lo"], out[f"{label}_hi"] = median, (high - low) / 2, low, high
-        return out
+        return summarise(self.sample(inputs))
+
+    def predict_samples(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``predict`` and the flow's own samples, from one draw."""
+        drawn = self.sample(inputs, recalibrated=False)
+        return summarise(self.recalibration.apply(drawn) if self.recalibration else drawn), drawn
 
     def n_parameters(self) -> int:
         return sum(p.numel() for posterior in self.posteriors for p in posterior.posterior_estimator.parameters())
@@ -208,6 +236,7 @@ class NPEHead(Head):
             "input_std": self.input_std.tolist(),
             "label_mean": self.label_mean,
             "label_std": self.label_std,
+            "recalibration": self.recalibration.levels if self.recalibration else None,
         }
         for group, posterior in zip(self.groups, self.posteriors):
             save_weights(posterior.posterior_estimator, directory / f"{'+'.join(group)}.safetensors")
@@ -223,8 +252,9 @@ class NPEHead(Head):
         head.input_mean = np.asarray(described["input_mean"], dtype=np.float32)
         head.input_std = np.asarray(described["input_std"], dtype=np.float32)
         head.label_mean, head.label_std = described["label_mean"], described["label_std"]
+        head.recalibration = Recalibration(described["recalibration"]) if described.get("recalibration") else None
         for group, (low, high) in zip(head.groups, head.bounds):
-            estimator = head._builder()(torch.zeros(2, len(group)), torch.zeros(2, described["n_inputs"]))
+            estimator = head._builder(described["n_inputs"])(torch.zeros(2, len(group)), torch.zeros(2, described["n_inputs"]))
             load_weights(estimator, directory / f"{'+'.join(group)}.safetensors")
             head.posteriors.append(head._posterior(estimator, low, high))
         return head

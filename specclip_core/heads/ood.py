@@ -11,6 +11,9 @@ The heads stage saves an :class:`OODReference` beside the head (``head/ood.json`
 - ``ood_recon_chi2``: the reconstruction residual of the encoder's decoder (reduced chi-square over
   good pixels, :func:`specclip_core.anomaly.scores.chi_square`) where the encoder has one;
   ``flag_recon`` above the training ``percentile``;
+- ``ood_range_p``: the probability that at least one label lies outside the training labels' range,
+  each label read as a Gaussian around its prediction with the head's ``<label>_err`` (or, for a point
+  head, its validation robust sigma), the labels taken as independent;
 - ``flag_range_<label>``: the predicted value lies outside the training labels' range;
 - ``flags``: the raised flags' names joined by commas (``knn``, ``recon``, ``range_<label>``), empty
   when none is.
@@ -29,19 +32,21 @@ import numpy as np
 import torch
 from pydantic import Field
 from safetensors.numpy import load, save
+from scipy.stats import norm
 
 from specclip_core.errors import SpecCLIPError
 from specclip_core.spec import SpecModel
 from specclip_core.util import atomic_write_bytes, atomic_write_text
 
 OOD_JSON, OOD_WEIGHTS = "ood.json", "ood.safetensors"
-OOD_COLUMNS = ("ood_knn_pct", "flag_knn", "ood_recon_chi2", "flag_recon", "flags")
+OOD_COLUMNS = ("ood_knn_pct", "flag_knn", "ood_recon_chi2", "flag_recon", "ood_range_p", "flags")
 """The columns of one reference's scores (beside them: ``flag_range_<label>`` per label)."""
 OOD_DESCRIPTIONS = {
     "ood_knn_pct": "percentile of the mean distance to the k nearest training inputs among the training inputs' own",
     "flag_knn": "k-NN distance above the training percentile threshold",
     "ood_recon_chi2": "reconstruction residual of the encoder's decoder: reduced chi-square over good pixels",
     "flag_recon": "reconstruction residual above the training percentile threshold",
+    "ood_range_p": "probability that a label lies outside the training label range, given the prediction and its error",
     "flags": "raised flags, comma-separated (knn, recon, range_<label>); empty when none",
     "reason": "empty for a predicted row; why a rejected input has no values",
 }
@@ -83,16 +88,20 @@ def _index(vectors: np.ndarray):
 
 
 class OODReference:
-    """Training inputs (projected), their own k-NN distances, reconstruction residuals and label ranges."""
+    """Training inputs (projected), their own k-NN distances, reconstruction residuals, label ranges and
+    (for a point head) the validation robust sigma of each label."""
 
-    def __init__(self, settings: OODSettings, arrays: dict[str, np.ndarray], label_range: dict[str, tuple[float, float]]):
-        self.settings, self.arrays, self.label_range = settings, arrays, label_range
+    def __init__(self, settings: OODSettings, arrays: dict[str, np.ndarray], label_range: dict[str, tuple[float, float]], label_sigma: dict[str, float] | None = None):
+        self.settings, self.arrays, self.label_range, self.label_sigma = settings, arrays, label_range, label_sigma or {}
         self._search = _index(arrays["reference"])
 
     @classmethod
-    def fit(cls, inputs: np.ndarray, labels: dict[str, np.ndarray], recon_chi2: np.ndarray | None, settings: OODSettings, seed: int = 0) -> OODReference:
+    def fit(
+        cls, inputs: np.ndarray, labels: dict[str, np.ndarray], recon_chi2: np.ndarray | None, settings: OODSettings, seed: int = 0, label_sigma: dict[str, float] | None = None
+    ) -> OODReference:
         """From training ``inputs`` [N, D] (the :func:`reference_rows`), ``recon_chi2`` [N] of the same
-        rows where the encoder has a decoder, and the whole training set's ``labels`` (their ranges)."""
+        rows where the encoder has a decoder, the whole training set's ``labels`` (their ranges), and a
+        point head's validation robust sigma per label (``label_sigma``)."""
         from sklearn.decomposition import PCA
 
         if len(inputs) <= settings.k:
@@ -110,7 +119,7 @@ class OODReference:
             chi2 = np.asarray(recon_chi2, dtype=np.float64)
             arrays["train_recon_chi2"] = np.sort(chi2[np.isfinite(chi2)]).astype(np.float32)
         label_range = {label: (float(np.nanmin(values)), float(np.nanmax(values))) for label, values in labels.items() if np.isfinite(values).any()}
-        return cls(settings, arrays, label_range)
+        return cls(settings, arrays, label_range, label_sigma)
 
     def threshold(self, name: str) -> float:
         """The training ``percentile`` of ``train_knn`` or ``train_recon_chi2``."""
@@ -132,9 +141,17 @@ class OODReference:
         if recon_chi2 is not None and "train_recon_chi2" in self.arrays:
             out["ood_recon_chi2"] = np.asarray(recon_chi2, dtype=np.float64)
             out["flag_recon"] = out["ood_recon_chi2"] > self.threshold("train_recon_chi2")
+        inside, scored = np.ones(len(distance)), False
         for label, (low, high) in self.label_range.items():
             if label in predicted:
                 out[f"flag_range_{label}"] = (predicted[label] < low) | (predicted[label] > high)
+                sigma = predicted.get(f"{label}_err", self.label_sigma.get(label))
+                if sigma is not None:
+                    sigma = np.maximum(np.asarray(sigma, dtype=np.float64), 1e-12)
+                    outside = norm.cdf((predicted[label] - high) / sigma) + norm.cdf((low - predicted[label]) / sigma)
+                    inside, scored = inside * (1 - np.clip(np.nan_to_num(outside), 0, 1)), True
+        if scored:
+            out["ood_range_p"] = 1 - inside
         flagged = [(name[len("flag_") :], values) for name, values in out.items() if name.startswith("flag_")]
         out["flags"] = np.array([",".join(name for name, values in flagged if values[row]) for row in range(len(distance))], dtype=str)
         return out
@@ -142,7 +159,7 @@ class OODReference:
     def save(self, head_dir: Path) -> None:
         head_dir = Path(head_dir)
         atomic_write_bytes(head_dir / OOD_WEIGHTS, save(self.arrays))
-        described = {"settings": self.settings.model_dump(), "label_range": self.label_range, "thresholds": {n: self.threshold(n) for n in ("train_knn", "train_recon_chi2") if n in self.arrays}}
+        described = {"settings": self.settings.model_dump(), "label_range": self.label_range, "label_sigma": self.label_sigma, "thresholds": {n: self.threshold(n) for n in ("train_knn", "train_recon_chi2") if n in self.arrays}}
         atomic_write_text(head_dir / OOD_JSON, json.dumps(described, indent=2))
 
     @classmethod
@@ -155,4 +172,4 @@ class OODReference:
         if not (head_dir / OOD_WEIGHTS).exists():
             raise SpecCLIPError(f"{head_dir / OOD_WEIGHTS}: missing; {head_dir / OOD_JSON} names it")
         label_range = {label: (low, high) for label, (low, high) in described["label_range"].items()}
-        return cls(OODSettings(**described["settings"]), load((head_dir / OOD_WEIGHTS).read_bytes()), label_range)
+        return cls(OODSettings(**described["settings"]), load((head_dir / OOD_WEIGHTS).read_bytes()), label_range, described.get("label_sigma"))

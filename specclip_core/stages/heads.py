@@ -13,7 +13,7 @@ from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
 from specclip_core.heads.calibration import calibration
 from specclip_core.heads.inputs import head_inputs
-from specclip_core.heads.metrics import regression_metrics
+from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
 from specclip_core.interfaces import Head, LabelledInputs, Stage
 from specclip_core.nn.embedders import load_embedder
@@ -77,27 +77,34 @@ def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, labels
     return LabelledInputs(inputs, store.labels(labels, rows), store.ids[rows])
 
 
-def save_ood_reference(config: HeadsConfig, train: LabelledInputs, train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int) -> None:
+def save_ood_reference(config: HeadsConfig, head: Head, train: LabelledInputs, validation: LabelledInputs, train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int) -> None:
     """The out-of-distribution reference predict scores spectra against (:mod:`specclip_core.heads.ood`):
     a seeded subsample of the training inputs, their reconstruction residuals where the encoder has a
-    decoder, and the training label ranges."""
+    decoder, the training label ranges and, for a point head, its validation robust sigma per label."""
     rows = reference_rows(len(train.inputs), config.ood, seed)
     chi2 = recon_chi2(encoder, store.read(modality, train_rows[rows])) if encoder is not None else None
-    OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed).save(head_dir)
+    sigma: dict[str, float] = {}
+    if not head.gives_samples and len(validation.inputs):
+        predicted = head.predict(validation.inputs)
+        sigma = {label: robust_sigma(predicted[label] - validation.labels[label]) for label in config.labels}
+    OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
 
 
-def calibrate(head: Head, test: LabelledInputs, config: HeadsConfig, out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
-    """For a head that gives posterior samples: per label, SBC (K-S p-value, rank histogram
-    ``sbc_<label>.png``) on ``sbc_stars`` test stars and coverage of the 68% and 95% intervals on the
-    whole test split; {} for a point estimator."""
-    samples = head.sample(test.inputs)
-    if samples is None:
+def calibrate(head: Head, raw: dict[str, np.ndarray] | None, test: LabelledInputs, config: HeadsConfig, out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
+    """For a head that gives posterior samples (``raw``: its own, before any recalibration): per
+    label, SBC (K-S p-value, rank histogram ``sbc_<label>.png``) on ``sbc_stars`` test stars and
+    coverage of the 68% and 95% intervals on the whole test split, of the recalibrated samples, with
+    the raw samples' figures under ``raw``; {} for a point estimator."""
+    if raw is None:
         return {}
+    samples = head.recalibration.apply(raw) if head.recalibration else raw
     result = {}
     for label in config.labels:
         figures, ranks = calibration(test.labels[label], samples[label], config.sbc_stars, seed)
         plot_sbc_ranks(ranks, samples[label].shape[1], out_dir / f"sbc_{label}.png", config.names.get(label, label), figures["sbc_ks_p"], title)
-        result[label] = figures
+        result[label] = {**figures, "recalibrated": head.recalibration is not None}
+        if head.recalibration:
+            result[label]["raw"] = calibration(test.labels[label], raw[label], config.sbc_stars, seed)[0]
     return result
 
 
@@ -125,13 +132,13 @@ class HeadsStage(Stage):
         head = config.head.build()
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
-        save_ood_reference(config, parts["train"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, context.seed)
+        save_ood_reference(config, head, parts["train"], parts["val"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, context.seed)
         encoder_stage = encoder_path.parent.parent.name if encoder_path else None
         test = parts["test"]
-        predicted = head.predict(test.inputs)
+        predicted, raw = head.predict_samples(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
         title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
-        calibrated = calibrate(head, test, config, context.out_dir, context.seed, title)
+        calibrated = calibrate(head, raw, test, config, context.out_dir, context.seed, title)
         metrics = {label: {**regression_metrics(test.labels[label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
         sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
         HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas).write(context.out_dir / HEAD)

@@ -85,7 +85,7 @@ def test_predict_writes_one_row_per_readable_file(data_dir, tmp_path, capsys, mo
     code = main(["predict", str(run_dir), str(inputs), str(foreign_csv), "-o", str(catalog), "--quiet"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "wrote 8 rows (id, source, teff, logg, feh, ood_knn_pct, flag_knn, flag_range_teff, flag_range_logg, flag_range_feh, flags, reason)" in out
+    assert "wrote 8 rows (id, source, teff, logg, feh, ood_knn_pct, flag_knn, flag_range_teff, flag_range_logg, flag_range_feh, ood_range_p, flags, reason)" in out
     table = Table.read(catalog, format="ascii.csv", comment="#")
     reasons = np.asarray(table["reason"].filled(""), dtype=str)
     assert sorted(table["source"][reasons != ""]) == sorted(["spec-59609-cut_sp08-216.fits.gz", "spec-0-foreign_sp01-001.fits", "xp_like.csv"])

@@ -1,6 +1,7 @@
 """Calibration figures of the trust specs (issue 10) from their finished runs: per label and head the
 test robust sigma (and its ratio to the point MLP head's), SBC K-S p, 68% and 95% coverage, each
-checked against the acceptance ranges; a coverage plot per run and the SBC rank histograms copied
+checked against the acceptance ranges, for the recalibrated posteriors and (in brackets) for the
+heads' own posteriors before recalibration; a coverage plot per run and the SBC rank histograms copied
 into docs/results/figures/.
 
     .venv/bin/python bench/trust_figures.py RUNS/xp-trust RUNS/lamost-trust
@@ -44,7 +45,7 @@ def run_table(run: Path) -> tuple[str, dict]:
     lines = [
         f"### {rundir.name()} ({'SIMULATED' if simulated else 'real'} spectra; test split)",
         "",
-        "| label | head | robust sigma | / MLP's | SBC K-S p | coverage 68% | coverage 95% | passes |",
+        "| label | head | robust sigma | / MLP's | SBC K-S p (raw) | coverage 68% (raw) | coverage 95% (raw) | passes |",
         "|---|---|---|---|---|---|---|---|",
     ]
     result = {}
@@ -57,12 +58,17 @@ def run_table(run: Path) -> tuple[str, dict]:
             figures = metrics[stage][label]
             passed = checks(figures, point)
             failed = [name for name, ok in passed.items() if not ok]
+            raw = figures.get("raw", {})
+
+            def cell(key: str, form: str) -> str:
+                return f"{figures[key]:{form}}" + (f" ({raw[key]:{form}})" if key in raw else "")
+
             lines.append(
-                f"| {label} | {stage} | {figures['robust_sigma']:.4g} | {figures['robust_sigma'] / point:.3f} | {figures['sbc_ks_p']:.3g} | "
-                f"{figures['coverage_68']:.3f} | {figures['coverage_95']:.3f} | {'all' if not failed else 'fails ' + ', '.join(failed)} |"
+                f"| {label} | {stage} | {figures['robust_sigma']:.4g} | {figures['robust_sigma'] / point:.3f} | {cell('sbc_ks_p', '.3g')} | "
+                f"{cell('coverage_68', '.3f')} | {cell('coverage_95', '.3f')} | {'all' if not failed else 'fails ' + ', '.join(failed)} |"
             )
             result.setdefault(stage, {})[label] = {**figures, "sigma_ratio": figures["robust_sigma"] / point, "passes": passed}
-    chosen = {stage: {group: {k: v for k, v in figures.items() if k != "seeds"} for group, figures in fit.items()} for stage, fit in fits.items() if stage.startswith("heads_npe")}
+    chosen = {stage: {group: {k: v for k, v in figures.items() if k != "seeds"} for group, figures in fit.items() if isinstance(figures, dict)} for stage, fit in fits.items() if stage.startswith("heads_npe")}
     lines += ["", f"NPE seeds chosen (fit summaries): `{json.dumps(chosen)}`", ""]
     return "\n".join(lines), {"run": str(run), "name": rundir.name(), "simulated": simulated, "heads": result, "point_sigma": {label: metrics[POINT][label]["robust_sigma"] for label in labels}}
 

@@ -6,6 +6,7 @@ apogee-xp stars) predict the 2,224 real LAMOST DR10 spectra through ``specclip p
 [Fe/H]) lies outside the range of the labels the head was trained on (``head/ood.json``). The AUC
 (scikit-learn ``roc_auc_score``) says how well each out-of-distribution score separates the outside
 stars from the inside ones: ``ood_knn_pct``, ``ood_recon_chi2`` (where the encoder has a decoder),
+``ood_range_p`` (the probability that a label lies outside the training range),
 the number of raised flags, and whether any flag is raised. Then an XP model's catalogue of the two
 Gaia archive sample sources (XP_CONTINUOUS_RAW.csv) with the flags it raises.
 
@@ -47,8 +48,9 @@ def separation(table: Table, outside: np.ndarray) -> dict[str, dict[str, float]]
     """AUC of each score for outside vs inside, and the fraction of each group that its flag marks."""
     flag_columns = [c for c in table.colnames if c.startswith("flag_")]
     scores = {"ood_knn_pct": np.asarray(table["ood_knn_pct"], dtype=float)}
-    if "ood_recon_chi2" in table.colnames:
-        scores["ood_recon_chi2"] = np.asarray(table["ood_recon_chi2"], dtype=float)
+    for name in ("ood_recon_chi2", "ood_range_p"):
+        if name in table.colnames:
+            scores[name] = np.asarray(table[name], dtype=float)
     scores["number_of_flags"] = np.sum([np.asarray(table[c], dtype=bool) for c in flag_columns], axis=0).astype(float)
     scores["any_flag"] = (scores["number_of_flags"] > 0).astype(float)
     flags = {c: np.asarray(table[c], dtype=bool) for c in flag_columns}

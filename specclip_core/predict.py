@@ -7,7 +7,7 @@ or FITS, see :mod:`specclip_core.catalog`) has one row per spectrum: ``id``, the
 one column per predicted label with its unit and precision (and, for a head that gives uncertainties,
 ``<label>_err``, ``_lo`` and ``_hi``: half the central 68% interval and its bounds), the
 out-of-distribution columns of :mod:`specclip_core.heads.ood` (``ood_knn_pct``, ``flag_knn``,
-``ood_recon_chi2``, ``flag_recon``, ``flag_range_<label>``, ``flags``) for heads saved with a
+``ood_recon_chi2``, ``flag_recon``, ``ood_range_p``, ``flag_range_<label>``, ``flags``) for heads saved with a
 reference, and ``reason``: empty for a predicted row, why not for a row of a rejected input (every
 rejected file and spectrum has one, its values left empty). Its header names the model (``MODEL``,
 and ``MODELSHA``: for a named model the sha256 of its card, for a run the heads stage's key), says whether each head was trained on real or

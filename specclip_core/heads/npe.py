@@ -158,7 +158,8 @@ class NPEHead(Head):
             }
         if self.config.recalibrate:
             self.recalibration = self._recalibration(validation, seed)
-            summary["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
+            for entry in summary.values():
+                entry["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
         return summary
 
     def _recalibration(self, validation: LabelledInputs, seed: int) -> Recalibration:

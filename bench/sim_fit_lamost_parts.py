@@ -13,8 +13,9 @@ labels, rv, the shipped calibration with its correction, no flux-calibration err
    emulator's own errors are small against the noise; 1 outside 3800-5850 A), and chi's
    autocorrelation at lags 1-4 (4000-5600 A, sky windows excluded) turned into a kernel;
 4. sky: windows of +-10 A around the night-sky lines in 4000-5600 A (O I 5578.9, Hg I 4047.7,
-   4359.6, 5462.3 A, vacuum) whose scatter of chi over all training stars exceeds that of the
-   surrounding 100 px by more than 15%; each star whose window pixels are all usable gives one template.
+   4359.6, 5462.3 A, vacuum) where the noise amplitude of step 3 (low S/N: the emulator's errors at
+   stellar lines do not count) exceeds its 101-px running median by more than 15%; each training
+   star whose window pixels are all usable gives one template.
 
     .venv/bin/python bench/sim_fit_lamost_parts.py
 """
@@ -142,11 +143,11 @@ def main() -> int:
     scale = np.where(np.isfinite(scale) & (scale > 0.2), scale, 1.0)
 
     spread = np.sqrt(np.sum(chi**2, axis=0) / np.maximum(usable.sum(axis=0), 1))
-    baseline = median_filter(spread, size=101, mode="nearest")
+    baseline = median_filter(scale, size=101, mode="nearest")
     sky_pixels, sky_lines = [], []
     for line in SKY_LINES:
         window = np.flatnonzero(np.abs(wavelength - line) <= SKY_HALF_WIDTH)
-        excess = float(spread[window].max() / baseline[window].mean())
+        excess = float(scale[window].max() / baseline[window].mean())
         sky_lines.append({"line": line, "excess": excess, "used": excess > SKY_EXCESS})
         if excess > SKY_EXCESS:
             sky_pixels.append(window)
@@ -213,7 +214,7 @@ def main() -> int:
         "|---|---|---|---|",
         *by_snr,
         "",
-        "## Sky lines (scatter of chi at the line over that of the surrounding 100 px, all training stars)",
+        "## Sky lines (peak noise amplitude near the line over its 101-px running median, S/N(g) < 30)",
         "",
         "| line (A, vacuum) | excess | modelled |",
         "|---|---|---|",

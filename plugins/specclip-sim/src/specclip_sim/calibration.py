@@ -139,10 +139,16 @@ def load_calibration(modality: str) -> Calibration | None:
         if named:
             raise SpecCLIPError(f"modality {spec.name!r}: its instrument's calibration file {path} does not exist")
         return None
+    return read_calibration(path, spec.name)
+
+
+def read_calibration(path: str | Path, modality: str | None = None) -> Calibration:
+    """The calibration in the file ``path`` (its parts file is looked for next to it)."""
+    path = Path(path)
     try:
         calibration = Calibration.model_validate_json(path.read_text())
-    except ValidationError as error:
-        raise SpecCLIPError(f"{path}: not a specclip-sim calibration of {spec.name!r}: {error}") from None
+    except (ValidationError, OSError) as error:
+        raise SpecCLIPError(f"{path}: not a specclip-sim calibration{f' of {modality!r}' if modality else ''}: {error}") from None
     calibration._folder = path.parent
     return calibration
 

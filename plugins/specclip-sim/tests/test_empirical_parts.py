@@ -8,7 +8,7 @@ import pytest
 
 from specclip_core.api import Instrument, SpecCLIPError
 from specclip_sim.calibration import Calibration, file_sha256, load_calibration, load_parts
-from specclip_sim.empirical import CorrelatedNoise, FluxShapes, SkyResiduals, draw_by_bin, kernel_from_autocorrelation
+from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals, draw_by_bin, kernel_from_autocorrelation
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings
 
 WAVELENGTH = 10 ** (np.log10(4900.0) + 1e-4 * np.arange(170))
@@ -71,6 +71,19 @@ def test_each_part_is_off_by_default_and_changes_its_own_pixels(synthetic_emulat
     ratio = shaped.flux.mean(axis=0) / clean
     u = shapes.basis(WAVELENGTH)[:, 1]
     assert ratio[-1] / ratio[0] == pytest.approx(np.exp(0.2 * (u[-1] - u[0])), rel=0.01)
+
+
+def test_residual_variety_takes_the_scores_of_a_near_star(synthetic_emulator):
+    labels = np.array([[5000.0, 3.0, -1.0]] * 10 + [[9000.0, 4.0, 0.0]] * 10)
+    scores = np.concatenate([np.full((10, 1), 0.1), np.full((10, 1), -0.1)])
+    variety = ResidualVariety(WAVELENGTH[0], 1e-4, np.ones((1, len(WAVELENGTH))), scores, labels)
+    drawn = variety.draw(np.random.default_rng(0), np.array([[5100.0, 3.1, -1.0], [8800.0, 4.0, 0.1]]))
+    np.testing.assert_allclose(drawn[:, 0], [0.1, -0.1])
+    assert variety.on_grid(WAVELENGTH).shape == (1, len(WAVELENGTH))
+    plain = _simulator(synthetic_emulator).simulate(_labels(), _ids(), [50.0], seed=3)
+    varied = _simulator(synthetic_emulator, variety=variety).simulate(_labels(), _ids(), [50.0], seed=3)
+    shift = varied.flux.mean(axis=0) / plain.flux.mean(axis=0)
+    assert np.median(shift) == pytest.approx(1.0, abs=0.02) and not np.allclose(varied.flux, plain.flux)
 
 
 def test_parts_are_deterministic_with_a_seed_and_keep_shapes(synthetic_emulator):

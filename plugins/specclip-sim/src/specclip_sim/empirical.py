@@ -12,7 +12,11 @@ for LAMOST) and is switchable on its own (:class:`specclip_sim.observe.NativeObs
   with their real noise);
 - :class:`FluxShapes`: smooth multiplicative distortions (a Legendre series in log wavelength)
   that took real spectra from their twins, drawn from stars of similar Teff, in place of the random
-  flux-calibration error.
+  flux-calibration error;
+- :class:`ResidualVariety`: the star-to-star part of the emulator's error that the label-smooth
+  correction (:mod:`specclip_sim.correction`) leaves: principal components of real - simulated
+  normalised flux, with the scores of real stars; a simulated star takes the scores of one of the
+  real stars nearest to it in (log Teff, logg, [Fe/H]).
 
 Pixel indices refer to the calibration's native grid (``Calibration.pixel_offset`` moves them).
 """
@@ -114,4 +118,45 @@ class FluxShapes:
         """Coefficients (n, D+1), constant term zero."""
         out = self.coefficients[draw_by_bin(rng, self.teff, teff, self.n_bins)].copy()
         out[:, 0] = 0.0
+        return out
+
+
+class ResidualVariety:
+    """Components (K, L) on a log-linear grid (``wavelength_start``, ``log_step``) added to the emulated
+    normalised flux with the scores (M, K) of a real star (labels (M, 3): Teff, logg, [Fe/H]) drawn
+    among the ``n_neighbours`` nearest in standardised (log10 Teff, logg, [Fe/H])."""
+
+    def __init__(self, wavelength_start: float, log_step: float, components: np.ndarray, scores: np.ndarray, labels: np.ndarray, n_neighbours: int = 10):
+        self.wavelength_start, self.log_step = float(wavelength_start), float(log_step)
+        self.components = np.asarray(components, dtype=np.float32)
+        self.scores = np.asarray(scores, dtype=np.float32)
+        self.labels = np.asarray(labels, dtype=np.float64)
+        self.n_neighbours = min(n_neighbours, len(self.labels))
+        if self.scores.shape != (len(self.labels), len(self.components)) or self.labels.shape[1:] != (3,):
+            raise ValueError(f"residual variety needs scores (stars, components) and labels (stars, 3); got {self.scores.shape}, {self.labels.shape} for {len(self.components)} components")
+        features = self._features(self.labels)
+        self._centre, self._spread = features.mean(axis=0), features.std(axis=0) + 1e-9
+        self._library = (features - self._centre) / self._spread
+
+    @staticmethod
+    def _features(labels: np.ndarray) -> np.ndarray:
+        labels = np.atleast_2d(np.asarray(labels, dtype=np.float64))
+        return np.column_stack([np.log10(np.maximum(labels[:, 0], 1.0)), labels[:, 1], labels[:, 2]])
+
+    def on_grid(self, wavelength: np.ndarray) -> np.ndarray:
+        """Components (K, pixels) interpolated onto ``wavelength``; zero outside the learned range."""
+        position = (np.log10(np.asarray(wavelength, dtype=np.float64)) - np.log10(self.wavelength_start)) / self.log_step
+        index = np.arange(self.components.shape[1])
+        inside = (position >= 0) & (position <= index[-1])
+        return np.stack([np.where(inside, np.interp(position, index, row), 0.0) for row in self.components]).astype(np.float32)
+
+    def draw(self, rng: np.random.Generator, labels: np.ndarray, chunk: int = 4096) -> np.ndarray:
+        """Scores (n, K): for each star, those of a random one of its nearest real stars."""
+        query = (self._features(labels) - self._centre) / self._spread
+        out = np.empty((len(query), len(self.components)), dtype=np.float32)
+        for lo in range(0, len(query), chunk):
+            distance = ((query[lo : lo + chunk, None, :] - self._library[None, :, :]) ** 2).sum(axis=2)
+            nearest = np.argpartition(distance, self.n_neighbours - 1, axis=1)[:, : self.n_neighbours]
+            pick = nearest[np.arange(len(nearest)), rng.integers(self.n_neighbours, size=len(nearest))]
+            out[lo : lo + chunk] = self.scores[pick]
         return out

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from specclip_core.api import Instrument, Spectra
 from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
-from specclip_sim.empirical import CorrelatedNoise, FluxShapes, SkyResiduals
+from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
 from specclip_sim.lsf import ArmResolution
@@ -68,7 +68,8 @@ class InstrumentSimulator:
     ``noise``, ``sky``, ``flux_shapes``: parts drawn from real spectra (:mod:`specclip_sim.empirical`,
     on the instrument's grid): correlated noise with a per-pixel amplitude instead of white noise;
     real sky-residual windows in place of the noise there; real flux-calibration shapes instead of
-    ``settings.flux_calibration``'s random ones.
+    ``settings.flux_calibration``'s random ones; ``variety``: the star-to-star emulator error of a
+    real star of similar labels, added like the correction.
     """
 
     def __init__(
@@ -83,6 +84,7 @@ class InstrumentSimulator:
         noise: CorrelatedNoise | None = None,
         sky: SkyResiduals | None = None,
         flux_shapes: FluxShapes | None = None,
+        variety: ResidualVariety | None = None,
     ):
         self.instrument = instrument
         self.arms = tuple(arms) if arms else None
@@ -108,6 +110,8 @@ class InstrumentSimulator:
             raise ValueError("sky-residual pixels must lie on the instrument's grid")
         self.noise, self.sky, self.flux_shapes = noise, sky, flux_shapes
         self.shape_basis = None if flux_shapes is None else flux_shapes.basis(wavelength)
+        self.variety = variety
+        self.variety_components = None if variety is None else variety.on_grid(wavelength)
         self.correction = correction
         self.correction_theta = None if correction is None else correction.on_grid(wavelength).astype(np.float32)
         self.mask_library = None
@@ -153,8 +157,8 @@ class InstrumentSimulator:
         if snr_values.size == 0 or not (np.isfinite(snr_values) & (snr_values > 0)).all():
             raise ValueError("snr_values (or the snr column) must hold finite positive numbers")
 
-        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)]
-        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng, sky_rng, shape_rng = streams
+        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng, sky_rng, shape_rng, variety_rng = streams
         settings = self.settings
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
         snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
@@ -172,6 +176,7 @@ class InstrumentSimulator:
             picked = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in pattern]) if len(run_star) else np.zeros(0, np.int64)
             run_start, run_length = runs[picked, 0], runs[picked, 1]
         stellar = np.stack([columns["teff"], columns["logg"], columns["feh"]], axis=1).astype(np.float64)
+        variety = None if self.variety is None else self.variety.draw(variety_rng, stellar)
 
         flux = np.empty((n, len(self.wavelength)), dtype=np.float32)
         ivar = np.empty_like(flux)
@@ -187,6 +192,8 @@ class InstrumentSimulator:
             emulated_flux = emulated.flux
             if self.correction is not None:
                 emulated_flux = emulated_flux + self.correction.design(stellar[rows]).astype(np.float32) @ self.correction_theta
+            if variety is not None:
+                emulated_flux = emulated_flux + variety[rows] @ self.variety_components
             normalised = np.clip(emulated_flux, 0.0, 1.0)
             capped[rows] = (normalised != emulated_flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)

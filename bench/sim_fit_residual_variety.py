@@ -52,7 +52,8 @@ def main() -> int:
     residual = np.where(usable, real.flux - simulated.flux, 0.0).astype(np.float64)
     snr = real.meta["snrg"]
     bright = snr >= MIN_SNR
-    scaled = residual[bright] * np.sqrt(weight[bright] / np.median(weight[bright], axis=1, keepdims=True))
+    typical = np.nanmedian(np.where(usable[bright], weight[bright], np.nan), axis=1, keepdims=True)
+    scaled = np.nan_to_num(residual[bright] * np.sqrt(weight[bright] / typical), nan=0.0, posinf=0.0, neginf=0.0)
     _, singular, vt = np.linalg.svd(scaled, full_matrices=False)
     components = vt[: args.components]
     normal = np.einsum("kp,np,jp->nkj", components, weight, components) + 1e-6 * np.eye(args.components)

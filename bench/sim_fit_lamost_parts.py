@@ -119,7 +119,7 @@ def main() -> int:
     wavelength = calibration.native_wavelength(n_native)
     real, ivar = read_native([file_of[i] for i in ids[rows]], n_native, calibration.wavelength_start)
     settings = SimulationSettings(flux_calibration=FluxCalibrationError(rms=0.0))
-    observer = NativeObserver("lamost_lrs", calibration=calibration, settings=settings, noise=False, sky=False, flux_shapes=False)
+    observer = NativeObserver("lamost_lrs", calibration=calibration, settings=settings, noise=False, sky=False, flux_shapes=False, variety=False)
     twin_inputs = {k: v[rows] for k, v in inputs.items()}
     twin_inputs["snr"] = np.full(len(rows), 1e6)
     raw = observer.simulator.simulate(twin_inputs, ids[rows], observer.snr_values, args.seed)

@@ -3,7 +3,8 @@ from the training 70% of the real DR10 stars (sim_common.in_train_split), and ad
 calibration (plugins/specclip-sim/src/specclip_sim/calibrations/lamost_lrs.json).
 
 Each training star is simulated from its LASP labels, rv and S/N with the calibration (without any
-correction), both spectra are preprocessed by lamost_lrs, and real - simulated is fitted per pixel
+correction; with its parts drawn from real spectra except the residual variety, which is learned after
+the correction by bench/sim_fit_residual_variety.py), both spectra are preprocessed by lamost_lrs, and real - simulated is fitted per pixel
 by a cubic polynomial in (log10 Teff, logg, [Fe/H]). The held-out 30% are never used here; the
 realism and sim-to-real benches report on them.
 
@@ -41,7 +42,7 @@ def main() -> int:
     rows = np.flatnonzero(train)
     real = store.spectra("lamost_lrs", rows)
     calibration = load_calibration("lamost_lrs")
-    observer = NativeObserver("lamost_lrs", calibration=calibration, correction=False)
+    observer = NativeObserver("lamost_lrs", calibration=calibration, correction=False, variety=False)  # the variety is learned after the correction
     simulated, _, _ = simulate_preprocessed(observer, ids[rows], {k: v[rows] for k, v in inputs.items()}, seed=100, workers=args.workers, progress=False)
     real, simulated = align(real, simulated)
     usable = ~real.mask & ~simulated.mask

@@ -17,7 +17,9 @@ Variants (``--variants``) record how the simulation's settings change the AUC:
   nominal     R 1800 (nominal), uniform mask runs, measured throughput, no empirical correction
   no-correction  the shipped calibration without its empirical correction: effective R, real mask patterns
   calibrated  the shipped calibration (what `data simulate` uses), with its empirical correction of the
-              emulator when it has one (learned on the training stars of this very split only)
+              emulator when it has one (learned on the training stars of this very split only) and
+              every part of its parts file (specclip_sim.empirical, learned on the same training stars)
+  no-noise, no-sky, no-flux-shapes, no-variety  calibrated without that part; no-parts  without any of them
   plus any "R<value>" (calibrated, at that R) or "uniform-masks" (calibrated with uniform masks).
 
     .venv/bin/python bench/sim_realism.py [--variants nominal calibrated]
@@ -51,7 +53,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from specclip_lamost.grid import MODEL_WAVELENGTH
-from specclip_sim.calibration import load_calibration
+from specclip_sim.calibration import load_calibration, read_calibration
 from specclip_sim.emulator import Emulator
 from specclip_sim.observe import NativeObserver
 
@@ -61,14 +63,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 BLOCK = 40
 
 
-def observer_for(variant: str, emulator: Emulator) -> NativeObserver:
-    calibration = load_calibration("lamost_lrs")
+def observer_for(variant: str, emulator: Emulator, calibration_file: str | None = None) -> NativeObserver:
+    """The observer of a variant, with the shipped calibration or the one in ``calibration_file``."""
+    calibration = load_calibration("lamost_lrs") if calibration_file is None else read_calibration(calibration_file)
     if variant == "nominal":
-        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform", correction=False)
+        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform", correction=False, noise=False, sky=False, flux_shapes=False, variety=False)
     if variant == "calibrated":
         return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator)
     if variant == "no-correction":
-        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, correction=False)
+        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, correction=False, noise=False, sky=False, flux_shapes=False, variety=False)
+    if variant == "no-parts":
+        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, noise=False, sky=False, flux_shapes=False, variety=False)
+    if variant in ("no-noise", "no-sky", "no-flux-shapes", "no-variety"):
+        part = variant[3:].replace("-", "_")
+        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, **{part: False})
     if variant == "uniform-masks":
         return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, masks="uniform")
     if variant.startswith("R"):
@@ -149,6 +157,7 @@ def main() -> int:
     parser.add_argument("--variants", nargs="+", default=["nominal", "calibrated"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--name", default="sim_realism")
+    parser.add_argument("--calibration", help="a calibration file to use instead of the shipped one (e.g. an earlier version)")
     args = parser.parse_args()
     if not have_dr10():
         return 1
@@ -160,11 +169,15 @@ def main() -> int:
     emulator = Emulator.load()
     results = {}
     for variant in args.variants:
-        observer = observer_for(variant, emulator)
+        observer = observer_for(variant, emulator, args.calibration)
         simulated, seconds, rejected = simulate_preprocessed(observer, ids, inputs, seed=0, workers=args.workers, progress=False)
         real, sim = align(real_all, simulated)
         result = classify(real, sim)
-        result.update(variant=variant, resolving_power=observer.resolving_power, masks=observer.masks, n=len(real), rejected=len(rejected), seconds=seconds, corrected=observer.correction is not None)
+        result.update(
+            variant=variant, resolving_power=observer.resolving_power, masks=observer.masks, n=len(real), rejected=len(rejected), seconds=seconds,
+            corrected=observer.correction is not None, noise=observer.noise is not None, sky=observer.sky is not None, flux_shapes=observer.flux_shapes is not None,
+            variety=observer.variety is not None,
+        )
         results[variant] = result
         print(f"{variant}: R {observer.resolving_power:.0f}, masks {observer.masks}: LR AUC {result['lr_auc']:.3f}, GB AUC {result['gb_auc']:.3f}", flush=True)
 
@@ -172,16 +185,23 @@ def main() -> int:
     lines = [
         "# Real vs simulated LAMOST DR10 spectra: a classifier's view (simulated data)",
         "",
-        f"`python bench/sim_realism.py --variants {' '.join(args.variants)}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); {time.perf_counter() - started:.0f} s.",
+        f"`python bench/sim_realism.py --variants {' '.join(args.variants)}{f' --calibration {args.calibration}' if args.calibration else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); {time.perf_counter() - started:.0f} s.",
         "",
         "Each real DR10 spectrum against its simulated twin (same LASP labels, rv, S/N; A_K = 0), both preprocessed by lamost_lrs",
         "(1462 pixels, 4000-5600 A). Held-out test AUC on 30% of the stars (both versions of a star on one side); 0.5 = indistinguishable.",
         "",
-        "| variant (simulated) | R | masks | empirical correction | stars | logistic regression AUC | gradient boosting AUC | masked px real / simulated |",
-        "|---|---|---|---|---|---|---|---|",
+        "Parts (specclip_sim.empirical, from the calibration's parts file): correlated noise with the real per-pixel amplitude, real sky-residual",
+        "windows, real flux-calibration shapes (instead of the random 5% error), residual variety (star-to-star emulator error of real stars of similar labels).",
+        "",
+        "| variant (simulated) | R | masks | empirical correction | noise | sky | flux shapes | variety | stars | logistic regression AUC | gradient boosting AUC | masked px real / simulated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     for v, r in results.items():
-        lines.append(f"| {v} | {r['resolving_power']:.0f} | {r['masks']} | {'yes' if r['corrected'] else 'no'} | {r['n']} ({r['n_test_stars']} test) | {r['lr_auc']:.3f} | {r['gb_auc']:.3f} | {r['masked_real']:.2%} / {r['masked_sim']:.2%} |")
+        lines.append(
+            f"| {v} | {r['resolving_power']:.0f} | {r['masks']} | {yes(r['corrected'])} | {yes(r['noise'])} | {yes(r['sky'])} | {yes(r['flux_shapes'])} | {yes(r.get('variety'))} "
+            f"| {r['n']} ({r['n_test_stars']} test) | {r['lr_auc']:.3f} | {r['gb_auc']:.3f} | {r['masked_real']:.2%} / {r['masked_sim']:.2%} |"
+        )
     for v, r in results.items():
         lines += ["", f"### {v} (simulated): test AUC by S/N(g) and by Teff (logistic regression / gradient boosting)", "", "| S/N(g) | test stars | LR | GB |", "|---|---|---|---|"]
         lines += [f"| {k} | {n} | {a:.3f} | {b:.3f} |" for k, (n, a, b) in r["by_snr"].items()]

@@ -8,10 +8,13 @@ Each star is simulated three ways (all through native files, the reader and lamo
   - "APOGEE, paired store": its row of the paired store (random rv and S/N, as used for training),
     when a paired store is given with --paired;
   - "LASP, matched": LAMOST's own pipeline labels, rv and S/N (separates label differences from
-    emulator/instrument differences).
+    emulator/instrument differences);
+  - "APOGEE, matched, no parts": without the calibration's parts drawn from real spectra (noise,
+    sky windows, flux shapes; specclip_sim.empirical), and, with --previous-calibration FILE,
+    "APOGEE, matched, previous calibration": with an earlier calibration file (before and after).
 The noise-only RMS expected from both spectra's ivar is listed for reference.
 
-    .venv/bin/python bench/sim_three_stars.py [--paired STORE]
+    .venv/bin/python bench/sim_three_stars.py [--paired STORE] [--previous-calibration FILE]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sim_common import DR10, RESULTS, THREE_STARS, dr10_store, in_train_split, m
 from specclip_core.data.datasets import fetch_dataset
 from specclip_core.data.store import SpectralStore
 from specclip_lamost.grid import MODEL_WAVELENGTH
+from specclip_sim.calibration import read_calibration
 from specclip_sim.observe import NativeObserver
 from specclip_sim.wavelength import C_KMS
 
@@ -47,6 +51,7 @@ def rms(real_flux, real_ivar, real_mask, sim_flux, sim_ivar, sim_mask) -> tuple[
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--paired", help="a paired store made by `specclip data simulate lamost_lrs --like apogee-xp`")
+    parser.add_argument("--previous-calibration", help="an earlier calibration file, for a before/after column")
     args = parser.parse_args()
     if not DR10.exists():
         print(f"needs {DR10}", file=sys.stderr)
@@ -68,7 +73,10 @@ def main() -> int:
         "APOGEE, matched rv & S/N": (observer, apogee_inputs),
         "APOGEE, matched, no correction": (plain, apogee_inputs),
         "LASP, matched rv & S/N": (observer, {"teff": lasp["teff"], "logg": lasp["logg"], "feh": lasp["feh"], "a_k": np.zeros(3), "rv": rv, "snr": snr}),
+        "APOGEE, matched, no parts": (NativeObserver("lamost_lrs", noise=False, sky=False, flux_shapes=False), apogee_inputs),
     }
+    if args.previous_calibration:
+        runs["APOGEE, matched, previous calibration"] = (NativeObserver("lamost_lrs", calibration=read_calibration(args.previous_calibration)), apogee_inputs)
     simulated = {}
     for name, (which, inputs) in runs.items():
         chunk = which.observe(inputs, np.array(obsids), seed=0)
@@ -83,7 +91,7 @@ def main() -> int:
     lines = [
         "# Three stars seen by LAMOST and Gaia XP: real LAMOST DR10 vs simulated (simulated data)",
         "",
-        f"`python bench/sim_three_stars.py{' --paired ' + args.paired if args.paired else ''}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.",
+        f"`python bench/sim_three_stars.py{' --paired ' + args.paired if args.paired else ''}{' --previous-calibration ' + args.previous_calibration if args.previous_calibration else ''}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {machine()}.",
         f"Simulation: specclip-sim, R = {observer.resolving_power:.0f} (calibrated), through native files, the LAMOST reader and lamost_lrs preprocessing.",
         f"RMS of real - simulated normalised flux over {WINDOW[0]:.0f}-{WINDOW[1]:.0f} A on pixels unmasked in both; in brackets the RMS the noise of both alone would give.",
         "",

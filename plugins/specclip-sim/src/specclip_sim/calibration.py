@@ -16,6 +16,9 @@ spectra of the instrument and with its provenance:
   simulated spectra (optional);
 - ``correction``: an empirical, label-dependent correction of the emulator's normalised flux
   learned from real spectra (optional; :mod:`specclip_sim.correction`);
+- ``parts_file`` / ``parts_sha256`` (optional): a numpy ``.npz`` file next to the calibration, with
+  its SHA-256, holding the parts drawn from real spectra (:mod:`specclip_sim.empirical`: correlated
+  noise, sky-residual windows, flux-calibration shapes, residual variety), read by :meth:`Calibration.parts`;
 - ``measured``: how and from what it was measured (script, data, date, numbers).
 
 Modalities without a calibration are simulated at their instrument's nominal resolving power with a
@@ -24,20 +27,39 @@ flat throughput, and need S/N values from the caller.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from specclip_core.api import SpecCLIPError, get_modality
 
 from specclip_sim.correction import ResidualCorrection
+from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.lsf import ArmResolution
 
 CALIBRATIONS = "calibrations"
+PARTS_KEYS = {
+    "noise": ("noise_scale", "noise_kernel"),
+    "sky": ("sky_pixels", "sky_templates", "sky_snr"),
+    "flux_shapes": ("shape_range", "shape_coefficients", "shape_teff"),
+    "variety": ("variety_grid", "variety_components", "variety_scores", "variety_labels"),
+}
+
+
+@dataclass(frozen=True)
+class EmpiricalParts:
+    """The parts of a calibration's parts file (None where the file has no such part)."""
+
+    noise: CorrelatedNoise | None
+    sky: SkyResiduals | None
+    flux_shapes: FluxShapes | None
+    variety: ResidualVariety | None = None
 
 
 class Calibration(BaseModel):
@@ -54,7 +76,10 @@ class Calibration(BaseModel):
     throughput: list[float] | None = None
     mask_runs: list[list[tuple[int, int]]] | None = Field(None, description="per real spectrum: (first pixel, length) of each masked run on the native grid")
     correction: ResidualCorrection | None = Field(None, description="empirical correction of the emulator learned from real spectra (specclip_sim.correction)")
+    parts_file: str | None = Field(None, description="name of a .npz file next to the calibration with the parts drawn from real spectra (specclip_sim.empirical)")
+    parts_sha256: str | None = Field(None, description="SHA-256 of parts_file")
     measured: dict[str, Any] = Field(default_factory=dict)
+    _folder: Path | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _check(self) -> Calibration:
@@ -64,7 +89,19 @@ class Calibration(BaseModel):
             raise ValueError("snr_values must be finite and positive")
         if self.throughput is not None and not all(np.isfinite(v) and v > 0 for v in self.throughput):
             raise ValueError("throughput must be finite and positive")
+        if (self.parts_file is None) != (self.parts_sha256 is None):
+            raise ValueError("give both parts_file and parts_sha256, or neither")
         return self
+
+    def parts(self, folder: str | Path | None = None) -> EmpiricalParts | None:
+        """The parts in ``parts_file`` (in ``folder``, default the folder the calibration was loaded
+        from), after checking its SHA-256; None when the calibration names no parts file."""
+        if self.parts_file is None:
+            return None
+        folder = Path(folder) if folder is not None else self._folder
+        if folder is None:
+            raise SpecCLIPError(f"calibration of {self.modality!r} names parts file {self.parts_file!r} but was not loaded from a file: give its folder")
+        return load_parts(folder / self.parts_file, self.parts_sha256)
 
     def native_wavelength(self, n_pixels: int) -> np.ndarray:
         if self.wavelength_step is not None:
@@ -104,7 +141,48 @@ def load_calibration(modality: str) -> Calibration | None:
         if named:
             raise SpecCLIPError(f"modality {spec.name!r}: its instrument's calibration file {path} does not exist")
         return None
+    return read_calibration(path, spec.name)
+
+
+def read_calibration(path: str | Path, modality: str | None = None) -> Calibration:
+    """The calibration in the file ``path`` (its parts file is looked for next to it)."""
+    path = Path(path)
     try:
-        return Calibration.model_validate_json(path.read_text())
-    except ValidationError as error:
-        raise SpecCLIPError(f"{path}: not a specclip-sim calibration of {spec.name!r}: {error}") from None
+        calibration = Calibration.model_validate_json(path.read_text())
+    except (ValidationError, OSError) as error:
+        raise SpecCLIPError(f"{path}: not a specclip-sim calibration{f' of {modality!r}' if modality else ''}: {error}") from None
+    calibration._folder = path.parent
+    return calibration
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_parts(path: str | Path, sha256: str | None) -> EmpiricalParts:
+    """Read a parts file (numpy .npz, no pickles), checking its SHA-256 when given; each part is
+    present when all its arrays are (PARTS_KEYS)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecCLIPError(f"calibration parts file {path} does not exist")
+    if sha256 is not None and file_sha256(path) != sha256:
+        raise SpecCLIPError(f"calibration parts file {path}: SHA-256 {file_sha256(path)} is not the calibration's {sha256} (file changed or corrupted)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as error:
+        raise SpecCLIPError(f"calibration parts file {path}: not a numpy .npz without pickles ({error})") from None
+    present = {part: all(k in arrays for k in keys) for part, keys in PARTS_KEYS.items()}
+    for part, keys in PARTS_KEYS.items():
+        partial = [k for k in keys if k in arrays]
+        if partial and not present[part]:
+            raise SpecCLIPError(f"calibration parts file {path}: part {part!r} needs arrays {list(keys)}, has only {partial}")
+    try:
+        return EmpiricalParts(
+            noise=CorrelatedNoise(arrays["noise_scale"], arrays["noise_kernel"]) if present["noise"] else None,
+            sky=SkyResiduals(arrays["sky_pixels"], arrays["sky_templates"], arrays["sky_snr"]) if present["sky"] else None,
+            flux_shapes=FluxShapes(tuple(arrays["shape_range"]), arrays["shape_coefficients"], arrays["shape_teff"]) if present["flux_shapes"] else None,
+            variety=ResidualVariety(*arrays["variety_grid"], arrays["variety_components"], arrays["variety_scores"], arrays["variety_labels"]) if present["variety"] else None,
+        )
+    except ValueError as error:
+        raise SpecCLIPError(f"calibration parts file {path}: {error}") from None

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from specclip_core.api import Instrument, Spectra
 from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
+from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
 from specclip_sim.lsf import ArmResolution
@@ -64,6 +65,11 @@ class InstrumentSimulator:
     (:mod:`specclip_sim.correction`), added before the continuum; meta ``corrected`` says so.
     ``arms``: one resolving power per arm of the instrument (instead of ``instrument.resolving_power``
     everywhere); meta ``resolving_power_<arm name in lower case>`` gives each arm's to the writer.
+    ``noise``, ``sky``, ``flux_shapes``: parts drawn from real spectra (:mod:`specclip_sim.empirical`,
+    on the instrument's grid): correlated noise with a per-pixel amplitude instead of white noise;
+    real sky-residual windows in place of the noise there; real flux-calibration shapes instead of
+    ``settings.flux_calibration``'s random ones; ``variety``: the star-to-star emulator error of a
+    real star of similar labels, added like the correction.
     """
 
     def __init__(
@@ -75,6 +81,10 @@ class InstrumentSimulator:
         mask_runs: Sequence[np.ndarray] | None = None,
         correction: ResidualCorrection | None = None,
         arms: Sequence[ArmResolution] | None = None,
+        noise: CorrelatedNoise | None = None,
+        sky: SkyResiduals | None = None,
+        flux_shapes: FluxShapes | None = None,
+        variety: ResidualVariety | None = None,
     ):
         self.instrument = instrument
         self.arms = tuple(arms) if arms else None
@@ -94,6 +104,14 @@ class InstrumentSimulator:
         self.in_band = np.ones(len(wavelength), bool) if band is None else (wavelength >= band[0]) & (wavelength <= band[1])
         if not self.in_band.any():
             raise ValueError(f"the S/N band {band} contains no pixel of the instrument's grid")
+        if noise is not None and noise.scale.shape != wavelength.shape:
+            raise ValueError(f"the noise scale has {noise.scale.shape[0]} pixels, the instrument's grid {len(wavelength)}")
+        if sky is not None and len(sky.pixels) and (sky.pixels.min() < 0 or sky.pixels.max() >= len(wavelength)):
+            raise ValueError("sky-residual pixels must lie on the instrument's grid")
+        self.noise, self.sky, self.flux_shapes = noise, sky, flux_shapes
+        self.shape_basis = None if flux_shapes is None else flux_shapes.basis(wavelength)
+        self.variety = variety
+        self.variety_components = None if variety is None else variety.on_grid(wavelength)
         self.correction = correction
         self.correction_theta = None if correction is None else correction.on_grid(wavelength).astype(np.float32)
         self.mask_library = None
@@ -139,12 +157,16 @@ class InstrumentSimulator:
         if snr_values.size == 0 or not (np.isfinite(snr_values) & (snr_values > 0)).all():
             raise ValueError("snr_values (or the snr column) must hold finite positive numbers")
 
-        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
-        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng = streams
+        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
+        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng, sky_rng, shape_rng, variety_rng = streams
         settings = self.settings
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
         snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
-        calibration = settings.flux_calibration.sample(calibration_rng, n)
+        if self.flux_shapes is None:
+            calibration, calibration_basis = settings.flux_calibration.sample(calibration_rng, n), self.calibration_basis
+        else:
+            calibration, calibration_basis = self.flux_shapes.draw(shape_rng, columns["teff"]), self.shape_basis
+        sky = None if self.sky is None else self.sky.draw(sky_rng, snr)
         if self.mask_library is None:
             run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
         else:
@@ -154,6 +176,7 @@ class InstrumentSimulator:
             picked = np.concatenate([np.arange(offsets[p], offsets[p + 1]) for p in pattern]) if len(run_star) else np.zeros(0, np.int64)
             run_start, run_length = runs[picked, 0], runs[picked, 1]
         stellar = np.stack([columns["teff"], columns["logg"], columns["feh"]], axis=1).astype(np.float64)
+        variety = None if self.variety is None else self.variety.draw(variety_rng, stellar)
 
         flux = np.empty((n, len(self.wavelength)), dtype=np.float32)
         ivar = np.empty_like(flux)
@@ -169,16 +192,20 @@ class InstrumentSimulator:
             emulated_flux = emulated.flux
             if self.correction is not None:
                 emulated_flux = emulated_flux + self.correction.design(stellar[rows]).astype(np.float32) @ self.correction_theta
+            if variety is not None:
+                emulated_flux = emulated_flux + variety[rows] @ self.variety_components
             normalised = np.clip(emulated_flux, 0.0, 1.0)
             capped[rows] = (normalised != emulated_flux).mean(axis=1)
             continuum = emulated.continuum / emulated.continuum.mean(axis=1, keepdims=True)
             clean = normalised * continuum * transmission(np.clip(a_k[rows], 0.0, settings.max_a_k), self.extinction_ratio)
-            clean *= np.exp(calibration[rows] @ self.calibration_basis.T)
+            clean *= np.exp(calibration[rows] @ calibration_basis.T)
             # flux unit: median 1 in the S/N band (float64 until here, so heavy extinction neither
             # underflows the flux nor overflows the float32 ivar; the absolute scale is not simulated)
             clean /= np.median(clean[:, self.in_band], axis=1, keepdims=True)
             variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
-            noise = noise_rng.standard_normal(clean.shape, dtype=np.float32)
+            noise = noise_rng.standard_normal(clean.shape, dtype=np.float32) if self.noise is None else self.noise.draw(noise_rng, len(rows))
+            if sky is not None:
+                noise[:, self.sky.pixels] = sky[rows]
             flux[rows] = clean + np.sqrt(variance) * noise
             position[rows] = np.arange(len(rows))
             in_batch = position[run_star] >= 0

@@ -118,8 +118,8 @@ def _pipeline_spec(store, run_dir):
                 "heads_embedding": {"kind": "heads", "needs": ["pretrain"], "modality": "toy", "labels": ["temp"], "units": {"temp": "K"}, "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
-                "heads_ridge_ivar": {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "ridge"}},
                 "heads_gaussian": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32], "uncertainty": "gaussian", "samples": 100}, "sbc_stars": 20, "train": head_train},
+                "heads_ridge_ivar": {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "ridge"}},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
             },
         }
@@ -235,7 +235,7 @@ def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(fi
     from specclip_core.rundir import RunDir
 
     run_dir, _ = finished_run
-    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian"], "spec order"
+    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian", "heads_ridge_ivar"], "spec order"
     assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
     with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
         choose_heads(run_dir, None, {"toy_broad"})

@@ -78,12 +78,26 @@ def run_stage(run_dir: Path, stage: str, seed: int, dr10: Path, threads: int, st
     return measured
 
 
+SNR_BINS = ((0, 50), (50, 100), (100, np.inf))
+"""S/N(g) bins of the test split (the published LAMOST precisions quoted in the issue are at S/N ~ 100)."""
+
+
 def split_parts(store: SpectralStore, modality: str, kind: str) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Split name -> (head inputs, labels) of the labelled rows, as the heads stage selects them."""
+    """Split name -> (head inputs, labels and snrg) of the labelled rows, as the heads stage selects them."""
     rows = selected_rows(store, LABELS, {})
     rows = rows[store.observed(modality, rows)]
     split = split_labels(store.ids[rows])
-    return {name: (spectra_inputs(store.read(modality, rows[split == name]), kind), store.labels(LABELS, rows[split == name])) for name in ("train", "val", "test")}
+    return {name: (spectra_inputs(store.read(modality, rows[split == name]), kind), store.labels([*LABELS, "snrg"], rows[split == name])) for name in ("train", "val", "test")}
+
+
+def by_snr(parts: dict, predicted: dict[str, np.ndarray]) -> list[dict]:
+    """Test robust sigma per label in each S/N(g) bin."""
+    truth = parts["test"][1]
+    out = []
+    for low, high in SNR_BINS:
+        keep = (truth["snrg"] >= low) & (truth["snrg"] < high)
+        out.append({"snrg": [low, None if np.isinf(high) else high], "n": int(keep.sum()), **{k: regression_metrics(truth[k][keep], predicted[k][keep])["robust_sigma"] for k in LABELS}})
+    return out
 
 
 def fit_hgb(store_path: Path, modality: str, seed: int, out: Path) -> None:
@@ -159,7 +173,7 @@ def main() -> int:
         parts = split_parts(stores[ingest], INGESTS[ingest], "spectra")
         saved = json.loads(out.read_text())
         predicted = {split: {label: np.asarray(saved[f"{split}_{label}"]) for label in LABELS} for split in ("val", "test")}
-        results["hgb"][name] = {"description": description, **json.loads(timing.read_text()), "scores": scores(parts, predicted)}
+        results["hgb"][name] = {"description": description, **json.loads(timing.read_text()), "scores": scores(parts, predicted), "by_snr": by_snr(parts, predicted["test"])}
     for row in args.rows:
         ingest, kind, description = ROWS[row]
         parts = split_parts(stores[ingest], INGESTS[ingest], kind)
@@ -170,7 +184,7 @@ def main() -> int:
             entry["scores"] = scores(parts, predicted)
             predictions.append(predicted)
         ensemble = {split: {label: np.mean([p[split][label] for p in predictions], axis=0) for label in LABELS} for split in ("val", "test")}
-        results["rows"][row].update(description=description, summary=summarise(per_seed), ensemble=scores(parts, ensemble), n={k: len(v[0]) for k, v in parts.items()})
+        results["rows"][row].update(description=description, summary=summarise(per_seed), ensemble=scores(parts, ensemble), ensemble_by_snr=by_snr(parts, ensemble["test"]), n={k: len(v[0]) for k, v in parts.items()})
     results["meta"] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -244,6 +258,11 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(f"{fmt(val[k]['sigma_mean'])} (ensemble {fmt(ens[k]['robust_sigma'])})" for k in LABELS) + " |")
     for name, row in hgb.items():
         lines.append(f"| {name} | " + " | ".join(fmt(row["scores"]["val"][k]["robust_sigma"]) for k in LABELS) + " |")
+    lines += ["", "Test robust sigma by S/N(g), Teff (K) / log g / [Fe/H] in each cell: each row's ensemble, and HistGradientBoosting.", "",
+              "| row | " + " | ".join(f"S/N {low}-{high or 'inf'} (n {n})" for (low, high), n in ((b["snrg"], b["n"]) for b in next(iter(hgb.values()))["by_snr"])) + " |",
+              "|---|" + "---|" * len(SNR_BINS)]
+    for name, bins in [*((f"{k}, ensemble", r["ensemble_by_snr"]) for k, r in rows.items()), *((k, r["by_snr"]) for k, r in hgb.items())]:
+        lines.append(f"| {name} | " + " | ".join(" / ".join(fmt(b[k]) for k in LABELS) for b in bins) + " |")
     ingest = results["ingest"]
     lines += ["", "Ingest (once; the other seeds read the first seed's stores), wall s / peak GB: " + "; ".join(f"{k} {t['wall_s']:.0f} s / {t['peak_gb']:.2f}" for k, t in ingest.items()), ""]
     return "\n".join(lines)

@@ -283,7 +283,7 @@ def readers_for(modality: str | None = None) -> Iterable[Any]:
     registry = get_registry()
     for name in registry.names("reader"):
         reader = registry.get("reader", name).build()
-        if modality is None or reader.modality == get_modality(modality).name:
+        if modality is None or reader.modality == get_modality(modality).reader_modality:
             yield reader
 
 

@@ -149,8 +149,9 @@ class Modality(ABC):
 
     Subclasses set ``name``, ``wavelength`` (the model's input grid, in Angstrom), ``stats_names``
     and ``default_encoder`` (a component spec mapping, e.g. ``{"name": "masked_transformer", ...}``),
-    and may set ``instrument``, ``aliases`` (short names accepted on the command line) and
-    ``encoder_tokenizers`` (encoder name -> the tokenizer spec to use with it).
+    and may set ``instrument``, ``aliases`` (short names accepted on the command line),
+    ``encoder_tokenizers`` (encoder name -> the tokenizer spec to use with it) and ``file_modality``
+    (another modality whose readers read this one's files, e.g. the same survey on another grid).
     """
 
     name: ClassVar[str]
@@ -162,6 +163,12 @@ class Modality(ABC):
     instrument: Instrument | None = None
     aliases: tuple[str, ...] = ()
     description: str = ""
+    file_modality: str | None = None
+
+    @property
+    def reader_modality(self) -> str:
+        """The modality name the readers of this modality's files declare."""
+        return self.file_modality or self.name
 
     @property
     def n_pixels(self) -> int:

@@ -187,7 +187,7 @@ def predict_catalog(
                     embedded[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra)
                 values = embedded[info.encoder_stage]
             else:
-                values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+                values = spectra_inputs({"flux": spectra.flux, "ivar": spectra.ivar, "stats": spectra.stats}, info.input)
             predicted = models[name].predict(values)
             for label, column in predicted.items():
                 parts.setdefault(label, []).append(column)

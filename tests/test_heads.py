@@ -139,6 +139,7 @@ def _pipeline_spec(store, run_dir):
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
                 "heads_gaussian": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32], "uncertainty": "gaussian", "samples": 100}, "sbc_stars": 20, "train": head_train},
+                "heads_ridge_ivar": {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "ridge"}},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
             },
         }
@@ -211,6 +212,23 @@ def test_predict_writes_one_row_per_readable_file(finished_run, tmp_path):
     assert (tmp_path / "catalog.csv.rejected.csv").exists()
 
 
+def test_a_head_on_spectra_and_ivar_reads_each_pixels_error_in_the_stage_and_in_predict(finished_run, tmp_path):
+    from specclip_toy import make_raw, write_file
+
+    run_dir, manifests = finished_run
+    with_ivar, plain = manifests["heads_ridge_ivar"]["summary"], manifests["heads_ridge"]["summary"]
+    n_stats = 2 * plain["input_dim"] - with_ivar["input_dim"]
+    assert 0 <= n_stats < 10 and with_ivar["input_dim"] > plain["input_dim"] and with_ivar["test"]["temp"]["r2"] > 0.8
+    raw = make_raw(6, 98)
+    for row in range(6):
+        write_file(tmp_path / f"star{row}.toy.csv", raw, row)
+    out = tmp_path / "catalog.csv"
+    done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(tmp_path), "-o", str(out), "--heads", "heads_ridge_ivar", "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = Table.read(out, format="ascii.csv", comment="#")
+    assert len(table) == 6 and np.corrcoef(table["temp"], raw.meta["temp"])[0, 1] > 0.8
+
+
 def test_predict_refuses_an_unknown_catalogue_suffix_before_reading_any_input(finished_run, tmp_path):
     run_dir, _ = finished_run
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "predict", str(run_dir), str(tmp_path / "missing"), "-o", str(tmp_path / "catalog.xyz")], capture_output=True, text=True)
@@ -237,7 +255,7 @@ def test_predict_defaults_to_the_last_embedding_heads_for_the_inputs_modality(fi
     from specclip_core.rundir import RunDir
 
     run_dir, _ = finished_run
-    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian"], "spec order"
+    assert list(RunDir(run_dir).finished_heads()) == ["heads_embedding", "heads_spectra", "heads_ridge", "heads_gaussian", "heads_ridge_ivar"], "spec order"
     assert list(choose_heads(run_dir, None, {"toy"})) == ["heads_embedding"]
     with pytest.raises(SpecCLIPError, match="inputs hold \\['toy_broad'\\]"):
         choose_heads(run_dir, None, {"toy_broad"})

@@ -18,9 +18,20 @@ def standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32)
 
 
-def spectra_inputs(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-    """A preprocessed spectrum as a head input: its statistics followed by its flux."""
-    return np.concatenate([arrays["stats"], arrays["flux"]], axis=1).astype(np.float32)
+SPECTRA_KINDS = ("spectra", "spectra_ivar")
+"""Head inputs made of the preprocessed spectra: stats + flux, and stats + flux + sqrt(ivar)."""
+
+
+def spectra_inputs(arrays: Mapping[str, np.ndarray], kind: str = "spectra") -> np.ndarray:
+    """A preprocessed spectrum as a head input: its statistics followed by its flux and, for
+    ``spectra_ivar``, each pixel's inverse error ``sqrt(ivar)`` (0 where masked), so that the head
+    sees how far to trust each pixel."""
+    if kind not in SPECTRA_KINDS:
+        raise ValueError(f"unknown spectra input {kind!r}; expected one of {SPECTRA_KINDS}")
+    parts = [arrays["stats"], arrays["flux"]]
+    if kind == "spectra_ivar":
+        parts.append(np.sqrt(np.clip(np.nan_to_num(arrays["ivar"]), 0.0, None)))
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
@@ -36,8 +47,8 @@ def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size:
 
 
 def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray, encoder: Any | None, progress: bool = True) -> np.ndarray:
-    if kind == "spectra":
-        return spectra_inputs(store.read(modality, rows))
+    if kind in SPECTRA_KINDS:
+        return spectra_inputs(store.read(modality, rows), kind)
     if encoder is None:
         raise ValueError("embedding inputs need an encoder")
     return embed_rows(encoder, store, rows, progress=progress)

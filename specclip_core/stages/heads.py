@@ -40,7 +40,9 @@ class HeadsConfig(SpecModel):
     """Train one head per label (or jointly) on embeddings of a needed stage's encoder, or on the spectra."""
 
     modality: ModalityName = Field(description="the modality whose spectra (or embeddings) the heads read")
-    input: Literal["embedding", "spectra"] = Field("embedding", description="embeddings of a needed stage's encoder, or the preprocessed spectra")
+    input: Literal["embedding", "spectra", "spectra_ivar"] = Field(
+        "embedding", description="embeddings of a needed stage's encoder, the preprocessed spectra (stats + flux), or stats + flux + sqrt(ivar)"
+    )
     labels: list[str] = Field(min_length=1, description="label columns of the store to predict")
     head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"), description="registered head and its settings")
     select: dict[str, Range] = Field(default_factory=dict, description="keep rows whose labels fall in these ranges (train and test)")

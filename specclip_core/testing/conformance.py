@@ -124,7 +124,7 @@ class ModalityConformance:
     def test_writers_round_trip_through_the_readers(self, tmp_path):
         registry = get_registry()
         writers = [registry.get("writer", n).build() for n in registry.names("writer")]
-        writers = [w for w in writers if w.modality == self.spec.name]
+        writers = [w for w in writers if w.modality == self.spec.reader_modality]  # writers write the files readers read
         if not writers:
             pytest.skip(f"no writer registered for {self.modality}")
         raw = self.raw_spectra()

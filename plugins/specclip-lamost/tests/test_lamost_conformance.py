@@ -1,4 +1,4 @@
-"""The core's conformance suite, run on lamost_lrs and its two readers with the copied real files."""
+"""The core's conformance suite, run on lamost_lrs, lamost_lrs_full and their two readers with the copied real files."""
 
 from pathlib import Path
 
@@ -20,3 +20,7 @@ class TestLamostConformance(ModalityConformance):
             spectra = read_lamost(path)
             groups.setdefault(spectra.wavelength.tobytes(), []).append(spectra)
         return Spectra.concatenate(max(groups.values(), key=len))
+
+
+class TestLamostFullConformance(TestLamostConformance):
+    modality = "lamost_lrs_full"

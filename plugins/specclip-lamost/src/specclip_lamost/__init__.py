@@ -1,7 +1,8 @@
 """LAMOST low-resolution spectra for specclip.
 
 Provides the modality ``lamost_lrs`` (alias ``lamost``): the SpecCLIP paper's continuum
-normalisation (Appendix B) on 4000-5600 A, 1462 pixels at 1e-4 dex; readers for LAMOST LRS
+normalisation (Appendix B) on 4000-5600 A, 1462 pixels at 1e-4 dex, and ``lamost_lrs_full`` (alias
+``lamost_full``), the same on 3850-8900 A (both arms, 3640 pixels); readers for LAMOST LRS
 ``spec-*.fits(.gz)`` files in the DR8+ COADD-table layout and the older 5 x N image layout; and a
 writer of DR8+-style files (used to put simulated spectra through the readers).
 

@@ -1,4 +1,5 @@
-"""LAMOST LRS wavelength grids: the native log-linear grid and the model's 4000-5600 A input grid.
+"""LAMOST LRS wavelength grids: the native log-linear grid, the model's 4000-5600 A input grid (the
+paper's) and the whole-range grid 3850-8900 A of both arms.
 
 All wavelengths are in Angstrom, in vacuum (LAMOST spectra are delivered in vacuum wavelengths).
 """
@@ -20,6 +21,13 @@ MODEL_START = 4000.0
 MODEL_PIXELS = 1462
 """The model grid: 1462 pixels from 4000 A every 1e-4 dex, up to 5599.6 A (the paper's 400-560 nm)."""
 
+FULL_PIXELS_BLUE_OF_MODEL = 166
+FULL_PIXELS = 3640
+"""The whole-range grid: the model grid extended by 166 pixels blue-ward (to 3850.0 A) and to 3640
+pixels in all (up to 8899.4 A), so that the model grid is exactly its pixels 166 to 1627. 3850 A is
+where the continuum fit starts (bluer, the continuum is the median-filtered flux itself and the
+normalised flux is ~1); 8899 A is inside every real file (the shortest DR10 grids end at 8915 A)."""
+
 RESOLVING_POWER = 1800.0
 
 
@@ -29,6 +37,7 @@ def log_linear_grid(start: float, n_pixels: int, log_step: float = LOG_STEP) -> 
 
 
 MODEL_WAVELENGTH = log_linear_grid(MODEL_START, MODEL_PIXELS)
+FULL_WAVELENGTH = 10.0 ** (np.log10(MODEL_START) + LOG_STEP * (np.arange(FULL_PIXELS) - FULL_PIXELS_BLUE_OF_MODEL))
 NATIVE_WAVELENGTH = 10.0 ** (NATIVE_LOG_START + LOG_STEP * np.arange(NATIVE_PIXELS))
 
 INSTRUMENT = Instrument(

@@ -1,4 +1,5 @@
-"""The ``lamost_lrs`` modality: LAMOST low-resolution spectra, continuum-normalised on 4000-5600 A."""
+"""The LAMOST low-resolution modalities: ``lamost_lrs``, continuum-normalised on the paper's 4000-5600 A,
+and ``lamost_lrs_full``, the same normalisation on 3850-8900 A (both arms)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 
 from specclip_core.api import Modality, Spectra
 from specclip_lamost.continuum import raw_continuum
-from specclip_lamost.grid import INSTRUMENT, MODEL_WAVELENGTH
+from specclip_lamost.grid import FULL_WAVELENGTH, INSTRUMENT, MODEL_WAVELENGTH
 from specclip_lamost.resample import Interpolation
 
 FILL_VALUE = 1.0
@@ -19,11 +20,12 @@ def usable_pixels(spectra: Spectra) -> np.ndarray:
     return ~spectra.mask & np.isfinite(spectra.flux) & np.isfinite(ivar) & (ivar > 0)
 
 
-def _reject_empty(ids: np.ndarray, bad: np.ndarray, what: str) -> None:
+def _reject_empty(modality: Modality, ids: np.ndarray, bad: np.ndarray, what: str) -> None:
     empty = bad.all(axis=1)
     if empty.any():
         names = ", ".join(ids[empty][:10])
-        raise ValueError(f"lamost_lrs spectrum {names}: no usable pixel in 4000-5600 A ({what})")
+        span = f"{modality.wavelength[0]:.0f}-{modality.wavelength[-1]:.0f} A"
+        raise ValueError(f"{modality.name} spectrum {names}: no usable pixel in {span} ({what})")
 
 
 class LamostLRS(Modality):
@@ -43,10 +45,10 @@ class LamostLRS(Modality):
     def preprocess(self, spectra: Spectra) -> Spectra:
         wavelength = spectra.wavelength
         if wavelength.size < 2 or np.any(np.diff(wavelength) <= 0):
-            raise ValueError(f"lamost_lrs spectra {', '.join(spectra.ids[:5])}: wavelength grid must increase")
+            raise ValueError(f"{self.name} spectra {', '.join(spectra.ids[:5])}: wavelength grid must increase")
         usable = usable_pixels(spectra)
         onto_model = Interpolation.between(wavelength, self.wavelength)
-        _reject_empty(spectra.ids, onto_model.bad(~usable), "all masked or outside the spectrum")
+        _reject_empty(self, spectra.ids, onto_model.bad(~usable), "all masked or outside the spectrum")
 
         continuum = raw_continuum(wavelength, spectra.flux, usable)
         fitted = continuum > 0  # the paper sets a continuum <= 0 to 1; such pixels are also masked here
@@ -60,7 +62,7 @@ class LamostLRS(Modality):
         model_flux = onto_model.values(np.where(bad, FILL_VALUE, flux))
         model_ivar = onto_model.ivar(ivar, bad)
         model_bad |= ~np.isfinite(model_flux) | ~np.isfinite(model_ivar) | (model_ivar <= 0)
-        _reject_empty(spectra.ids, model_bad, "after continuum normalisation")
+        _reject_empty(self, spectra.ids, model_bad, "after continuum normalisation")
 
         model_flux = np.where(model_bad, FILL_VALUE, model_flux).astype(np.float32)
         model_ivar = np.where(model_bad, 0.0, model_ivar).astype(np.float32)
@@ -77,3 +79,18 @@ class LamostLRS(Modality):
             meta=spectra.meta,
             stats=np.stack([mean, std], axis=1),
         )
+
+
+class LamostLRSFull(LamostLRS):
+    """LAMOST LRS on the whole range of both arms: the same continuum fit and normalisation as
+    ``lamost_lrs``, interpolated onto 3640 pixels from 3850 A to 8899 A every 1e-4 dex (the
+    ``lamost_lrs`` grid is its pixels 166-1627, so both give the same flux there). A second modality
+    rather than a setting of ``lamost_lrs``: a store, an encoder and a head are tied to one modality's
+    grid, so a model trained on the whole range can never be given 4000-5600 A spectra by mistake,
+    and one store can hold both. The files are read by the ``lamost_lrs`` readers."""
+
+    name = "lamost_lrs_full"
+    aliases = ("lamost_full",)
+    file_modality = "lamost_lrs"
+    description = "LAMOST low-resolution spectra, continuum-normalised, 3850-8900 A (both arms), 3640 pixels"
+    wavelength = FULL_WAVELENGTH

@@ -10,9 +10,9 @@ from specclip_core.api import hookimpl
 
 @hookimpl
 def specclip_register_modalities():
-    from specclip_lamost.modality import LamostLRS
+    from specclip_lamost.modality import LamostLRS, LamostLRSFull
 
-    return [LamostLRS()]
+    return [LamostLRS(), LamostLRSFull()]
 
 
 @hookimpl

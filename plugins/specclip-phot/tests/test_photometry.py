@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from specclip_core.api import ModalityLayout, ReaderError, SpectralStore, get_modality
+from specclip_core.api import ModalityLayout, ReaderError, SpecError, SpectralStore, get_modality, run_spec, validate_spec
 from specclip_phot.bands import BANDS, DEFAULT_ERROR
 from specclip_phot.reader import PhotometryTableReader, photometry_spectra
 
@@ -41,9 +41,6 @@ def test_reader_reads_the_archive_columns_and_names_bad_rows(tmp_path):
 
 
 def test_photometry_stage_joins_with_the_store_it_was_built_from(tmp_path):
-    from specclip_core.runner import run_spec
-    from specclip_core.spec import validate_spec
-
     source = tmp_path / "source.zarr"
     wavelength = np.linspace(4000.0, 5000.0, 8)
     ids = np.array(["10", "11", "12"])
@@ -70,8 +67,5 @@ def test_photometry_stage_joins_with_the_store_it_was_built_from(tmp_path):
 
 
 def test_unknown_band_is_an_error_naming_it():
-    from specclip_core.api import SpecError
-    from specclip_core.spec import validate_spec
-
     with pytest.raises(SpecError, match="'W1'"):
         validate_spec({"name": "bad", "stages": {"photometry": {"kind": "photometry", "like": {"dataset": "apogee-xp"}, "bands": {"W1": "w1mpro"}}}})

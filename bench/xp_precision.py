@@ -22,6 +22,7 @@ against the base row, claimed only when larger than the spread of both rows.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shlex
@@ -34,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from specclip_core.spec import load_spec
+from specclip_core.util import atomic_write_text
 
 SPEC = "xp-precision"
 LABELS = ("teff", "logg", "fe_h", "alpha_m")
@@ -78,17 +80,27 @@ def row_dir(runs: Path, row: str, seed: int) -> Path:
     return runs / "rows" / row / f"seed-{seed}"
 
 
-def measure(runs: Path, seeds: list[int], rows: list[str], redo: bool) -> dict:
-    """Run the encoder stages once and every (row, seed); the ledger of wall times and peak memory."""
-    run_dir = runs / SPEC
-    ledger_path = runs / "measurements.json"
-    ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+def read_ledger(runs: Path) -> dict:
+    path = runs / "measurements.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def measure(runs: Path, seeds: list[int], rows: list[str], redo: bool, run_dir: Path) -> dict:
+    """Run the encoder stages once and every (row, seed) in ``run_dir``; the ledger of wall times and
+    peak memory. A ``run_dir`` other than ``<runs>/xp-precision`` (a second process beside the first)
+    links the first's finished pretraining instead of pretraining again."""
+    main = runs / SPEC
+    if run_dir != main and (main / "pretrain" / "manifest.json").exists() and not (run_dir / "pretrain").exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "pretrain").symlink_to(main / "pretrain")
+    ledger = read_ledger(runs)
 
     def record(entry: str, measured: dict, key: str) -> None:
+        ledger.update(read_ledger(runs))  # a second process may have added its rows
         if not measured["reused"] or ledger.get(entry, {}).get("key") != key:
             ledger[entry] = {"key": key, **measured}
         print(f"{entry}: {ledger[entry]}", flush=True)
-        ledger_path.write_text(json.dumps(ledger, indent=2))
+        atomic_write_text(runs / "measurements.json", json.dumps(ledger, indent=2))
 
     needed = [stage for stage in ENCODER_STAGES if stage == "pretrain" or any("photometry" in row for row in rows)]
     for stage in needed:
@@ -135,7 +147,18 @@ def collect(runs: Path, seeds: list[int], rows: list[str], ledger: dict) -> dict
         entry["peak_mb"] = max(c["peak_mb"] for c in costs) if costs else None
         result[row] = entry
     result["_encoder_stages"] = {stage: ledger[stage] for stage in ENCODER_STAGES if stage in ledger}
+    result["_pretraining"] = pretraining_cost(runs / SPEC / "pretrain" / "training" / "metrics.csv")
     return result
+
+
+def pretraining_cost(metrics_csv: Path) -> dict | None:
+    """The training loop's own figures for the pretraining (also when it was resumed): epochs, the
+    sum of the epochs' seconds and the largest per-epoch peak memory."""
+    if not metrics_csv.exists():
+        return None
+    with open(metrics_csv) as handle:
+        epochs = list(csv.DictReader(handle))
+    return {"epochs": len(epochs), "seconds": round(sum(float(e["seconds"]) for e in epochs), 1), "peak_mb": max(float(e["peak_memory_mb"]) for e in epochs)}
 
 
 def fmt(value: float, label: str) -> str:
@@ -185,7 +208,8 @@ def write(result: dict, rows: list[str], seeds: list[int], command: str, wall: f
         "",
         f"Spec `{SPEC}` (registry/src/specclip_registry/specs/{SPEC}.yaml): each row is one heads stage on the frozen"
         " embeddings of the xp-small OAE (pretrained once, seed 0); the seeds are those of the heads"
-        f" (`seed_offset`). Encoder stages (wall, peak RSS, where run by this script): {costs}.",
+        f" (`seed_offset`). Encoder stages (wall, peak RSS, where run by this script): {costs}."
+        + (f" Pretraining (the loop's own figures): {pre['epochs']} epochs, {pre['seconds']:.0f} s, peak {pre['peak_mb']:.0f} MB." if (pre := result["_pretraining"]) else ""),
         "Each cell: robust sigma (biweight scale of residuals) mean ± standard deviation over seeds / mean R^2."
         f" In brackets: change of the mean against the base row `{BASE}`, bold only when larger than the spread of both rows."
         " Wall time (mean over seeds) and peak memory (max over seeds) are per heads process.",
@@ -211,6 +235,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help="heads stages of the spec to run and tabulate")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from finished rows, run nothing")
     parser.add_argument("--redo", action="store_true", help="rerun (row, seed) pairs that finished before")
+    parser.add_argument("--run-dir", type=Path, help="where the stages run (default <runs>/xp-precision; another one lets a second process run other rows beside the first)")
     args = parser.parse_args()
     started = time.time()
     known = load_spec(SPEC).stages
@@ -219,10 +244,9 @@ def main() -> None:
         raise SystemExit(f"--rows: {unknown} are not rows of the table (stages of {SPEC} named in ROWS: {[r for r in ROWS if r in known]})")
     args.runs.mkdir(parents=True, exist_ok=True)
     if args.table_only:
-        ledger_path = args.runs / "measurements.json"
-        ledger = json.loads(ledger_path.read_text()) if ledger_path.exists() else {}
+        ledger = read_ledger(args.runs)
     else:
-        ledger = measure(args.runs, args.seeds, args.rows, args.redo)
+        ledger = measure(args.runs, args.seeds, args.rows, args.redo, args.run_dir or args.runs / SPEC)
     result = collect(args.runs, args.seeds, args.rows, ledger)
     write(result, args.rows, args.seeds, shlex.join(["python", "bench/xp_precision.py", *sys.argv[1:]]), time.time() - started, os.getloadavg())
 

@@ -167,7 +167,7 @@ def fmt(value: float, label: str) -> str:
 
 def cell(stats: dict, label: str) -> str:
     (mean, sd), (r2, _) = stats["sigma"], stats["r2"]
-    return f"{fmt(mean, label)} ± {fmt(sd, label)} / {r2:.3f}"
+    return f"{fmt(mean, label)} ± {fmt(sd, label) if np.isfinite(sd) else 'n/a'} / {r2:.3f}"
 
 
 def change(result: dict, row: str, label: str, part: str) -> str:
@@ -177,6 +177,8 @@ def change(result: dict, row: str, label: str, part: str) -> str:
         return ""
     (mean, sd), (base, base_sd) = result[row]["labels"][label][part]["sigma"], result[BASE]["labels"][label][part]["sigma"]
     text = f"{100 * (mean - base) / base:+.0f}%"
+    if not (np.isfinite(sd) and np.isfinite(base_sd)):
+        return f" ({text}, one seed: not claimed)"
     return f" (**{text}**)" if abs(mean - base) > max(sd, base_sd) else f" ({text}, within spread)"
 
 

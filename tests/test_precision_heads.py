@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from astropy.table import Table
 from torch import nn
 
 from specclip_core.heads.inputs import pixel_errors
@@ -83,6 +84,7 @@ def test_heads_read_errors_and_another_modality_with_an_offset_seed(tmp_path):
                 "plain": head,
                 "joined": {**head, "errors_input": True, "with_modalities": ["toy_broad"]},
                 "offset": {**head, "seed_offset": 1},
+                "errors": {**head, "errors_input": True},
             },
         }
     )
@@ -96,6 +98,20 @@ def test_heads_read_errors_and_another_modality_with_an_offset_seed(tmp_path):
     assert manifests["offset"]["summary"]["test"]["temp"]["robust_sigma"] != plain["test"]["temp"]["robust_sigma"]
     saved = json.loads((tmp_path / "run" / "joined" / "head" / "inputs.json").read_text())
     assert saved["errors_input"] is True and saved["with_modalities"] == ["toy_broad"]
+    from specclip_toy import make_raw, write_file
+
+    from specclip_core.errors import SpecCLIPError
+    from specclip_core.predict import predict_catalog
+
+    raw = make_raw(3, 5)
+    for row in range(3):
+        write_file(tmp_path / f"star{row}.toy.csv", raw, row)
+    files = [str(tmp_path / f"star{row}.toy.csv") for row in range(3)]
+    predict_catalog(tmp_path / "run", files, tmp_path / "errors.csv", heads=["errors"], progress=False, workers=1)  # pixel errors from the files
+    table = Table.read(tmp_path / "errors.csv", format="ascii.csv", comment="#")
+    assert list(table["id"]) == ["star0", "star1", "star2"] and np.isfinite(np.asarray(table["temp"], dtype=float)).all()
+    with pytest.raises(SpecCLIPError, match="toy_broad"):
+        predict_catalog(tmp_path / "run", files, tmp_path / "joined.csv", heads=["joined"], progress=False, workers=1)
 
 
 def test_with_modalities_may_not_repeat_the_heads_modality():

@@ -132,7 +132,8 @@ class HeadsStage(Stage):
         encoder = load_embedder(encoder_path) if encoder_path else None
         inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress, errors=config.errors_input, other_modalities=others)
         parts = {name: _labelled(inputs[split == name], store, rows[split == name], config) for name in ("train", "val", "test")}
-        simulated = modality in store.simulated_modalities
+        simulated_read = [name for name in (modality, *others) if name in store.simulated_modalities]
+        simulated = bool(simulated_read)
         head = config.head.build()
         seed = context.seed + config.seed_offset
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=seed, progress=context.progress, resume=context.resume)
@@ -142,13 +143,13 @@ class HeadsStage(Stage):
         test = parts["test"]
         predicted = head.predict(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
-        title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
+        title = f"{context.name} ({config.input}{', SIMULATED ' + ', '.join(simulated_read) if simulated else ''})"
         calibrated = calibrate(head, test, config, context.out_dir, seed, title)
         metrics = {label: {**regression_metrics(test.labels[label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
         sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
         HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas, config.errors_input, others).write(context.out_dir / HEAD)
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
-        note = f"{modality} spectra are SIMULATED." if simulated else ""
+        note = f"{', '.join(simulated_read)} spectra are SIMULATED." if simulated else ""
         atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
         for label in config.labels:
             plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title, config.names.get(label, ""))

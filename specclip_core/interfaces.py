@@ -234,11 +234,13 @@ class Decoder(nn.Module, ABC):
 
 @dataclass
 class LabelledInputs:
-    """Inputs ``[N, D]`` (embeddings or preprocessed spectra) with ids and label columns (NaN = missing)."""
+    """Inputs ``[N, D]`` (embeddings or preprocessed spectra) with ids and label columns (NaN = missing),
+    and optionally each label's measurement error per row (``label_errors``, NaN = unknown)."""
 
     inputs: np.ndarray
     labels: dict[str, np.ndarray]
     ids: np.ndarray
+    label_errors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.inputs = np.asarray(self.inputs, dtype=np.float32)
@@ -248,6 +250,9 @@ class LabelledInputs:
         self.labels = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.labels.items()}
         for key, column in self.labels.items():
             _check_rows(f"labels[{key!r}]", column, (n,))
+        self.label_errors = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.label_errors.items()}
+        for key, column in self.label_errors.items():
+            _check_rows(f"label_errors[{key!r}]", column, (n,))
 
     def __len__(self) -> int:
         return len(self.inputs)

@@ -35,7 +35,7 @@ from specclip_core.components import get_modality, plugin_versions, readers_for
 from specclip_core.data.store import SpectralStore
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
 from specclip_core.errors import ReaderError, SpecCLIPError
-from specclip_core.heads.inputs import spectra_inputs
+from specclip_core.heads.inputs import spectra_inputs, with_errors
 from specclip_core.heads.ood import OOD_COLUMNS, OOD_DESCRIPTIONS, OODReference, recon_chi2
 from specclip_core.heads.saved import head_labels, load_head
 from specclip_core.interfaces import UNCERTAINTY_SUFFIXES, Spectra
@@ -167,6 +167,10 @@ def predict_catalog(
     card = verify_model(run_dir) if is_model_dir(run_dir) else None  # every file checked before anything is loaded
     chosen = choose_heads(run_dir, heads or (card.heads if card else None), None if heads else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
+    joined = {name: info.with_modalities for name, info in chosen.items() if info.with_modalities}
+    if joined:
+        name, others = next(iter(joined.items()))
+        raise SpecCLIPError(f"heads stage {name!r} reads {modality} together with {others}; predict reads one modality per input file, so it cannot apply it")
     models = {name: load_head(run.head(name)) for name in chosen}
     encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
     references = {name: OODReference.load(run.head(name)) for name in chosen}
@@ -188,6 +192,8 @@ def predict_catalog(
                 values = embedded[info.encoder_stage]
             else:
                 values = spectra_inputs({"flux": spectra.flux, "ivar": spectra.ivar, "stats": spectra.stats}, info.input)
+            if info.errors_input:
+                values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask})
             predicted = models[name].predict(values)
             for label, column in predicted.items():
                 parts.setdefault(label, []).append(column)

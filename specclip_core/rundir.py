@@ -57,7 +57,8 @@ def has_encoder(stage_dir: Path, modality: str) -> bool:
 class HeadInputs:
     """What a trained head reads and what its outputs are (``head/inputs.json``): whether the spectra
     it was trained on were simulated, and per label its unit, display name and robust sigma on the
-    test split (labels not listed have none)."""
+    test split (labels not listed have none); whether the pixel errors follow the embedding or spectra
+    (``errors_input``) and which other modalities' spectra inputs follow those (``with_modalities``)."""
 
     modality: str
     input: str
@@ -67,6 +68,8 @@ class HeadInputs:
     units: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     test_sigma: dict[str, float] = field(default_factory=dict)
+    errors_input: bool = False
+    with_modalities: list[str] = field(default_factory=list)
 
     def write(self, head_dir: Path) -> None:
         atomic_write_text(Path(head_dir) / HEAD_INPUTS, json.dumps(self.__dict__))

@@ -3,4 +3,4 @@
 import re
 
 # not inside a longer word ("design" is fine), but "desi_lrs", "GaiaXP" or "lamost-dr10" are not
-FORBIDDEN = re.compile(r"(?<![a-z])(lamost|gaia|apogee|desi(?![a-z]))", re.IGNORECASE)
+FORBIDDEN = re.compile(r"(?<![a-z0-9])(lamost|gaia|apogee|desi(?![a-z])|2mass|tmass)", re.IGNORECASE)

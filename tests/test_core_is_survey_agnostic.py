@@ -18,7 +18,7 @@ def test_no_survey_name_in_the_core():
 
 
 def test_the_pattern_catches_what_it_should():
-    for bad in ("LAMOST", "gaia_xp", "GaiaXP", "desi-lrs", "apogee_id", "(desi)"):
+    for bad in ("LAMOST", "gaia_xp", "GaiaXP", "desi-lrs", "apogee_id", "(desi)", "2MASS", "tmass_psc"):
         assert FORBIDDEN.search(bad), bad
     for fine in ("design", "designed", "desired"):
         assert not FORBIDDEN.search(fine), fine

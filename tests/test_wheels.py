@@ -113,7 +113,7 @@ def _entry_points(wheel: Path) -> str:
 def test_the_installed_script_lists_every_plugin_distribution(installed):
     out = installed.run("specclip", "plugins")
     plugins = {wheel.name.split("-")[0].replace("_", "-") for wheel in installed.wheels if "[specclip]" in _entry_points(wheel)}
-    assert {"specclip-gaiaxp", "specclip-lamost", "specclip-sim"} <= plugins
+    assert {"specclip-gaiaxp", "specclip-lamost", "specclip-phot", "specclip-sim"} <= plugins
     for distribution in plugins:
         assert f"({distribution} " in out, out
 

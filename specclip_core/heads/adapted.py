@@ -192,6 +192,8 @@ def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> Ada
             )
         encoder, projection = aligned.encoders[modality.name], aligned.projections[modality.name]
     head = base.head
+    if head.config.members > 1:
+        raise SpecCLIPError(f"base {base.heads_stage!r}: an ensemble of {head.config.members} networks per label group; finetune adapts a head of one (members: 1)")
     n_in = int(head.input_mean.size)
     if fresh:
         if projection is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,18 @@ def spectra_inputs(arrays: Mapping[str, np.ndarray], kind: str = "spectra") -> n
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
+def pixel_errors(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Each pixel's flux error (1 / sqrt(ivar)), 0 where the pixel is masked or has no ivar, float32."""
+    ivar, mask = np.asarray(arrays["ivar"], dtype=np.float64), np.asarray(arrays["mask"], dtype=bool)
+    usable = (ivar > 0) & ~mask
+    return np.where(usable, 1.0 / np.sqrt(np.where(usable, ivar, 1.0)), 0.0).astype(np.float32)
+
+
+def with_errors(values: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``values`` (embeddings or spectra inputs) followed by the spectra's :func:`pixel_errors`."""
+    return np.concatenate([values, pixel_errors(arrays)], axis=1).astype(np.float32)
+
+
 def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
     """Embeddings of ``rows`` of ``store`` by an embedder (see :mod:`specclip_core.nn.embedders`)."""
     device = resolve_device(device)
@@ -46,10 +58,26 @@ def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size:
     return np.concatenate(out) if out else np.zeros((0, encoder.embed_dim), dtype=np.float32)
 
 
-def head_inputs(kind: str, store: SpectralStore, modality: str, rows: np.ndarray, encoder: Any | None, progress: bool = True) -> np.ndarray:
+def head_inputs(
+    kind: str,
+    store: SpectralStore,
+    modality: str,
+    rows: np.ndarray,
+    encoder: Any | None,
+    progress: bool = True,
+    errors: bool = False,
+    other_modalities: Sequence[str] = (),
+) -> np.ndarray:
+    """A head's inputs for ``rows``: the spectra inputs or the encoder's embeddings of ``modality``;
+    with ``errors`` followed by its pixel errors, then by the spectra inputs of each of ``other_modalities``."""
     if kind in SPECTRA_KINDS:
-        return spectra_inputs(store.read(modality, rows), kind)
-    if encoder is None:
+        values = spectra_inputs(store.read(modality, rows), kind)
+    elif encoder is None:
         raise ValueError("embedding inputs need an encoder")
-    return embed_rows(encoder, store, rows, progress=progress)
+    else:
+        values = embed_rows(encoder, store, rows, progress=progress)
+    if errors:
+        values = with_errors(values, store.read(modality, rows))
+    parts = [values] + [spectra_inputs(store.read(other, rows)) for other in other_modalities]
+    return np.concatenate(parts, axis=1).astype(np.float32)
 

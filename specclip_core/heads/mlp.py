@@ -16,6 +16,14 @@ evenly spaced quantiles so the heads stage's SBC and coverage tests apply. Chose
 five, on 2 CPU cores, and because the scatter of these labels is dominated by the noise and
 degeneracy of each spectrum (aleatoric), which a mean-variance network models directly while an
 ensemble's spread measures only how much its members disagree.
+
+``members``: an ensemble of that many networks per label group, member i trained like the first from
+the seed + 1000 i (so heads whose seeds differ by less than 1000 share no member); the value is the members' mean, and for ``gaussian`` the sigma is that of the
+members' equal mixture (its mean and variance; ``sample`` draws from the Gaussian of those moments).
+``label_errors`` (``gaussian`` only): each training star's own label error (the heads stage's
+``label_errors`` columns) is added in quadrature to the predicted variance in the likelihood, so the
+network's sigma models the scatter of the spectra beyond the labels' own measurement noise; a star
+without an error counts with none.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.stats import norm
 from torch import nn
 
@@ -38,6 +46,10 @@ from specclip_core.train.checkpoint import load_weights, save_weights
 from specclip_core.train.loop import Trainer
 
 
+MEMBER_SEED_STEP = 1000
+"""Member i of an ensemble is trained from the head's seed + MEMBER_SEED_STEP * i."""
+
+
 class MLPHeadConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     hidden: list[int] = Field(default_factory=lambda: [1024, 512, 128], min_length=1)
@@ -46,6 +58,14 @@ class MLPHeadConfig(BaseModel):
     joint: bool = Field(False, description="one network for all labels instead of one per label")
     uncertainty: Literal["none", "gaussian"] = Field("none", description="none: point estimates; gaussian: a sigma per star from a Gaussian NLL, recalibrated on validation")
     samples: int = Field(1000, ge=10, description="Gaussian quantiles per star that sample() gives (gaussian only)")
+    members: int = Field(1, ge=1, description="networks per label group, member i from seed + 1000 i; predictions are their mean (mixture for gaussian)")
+    label_errors: bool = Field(False, description="gaussian only: add each training star's label error (the heads stage's label_errors) to the predicted variance")
+
+    @model_validator(mode="after")
+    def _label_errors_need_gaussian(self) -> MLPHeadConfig:
+        if self.label_errors and self.uncertainty != "gaussian":
+            raise ValueError("label_errors needs uncertainty: gaussian (the errors enter the Gaussian likelihood)")
+        return self
 
 
 def mlp(n_in: int, hidden: list[int], n_out: int, dropout: float) -> nn.Sequential:
@@ -78,15 +98,21 @@ class TargetRegression(Objective):
 
 class GaussianRegression(Objective):
     """Gaussian negative log-likelihood of ``batch["targets"]`` [B, n] under the network's means
-    (first n outputs) and variances (softplus of the last n) over finite targets only."""
+    (first n outputs) and variances (softplus of the last n) over finite targets only. With
+    ``label_errors`` the targets are [B, 2n]: the labels, then their errors (in the same standardised
+    units), whose squares are added to the variances."""
 
-    def __init__(self):
+    def __init__(self, label_errors: bool = False):
         super().__init__(ObjectiveConfig())
         self.loss = nn.GaussianNLLLoss(eps=1e-4)
+        self.label_errors = label_errors
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         targets = batch["targets"]
         mean, variance = split_outputs(network(batch["inputs"]).float())
+        if self.label_errors:
+            targets, errors = targets[:, : mean.shape[1]], targets[:, mean.shape[1] :]
+            variance = variance + torch.nan_to_num(errors).pow(2)
         known = torch.isfinite(targets)
         return {"target_gaussian_nll": self.loss(mean[known], targets[known], variance[known])}
 
@@ -124,7 +150,19 @@ class MLPHead(Head):
         return mlp(n_in, self.config.hidden, n_labels * (2 if self.gaussian else 1), self.config.dropout)
 
     def _group_targets(self, data: LabelledInputs, group: list[str]) -> np.ndarray:
-        return np.stack([(data.labels[k] - self.label_mean[k]) / self.label_std[k] for k in group], axis=1)
+        """Standardised labels of ``group`` [N, k]; with ``label_errors`` followed by their errors [N, 2k]."""
+        targets = [(data.labels[k] - self.label_mean[k]) / self.label_std[k] for k in group]
+        if self.config.label_errors:
+            missing = [k for k in group if k not in data.label_errors]
+            if missing:
+                raise ValueError(f"label_errors: no error column given for {missing} (the heads stage's label_errors)")
+            targets += [data.label_errors[k] / self.label_std[k] for k in group]
+        return np.stack(targets, axis=1)
+
+    def _member_networks(self) -> list[tuple[list[str], list[nn.Sequential]]]:
+        """(group, its members' networks) per label group."""
+        m = self.config.members
+        return [(group, self.networks[i * m : (i + 1) * m]) for i, group in enumerate(self.groups)]
 
     def fit(self, train: LabelledInputs, validation: LabelledInputs, run_dir: Path, train_spec: TrainSpec | None = None, seed: int = 0, progress: bool = True, resume: bool = False) -> dict[str, Any]:
         train_spec = train_spec or TrainSpec(epochs=100, batch_size=256, lr=1e-3, weight_decay=0.0, patience=10)
@@ -140,24 +178,28 @@ class MLPHead(Head):
         self.networks = []
         for group in self.groups:
             y_train, y_val = self._group_targets(train, group), self._group_targets(validation, group)
-            keep_train, keep_val = np.isfinite(y_train).any(1), np.isfinite(y_val).any(1)
-            torch.manual_seed(seed)
-            network = self._network(x_train.shape[1], len(group))
+            n_labels = len(group)
+            keep_train, keep_val = np.isfinite(y_train[:, :n_labels]).any(1), np.isfinite(y_val[:, :n_labels]).any(1)
             name = "+".join(group)
-            trainer = Trainer(
-                network,
-                [GaussianRegression() if self.gaussian else TargetRegression(self.config.loss)],
-                ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train]),
-                ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val]),
-                train_spec,
-                Path(run_dir) / name,
-                seed=seed,
-                progress=progress,
-                description=f"head {name}",
-            )
-            result = trainer.fit(resume=resume)
-            self.networks.append(network.cpu().eval())
-            summary[name] = {"n_train": int(keep_train.sum()), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
+            for member in range(self.config.members):
+                member_seed = seed + MEMBER_SEED_STEP * member
+                torch.manual_seed(member_seed)
+                network = self._network(x_train.shape[1], n_labels)
+                tag = name if self.config.members == 1 else f"{name}.{member}"
+                trainer = Trainer(
+                    network,
+                    [GaussianRegression(self.config.label_errors) if self.gaussian else TargetRegression(self.config.loss)],
+                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train]),
+                    ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val]),
+                    train_spec,
+                    Path(run_dir) / tag,
+                    seed=member_seed,
+                    progress=progress,
+                    description=f"head {tag}",
+                )
+                result = trainer.fit(resume=resume)
+                self.networks.append(network.cpu().eval())
+                summary[tag] = {"n_train": int(keep_train.sum()), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
         if self.gaussian:
             gaussians = self._gaussians(validation.inputs)
             pits = {label: norm.cdf((validation.labels[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
@@ -165,24 +207,29 @@ class MLPHead(Head):
         return summary
 
     @torch.no_grad()
-    def _outputs(self, inputs: np.ndarray, batch_size: int = 4096) -> list[np.ndarray]:
-        """Each network's raw outputs on standardised ``inputs``."""
+    def _outputs(self, inputs: np.ndarray, batch_size: int = 4096) -> list[list[torch.Tensor]]:
+        """Per label group, each member network's raw outputs on standardised ``inputs``."""
         x = torch.as_tensor((np.asarray(inputs, dtype=np.float32) - self.input_mean) / self.input_std)
         out = []
-        for group, network in zip(self.groups, self.networks):
-            network.eval()
+        for group, networks in self._member_networks():
             width = len(group) * (2 if self.gaussian else 1)
-            out.append(torch.cat([network(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros((0, width)))
+            members = []
+            for network in networks:
+                network.eval()
+                members.append(torch.cat([network(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]) if len(x) else torch.zeros((0, width)))
+            out.append(members)
         return out
 
     def _gaussians(self, inputs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Label -> the networks' (mean, sigma) in the label's units (gaussian only)."""
+        """Label -> (mean, sigma) in the label's units: the members' mixture (gaussian only)."""
         out = {}
-        for group, outputs in zip(self.groups, self._outputs(inputs)):
-            mean, variance = split_outputs(outputs)
+        for group, members in zip(self.groups, self._outputs(inputs)):
+            means, variances = zip(*(split_outputs(outputs) for outputs in members))
+            mean = torch.stack(means).mean(0)
+            variance = (torch.stack(variances) + torch.stack(means).pow(2)).mean(0) - mean.pow(2)
             for column, label in enumerate(group):
                 std = self.label_std[label]
-                sigma = variance[:, column].sqrt().numpy().astype(np.float64) * std
+                sigma = variance[:, column].clamp_min(0).sqrt().numpy().astype(np.float64) * std
                 out[label] = (mean[:, column].numpy().astype(np.float64) * std + self.label_mean[label], sigma)
         return out
 
@@ -200,7 +247,8 @@ class MLPHead(Head):
         percentiles) and ``_err`` (half of hi - lo)."""
         if not self.gaussian:
             out: dict[str, np.ndarray] = {}
-            for group, values in zip(self.groups, self._outputs(inputs)):
+            for group, members in zip(self.groups, self._outputs(inputs)):
+                values = torch.stack(members).mean(0)
                 for column, label in enumerate(group):
                     out[label] = values[:, column].numpy().astype(np.float64) * self.label_std[label] + self.label_mean[label]
             return out
@@ -235,8 +283,9 @@ class MLPHead(Head):
             "label_std": self.label_std,
             "recalibration": self.recalibration.levels if self.recalibration else None,
         }
-        for group, network in zip(self.groups, self.networks):
-            save_weights(network, directory / f"{'+'.join(group)}.safetensors")
+        for group, networks in self._member_networks():
+            for member, network in enumerate(networks):
+                save_weights(network, directory / self._weights_name(group, member))
         HeadLayout("mlp", self.labels, settings).write(directory)
 
     @classmethod
@@ -251,7 +300,13 @@ class MLPHead(Head):
         head.label_mean, head.label_std = described["label_mean"], described["label_std"]
         head.recalibration = Recalibration(described["recalibration"]) if described.get("recalibration") else None
         for group in head.groups:
-            network = head._network(described["n_inputs"], len(group))
-            load_weights(network, directory / f"{'+'.join(group)}.safetensors")
-            head.networks.append(network.eval())
+            for member in range(head.config.members):
+                network = head._network(described["n_inputs"], len(group))
+                load_weights(network, directory / head._weights_name(group, member))
+                head.networks.append(network.eval())
         return head
+
+    def _weights_name(self, group: list[str], member: int) -> str:
+        """``<labels joined by +>.safetensors``; a member after the first adds ``.<member>``."""
+        name = "+".join(group)
+        return f"{name}.safetensors" if self.config.members == 1 else f"{name}.{member}.safetensors"

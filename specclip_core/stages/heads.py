@@ -43,10 +43,16 @@ class HeadsConfig(SpecModel):
     input: Literal["embedding", "spectra", "spectra_ivar"] = Field(
         "embedding", description="embeddings of a needed stage's encoder, the preprocessed spectra (stats + flux), or stats + flux + sqrt(ivar)"
     )
+    errors_input: bool = Field(False, description="append each pixel's flux error (1 / sqrt(ivar), 0 where masked) of the modality to the inputs")
+    with_modalities: list[ModalityName] = Field(
+        default_factory=list, description="other modalities of the store whose preprocessed inputs (stats, then flux) are appended; rows must hold them all"
+    )
+    label_errors: dict[str, str] = Field(default_factory=dict, description="label -> the store's column of its measurement errors, for a head that uses them (mlp label_errors)")
     labels: list[str] = Field(min_length=1, description="label columns of the store to predict")
     head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"), description="registered head and its settings")
     select: dict[str, Range] = Field(default_factory=dict, description="keep rows whose labels fall in these ranges (train and test)")
     train: TrainSpec = Field(default_factory=_head_train_spec)
+    seed_offset: int = Field(0, ge=0, description="added to the run's seed for this stage's head training and OOD reference: repeats of one head on the same encoder")
     units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes and catalogue columns")
     names: dict[str, str] = Field(default_factory=dict, description="label -> how plots show it, e.g. '[Fe/H]' (default: the label)")
     sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration of a head that gives posteriors (npe, mlp with uncertainty)")
@@ -54,9 +60,11 @@ class HeadsConfig(SpecModel):
 
     @model_validator(mode="after")
     def _described_labels_exist(self) -> HeadsConfig:
-        unknown = sorted((set(self.units) | set(self.names)) - set(self.labels))
+        unknown = sorted((set(self.units) | set(self.names) | set(self.label_errors)) - set(self.labels))
         if unknown:
-            raise ValueError(f"units or names given for {unknown}, which are not in labels {self.labels}")
+            raise ValueError(f"units, names or label_errors given for {unknown}, which are not in labels {self.labels}")
+        if self.modality in self.with_modalities:
+            raise ValueError(f"with_modalities: {self.modality!r} is the modality the heads read already")
         return self
 
 
@@ -75,8 +83,9 @@ def selected_rows(store: SpectralStore, labels: list[str], select: dict[str, Ran
     return np.flatnonzero(keep)
 
 
-def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, labels: list[str]) -> LabelledInputs:
-    return LabelledInputs(inputs, store.labels(labels, rows), store.ids[rows])
+def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config: HeadsConfig) -> LabelledInputs:
+    errors = store.labels(list(config.label_errors.values()), rows) if config.label_errors else {}
+    return LabelledInputs(inputs, store.labels(config.labels, rows), store.ids[rows], {label: errors[column] for label, column in config.label_errors.items()})
 
 
 def save_ood_reference(config: HeadsConfig, head: Head, train: LabelledInputs, validation: LabelledInputs, train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int) -> None:
@@ -117,37 +126,52 @@ class HeadsStage(Stage):
     requires_data = True
 
     def labels_read(self) -> dict[str, list[str]]:
-        return {"labels": list(self.config.labels), "select": list(self.config.select)}
+        return {"labels": list(self.config.labels), "select": list(self.config.select), "label_errors": list(self.config.label_errors.values())}
 
     def run(self, context: StageContext) -> dict[str, Any]:
         config: HeadsConfig = context.config
         modality = get_modality(config.modality).name
         store = context.store()
         rows = selected_rows(store, config.labels, config.select)
-        rows = rows[store.observed(modality, rows)]  # a row whose every pixel is masked did not observe the modality
+        others = [get_modality(name).name for name in config.with_modalities]
+        for observed in (modality, *others):
+            rows = rows[store.observed(observed, rows)]  # a row whose every pixel is masked did not observe the modality
         split = split_labels(store.ids[rows])
         encoder_path = context.find_encoder(modality) if config.input == "embedding" else None
         encoder = load_embedder(encoder_path) if encoder_path else None
-        inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress)
-        parts = {name: _labelled(inputs[split == name], store, rows[split == name], config.labels) for name in ("train", "val", "test")}
-        simulated = modality in store.simulated_modalities
+        inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress, errors=config.errors_input, other_modalities=others)
+        parts = {name: _labelled(inputs[split == name], store, rows[split == name], config) for name in ("train", "val", "test")}
+        simulated_read = [name for name in (modality, *others) if name in store.simulated_modalities]
+        simulated = bool(simulated_read)
         head = config.head.build()
-        fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=context.seed, progress=context.progress, resume=context.resume)
+        seed = context.seed + config.seed_offset
+        fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
-        save_ood_reference(config, head, parts["train"], parts["val"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, context.seed)
+        save_ood_reference(config, head, parts["train"], parts["val"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, seed)
         encoder_stage = encoder_path.parent.parent.name if encoder_path else None
         test = parts["test"]
         predicted, raw = head.predict_samples(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
-        title = f"{context.name} ({config.input}{', SIMULATED ' + modality if simulated else ''})"
-        calibrated = calibrate(head, raw, test, config, context.out_dir, context.seed, title)
+        title = f"{context.name} ({config.input}{', SIMULATED ' + ', '.join(simulated_read) if simulated else ''})"
+        calibrated = calibrate(head, raw, test, config, context.out_dir, seed, title)
         metrics = {label: {**regression_metrics(test.labels[label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
         sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
-        HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas).write(context.out_dir / HEAD)
+        HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas, config.errors_input, others).write(context.out_dir / HEAD)
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(metrics, indent=2))
-        note = f"{modality} spectra are SIMULATED." if simulated else ""
+        note = f"{', '.join(simulated_read)} spectra are SIMULATED." if simulated else ""
         atomic_write_text(context.out_dir / "table.md", metrics_table({context.name: metrics}, config.labels, note))
         for label in config.labels:
             plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title, config.names.get(label, ""))
         n_params = head.n_parameters() if hasattr(head, "n_parameters") else None
-        return {"n_rows": {k: len(v) for k, v in parts.items()}, "simulated": simulated, "input_dim": int(inputs.shape[1]), "head_parameters": n_params, "test": metrics, "fit": fit_summary}
+        validation = parts["val"]
+        predicted_val = head.predict(validation.inputs)
+        validation_metrics = {label: regression_metrics(validation.labels[label], predicted_val[label]) for label in config.labels}
+        return {
+            "n_rows": {k: len(v) for k, v in parts.items()},
+            "simulated": simulated,
+            "input_dim": int(inputs.shape[1]),
+            "head_parameters": n_params,
+            "test": metrics,
+            "validation": validation_metrics,
+            "fit": fit_summary,
+        }

@@ -1,0 +1,1 @@
+"""specclip-phot: broad-band photometry (Gaia G, BP, RP; 2MASS J, H, Ks) as a specclip modality."""

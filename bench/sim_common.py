@@ -77,6 +77,26 @@ def dr10_labels_for_simulation(store: SpectralStore, a_k: float = 0.0) -> tuple[
     return store.ids, inputs
 
 
+def start_dr10_bench() -> tuple[float, str, SpectralStore, np.ndarray, dict[str, np.ndarray]] | None:
+    """What a bench on the real DR10 spectra starts from: its start time, the machine's load, the
+    DR10 store and each spectrum's id and simulator inputs; None (said on stderr) without the data."""
+    if not have_dr10():
+        return None
+    started, load = time.perf_counter(), machine()
+    store = dr10_store()
+    ids, inputs = dr10_labels_for_simulation(store)
+    return started, load, store, ids, inputs
+
+
+def variant_arguments(parser, variants: list[str], name: str) -> None:
+    """The options of a bench that simulates DR10 twins per variant: which variants, workers, the
+    result name, and a calibration file to use instead of the shipped one."""
+    parser.add_argument("--variants", nargs="+", default=variants)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--name", default=name)
+    parser.add_argument("--calibration", help="a calibration file to use instead of the shipped one (e.g. an earlier version)")
+
+
 def simulate_preprocessed(observer: NativeObserver, ids, inputs, seed: int = 0, workers: int = 1, chunk_size: int = 512, progress: bool = True) -> tuple[Spectra, dict[str, float], list]:
     """Simulated twins, through native files, the reader and lamost_lrs preprocessing; seconds per step."""
     parts, rejected = [], []

@@ -34,7 +34,7 @@ import numpy as np
 from astropy.stats import biweight_scale
 from numpy.polynomial import legendre
 from scipy.ndimage import median_filter
-from sim_common import DR10, RESULTS, dr10_labels_for_simulation, dr10_store, have_dr10, in_train_split, machine
+from sim_common import DR10, RESULTS, in_train_split, start_dr10_bench
 
 from specclip_lamost.grid import LOG_STEP
 from specclip_lamost.readers import read_lamost
@@ -104,12 +104,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seed", type=int, default=200)
     args = parser.parse_args()
-    if not have_dr10():
+    begun = start_dr10_bench()
+    if begun is None:
         return 1
-    started = time.perf_counter()
-    load = machine()
-    store = dr10_store()
-    ids, inputs = dr10_labels_for_simulation(store)
+    started, load, store, ids, inputs = begun
     train = in_train_split(ids)
     rows = np.flatnonzero(train)
     with open(DR10 / "labels.csv", newline="") as handle:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sim_common import RESULTS, align, dr10_labels_for_simulation, dr10_store, have_dr10, in_train_split, machine, simulate_preprocessed
+from sim_common import RESULTS, align, in_train_split, simulate_preprocessed, start_dr10_bench
 
 from specclip_lamost.grid import LOG_STEP, MODEL_WAVELENGTH
 from specclip_sim.calibration import calibration_path, file_sha256, load_calibration
@@ -35,12 +35,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output-dir", help="write the calibration and its parts file here instead of over the shipped ones")
     args = parser.parse_args()
-    if not have_dr10():
+    begun = start_dr10_bench()
+    if begun is None:
         return 1
-    started = time.perf_counter()
-    load = machine()
-    store = dr10_store()
-    ids, inputs = dr10_labels_for_simulation(store)
+    started, load, store, ids, inputs = begun
     rows = np.flatnonzero(in_train_split(ids))
     calibration = load_calibration("lamost_lrs")
     observer = NativeObserver("lamost_lrs", calibration=calibration, variety=False)

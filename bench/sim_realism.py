@@ -36,16 +36,7 @@ import warnings
 
 import matplotlib
 import numpy as np
-from sim_common import (
-    RESULTS,
-    align,
-    dr10_labels_for_simulation,
-    dr10_store,
-    have_dr10,
-    in_train_split,
-    machine,
-    simulate_preprocessed,
-)
+from sim_common import RESULTS, align, in_train_split, simulate_preprocessed, start_dr10_bench, variant_arguments
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.metrics import roc_auc_score
@@ -154,17 +145,12 @@ def top_ranges(values: np.ndarray, wavelength: np.ndarray, k: int = 6, width: in
 def main() -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # scikit-learn's notices about its next API
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", nargs="+", default=["nominal", "calibrated"])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--name", default="sim_realism")
-    parser.add_argument("--calibration", help="a calibration file to use instead of the shipped one (e.g. an earlier version)")
+    variant_arguments(parser, ["nominal", "calibrated"], "sim_realism")
     args = parser.parse_args()
-    if not have_dr10():
+    begun = start_dr10_bench()
+    if begun is None:
         return 1
-    started = time.perf_counter()
-    load_at_start = machine()
-    store = dr10_store()
-    ids, inputs = dr10_labels_for_simulation(store)
+    started, load_at_start, store, ids, inputs = begun
     real_all = store.spectra("lamost_lrs")
     emulator = Emulator.load()
     results = {}

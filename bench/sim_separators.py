@@ -30,7 +30,7 @@ import matplotlib
 import numpy as np
 from astropy.stats import biweight_scale
 from scipy.ndimage import uniform_filter1d
-from sim_common import RESULTS, align, dr10_labels_for_simulation, dr10_store, have_dr10, in_train_split, machine, simulate_preprocessed
+from sim_common import RESULTS, align, in_train_split, simulate_preprocessed, start_dr10_bench, variant_arguments
 from sim_realism import observer_for
 
 from specclip_lamost.grid import MODEL_WAVELENGTH
@@ -102,17 +102,12 @@ def measure(real, sim) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--variants", nargs="+", default=["no-parts", "calibrated"])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--name", default="sim_separators")
-    parser.add_argument("--calibration", help="a calibration file to use instead of the shipped one (e.g. an earlier version)")
+    variant_arguments(parser, ["no-parts", "calibrated"], "sim_separators")
     args = parser.parse_args()
-    if not have_dr10():
+    begun = start_dr10_bench()
+    if begun is None:
         return 1
-    started = time.perf_counter()
-    load = machine()
-    store = dr10_store()
-    ids, inputs = dr10_labels_for_simulation(store)
+    started, load, store, ids, inputs = begun
     real_all = store.spectra("lamost_lrs")
     emulator = Emulator.load()
     results = {}

@@ -332,10 +332,10 @@ class Head(ABC):
         is false; None, the default, for a point estimator."""
         return None
 
-    def predict_samples(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
-        """``predict(inputs)`` and ``sample(inputs, recalibrated=False)``; a head that predicts from
-        its samples overrides this to draw them once."""
-        return self.predict(inputs), self.sample(inputs, recalibrated=False)
+    def predict_samples(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """``predict(inputs)`` and ``sample(inputs, n_samples, recalibrated)``; a head that predicts
+        from its samples overrides this to draw them once."""
+        return self.predict(inputs), self.sample(inputs, n_samples, recalibrated)
 
     @abstractmethod
     def save(self, directory: Path) -> None:

@@ -194,10 +194,10 @@ def predict_catalog(
                 values = spectra_inputs({"flux": spectra.flux, "ivar": spectra.ivar, "stats": spectra.stats}, info.input)
             if info.errors_input:
                 values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask})
-            predicted = models[name].predict(values)
+            predicted, sampled = models[name].predict_samples(values, samples, recalibrated=True) if samples else (models[name].predict(values), None)
             for label, column in predicted.items():
                 parts.setdefault(label, []).append(column)
-            for label, column in ((models[name].sample(values, samples) or {}) if samples else {}).items():
+            for label, column in (sampled or {}).items():
                 drawn.setdefault(label, []).append(column.astype(np.float32))
             if references[name] is not None:
                 encoder = encoders.get(info.encoder_stage) if info.input == "embedding" else None

@@ -70,14 +70,15 @@ def head_inputs(
 ) -> np.ndarray:
     """A head's inputs for ``rows``: the spectra inputs or the encoder's embeddings of ``modality``;
     with ``errors`` followed by its pixel errors, then by the spectra inputs of each of ``other_modalities``."""
+    arrays = store.read(modality, rows) if kind in SPECTRA_KINDS or errors else None
     if kind in SPECTRA_KINDS:
-        values = spectra_inputs(store.read(modality, rows), kind)
+        values = spectra_inputs(arrays, kind)
     elif encoder is None:
         raise ValueError("embedding inputs need an encoder")
     else:
         values = embed_rows(encoder, store, rows, progress=progress)
     if errors:
-        values = with_errors(values, store.read(modality, rows))
+        values = with_errors(values, arrays)
     parts = [values] + [spectra_inputs(store.read(other, rows)) for other in other_modalities]
     return np.concatenate(parts, axis=1).astype(np.float32)
 

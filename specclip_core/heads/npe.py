@@ -217,10 +217,12 @@ class NPEHead(Head):
         """Posterior median per label, with ``_lo``/``_hi`` (16th/84th percentiles) and ``_err`` (half of hi - lo)."""
         return summarise(self.sample(inputs))
 
-    def predict_samples(self, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """``predict`` and the flow's own samples, from one draw."""
+    def predict_samples(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``predict`` and the first ``n_samples`` samples (the flow's own, or recalibrated), from one draw."""
         drawn = self.sample(inputs, recalibrated=False)
-        return summarise(self.recalibration.apply(drawn) if self.recalibration else drawn), drawn
+        calibrated = self.recalibration.apply(drawn) if self.recalibration else drawn
+        kept = calibrated if recalibrated else drawn
+        return summarise(calibrated), {label: values[:, :n_samples] for label, values in kept.items()}
 
     def n_parameters(self) -> int:
         return sum(p.numel() for posterior in self.posteriors for p in posterior.posterior_estimator.parameters())

@@ -88,7 +88,9 @@ def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config
     return LabelledInputs(inputs, store.labels(config.labels, rows), store.ids[rows], {label: errors[column] for label, column in config.label_errors.items()})
 
 
-def save_ood_reference(config: HeadsConfig, head: Head, train: LabelledInputs, validation: LabelledInputs, train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int) -> None:
+def save_ood_reference(
+    config: HeadsConfig, head: Head, train: LabelledInputs, validation: LabelledInputs, predicted_val: dict[str, np.ndarray], train_rows: np.ndarray, store: SpectralStore, modality: str, encoder: Any | None, head_dir, seed: int
+) -> None:
     """The out-of-distribution reference predict scores spectra against (:mod:`specclip_core.heads.ood`):
     a seeded subsample of the training inputs, their reconstruction residuals where the encoder has a
     decoder, the training label ranges and, for a point head, its validation robust sigma per label."""
@@ -96,8 +98,7 @@ def save_ood_reference(config: HeadsConfig, head: Head, train: LabelledInputs, v
     chi2 = recon_chi2(encoder, store.read(modality, train_rows[rows])) if encoder is not None else None
     sigma: dict[str, float] = {}
     if not head.gives_samples and len(validation.inputs):
-        predicted = head.predict(validation.inputs)
-        sigma = {label: robust_sigma(predicted[label] - validation.labels[label]) for label in config.labels}
+        sigma = {label: robust_sigma(predicted_val[label] - validation.labels[label]) for label in config.labels}
     OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
 
 
@@ -147,7 +148,9 @@ class HeadsStage(Stage):
         seed = context.seed + config.seed_offset
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
-        save_ood_reference(config, head, parts["train"], parts["val"], rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, seed)
+        validation = parts["val"]
+        predicted_val = head.predict(validation.inputs)
+        save_ood_reference(config, head, parts["train"], validation, predicted_val, rows[split == "train"], store, modality, encoder, context.out_dir / HEAD, seed)
         encoder_stage = encoder_path.parent.parent.name if encoder_path else None
         test = parts["test"]
         predicted, raw = head.predict_samples(test.inputs)
@@ -163,8 +166,6 @@ class HeadsStage(Stage):
         for label in config.labels:
             plot_one_to_one(test.labels[label], predicted[label], context.out_dir / f"one_to_one_{label}.png", label, config.units.get(label, ""), title, config.names.get(label, ""))
         n_params = head.n_parameters() if hasattr(head, "n_parameters") else None
-        validation = parts["val"]
-        predicted_val = head.predict(validation.inputs)
         validation_metrics = {label: regression_metrics(validation.labels[label], predicted_val[label]) for label in config.labels}
         return {
             "n_rows": {k: len(v) for k, v in parts.items()},

@@ -25,8 +25,10 @@ def figures(monkeypatch):
 
     monkeypatch.setattr(plots, "_save", keep)
     yield kept
+    import matplotlib.pyplot as plt
+
     for fig in kept:
-        plots.plt.close(fig)
+        plt.close(fig)
 
 
 def _shows_values(ax, axis: str) -> bool:

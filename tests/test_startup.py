@@ -35,3 +35,19 @@ def test_help_lists_the_plugins_commands(toy_site):
     done = subprocess.run([sys.executable, "-m", "specclip_core.cli", "data", "--help"], capture_output=True, text=True, env=_without(str(toy_site)))
     assert done.returncode == 0, done.stderr
     assert "simulate" in done.stdout, "specclip-sim adds 'data simulate' through specclip_add_commands"
+
+
+PREDICT_PROBE = """
+import sys
+import specclip_core.predict
+from specclip_core.components import get_registry
+get_registry()
+print(",".join(m for m in ("matplotlib", "sklearn", "scipy.stats", "scipy.signal") if m in sys.modules))
+"""
+
+
+def test_predict_and_every_plugins_components_load_without_plotting_or_fitting_libraries(toy_site):
+    # each takes 0.8-2 s to import, a predict of a few thousand spectra about as long: they load on first use
+    done = subprocess.run([sys.executable, "-c", PREDICT_PROBE], capture_output=True, text=True, env=_without(str(toy_site)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"imported by predict or a plugin's registration: {done.stdout.strip()}"

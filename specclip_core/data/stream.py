@@ -30,6 +30,7 @@ from specclip_core.components import get_reader, readers_for
 from specclip_core.data.inputs import verify
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.interfaces import Modality, Reader, Spectra
+from specclip_core.threads import threads_beside
 from specclip_core.util import progress_bar
 
 DEFAULT_CHUNK = 4096
@@ -128,7 +129,8 @@ class SpectraStream:
         global _FORKED
         _FORKED, waiting = self, []
         try:
-            with multiprocessing.get_context("fork").Pool(min(self.workers, len(self.files)), initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
+            workers = min(self.workers, len(self.files))
+            with threads_beside(workers), multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
                 for done in pool.imap(_read_files, self._file_groups()):
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
@@ -181,20 +183,21 @@ class SpectraStream:
             process.start()
         _FORKED, yielded = None, False
         try:
-            for block in itertools.count():
-                kind, *content = queues[block % self.workers].get()
-                if kind == "done":
-                    self.n_files_read += 1
-                    break
-                if kind == "error":
-                    self._reject(0, *content, yielded)
-                    break
-                batches, problems, n_read = content
-                self.problems += problems
-                self.n_read += n_read
-                for batch in batches:
-                    yielded = True
-                    yield batch
+            with threads_beside(self.workers):
+                for block in itertools.count():
+                    kind, *content = queues[block % self.workers].get()
+                    if kind == "done":
+                        self.n_files_read += 1
+                        break
+                    if kind == "error":
+                        self._reject(0, *content, yielded)
+                        break
+                    batches, problems, n_read = content
+                    self.problems += problems
+                    self.n_read += n_read
+                    for batch in batches:
+                        yielded = True
+                        yield batch
         finally:
             for process in processes:
                 process.kill()

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri
 
 LEVELS = (0.68, 0.95)
 LEVEL_CLIP = 1e-12
@@ -82,7 +82,7 @@ def _tails(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     """Per row of sorted samples: the Gaussian's mean and sd, and its CDF below the lowest sample
     and above the highest (the mass the tails rescale)."""
     mean, sd = ordered.mean(axis=1), np.maximum(ordered.std(axis=1), 1e-12)
-    return mean, sd, norm.cdf((ordered[:, 0] - mean) / sd), norm.cdf((mean - ordered[:, -1]) / sd)
+    return mean, sd, ndtr((ordered[:, 0] - mean) / sd), ndtr((mean - ordered[:, -1]) / sd)
 
 
 def pit(truth: np.ndarray, samples: np.ndarray) -> np.ndarray:
@@ -98,8 +98,8 @@ def pit(truth: np.ndarray, samples: np.ndarray) -> np.ndarray:
     mean, sd, below, above = _tails(ordered)
     edge = 0.5 / s
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(rank == 0, edge * norm.cdf((truth - mean) / sd) / np.maximum(below, 1e-300), out)
-        out = np.where(rank == s, 1 - edge * norm.cdf((mean - truth) / sd) / np.maximum(above, 1e-300), out)
+        out = np.where(rank == 0, edge * ndtr((truth - mean) / sd) / np.maximum(below, 1e-300), out)
+        out = np.where(rank == s, 1 - edge * ndtr((mean - truth) / sd) / np.maximum(above, 1e-300), out)
     return np.where(np.isfinite(truth), np.clip(out, 0, 1), np.nan)
 
 
@@ -116,8 +116,8 @@ def quantiles(samples: np.ndarray, levels: np.ndarray) -> np.ndarray:
     mean, sd, low_mass, high_mass = (v[:, None] for v in _tails(ordered))
     tail = np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP) * s / 0.5
     upper = (1 - np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP)) * s / 0.5
-    out = np.where(position < 0, mean + sd * norm.ppf(np.clip(tail * low_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
-    return np.where(position > s - 1, mean - sd * norm.ppf(np.clip(upper * high_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
+    out = np.where(position < 0, mean + sd * ndtri(np.clip(tail * low_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
+    return np.where(position > s - 1, mean - sd * ndtri(np.clip(upper * high_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
 
 
 def summarise(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

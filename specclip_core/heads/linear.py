@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.linear_model import Ridge
-from sklearn.preprocessing import StandardScaler
 
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs
 from specclip_core.train.checkpoint import load_tensors, save_tensors
@@ -32,6 +30,9 @@ class RidgeHead(Head):
         self.alpha: dict[str, float] = {}
 
     def fit(self, train: LabelledInputs, validation: LabelledInputs, run_dir: Path, **settings: Any) -> dict[str, Any]:
+        from sklearn.linear_model import Ridge
+        from sklearn.preprocessing import StandardScaler
+
         self.labels = list(train.labels)
         self.scaler = StandardScaler().fit(train.inputs)
         x_train, x_val = self.scaler.transform(train.inputs), self.scaler.transform(validation.inputs)
@@ -64,6 +65,8 @@ class RidgeHead(Head):
 
     @classmethod
     def load(cls, directory: Path) -> RidgeHead:
+        from sklearn.preprocessing import StandardScaler
+
         directory = Path(directory)
         layout = HeadLayout.read(directory)
         described = layout.settings

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from astropy.stats import biweight_location, biweight_scale, sigma_clipped_stats
-from sklearn.metrics import r2_score
 
 
 def robust_sigma(residuals: np.ndarray) -> float:
@@ -16,6 +15,8 @@ def robust_sigma(residuals: np.ndarray) -> float:
 
 def regression_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     """n, robust_sigma, bias (biweight location), r2, clipped_std (3-sigma clipped) over rows where both are finite."""
+    from sklearn.metrics import r2_score  # on first use: scikit-learn takes seconds to import
+
     truth, predicted = np.asarray(truth, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     keep = np.isfinite(truth) & np.isfinite(predicted)
     truth, predicted = truth[keep], predicted[keep]

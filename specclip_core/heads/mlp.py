@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.stats import norm
+from scipy.special import ndtr, ndtri
 from torch import nn
 
 from specclip_core.data.dataset import ArrayDataset
@@ -202,7 +202,7 @@ class MLPHead(Head):
                 summary[tag] = {"n_train": int(keep_train.sum()), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
         if self.gaussian:
             gaussians = self._gaussians(validation.inputs)
-            pits = {label: norm.cdf((validation.labels[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
+            pits = {label: ndtr((validation.labels[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
             self.recalibration = Recalibration.fit(validation.labels, pits)
         return summary
 
@@ -239,7 +239,7 @@ class MLPHead(Head):
         out = {}
         for label, (mean, sigma) in self._gaussians(inputs).items():
             read = self.recalibration.level(label, levels) if recalibrated and self.recalibration else levels
-            out[label] = mean[:, None] + sigma[:, None] * norm.ppf(np.clip(read, PIT_CLIP, 1 - PIT_CLIP))[None, :]
+            out[label] = mean[:, None] + sigma[:, None] * ndtri(np.clip(read, PIT_CLIP, 1 - PIT_CLIP))[None, :]
         return out
 
     def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:

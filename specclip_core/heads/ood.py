@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from pydantic import Field
 from safetensors.numpy import load, save
-from scipy.stats import norm
+from scipy.special import ndtr
 
 from specclip_core.errors import SpecCLIPError
 from specclip_core.spec import SpecModel
@@ -148,7 +148,7 @@ class OODReference:
                 sigma = predicted.get(f"{label}_err", self.label_sigma.get(label))
                 if sigma is not None:
                     sigma = np.maximum(np.asarray(sigma, dtype=np.float64), 1e-12)
-                    outside = norm.cdf((predicted[label] - high) / sigma) + norm.cdf((low - predicted[label]) / sigma)
+                    outside = ndtr((predicted[label] - high) / sigma) + ndtr((low - predicted[label]) / sigma)
                     inside, scored = inside * (1 - np.clip(np.nan_to_num(outside), 0, 1)), True
         if scored:
             out["ood_range_p"] = 1 - inside

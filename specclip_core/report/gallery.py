@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from specclip_core.components import get_modality
-from specclip_core.report.plots import _save, _wrapped, axis_label, plt
+from specclip_core.report.plots import _save, _wrapped, axis_label, subplots
 
 STYLES = {"recon": ("C0", "--", "reconstruction"), "cross": ("C3", "-", "translated from {source}")}
 
@@ -41,7 +41,7 @@ def gallery_panels(alignment: Any, best: list[dict[str, Any]]) -> list[dict[str,
 def plot_gallery(panels: list[dict[str, Any]], out_png: str | Path, title: str = "") -> Path:
     """One row per star (strangest first), one column per modality."""
     modalities = sorted({m for panel in panels for m in panel["views"]})
-    fig, axes = plt.subplots(len(panels), len(modalities), figsize=(5.5 * len(modalities), 1.9 * len(panels) + 0.6), dpi=90, squeeze=False, layout="constrained")
+    fig, axes = subplots(len(panels), len(modalities), figsize=(5.5 * len(modalities), 1.9 * len(panels) + 0.6), dpi=90, squeeze=False, layout="constrained")
     for row, panel in enumerate(panels):
         for column, modality in enumerate(modalities):
             ax = axes[row, column]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specclip_core.report.plots import _save, _wrapped, axis_label, plt
+from specclip_core.report.plots import _save, _wrapped, axis_label, subplots
 
 Spectrum = tuple[np.ndarray, np.ndarray, bool]
 """Wavelength, flux and whether the spectrum is simulated (labelled so in the plot)."""
@@ -28,10 +28,12 @@ class NeighbourPanel:
 def plot_neighbours(panels: list[NeighbourPanel], out_png: str | Path, offset: float = 0.5) -> Path:
     """One row per query: its spectrum (left; the same star in the neighbours' modality too, when the
     search was cross-modal) and its neighbours' spectra stacked with ``offset`` (right, in-modal: on the query)."""
+    import matplotlib
+
     cross = any(p.query_modality != p.modality for p in panels)
     columns = 2 if cross else 1
-    fig, axes = plt.subplots(len(panels), columns, figsize=(6 * columns, 3.2 * len(panels)), squeeze=False, constrained_layout=True)
-    colours = plt.get_cmap("viridis")
+    fig, axes = subplots(len(panels), columns, figsize=(6 * columns, 3.2 * len(panels)), squeeze=False, constrained_layout=True)
+    colours = matplotlib.colormaps["viridis"]
     for row, panel in enumerate(panels):
         left, right = axes[row][0], axes[row][-1]
         if panel.spectrum is not None:

@@ -10,13 +10,20 @@ import csv
 import textwrap
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 NO_UNIT = "unit not given"
+
+
+def subplots(*args, **options):
+    """``matplotlib.pyplot.subplots`` on the Agg backend; matplotlib is imported on the first plot,
+    which keeps commands that draw none (predict, embed, search) from paying for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **options)
 
 
 def axis_label(quantity: str, unit: str = "") -> str:
@@ -31,6 +38,8 @@ def _wrapped(text: str, width_inches: float, fontsize: float) -> str:
 
 def _save(fig, out_png: str | Path) -> Path:
     fig.savefig(out_png)
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
     return Path(out_png)
 
@@ -40,7 +49,7 @@ def plot_training_curves(metrics_csv: str | Path, out_png: str | Path, title: st
     with open(metrics_csv) as handle:
         rows = list(csv.DictReader(handle))
     epochs = [int(r["epoch"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120, layout="constrained")
+    fig, ax = subplots(figsize=(5, 3.5), dpi=120, layout="constrained")
     ax.plot(epochs, [float(r["train_loss"]) for r in rows], "o-", label="train")
     val = [float(r["val_loss"]) for r in rows]
     if any(v == v for v in val):
@@ -96,7 +105,7 @@ def plot_one_to_one(truth, predicted, out_png: str | Path, label: str, unit: str
     residual = predicted - truth
     metrics = regression_metrics(truth, predicted)
     sigma = metrics["robust_sigma"]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.0, 6.0), dpi=120, sharex=True, gridspec_kw={"height_ratios": [3, 1]}, layout="constrained")
+    fig, (top, bottom) = subplots(2, 1, figsize=(5.0, 6.0), dpi=120, sharex=True, gridspec_kw={"height_ratios": [3, 1]}, layout="constrained")
     lo, hi = _limits(np.concatenate([truth, predicted]))
     largest = float(np.abs(residual).max(initial=0.0))
     half = 5 * sigma if sigma == sigma and 8 * sigma < largest else 1.05 * largest or 1.0
@@ -120,7 +129,7 @@ def plot_translations(panels: list[dict], out_png: str | Path, title: str = "") 
     Each panel dict has ``wavelength`` (Angstrom), ``truth`` (None: no observed spectrum), ``predicted``
     (preprocessed, normalised flux), ``mask``, ``label`` (a title).
     """
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.1 * len(panels) + 0.5), dpi=110, squeeze=False, layout="constrained")
+    fig, axes = subplots(len(panels), 1, figsize=(8, 2.1 * len(panels) + 0.5), dpi=110, squeeze=False, layout="constrained")
     for ax, panel in zip(axes[:, 0], panels):
         if panel["truth"] is not None:
             good = ~np.asarray(panel["mask"], bool)
@@ -142,7 +151,7 @@ def plot_sbc_ranks(ranks, n_samples: int, out_png: str | Path, name: str, ks_p: 
     counts, edges = np.histogram(ranks, bins=bins, range=(0, n_samples))
     expected = len(ranks) / bins
     spread = np.sqrt(expected * (1 - 1 / bins))
-    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=120, layout="constrained")
+    fig, ax = subplots(figsize=(5.0, 3.6), dpi=120, layout="constrained")
     ax.axhspan(max(expected - 2 * spread, 0), expected + 2 * spread, color="0.85", label="uniform, $\\pm 2\\sigma$")
     ax.axhline(expected, color="0.5", lw=1)
     ax.stairs(counts, edges, fill=True, alpha=0.7, label="ranks")
@@ -159,7 +168,7 @@ def plot_coverage(coverages: dict[str, dict[str, dict[str, float]]], out_png: st
     nominal level as a line and ``bands`` (level -> (low, high)) shaded as the accepted range."""
     heads = list(coverages)
     labels = list(dict.fromkeys(label for per_label in coverages.values() for label in per_label))
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), dpi=120, layout="constrained", sharey=False)
+    fig, axes = subplots(1, 2, figsize=(9.0, 3.4), dpi=120, layout="constrained", sharey=False)
     width = 0.8 / max(len(heads), 1)
     for ax, level in zip(axes, (68, 95)):
         if bands and level in bands:

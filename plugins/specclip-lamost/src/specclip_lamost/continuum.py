@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.polynomial import polynomial as P
-from scipy.signal import medfilt2d, savgol_filter
 
 MEDIAN_WIDTH = 7
 """Pixels of the median filter (paper)."""
@@ -139,6 +138,8 @@ def raw_continuum(
     wavelength: np.ndarray, flux: np.ndarray, usable: np.ndarray | None = None, blue_range: tuple[float, float] = BLUE_RANGE
 ) -> np.ndarray:
     """Steps 1-5 without the final replacement: may be <= 0 where a fit fails (see :func:`fit_continuum`)."""
+    from scipy.signal import medfilt2d, savgol_filter  # here: scipy.signal takes a second to import, and every command loads this plugin
+
     wavelength = np.asarray(wavelength, dtype=np.float64)
     flux = np.atleast_2d(np.asarray(flux, dtype=np.float64))
     if usable is None:

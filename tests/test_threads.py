@@ -70,3 +70,20 @@ def test_a_resumed_run_uses_the_threads_it_started_with(tmp_path, monkeypatch):
     assert runner._threads_for(spec, tmp_path, resume=False) is None, "a new run chooses again"
     monkeypatch.setenv(threads.ENV, "2")
     assert runner._threads_for(spec, tmp_path, resume=True) is None, "SPECCLIP_THREADS wins"
+
+
+def test_beside_reader_processes_the_parent_computes_with_fewer_threads_and_gets_them_back(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "_applied", None)
+    before = torch.get_num_threads()
+    try:
+        threads.use_threads(3)
+        with threads.threads_beside(2) as inside:
+            assert inside == torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 3
+        with threads.threads_beside(8):
+            assert torch.get_num_threads() == 1, "never fewer than one"
+    finally:
+        threads.use_threads(before)

@@ -176,6 +176,7 @@ def predict_catalog(
     references = {name: OODReference.load(run.head(name)) for name in chosen}
     if samples and not any(getattr(models[name], "gives_samples", False) for name in chosen):
         raise SpecCLIPError(f"--samples: the heads {sorted(chosen)} give point estimates only, no posterior samples (an npe head, or an mlp head with uncertainty: gaussian, gives them)")
+    scored = {info.encoder_stage for name, info in chosen.items() if info.input == "embedding" and references[name] is not None}
     drawn: dict[str, list[np.ndarray]] = {}
     inputs = PredictInputs(paths, modality, chunk, progress, workers or available_cpus())
     parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
@@ -185,10 +186,11 @@ def predict_catalog(
         parts["source"].append(sources)
         files.append(rows_files)
         embedded: dict[str, np.ndarray] = {}
+        rebuilt: dict[str, np.ndarray | None] = {}
         for name, info in chosen.items():
             if info.input == "embedding":
                 if info.encoder_stage not in embedded:
-                    embedded[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra)
+                    embedded[info.encoder_stage], rebuilt[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra, info.encoder_stage in scored)
                 values = embedded[info.encoder_stage]
             else:
                 values = spectra_inputs({"flux": spectra.flux, "ivar": spectra.ivar, "stats": spectra.stats}, info.input)
@@ -200,8 +202,8 @@ def predict_catalog(
             for label, column in (sampled or {}).items():
                 drawn.setdefault(label, []).append(column.astype(np.float32))
             if references[name] is not None:
-                encoder = encoders.get(info.encoder_stage) if info.input == "embedding" else None
-                flagged = references[name].columns(values, predicted, recon_chi2(encoder, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask, "stats": spectra.stats}))
+                chi2 = recon_chi2(rebuilt.get(info.encoder_stage) if info.input == "embedding" else None, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask})
+                flagged = references[name].columns(values, predicted, chi2)
                 for column_name, column in flagged.items():
                     parts.setdefault(_ood_name(column_name, name, len(chosen)), []).append(column)
     rejected = inputs.rejected
@@ -280,7 +282,12 @@ def _ood_name(column: str, stage: str, n_stages: int) -> str:
     return f"{column}_{stage}" if n_stages > 1 and column in OOD_COLUMNS else column
 
 
-def _embed(encoder: Any, spectra: Spectra) -> np.ndarray:
+def _embed(encoder: Any, spectra: Spectra, reconstruct: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The spectra's embeddings and, with ``reconstruct`` where the encoder has a decoder, their
+    reconstructed flux (for ``ood_recon_chi2``) from the same pass of the encoder."""
     from specclip_core.train.distributed import resolve_device
 
-    return encoder.embed(spectra.flux, spectra.stats, device=resolve_device("auto"))
+    device = resolve_device("auto")
+    if reconstruct and getattr(encoder, "can_reconstruct", False):
+        return encoder.embed_and_reconstruct(spectra.flux, spectra.stats, device=device)
+    return encoder.embed(spectra.flux, spectra.stats, device=device), None

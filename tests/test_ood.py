@@ -89,10 +89,14 @@ def test_reconstruction_chi2_of_an_autoencoder_is_the_anomaly_scores_chi2():
     np.testing.assert_allclose(encoder.tokenizer.flux_of(tokens, torch.as_tensor(spectra.stats)).numpy(), spectra.flux, rtol=1e-4, atol=1e-4)
     rebuilt = encoder.reconstruct(spectra.flux, spectra.stats)
     expected = chi_square(torch.as_tensor(spectra.flux), torch.as_tensor(rebuilt), torch.as_tensor(spectra.ivar), torch.as_tensor(spectra.mask))
-    np.testing.assert_allclose(recon_chi2(encoder, arrays), expected, rtol=1e-6)
-    assert (recon_chi2(encoder, arrays) > 0).all()
+    np.testing.assert_allclose(recon_chi2(rebuilt, arrays), expected, rtol=1e-6)
+    assert (recon_chi2(rebuilt, arrays) > 0).all()
+    embedded, again = encoder.embed_and_reconstruct(spectra.flux, spectra.stats, batch_size=5)
+    np.testing.assert_allclose(embedded, encoder.embed(spectra.flux, spectra.stats), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again, rebuilt, rtol=1e-5, atol=1e-6)
     transformer = ModalityEncoder("toy", None, {"name": "masked_transformer", "size": "small"})
-    assert recon_chi2(transformer, arrays) is None and recon_chi2(None, arrays) is None
+    assert not transformer.can_reconstruct and transformer.reconstruct(spectra.flux, spectra.stats) is None
+    assert transformer.embed_and_reconstruct(spectra.flux, spectra.stats)[1] is None and recon_chi2(None, arrays) is None
 
 
 def test_predict_writes_the_reconstruction_residual_of_an_autoencoder_run(tmp_path):

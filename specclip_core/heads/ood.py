@@ -62,12 +62,11 @@ class OODSettings(SpecModel):
     components: int = Field(32, ge=1, description="principal components of the standardised inputs the distance is measured in")
 
 
-def recon_chi2(encoder: Any | None, arrays: Mapping[str, np.ndarray], device: str = "cpu") -> np.ndarray | None:
-    """Reduced chi-square over good pixels of each spectrum (``flux``, ``ivar``, ``mask``, ``stats``)
-    against its reconstruction by ``encoder``'s decoder; None without an encoder that has one."""
+def recon_chi2(rebuilt: np.ndarray | None, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Reduced chi-square over good pixels of each spectrum (``flux``, ``ivar``, ``mask``) against
+    ``rebuilt``, its reconstruction by an encoder's decoder (None: no decoder, no score)."""
     from specclip_core.anomaly.scores import chi_square
 
-    rebuilt = None if encoder is None or not hasattr(encoder, "reconstruct") else encoder.reconstruct(arrays["flux"], arrays["stats"], device=device)
     if rebuilt is None:
         return None
     tensors = [torch.as_tensor(np.asarray(arrays[name])) for name in ("flux", "ivar", "mask")]

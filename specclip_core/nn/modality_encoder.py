@@ -95,14 +95,28 @@ class ModalityEncoder(nn.Module, Embedder):
     def reconstruct(self, flux: np.ndarray, stats: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu") -> np.ndarray | None:
         """The flux ``[N, L]`` the encoder's decoder rebuilds from each spectrum's embedding; None
         unless the encoder has a decoder (the MLP autoencoder) and the tokenizer gives the flux back."""
-        if not hasattr(self.encoder, "decoder") or not hasattr(self.tokenizer, "flux_of"):
-            return None
+        return self.embed_and_reconstruct(flux, stats, batch_size, device)[1] if self.can_reconstruct else None
+
+    @property
+    def can_reconstruct(self) -> bool:
+        """Whether the encoder has a decoder (the MLP autoencoder) and the tokenizer gives the flux back."""
+        return hasattr(self.encoder, "decoder") and hasattr(self.tokenizer, "flux_of")
+
+    @torch.no_grad()
+    def embed_and_reconstruct(self, flux: np.ndarray, stats: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray | None]:
+        """Pooled embeddings and (where :attr:`can_reconstruct`, else None) the reconstructed flux,
+        from one pass of the encoder over each batch."""
+        if not self.can_reconstruct:
+            return self.embed(flux, stats, batch_size, device), None
         was_training = self.training
         self.eval().to(device)
-        out = []
+        embedded, rebuilt = [], []
         for start in range(0, len(flux), batch_size):
             part_stats = torch.as_tensor(stats[start : start + batch_size], device=device)
-            inputs = {"flux": torch.as_tensor(flux[start : start + batch_size], device=device), "stats": part_stats}
-            out.append(self.tokenizer.flux_of(self.encoder.reconstruct(self(inputs)), part_stats).cpu().numpy())
+            result = self({"flux": torch.as_tensor(flux[start : start + batch_size], device=device), "stats": part_stats})
+            embedded.append(result.pooled.float().cpu().numpy())
+            rebuilt.append(self.tokenizer.flux_of(self.encoder.reconstruct(result), part_stats).cpu().numpy())
         self.train(was_training)
-        return np.concatenate(out) if out else np.zeros((0, flux.shape[1]), dtype=np.float32)
+        if not embedded:
+            return np.zeros((0, self.embed_dim), dtype=np.float32), np.zeros((0, flux.shape[1]), dtype=np.float32)
+        return np.concatenate(embedded), np.concatenate(rebuilt)

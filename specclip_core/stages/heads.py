@@ -95,7 +95,8 @@ def save_ood_reference(
     a seeded subsample of the training inputs, their reconstruction residuals where the encoder has a
     decoder, the training label ranges and, for a point head, its validation robust sigma per label."""
     rows = reference_rows(len(train.inputs), config.ood, seed)
-    chi2 = recon_chi2(encoder, store.read(modality, train_rows[rows])) if encoder is not None else None
+    reference = store.read(modality, train_rows[rows]) if getattr(encoder, "can_reconstruct", False) else None
+    chi2 = recon_chi2(encoder.reconstruct(reference["flux"], reference["stats"]), reference) if reference is not None else None
     sigma: dict[str, float] = {}
     if not head.gives_samples and len(validation.inputs):
         sigma = {label: robust_sigma(predicted_val[label] - validation.labels[label]) for label in config.labels}

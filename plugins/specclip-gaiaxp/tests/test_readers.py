@@ -245,3 +245,16 @@ def test_gzipped_csv_is_read(tmp_path):
     assert GaiaXPSampledReader().sniff(path)
     plain = GaiaXPSampledReader().read(DATA / "XP_SAMPLED_RAW_dr3int6.csv")
     np.testing.assert_array_equal(GaiaXPSampledReader().read(path).flux, plain.flux)
+
+
+def test_an_empty_value_inside_an_array_cell_is_an_error_naming_line_and_column(tmp_path):
+    from specclip_gaiaxp.tables import read_table
+
+    from specclip_core.api import ReaderError
+
+    path = tmp_path / "table.csv"
+    path.write_text('source_id,flux\n1,"(1.0, 2.0, 3.0)"\n2,"(1.0, , 3.0)"\n')
+    with pytest.raises(ReaderError, match=r"line 3, column 'flux'.*''"):
+        read_table(path, ["flux"])
+    path.write_text('source_id,flux\n1,"(1.0, 2.0, 3.0)"\n2,"(4.0, 5.0, 6.0)"\n')
+    assert [list(row) for row in read_table(path, ["flux"])["flux"]] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]

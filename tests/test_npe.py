@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from astropy.table import Table
 
 pytest.importorskip("sbi")
@@ -116,6 +117,32 @@ def test_recalibration_repairs_overconfident_posteriors_and_keeps_sample_order()
     in_order = np.take_along_axis(repaired, np.argsort(samples, axis=1), axis=1)
     assert (np.diff(in_order, axis=1) >= -1e-12).all()  # a monotone map: no sample overtakes another
     assert recalibration.apply({"z": samples})["z"] is samples  # a label it was not fitted on is left alone
+
+
+class _GaussianPosterior:
+    """A stand-in flow: Gaussian samples around ``centre(x)`` with standard deviation ``sd``."""
+
+    def __init__(self, centre, sd):
+        self.centre, self.sd = centre, sd
+
+    def sample_batched(self, shape, x, show_progress_bars=False):
+        centre = torch.as_tensor(self.centre(x.numpy()), dtype=torch.float32)
+        return (centre[None, :, None] + self.sd * torch.randn(shape[0], len(x), 1)).float()
+
+
+def test_recalibrated_seed_choice_keeps_a_sharp_overconfident_flow():
+    """truth = x0 + x1 / 2 + N(0, 0.3): a flow centred right but 3x too narrow fails its own SBC, one
+    that ignores x1 is calibrated but twice as wide; recalibrated, the sharp one passes and is kept."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1200, 2)).astype(np.float32)
+    theta = (x[:, 0] + x[:, 1] / 2 + 0.3 * rng.normal(size=1200))[:, None]
+    sharp, broad = _GaussianPosterior(lambda v: v[:, 0] + v[:, 1] / 2, 0.1), _GaussianPosterior(lambda v: v[:, 0], float(np.hypot(0.5, 0.3)))
+    for choice, kept in (("raw", 1), ("recalibrated", 0)):
+        head = NPEHead(NPEHeadConfig(samples=300, sbc_stars=200, recalibration_stars=800, seed_choice=choice))
+        checks = [head._validate(flow, theta, torch.as_tensor(x), ["y"], 5) for flow in (sharp, broad)]
+        assert checks[1]["passed"] and checks[0]["passed"] == (choice == "recalibrated"), (choice, checks)
+        assert checks[0]["val_robust_sigma"] < 0.7 * checks[1]["val_robust_sigma"]
+        assert head._choose(checks) == kept and checks[0]["recalibrated"] == (choice == "recalibrated")
 
 
 @pytest.fixture(scope="module")

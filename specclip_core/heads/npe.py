@@ -14,6 +14,10 @@ marginals are recalibrated on validation stars
 the flow's own samples. With ``seeds`` > 1 a flow is trained per seed and the one kept
 is, as in the paper, the lowest validation robust sigma among those whose SBC on ``sbc_stars``
 validation stars passes (K-S p >= ``sbc_threshold`` for every label), or the highest p if none does.
+With ``seed_choice: recalibrated`` that SBC and robust sigma are of each flow's recalibrated
+posterior, the recalibration fitted on other validation stars than the SBC's: the posterior the head
+gives is the one judged, and a sharp flow whose own posterior is too narrow is not discarded for what
+the recalibration repairs.
 
 The flows are sbi's zuko MAF and NSF (see :data:`ESTIMATORS`). Saved as one safetensors state dict per flow plus settings in head.json; ``load`` rebuilds each flow
 with ``sbi.neural_nets.posterior_nn`` from those settings.
@@ -59,6 +63,7 @@ class NPEHeadConfig(BaseModel):
     seeds: int = Field(1, ge=1, description="flows trained per posterior (paper: 5); the best passing SBC is kept")
     sbc_stars: int = Field(200, ge=10, description="held-out stars for SBC: validation ones to choose a seed, test ones in the stage")
     sbc_threshold: float = Field(0.05, gt=0, lt=1, description="K-S p-value an SBC must reach for every label to pass")
+    seed_choice: Literal["raw", "recalibrated"] = Field("raw", description="the posterior whose validation SBC and robust sigma choose among seeds: the flow's own (raw), or recalibrated on other validation stars (at most recalibration_stars; the SBC stars at most half of them)")
     prior_margin: float = Field(1.0, ge=0, description="the prior box: the training labels' range widened by this many standard deviations")
     sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
     recalibrate: bool = Field(True, description="recalibrate the chosen posterior's marginals on validation stars (quantile recalibration)")
@@ -171,13 +176,23 @@ class NPEHead(Head):
         return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels})
 
     def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:
-        """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows."""
-        rows = np.sort(np.random.default_rng(seed).permutation(len(theta))[: self.config.sbc_stars])
-        samples = self._draw(posterior, x[torch.as_tensor(rows, dtype=torch.long)])
+        """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows;
+        with ``seed_choice: recalibrated``, of its posterior recalibrated on other validation rows."""
+        order = np.random.default_rng(seed).permutation(len(theta))
+        recalibrated = self.config.seed_choice == "recalibrated"
+        n_sbc = min(self.config.sbc_stars, len(theta) // 2) if recalibrated else self.config.sbc_stars
+        rows = np.sort(order[:n_sbc])
+        fitting = np.sort(order[n_sbc : n_sbc + self.config.recalibration_stars]) if recalibrated else np.zeros(0, np.int64)
+        drawn = self._draw(posterior, x[torch.as_tensor(np.concatenate([rows, fitting]), dtype=torch.long)])
+        samples = drawn[: len(rows)]
+        if recalibrated:
+            truth = {label: theta[fitting, i] for i, label in enumerate(group)}
+            mapped = Recalibration.fit(truth, {label: pit(truth[label], drawn[len(rows) :, :, i]) for i, label in enumerate(group)}).apply({label: samples[:, :, i] for i, label in enumerate(group)})
+            samples = np.stack([mapped[label] for label in group], axis=2)
         pvalues = {label: calibration(theta[rows, i], samples[:, :, i], len(rows), seed)[0]["sbc_ks_p"] for i, label in enumerate(group)}
         median = np.median(samples, axis=1)
         sigma = float(np.mean([robust_sigma(median[:, i] - theta[rows, i]) for i in range(len(group))])) if len(rows) else float("nan")
-        return {"seed": seed, "sbc_ks_p": pvalues, "val_robust_sigma": sigma, "passed": bool(len(rows)) and min(pvalues.values()) >= self.config.sbc_threshold}
+        return {"seed": seed, "recalibrated": recalibrated, "sbc_ks_p": pvalues, "val_robust_sigma": sigma, "passed": bool(len(rows)) and min(pvalues.values()) >= self.config.sbc_threshold}
 
     @staticmethod
     def _choose(checks: list[dict[str, Any]]) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from specclip_core.errors import SpecCLIPError
@@ -105,15 +105,23 @@ def use_threads(requested: int | None = None) -> int:
 
 
 @contextmanager
-def threads_beside(workers: int) -> Iterator[int]:
-    """Compute with this process's threads less ``workers`` (at least 1) while that many
-    single-threaded worker processes run beside it, and with as many as before afterwards. On 2 cores,
-    2 torch threads beside 2 busy readers stall at every parallel operation for a scheduler slice
-    (an element-wise operation on 512 x 343 values: 16 ms instead of 0.26 ms)."""
+def threads_beside(workers: int) -> Iterator[Callable[[int], int]]:
+    """Share the CPUs with ``workers`` single-threaded worker processes: yields ``beside(busy)``,
+    which sets this process's threads to as many as before less the ``busy`` workers (at most
+    ``workers``; at least 1 thread) and returns the number; it starts with every worker busy, and
+    afterwards the threads are as before. Call it with the workers busy now: a worker that waits for
+    this process to take its work leaves its CPU free (sampling-heavy heads keep their readers
+    waiting). On 2 cores, 2 torch threads beside 2 busy readers stall at every parallel operation
+    for a scheduler slice (an element-wise operation on 512 x 343 values: 16 ms instead of 0.26 ms)."""
     import torch
 
     before = torch.get_num_threads()
+
+    def beside(busy: int) -> int:
+        return use_threads(max(1, before - min(max(busy, 0), workers)))
+
     try:
-        yield use_threads(max(1, before - workers))
+        beside(workers)
+        yield beside
     finally:
         use_threads(before)

@@ -127,3 +127,41 @@ def test_worker_processes_give_the_rows_and_reports_of_one_process(tmp_path, mon
     assert one[2] == two[2] and len(one[2]) == 12 and "bad-1.toy.csv" not in one[2]
     assert one[3] == two[3] and {Path(p[0]).name for p in one[3]} == {"bad-1.toy.csv", "empty.toy.csv"}
     assert one[4] == two[4]
+
+
+def test_workers_read_a_few_groups_ahead_and_leave_their_cpus_to_a_slow_consumer(tmp_path, monkeypatch):
+    import time
+
+    import torch
+    from specclip_core import threads
+    from specclip_core.components import get_modality
+    from specclip_core.data.stream import READ_AHEAD, SpectraStream
+    from specclip_toy import ToyReader
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "_applied", None)
+    _files(tmp_path / "files", n=12)
+    log, read = tmp_path / "read.log", ToyReader.read
+
+    def logged(self, path):
+        with open(log, "a") as handle:
+            handle.write(f"{path.name}\n")
+        return read(self, path)
+
+    monkeypatch.setattr(ToyReader, "read", logged)
+    before = torch.get_num_threads()
+    try:
+        threads.use_threads(3)
+        batches = iter(SpectraStream([tmp_path / "files"], get_modality("toy"), chunk=1, progress=False, workers=2))
+        next(batches)
+        ahead = 1 + READ_AHEAD * 2  # the group taken, those read ahead, and one given for the one taken
+        deadline = time.monotonic() + 30
+        while (not log.exists() or len(log.read_text().split()) < ahead) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert len(log.read_text().split()) == ahead, "the workers wait for the consumer instead of reading every file"
+        next(batches)
+        assert torch.get_num_threads() == 3, "waiting workers leave their CPUs to the consumer"
+        assert len(list(batches)) == 10 and torch.get_num_threads() == 3
+    finally:
+        threads.use_threads(before)

@@ -80,8 +80,11 @@ def test_beside_reader_processes_the_parent_computes_with_fewer_threads_and_gets
     before = torch.get_num_threads()
     try:
         threads.use_threads(3)
-        with threads.threads_beside(2) as inside:
-            assert inside == torch.get_num_threads() == 1
+        with threads.threads_beside(2) as beside:
+            assert torch.get_num_threads() == 1, "it starts with every worker busy"
+            assert beside(1) == torch.get_num_threads() == 2
+            assert beside(0) == torch.get_num_threads() == 3, "workers waiting for the parent leave their CPUs"
+            assert beside(5) == 1, "at most the workers it was given"
         assert torch.get_num_threads() == 3
         with threads.threads_beside(8):
             assert torch.get_num_threads() == 1, "never fewer than one"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,22 +126,29 @@ class SpectraStream:
                 yield from self._preprocess(waiting)
 
     def _files_in_workers(self) -> Iterator[Batch]:
-        """Groups of files read by forked workers (:func:`_read_files`), gathered in order into batches."""
+        """Groups of files read by forked workers (:func:`_read_files`), gathered in order into
+        batches; at most :data:`READ_AHEAD` groups per worker are read beyond those taken."""
         global _FORKED
         _FORKED, waiting = self, []
         try:
             workers = min(self.workers, len(self.files))
-            with threads_beside(workers), multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
-                for done in pool.imap(_read_files, self._file_groups()):
+            groups = iter(self._file_groups())
+            with threads_beside(workers) as beside, multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
+                pending = deque(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, READ_AHEAD * workers))
+                while pending:
+                    done = pending.popleft().get()
+                    busy = sum(not task.ready() for task in pending)
+                    pending.extend(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, 1))
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
                     self.n_read += done.n_read
                     self.n_files_read += done.n_files_read
                     waiting += done.batches
+                    bar.update(done.n_files)
                     if sum(len(batch.files) for batch in waiting) >= self.chunk:
+                        beside(busy)
                         yield _joined(waiting)
                         waiting = []
-                    bar.update(done.n_files)
         finally:
             _FORKED = None
         if waiting:
@@ -177,15 +185,16 @@ class SpectraStream:
         """The one file read by every worker together (:func:`_read_share`), its blocks taken in turn."""
         global _FORKED
         _FORKED, context = self, multiprocessing.get_context("fork")
-        queues = [context.Queue(maxsize=2) for _ in range(self.workers)]
+        queues = [context.Queue(maxsize=READ_AHEAD) for _ in range(self.workers)]
         processes = [context.Process(target=_read_share, args=(reader, k, self.workers, queue), daemon=True) for k, queue in enumerate(queues)]
         for process in processes:
             process.start()
         _FORKED, yielded = None, False
         try:
-            with threads_beside(self.workers):
+            with threads_beside(self.workers) as beside:
                 for block in itertools.count():
                     kind, *content = queues[block % self.workers].get()
+                    beside(sum(not queue.full() for k, queue in enumerate(queues) if k != block % self.workers))
                     if kind == "done":
                         self.n_files_read += 1
                         break
@@ -249,6 +258,10 @@ class SpectraStream:
 GROUP_FILES = 64
 GROUP_BYTES = 32 << 20
 """Files a worker reads and preprocesses together: at most this many, or about this many bytes."""
+
+READ_AHEAD = 2
+"""Groups of files (or blocks of one file's rows) a worker may have read beyond those the parent has
+taken; then it waits, its CPU free for the parent (see :func:`~specclip_core.threads.threads_beside`)."""
 
 SHARE_ROWS = 1024
 """Rows per block when workers read one file together: small enough to keep both cores busy."""

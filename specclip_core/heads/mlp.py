@@ -24,10 +24,6 @@ members' equal mixture (its mean and variance; ``sample`` draws from the Gaussia
 ``label_errors`` columns) is added in quadrature to the predicted variance in the likelihood, so the
 network's sigma models the scatter of the spectra beyond the labels' own measurement noise; a star
 without an error counts with none.
-``recalibration_folds`` (``gaussian`` only) K >= 2: the recalibration is also fitted on the training
-stars, out of fold: each group's networks are trained K more times (same seeds), each without one
-fold of the training rows, and each held-out star's PIT under the networks that did not see it joins
-the validation ones (for a survey sample whose validation split is a few hundred stars).
 """
 
 from __future__ import annotations
@@ -64,14 +60,11 @@ class MLPHeadConfig(BaseModel):
     samples: int = Field(1000, ge=10, description="Gaussian quantiles per star that sample() gives (gaussian only)")
     members: int = Field(1, ge=1, description="networks per label group, member i from seed + 1000 i; predictions are their mean (mixture for gaussian)")
     label_errors: bool = Field(False, description="gaussian only: add each training star's label error (the heads stage's label_errors) to the predicted variance")
-    recalibration_folds: int = Field(0, ge=0, description="gaussian only; 0: recalibrate on validation stars only; K >= 2: also on every training star, out of fold (K more trainings, each without one fold)")
 
     @model_validator(mode="after")
     def _label_errors_need_gaussian(self) -> MLPHeadConfig:
         if self.label_errors and self.uncertainty != "gaussian":
             raise ValueError("label_errors needs uncertainty: gaussian (the errors enter the Gaussian likelihood)")
-        if self.recalibration_folds and self.uncertainty != "gaussian":
-            raise ValueError("recalibration_folds needs uncertainty: gaussian (only Gaussians are recalibrated)")
         return self
 
 
@@ -182,56 +175,35 @@ class MLPHead(Head):
         x_train = (train.inputs - self.input_mean) / self.input_std
         x_val = (validation.inputs - self.input_mean) / self.input_std
         summary: dict[str, Any] = {}
-        out_of_fold: dict[str, np.ndarray] = {}
         self.networks = []
         for group in self.groups:
             y_train, y_val = self._group_targets(train, group), self._group_targets(validation, group)
             n_labels = len(group)
             keep_train, keep_val = np.isfinite(y_train[:, :n_labels]).any(1), np.isfinite(y_val[:, :n_labels]).any(1)
             name = "+".join(group)
-            validating = ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val])
-
-            def members(rows: np.ndarray, suffix: str = "") -> list[nn.Sequential]:
-                """The group's member networks trained on the training ``rows``, each summarised in ``summary``."""
-                trained = []
-                for member in range(self.config.members):
-                    member_seed = seed + MEMBER_SEED_STEP * member
-                    torch.manual_seed(member_seed)
-                    network = self._network(x_train.shape[1], n_labels)
-                    tag = (name if self.config.members == 1 else f"{name}.{member}") + suffix
-                    trainer = Trainer(
-                        network,
-                        [GaussianRegression(self.config.label_errors) if self.gaussian else TargetRegression(self.config.loss)],
-                        ArrayDataset(x_train[rows], y_train[rows], train.ids[rows]),
-                        validating,
-                        train_spec,
-                        Path(run_dir) / tag,
-                        seed=member_seed,
-                        progress=progress,
-                        description=f"head {tag}",
-                    )
-                    result = trainer.fit(resume=resume)
-                    trained.append(network.cpu().eval())
-                    summary[tag] = {"n_train": int(len(rows)), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
-                return trained
-
-            self.networks += members(np.flatnonzero(keep_train))
-            if self.config.recalibration_folds >= 2:
-                rows = np.flatnonzero(keep_train)
-                folds = np.random.default_rng(seed).permutation(len(rows)) % self.config.recalibration_folds
-                pits = np.full((len(rows), n_labels), np.nan)
-                for fold in range(self.config.recalibration_folds):
-                    held = rows[folds == fold]
-                    mean, variance = self._mixture(members(rows[folds != fold], f".fold{fold}"), torch.as_tensor(x_train[held], dtype=torch.float32))
-                    pits[folds == fold] = ndtr((y_train[held, :n_labels] - mean.numpy()) / variance.clamp_min(0).sqrt().numpy())
-                out_of_fold.update({label: pits[:, column] for column, label in enumerate(group)})
+            for member in range(self.config.members):
+                member_seed = seed + MEMBER_SEED_STEP * member
+                torch.manual_seed(member_seed)
+                network = self._network(x_train.shape[1], n_labels)
+                tag = name if self.config.members == 1 else f"{name}.{member}"
+                trainer = Trainer(
+                    network,
+                    [GaussianRegression(self.config.label_errors) if self.gaussian else TargetRegression(self.config.loss)],
+                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train]),
+                    ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val]),
+                    train_spec,
+                    Path(run_dir) / tag,
+                    seed=member_seed,
+                    progress=progress,
+                    description=f"head {tag}",
+                )
+                result = trainer.fit(resume=resume)
+                self.networks.append(network.cpu().eval())
+                summary[tag] = {"n_train": int(keep_train.sum()), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
         if self.gaussian:
             gaussians = self._gaussians(validation.inputs)
-            truth = {label: validation.labels[label] for label in self.labels}
-            pits = {label: ndtr((truth[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
-            for label, values in out_of_fold.items():
-                truth[label], pits[label] = np.concatenate([truth[label], np.zeros(len(values))]), np.concatenate([pits[label], values])
-            self.recalibration = Recalibration.fit(truth, pits)
+            pits = {label: ndtr((validation.labels[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
+            self.recalibration = Recalibration.fit(validation.labels, pits)
         return summary
 
     @torch.no_grad()
@@ -248,23 +220,13 @@ class MLPHead(Head):
             out.append(members)
         return out
 
-    @staticmethod
-    def _moments(members: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of the equal mixture of the members' Gaussians (their raw outputs)."""
-        means, variances = zip(*(split_outputs(outputs) for outputs in members))
-        mean = torch.stack(means).mean(0)
-        return mean, (torch.stack(variances) + torch.stack(means).pow(2)).mean(0) - mean.pow(2)
-
-    @torch.no_grad()
-    def _mixture(self, networks: list[nn.Sequential], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mixture's mean and variance (standardised units) of ``networks`` on standardised ``x``."""
-        return self._moments([network.eval()(x).float() for network in networks])
-
     def _gaussians(self, inputs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Label -> (mean, sigma) in the label's units: the members' mixture (gaussian only)."""
         out = {}
         for group, members in zip(self.groups, self._outputs(inputs)):
-            mean, variance = self._moments(members)
+            means, variances = zip(*(split_outputs(outputs) for outputs in members))
+            mean = torch.stack(means).mean(0)
+            variance = (torch.stack(variances) + torch.stack(means).pow(2)).mean(0) - mean.pow(2)
             for column, label in enumerate(group):
                 std = self.label_std[label]
                 sigma = variance[:, column].clamp_min(0).sqrt().numpy().astype(np.float64) * std

@@ -119,20 +119,6 @@ def test_recalibration_repairs_overconfident_posteriors_and_keeps_sample_order()
     assert recalibration.apply({"z": samples})["z"] is samples  # a label it was not fitted on is left alone
 
 
-def test_out_of_fold_recalibration_uses_every_training_star(tmp_path):
-    """30 validation stars alone leave the recalibration noisy; with 3 folds it also reads the PIT of
-    every training star under a flow that did not see it, and the test coverage is near nominal."""
-    train, val, test = _problem(900, 7), _problem(30, 8), _problem(600, 9)
-    head = NPEHead(NPEHeadConfig(samples=200, sbc_stars=20, hidden=32, recalibration_folds=3))
-    fit = head.fit(train, val, tmp_path, SPEC, seed=0)["y+z"]
-    assert fit["recalibration_folds"] == 3 and fit["recalibration_training_stars"] == 900 and fit["recalibration_stars"] == 30
-    drawn = head.sample(test.inputs)
-    for label in ("y", "z"):
-        figures, _ = calibration(test.labels[label], drawn[label], 200)
-        assert abs(figures["coverage_68"] - 0.68) < 0.06 and abs(figures["coverage_95"] - 0.95) < 0.03, (label, figures)
-    assert sorted(p.name for p in (tmp_path / "sbi-logs").iterdir()) == ["y+z-fold0", "y+z-fold1", "y+z-fold2", "y+z-seed0"]
-
-
 class _GaussianPosterior:
     """A stand-in flow: Gaussian samples around ``centre(x)`` with standard deviation ``sd``."""
 

@@ -17,10 +17,7 @@ validation stars passes (K-S p >= ``sbc_threshold`` for every label), or the hig
 With ``seed_choice: recalibrated`` that SBC and robust sigma are of each flow's recalibrated
 posterior, the recalibration fitted on other validation stars than the SBC's: the posterior the head
 gives is the one judged, and a sharp flow whose own posterior is too narrow is not discarded for what
-the recalibration repairs. With ``recalibration_folds`` K >= 2 the recalibration is also fitted on
-the training stars, out of fold: the chosen flow's settings and seed are trained K more times, each
-without one fold of the training rows, and the PIT values of each held-out fold under its flow join
-the validation ones (for a survey sample whose validation split is a few hundred stars).
+the recalibration repairs.
 
 The flows are sbi's zuko MAF and NSF (see :data:`ESTIMATORS`). Saved as one safetensors state dict per flow plus settings in head.json; ``load`` rebuilds each flow
 with ``sbi.neural_nets.posterior_nn`` from those settings.
@@ -71,7 +68,6 @@ class NPEHeadConfig(BaseModel):
     sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
     recalibrate: bool = Field(True, description="recalibrate the chosen posterior's marginals on validation stars (quantile recalibration)")
     recalibration_stars: int = Field(2000, ge=10, description="validation stars the recalibration is fitted on, at most")
-    recalibration_folds: int = Field(0, ge=0, description="0: recalibrate on validation stars only; K >= 2: also on every training star, out of fold (K more flows, each trained without one fold)")
 
 
 def _sbi():
@@ -125,6 +121,7 @@ class NPEHead(Head):
 
     def fit(self, train: LabelledInputs, validation: LabelledInputs, run_dir: Path, train_spec: TrainSpec | None = None, seed: int = 0, progress: bool = True, **_: Any) -> dict[str, Any]:
         """Train each flow (``seeds`` times) with sbi's NPE on the training rows that have all its labels."""
+        NPE = _sbi()[0]
         spec = train_spec or TrainSpec(epochs=200, batch_size=256, lr=5e-4, weight_decay=0.0, patience=20)
         self.labels = list(train.labels)
         self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
@@ -134,7 +131,6 @@ class NPEHead(Head):
             self.label_mean[label], self.label_std[label] = float(mean[0]), float(std[0])
         x_train, x_val = self._x(train.inputs), self._x(validation.inputs)
         summary: dict[str, Any] = {}
-        out_of_fold: dict[str, dict[str, np.ndarray]] = {}
         self.posteriors, self.bounds = [], []
         for group in self.groups:
             name = "+".join(group)
@@ -146,12 +142,14 @@ class NPEHead(Head):
             low, high = (theta[keep].min(0) - margin).tolist(), (theta[keep].max(0) + margin).tolist()
             tries = []
             for k in range(self.config.seeds):
-                posterior, epochs = self._train(theta[keep], x_train[torch.as_tensor(keep)], low, high, spec, seed + k, Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}")
-                tries.append((posterior, self._validate(posterior, theta_val[keep_val], x_val[torch.as_tensor(keep_val)], group, seed + k), epochs))
+                torch.manual_seed(seed + k)
+                inference = NPE(prior=None, density_estimator=self._builder(x_train.shape[1]), show_progress_bars=False, tracker=_tracker(Path(run_dir) / "sbi-logs" / f"{name}-seed{seed + k}"))
+                inference.append_simulations(torch.as_tensor(theta[keep]), x_train[torch.as_tensor(keep)])
+                estimator = inference.train(training_batch_size=spec.batch_size, learning_rate=spec.lr, stop_after_epochs=spec.patience, max_num_epochs=spec.epochs)
+                posterior = self._posterior(estimator, low, high)
+                tries.append((posterior, self._validate(posterior, theta_val[keep_val], x_val[torch.as_tensor(keep_val)], group, seed + k), int(inference.summary["epochs_trained"][-1])))
             chosen = self._choose([t[1] for t in tries])
             posterior, check, epochs = tries[chosen]
-            if self.config.recalibration_folds >= 2:
-                out_of_fold[name] = self._out_of_fold(theta[keep], x_train[torch.as_tensor(keep)], group, low, high, spec, seed + chosen, Path(run_dir) / "sbi-logs")
             self.posteriors.append(posterior)
             self.bounds.append((low, high))
             summary[name] = {
@@ -164,48 +162,18 @@ class NPEHead(Head):
                 "seeds": [t[1] for t in tries],
             }
         if self.config.recalibrate:
-            pits = {label: values for pits in out_of_fold.values() for label, values in pits.items()}
-            self.recalibration = self._recalibration(validation, seed, pits)
-            for name, entry in summary.items():
+            self.recalibration = self._recalibration(validation, seed)
+            for entry in summary.values():
                 entry["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
-                if name in out_of_fold:
-                    entry["recalibration_folds"] = self.config.recalibration_folds
-                    entry["recalibration_training_stars"] = int(len(next(iter(out_of_fold[name].values()))))
         return summary
 
-    def _train(self, theta: np.ndarray, x: torch.Tensor, low: list[float], high: list[float], spec: TrainSpec, seed: int, log_dir: Path) -> tuple[Any, int]:
-        """One flow trained with sbi's NPE from ``seed`` on standardised labels and inputs: its posterior and epochs."""
-        NPE = _sbi()[0]
-        torch.manual_seed(seed)
-        inference = NPE(prior=None, density_estimator=self._builder(x.shape[1]), show_progress_bars=False, tracker=_tracker(log_dir))
-        inference.append_simulations(torch.as_tensor(theta), x)
-        estimator = inference.train(training_batch_size=spec.batch_size, learning_rate=spec.lr, stop_after_epochs=spec.patience, max_num_epochs=spec.epochs)
-        return self._posterior(estimator, low, high), int(inference.summary["epochs_trained"][-1])
-
-    def _out_of_fold(self, theta: np.ndarray, x: torch.Tensor, group: list[str], low: list[float], high: list[float], spec: TrainSpec, seed: int, log_dir: Path) -> dict[str, np.ndarray]:
-        """Label -> the PIT value of every training row under a flow trained (from ``seed``) without
-        the row's fold, the rows dealt into ``recalibration_folds`` folds at random."""
-        folds = np.random.default_rng(seed).permutation(len(theta)) % self.config.recalibration_folds
-        pits = {label: np.full(len(theta), np.nan) for label in group}
-        for fold in range(self.config.recalibration_folds):
-            held, kept = np.flatnonzero(folds == fold), torch.as_tensor(folds != fold)
-            posterior, _ = self._train(theta[kept.numpy()], x[kept], low, high, spec, seed, log_dir / f"{'+'.join(group)}-fold{fold}")
-            drawn = self._draw(posterior, x[torch.as_tensor(held, dtype=torch.long)])
-            for i, label in enumerate(group):
-                pits[label][held] = pit(theta[held, i], drawn[:, :, i])
-        return pits
-
-    def _recalibration(self, validation: LabelledInputs, seed: int, extra: dict[str, np.ndarray]) -> Recalibration:
+    def _recalibration(self, validation: LabelledInputs, seed: int) -> Recalibration:
         """The quantile recalibration of every label, from the flows' samples for at most
-        ``recalibration_stars`` validation stars drawn at random, pooled with ``extra`` PIT values
-        (label -> PITs of training stars out of fold)."""
+        ``recalibration_stars`` validation stars drawn at random."""
         rows = np.sort(np.random.default_rng(seed).permutation(len(validation.inputs))[: self.config.recalibration_stars])
         drawn = self.sample(validation.inputs[rows], recalibrated=False)
         truth = {label: validation.labels[label][rows] for label in self.labels}
-        pits = {label: pit(truth[label], drawn[label]) for label in self.labels}
-        for label, values in extra.items():
-            truth[label], pits[label] = np.concatenate([truth[label], np.zeros(len(values))]), np.concatenate([pits[label], values])
-        return Recalibration.fit(truth, pits)
+        return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels})
 
     def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:
         """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows;

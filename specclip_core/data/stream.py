@@ -194,7 +194,7 @@ class SpectraStream:
             with threads_beside(self.workers) as beside:
                 for block in itertools.count():
                     kind, *content = queues[block % self.workers].get()
-                    beside(sum(not queue.full() for k, queue in enumerate(queues) if k != block % self.workers))
+                    beside(sum(process.is_alive() and not queue.full() for k, (queue, process) in enumerate(zip(queues, processes)) if k != block % self.workers))
                     if kind == "done":
                         self.n_files_read += 1
                         break

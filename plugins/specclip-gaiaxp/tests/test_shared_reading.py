@@ -61,3 +61,27 @@ def test_a_damaged_row_fails_the_file_for_workers_as_for_one_process(tmp_path, c
         status = _ingest(table, tmp_path / f"w{workers}.zarr", workers)
         outcomes.append((status, "line 18" in capsys.readouterr().err, (tmp_path / f"w{workers}.zarr").exists()))
     assert outcomes[0] == outcomes[1] and outcomes[0][1], outcomes
+
+
+def test_the_consumer_gets_the_cpus_of_readers_that_wait_for_it_or_have_finished(tmp_path, monkeypatch):
+    import time
+
+    import torch
+    from specclip_core import threads
+    from specclip_core.components import get_modality
+    from specclip_core.data.stream import SpectraStream
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "_applied", None)
+    table = _table(tmp_path / "big.csv", "XP_SAMPLED_RAW_dr3int6.csv", 12)
+    before = torch.get_num_threads()
+    try:
+        threads.use_threads(3)
+        seen = []
+        for batch in SpectraStream([table], get_modality("gaia_xp"), chunk=2, progress=False, workers=2):
+            seen.append((len(batch.files), torch.get_num_threads()))
+            time.sleep(1.0)  # a slow head: the readers fill their queues and wait, then finish
+        assert [n for n, _ in seen] == [2] * 6
+        assert [n for _, n in seen[1:]] == [3] * 5, "readers that wait or have finished leave their CPUs"
+    finally:
+        threads.use_threads(before)

@@ -2,13 +2,15 @@
 with MLP heads and with npe (SBI) heads.
 
     python bench/predict_throughput.py --xp SOURCE:HEADS[,HEADS] --lamost SOURCE:HEADS[,HEADS]
-        [--lamost-files 2000] [--xp-rows 20000] [--workers 1 2] [--samples 1000] [--dir DIR]
+        [--lamost-files 2000] [--xp-rows 20000] [--npe-lamost-files 500] [--npe-xp-rows 2000]
+        [--workers 1 2] [--samples 1000] [--dir DIR]
 
 SOURCE is a run directory or a model directory; HEADS names a heads stage in it (one timing per
 stage). LAMOST inputs are the first ``--lamost-files`` real DR10 spectra of
 ../shared/data/lamost-dr10/spectra (gzipped FITS, one spectrum each). XP inputs are one sampled CSV
 made from the two real rows of the archive's XP_SAMPLED_RAW_dr3int6.csv, repeated with new source ids
-(about 10 kB of text per row). Each case runs the installed ``specclip predict`` in its own process
+(about 10 kB of text per row). npe heads, a hundred times slower per star, read the first
+``--npe-lamost-files`` files and ``--npe-xp-rows`` rows. Each case runs the installed ``specclip predict`` in its own process
 under /usr/bin/time with ``--workers N`` reader processes (torch threads: as specclip chooses).
 npe heads draw ``--samples`` posterior samples per star (set on a copy of the source). Writes
 bench/results/predict_throughput.md.
@@ -66,6 +68,8 @@ def main() -> None:
     parser.add_argument("--lamost", metavar="SOURCE:HEADS[,HEADS]")
     parser.add_argument("--lamost-files", type=int, default=2000)
     parser.add_argument("--xp-rows", type=int, default=20000)
+    parser.add_argument("--npe-lamost-files", type=int, default=500)
+    parser.add_argument("--npe-xp-rows", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=None)
@@ -76,19 +80,21 @@ def main() -> None:
         scratch = Path(scratch)
         cases = []
         if args.lamost:
-            files = sorted(str(p) for p in LAMOST.glob("spec-*.fits.gz"))[: args.lamost_files]
-            cases.append(("LAMOST DR10, gzipped FITS (one spectrum per file)", args.lamost, files))
+            files = sorted(str(p) for p in LAMOST.glob("spec-*.fits.gz"))
+            cases.append(("LAMOST DR10, gzipped FITS (one spectrum per file)", args.lamost, {"mlp": files[: args.lamost_files], "npe": files[: args.npe_lamost_files]}))
         if args.xp:
-            table = scratch / "xp_sampled.csv"
-            make_table(table, args.xp_rows, XP_SAMPLED)
-            cases.append((f"Gaia XP, one sampled CSV ({args.xp_rows} rows)", args.xp, [str(table)]))
+            tables = {}
+            for kind, n_rows in (("mlp", args.xp_rows), ("npe", args.npe_xp_rows)):
+                tables[kind] = [str(scratch / f"xp_sampled_{n_rows}.csv")]
+                make_table(Path(tables[kind][0]), n_rows, XP_SAMPLED)
+            cases.append(("Gaia XP, one sampled CSV", args.xp, tables))
         for title, spec, inputs in cases:
             source, stages = spec.split(":", 1)
             for heads in stages.split(","):
                 run = with_samples(Path(source), heads, args.samples, scratch)
                 kind = json.loads((Path(source) / heads / "head" / "head.json").read_text())["head"]
                 for workers in args.workers:
-                    result = predict(run, heads, inputs, scratch / "cat.csv", workers)
+                    result = predict(run, heads, inputs["npe" if kind == "npe" else "mlp"], scratch / "cat.csv", workers)
                     rows.append((title, f"{heads} ({kind})", workers, result))
                     print(title, heads, kind, workers, result, flush=True)
     lines = [

@@ -109,10 +109,10 @@ def threads_beside(workers: int) -> Iterator[Callable[[int], int]]:
     """Share the CPUs with ``workers`` single-threaded worker processes: yields ``beside(busy)``,
     which sets this process's threads to as many as before less the ``busy`` workers (at most
     ``workers``; at least 1 thread) and returns the number; it starts with every worker busy, and
-    afterwards the threads are as before. Call it with the workers busy now: a worker that waits for
-    this process to take its work leaves its CPU free (sampling-heavy heads keep their readers
-    waiting). On 2 cores, 2 torch threads beside 2 busy readers stall at every parallel operation
-    for a scheduler slice (an element-wise operation on 512 x 343 values: 16 ms instead of 0.26 ms)."""
+    afterwards the threads are as before. Call it with the workers that still have work: one that
+    has finished leaves its CPU free. On 2 cores, 2 torch threads beside 2 busy readers stall at
+    every parallel operation for a scheduler slice (an element-wise operation on 512 x 343 values:
+    16 ms instead of 0.26 ms)."""
     import torch
 
     before = torch.get_num_threads()

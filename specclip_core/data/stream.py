@@ -137,7 +137,6 @@ class SpectraStream:
                 pending = deque(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, READ_AHEAD * workers))
                 while pending:
                     done = pending.popleft().get()
-                    busy = sum(not task.ready() for task in pending)
                     pending.extend(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, 1))
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
@@ -146,7 +145,7 @@ class SpectraStream:
                     waiting += done.batches
                     bar.update(done.n_files)
                     if sum(len(batch.files) for batch in waiting) >= self.chunk:
-                        beside(busy)
+                        beside(sum(not task.ready() for task in pending))
                         yield _joined(waiting)
                         waiting = []
         finally:
@@ -194,7 +193,7 @@ class SpectraStream:
             with threads_beside(self.workers) as beside:
                 for block in itertools.count():
                     kind, *content = queues[block % self.workers].get()
-                    beside(sum(process.is_alive() and not queue.full() for k, (queue, process) in enumerate(zip(queues, processes)) if k != block % self.workers))
+                    beside(sum(process.is_alive() for process in processes))
                     if kind == "done":
                         self.n_files_read += 1
                         break
@@ -261,7 +260,7 @@ GROUP_BYTES = 32 << 20
 
 READ_AHEAD = 2
 """Groups of files (or blocks of one file's rows) a worker may have read beyond those the parent has
-taken; then it waits, its CPU free for the parent (see :func:`~specclip_core.threads.threads_beside`)."""
+taken; then it waits."""
 
 SHARE_ROWS = 1024
 """Rows per block when workers read one file together: small enough to keep both cores busy."""

@@ -185,7 +185,8 @@ class SpectraStream:
         global _FORKED
         _FORKED, context = self, multiprocessing.get_context("fork")
         queues = [context.Queue(maxsize=READ_AHEAD) for _ in range(self.workers)]
-        processes = [context.Process(target=_read_share, args=(reader, k, self.workers, queue), daemon=True) for k, queue in enumerate(queues)]
+        finished = [context.Event() for _ in range(self.workers)]
+        processes = [context.Process(target=_read_share, args=(reader, k, self.workers, queue, done), daemon=True) for k, (queue, done) in enumerate(zip(queues, finished))]
         for process in processes:
             process.start()
         _FORKED, yielded = None, False
@@ -193,7 +194,7 @@ class SpectraStream:
             with threads_beside(self.workers) as beside:
                 for block in itertools.count():
                     kind, *content = queues[block % self.workers].get()
-                    beside(sum(process.is_alive() for process in processes))
+                    beside(sum(process.is_alive() and not done.is_set() for process, done in zip(processes, finished)))
                     if kind == "done":
                         self.n_files_read += 1
                         break
@@ -304,9 +305,10 @@ def _read_files(indices: list[int]) -> _FileResult:
     return _FileResult(kept, stream.problems, stream.unrecognised, stream.n_read, stream.n_files_read, len(indices))
 
 
-def _read_share(reader: Reader, share: int, shares: int, queue) -> None:
+def _read_share(reader: Reader, share: int, shares: int, queue, finished) -> None:
     """In a worker: share ``share`` of the stream's one file, each block preprocessed and put on
-    ``queue`` as ("block", batches, problems, spectra read); then ("done",), or ("error", reason, check)."""
+    ``queue`` as ("block", batches, problems, spectra read); then ("done",), or ("error", reason,
+    check), ``finished`` set once nothing is left to read (only to hand over)."""
     _one_thread()
     stream = _FORKED
     rows = max(1, min(stream.chunk, SHARE_ROWS))
@@ -317,8 +319,10 @@ def _read_share(reader: Reader, share: int, shares: int, queue) -> None:
             queue.put(("block", batches, stream.problems, stream.n_read))
             stream.problems, stream.n_read = [], 0
     except Exception as error:  # a reader bug must not stop a million-file ingest
+        finished.set()
         queue.put(("error", *_reason_and_check(error)))
         return
+    finished.set()
     queue.put(("done",))
 
 

@@ -193,3 +193,12 @@ def test_heads_stage_reports_sbc_and_coverage_and_predict_writes_intervals(npe_r
     assert set(table.colnames) == {"id", "source", "temp", "temp_err", "temp_lo", "temp_hi", "ood_knn_pct", "flag_knn", "flag_range_temp", "ood_range_p", "flags", "reason"}
     assert str(table["temp_err"].unit) == "K"
     assert np.all(table["temp_lo"] <= table["temp"]) and np.all(table["temp"] <= table["temp_hi"]) and np.all(table["temp_err"] > 0)
+
+
+def test_a_joint_flow_warns_of_dropped_stars_outside_its_prior_box(tmp_path):
+    train, val = _problem(1000, 7), _problem(100, 8)
+    train.labels["z"][train.inputs[:, 0] > 1.0] = np.nan  # like APOGEE's hot stars: no abundances
+    head = NPEHead(NPEHeadConfig(samples=20, sbc_stars=20, hidden=8, recalibrate=False))
+    with pytest.warns(UserWarning, match=r"npe head y\+z: \d+ training stars dropped for a missing label have y outside the flow's prior box.*joint: false"):
+        summary = head.fit(train, val, tmp_path, TrainSpec(epochs=1, batch_size=256, lr=1e-3, weight_decay=0.0, patience=1, device="cpu"), seed=0)
+    assert summary["y+z"]["n_dropped_outside_prior"]["y"] > 0 and "z" not in summary["y+z"]["n_dropped_outside_prior"]

@@ -140,6 +140,7 @@ class NPEHead(Head):
                 raise SpecCLIPError(f"npe head {name}: {int(keep.sum())} training rows have every label of {group}; a posterior needs at least 2")
             margin = self.config.prior_margin
             low, high = (theta[keep].min(0) - margin).tolist(), (theta[keep].max(0) + margin).tolist()
+            outside = self._dropped_outside(name, group, theta[~keep], low, high)
             tries = []
             for k in range(self.config.seeds):
                 torch.manual_seed(seed + k)
@@ -155,6 +156,7 @@ class NPEHead(Head):
             summary[name] = {
                 "n_train": int(keep.sum()),
                 "n_dropped_missing": int((~keep).sum()),
+                "n_dropped_outside_prior": outside,
                 "n_val": int(keep_val.sum()),
                 "seed": seed + chosen,
                 "epochs": epochs,
@@ -166,6 +168,25 @@ class NPEHead(Head):
             for entry in summary.values():
                 entry["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
         return summary
+
+    def _dropped_outside(self, name: str, group: list[str], dropped: np.ndarray, low: list[float], high: list[float]) -> dict[str, int]:
+        """Label -> training stars dropped for a missing label whose value of this one lies outside
+        the flow's prior box; warns, because the flow cannot predict stars like them (a joint flow
+        over APOGEE labels never sees a hot star: hot stars have no abundances)."""
+        counts = {}
+        for i, label in enumerate(group):
+            values = dropped[:, i][np.isfinite(dropped[:, i])]
+            beyond = values[(values < low[i]) | (values > high[i])]
+            if len(beyond):
+                counts[label] = int(len(beyond))
+                scale = lambda v: v * self.label_std[label] + self.label_mean[label]  # noqa: E731
+                warnings.warn(
+                    f"npe head {name}: {len(beyond)} training stars dropped for a missing label have {label} outside the flow's "
+                    f"prior box [{scale(low[i]):.4g}, {scale(high[i]):.4g}] (from {scale(beyond.min()):.4g} to {scale(beyond.max()):.4g}); "
+                    "the flow cannot predict stars like them: give them every label, or train one flow per label (joint: false)",
+                    stacklevel=3,
+                )
+        return counts
 
     def _recalibration(self, validation: LabelledInputs, seed: int) -> Recalibration:
         """The quantile recalibration of every label, from the flows' samples for at most

@@ -171,8 +171,8 @@ class NPEHead(Head):
 
     def _dropped_outside(self, name: str, group: list[str], dropped: np.ndarray, low: list[float], high: list[float]) -> dict[str, int]:
         """Label -> training stars dropped for a missing label whose value of this one lies outside
-        the flow's prior box; warns, because the flow cannot predict stars like them (a joint flow
-        over APOGEE labels never sees a hot star: hot stars have no abundances)."""
+        the flow's prior box; warns, because the flow cannot predict stars like them (a joint flow over
+        labels that a kind of star lacks, such as abundances of hot stars, never sees one)."""
         counts = {}
         for i, label in enumerate(group):
             values = dropped[:, i][np.isfinite(dropped[:, i])]

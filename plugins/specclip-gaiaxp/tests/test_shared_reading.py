@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from specclip_core.api import SpectralStore
-from specclip_core.testing import cli_main
+from specclip_core.testing import cli_main, threads_of_a_slow_consumer
 from specclip_gaiaxp.continuous import GaiaXPContinuousReader
 from specclip_gaiaxp.sampled import GaiaXPSampledReader
 
@@ -63,27 +63,10 @@ def test_a_damaged_row_fails_the_file_for_workers_as_for_one_process(tmp_path, c
     assert outcomes[0] == outcomes[1] and outcomes[0][1], outcomes
 
 
-def test_the_consumer_gets_the_cpus_of_readers_that_have_finished(tmp_path, monkeypatch):
-    import time
-
-    import torch
-    from specclip_core import threads
-    from specclip_core.components import get_modality
-    from specclip_core.data.stream import SpectraStream
-
-    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
-    monkeypatch.setattr(threads, "_applied", None)
+def test_the_consumer_gets_the_cpus_of_readers_that_have_finished(tmp_path):
     table = _table(tmp_path / "big.csv", "XP_SAMPLED_RAW_dr3int6.csv", 12)
-    before = torch.get_num_threads()
-    try:
-        threads.use_threads(3)
-        seen = []
-        for batch in SpectraStream([table], get_modality("gaia_xp"), chunk=2, progress=False, workers=2):
-            seen.append((len(batch.files), torch.get_num_threads()))
-            time.sleep(1.0)  # a slow head: the readers fill their queues, wait, then finish
-        assert [n for n, _ in seen] == [2] * 6
-        # each reader has 3 blocks and room for 2 in its queue: both are busy at the first block; the
-        # first has put its last block by the second, the other by the third
-        assert [n for _, n in seen] == [1, 2, 3, 3, 3, 3], "a reader that has read everything leaves its CPU"
-    finally:
-        threads.use_threads(before)
+    seen = threads_of_a_slow_consumer([table], "gaia_xp", chunk=2, workers=2, pause=1.0)
+    assert [n for n, _ in seen] == [2] * 6
+    # each reader has 3 blocks and room for 2 in its queue: both are busy at the first block; the
+    # first has put its last block by the second, the other by the third
+    assert [n for _, n in seen] == [1, 2, 3, 3, 3, 3], "a reader that has read everything leaves its CPU"

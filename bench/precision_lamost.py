@@ -47,6 +47,9 @@ ROWS = {
     "mlp_ivar": ("ingest", "spectra_ivar", "+ sqrt(ivar) per pixel as input, 4000-5600 A"),
     "mlp_full_regularised": ("ingest_full", "spectra", "whole range, dropout 0.2, Huber loss, batch 128, lr 5e-4, AdamW weight decay 0.05, patience 15"),
     "mlp_full_ivar": ("ingest_full", "spectra_ivar", "whole range + sqrt(ivar) as input"),
+    "mlp_log": ("ingest", "spectra", "fits log10 Teff (log_labels), 4000-5600 A"),
+    "mlp_noise": ("ingest", "spectra", "trained on noisier copies of the spectra (noise_augment 1: extra noise of their own errors x U(0, 1))"),
+    "mlp_log_noise": ("ingest", "spectra", "log10 Teff and noisier copies"),
 }
 HGB = {"hgb": ("ingest", "HistGradientBoosting on stats + flux, 4000-5600 A"), "hgb_full": ("ingest_full", "HistGradientBoosting, whole range")}
 

@@ -235,12 +235,15 @@ class Decoder(nn.Module, ABC):
 @dataclass
 class LabelledInputs:
     """Inputs ``[N, D]`` (embeddings or preprocessed spectra) with ids and label columns (NaN = missing),
-    and optionally each label's measurement error per row (``label_errors``, NaN = unknown)."""
+    optionally each label's measurement error per row (``label_errors``, NaN = unknown) and each
+    input's own 1-sigma error ``[N, D]`` (``input_errors``, 0 where none is known), for a head that
+    trains on noisier copies of its inputs."""
 
     inputs: np.ndarray
     labels: dict[str, np.ndarray]
     ids: np.ndarray
     label_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    input_errors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.inputs = np.asarray(self.inputs, dtype=np.float32)
@@ -253,6 +256,9 @@ class LabelledInputs:
         self.label_errors = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.label_errors.items()}
         for key, column in self.label_errors.items():
             _check_rows(f"label_errors[{key!r}]", column, (n,))
+        if self.input_errors is not None:
+            self.input_errors = np.asarray(self.input_errors, dtype=np.float32)
+            _check_rows("input_errors", self.input_errors, self.inputs.shape)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -322,6 +328,9 @@ class Head(ABC):
 
     gives_samples: bool = False
     """Whether ``sample`` gives posterior samples (True for a head that gives uncertainties)."""
+
+    uses_input_errors: bool = False
+    """Whether ``fit`` needs its training inputs' errors (``LabelledInputs.input_errors``)."""
 
     recalibration: Any = None
     """A head's :class:`specclip_core.heads.calibration.Recalibration`, fitted on validation stars, or None."""

@@ -11,7 +11,7 @@ from torch import nn
 
 from specclip_core.heads.inputs import pixel_errors
 from specclip_core.heads.metrics import regression_metrics
-from specclip_core.heads.mlp import GaussianRegression, MLPHead, MLPHeadConfig
+from specclip_core.heads.mlp import GaussianRegression, MLPHead, MLPHeadConfig, noisier
 from specclip_core.interfaces import LabelledInputs
 from specclip_core.runner import run_spec
 from specclip_core.spec import TrainSpec, validate_spec
@@ -120,3 +120,78 @@ def test_with_modalities_may_not_repeat_the_heads_modality():
 
     with pytest.raises(SpecError, match="with_modalities"):
         validate_spec({"name": "bad", "data": {"store": "x.zarr"}, "stages": {"h": {"kind": "heads", "modality": "toy", "labels": ["temp"], "with_modalities": ["toy"]}}})
+
+
+def test_noisier_inputs_add_each_inputs_own_error_only_while_training():
+    network = nn.Linear(3, 1)
+    batch = {"inputs": torch.zeros(2000, 3), "errors": torch.tensor([[0.0, 1.0, 3.0]]).repeat(2000, 1)}
+    torch.manual_seed(0)
+    noisy = noisier(network.train(), batch, 2.0)
+    assert torch.all(noisy[:, 0] == 0)  # an input without an error is never perturbed
+    # factor ~ U(0, 2): E[f^2] = 4/3, so the noise's variance is 4/3 error^2
+    assert noisy[:, 1].var().item() == pytest.approx(4 / 3, rel=0.1)
+    assert noisy[:, 2].var().item() == pytest.approx(4 / 3 * 9, rel=0.1)
+    assert torch.equal(noisier(network.eval(), batch, 2.0), batch["inputs"])
+    assert torch.equal(noisier(network.train(), batch, 0.0), batch["inputs"])
+
+
+def _positive_problem(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    teff = 10 ** (3.75 + 0.1 * x[:, 0] + 0.05 * x[:, 1] + 0.002 * rng.normal(size=n))
+    return LabelledInputs(x, {"teff": teff}, [f"t{seed}-{i}" for i in range(n)])
+
+
+@pytest.mark.parametrize("uncertainty", ["none", "gaussian"])
+def test_log_labels_fit_log10_and_give_values_back_in_the_labels_units(tmp_path, uncertainty):
+    train, val, test = _positive_problem(600, 1), _positive_problem(150, 2), _positive_problem(150, 3)
+    head = MLPHead(MLPHeadConfig(hidden=[32], uncertainty=uncertainty, log_labels=["teff"]))
+    head.fit(train, val, tmp_path / "fit", FAST, seed=0, progress=False)
+    assert head.label_mean["teff"] == pytest.approx(np.log10(train.labels["teff"]).mean(), rel=1e-4)
+    predicted = head.predict(test.inputs)
+    assert 3000 < predicted["teff"].min() and predicted["teff"].max() < 20000  # kelvin, not log10
+    assert regression_metrics(test.labels["teff"], predicted["teff"])["r2"] > 0.9
+    if uncertainty == "gaussian":
+        assert np.all(predicted["teff_lo"] < predicted["teff"]) and np.all(predicted["teff"] < predicted["teff_hi"])
+        samples = head.sample(test.inputs, 50)["teff"]
+        np.testing.assert_allclose(np.median(samples, axis=1), predicted["teff"], rtol=0.01)
+    head.save(tmp_path / "saved")
+    np.testing.assert_allclose(MLPHead.load(tmp_path / "saved").predict(test.inputs)["teff"], predicted["teff"], rtol=1e-5)
+
+
+def test_log_labels_and_noise_augment_refuse_what_they_cannot_use(tmp_path):
+    train = _positive_problem(50, 1)
+    with pytest.raises(ValueError, match="log_labels: \\['logg'\\] are not among"):
+        MLPHead(MLPHeadConfig(hidden=[8], log_labels=["logg"])).fit(train, _positive_problem(20, 2), tmp_path, FAST, progress=False)
+    train.labels["teff"][3] = -1.0
+    with pytest.raises(ValueError, match="'teff' has training values <= 0"):
+        MLPHead(MLPHeadConfig(hidden=[8], log_labels=["teff"])).fit(train, _positive_problem(20, 2), tmp_path, FAST, progress=False)
+    with pytest.raises(ValueError, match="noise_augment needs the training inputs' errors"):
+        MLPHead(MLPHeadConfig(hidden=[8], noise_augment=1.0)).fit(_positive_problem(50, 1), _positive_problem(20, 2), tmp_path, FAST, progress=False)
+
+
+def test_the_heads_stage_gives_a_noise_augmented_head_the_flux_errors(tmp_path, monkeypatch):
+    from specclip_toy import make_paired_store
+
+    from specclip_core.errors import SpecCLIPError
+
+    store = make_paired_store(tmp_path / "pair.zarr", n=300, seed=3)
+    seen = {}
+    fit = MLPHead.fit
+
+    def spy(self, train, validation, *args, **kwargs):
+        seen["train"], seen["val"] = train.input_errors, validation.input_errors
+        return fit(self, train, validation, *args, **kwargs)
+
+    monkeypatch.setattr(MLPHead, "fit", spy)
+    head = {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "mlp", "hidden": [16], "noise_augment": 1.0}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"}}
+    spec = validate_spec({"name": "noisy-toy", "data": {"store": str(store.path)}, "stages": {"noisy": head}})
+    run_spec(spec, run_dir=tmp_path / "run", progress=False, log=lambda *_: None)
+    n_stats, n_pixels = len(store.stats_names("toy")), store.wavelength("toy").size
+    errors = seen["train"]
+    assert errors.shape[1] == n_stats + 2 * n_pixels and seen["val"] is None
+    assert np.all(errors[:, :n_stats] == 0) and np.all(errors[:, n_stats + n_pixels :] == 0)  # statistics and sqrt(ivar) are not perturbed
+    assert errors[:, n_stats : n_stats + n_pixels].max() > 0
+    embedding = validate_spec({"name": "noisy-embedding", "data": {"store": str(store.path)}, "stages": {"noisy": {**head, "input": "embedding"}}})
+    with pytest.raises((ValueError, SpecCLIPError), match="needs input: spectra or spectra_ivar"):
+        run_spec(embedding, run_dir=tmp_path / "run2", progress=False, log=lambda *_: None)

@@ -86,24 +86,31 @@ class StoreDataset(torch.utils.data.Dataset):
 
 
 class ArrayDataset:
-    """In-memory rows batched like :class:`StoreDataset`: ``{"ids", "rows", "inputs": [B, D], "targets": [B, k]}``.
+    """In-memory rows batched like :class:`StoreDataset`: ``{"ids", "rows", "inputs": [B, D], "targets": [B, k]}``,
+    with ``"errors": [B, D]`` when the inputs' errors are given.
 
     Used for heads, which train on embeddings or spectra already in memory. NaN targets are missing.
     """
 
-    def __init__(self, inputs: np.ndarray, targets: np.ndarray, ids: Sequence[str]):
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, ids: Sequence[str], errors: np.ndarray | None = None):
         self.inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(self.inputs), -1))
         self.ids = np.asarray(ids).astype(str)
+        self.errors = None if errors is None else torch.as_tensor(np.asarray(errors, dtype=np.float32))
         if len(self.ids) != len(self.inputs):
             raise ValueError(f"ArrayDataset: {len(self.ids)} ids for {len(self.inputs)} rows")
+        if self.errors is not None and self.errors.shape != self.inputs.shape:
+            raise ValueError(f"ArrayDataset: errors of shape {tuple(self.errors.shape)} for inputs of shape {tuple(self.inputs.shape)}")
 
     def __len__(self) -> int:
         return len(self.inputs)
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, Any]:
         index = torch.as_tensor(np.asarray(indices, dtype=np.int64))
-        return {"ids": self.ids[index.numpy()], "rows": index, "inputs": self.inputs[index], "targets": self.targets[index]}
+        batch = {"ids": self.ids[index.numpy()], "rows": index, "inputs": self.inputs[index], "targets": self.targets[index]}
+        if self.errors is not None:
+            batch["errors"] = self.errors[index]
+        return batch
 
 
 def epoch_order(n: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:

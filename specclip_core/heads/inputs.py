@@ -41,6 +41,17 @@ def pixel_errors(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.where(usable, 1.0 / np.sqrt(np.where(usable, ivar, 1.0)), 0.0).astype(np.float32)
 
 
+def spectra_input_errors(arrays: Mapping[str, np.ndarray], width: int) -> np.ndarray:
+    """Each column's 1-sigma error for a head input of ``width`` columns that starts with the spectra
+    inputs of ``arrays`` (:func:`spectra_inputs`): the flux pixels' :func:`pixel_errors`, 0 for the
+    statistics and for every column after the flux (sqrt(ivar), appended errors or modalities)."""
+    n_stats = arrays["stats"].shape[1]
+    flux = pixel_errors(arrays)
+    errors = np.zeros((len(flux), width), dtype=np.float32)
+    errors[:, n_stats : n_stats + flux.shape[1]] = flux
+    return errors
+
+
 def with_errors(values: np.ndarray, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
     """``values`` (embeddings or spectra inputs) followed by the spectra's :func:`pixel_errors`."""
     return np.concatenate([values, pixel_errors(arrays)], axis=1).astype(np.float32)

@@ -24,6 +24,18 @@ members' equal mixture (its mean and variance; ``sample`` draws from the Gaussia
 ``label_errors`` columns) is added in quadrature to the predicted variance in the likelihood, so the
 network's sigma models the scatter of the spectra beyond the labels' own measurement noise; a star
 without an error counts with none.
+
+``log_labels``: labels fitted as the log10 of their value (every training value must be > 0), for a
+label whose errors grow with it: Teff, whose hot stars' errors are several times the cool ones' in
+kelvin but alike in log. The Gaussian, its recalibration and the standardisation are in log10; the
+values, intervals and samples are given back in the label's units (quantiles map through a monotone
+transform, so a log-normal's median and percentiles are exact).
+``noise_augment``: each training batch is a noisier copy of its spectra: every input gets Gaussian
+noise of its own error (``LabelledInputs.input_errors``; for spectra inputs the flux errors, see
+:func:`specclip_core.heads.inputs.spectra_input_errors`) times a factor drawn per star and batch
+uniformly from [0, noise_augment], so a star of S/N s is also seen at S/N down to
+s / sqrt(1 + noise_augment^2). This teaches the network the low-S/N spectra that a survey has many
+of and a training set few; validation and test inputs are never perturbed.
 """
 
 from __future__ import annotations
@@ -60,6 +72,8 @@ class MLPHeadConfig(BaseModel):
     samples: int = Field(1000, ge=10, description="Gaussian quantiles per star that sample() gives (gaussian only)")
     members: int = Field(1, ge=1, description="networks per label group, member i from seed + 1000 i; predictions are their mean (mixture for gaussian)")
     label_errors: bool = Field(False, description="gaussian only: add each training star's label error (the heads stage's label_errors) to the predicted variance")
+    log_labels: list[str] = Field(default_factory=list, description="labels fitted as log10 of their value (all > 0), e.g. teff; predictions are given back in the label's units")
+    noise_augment: float = Field(0.0, ge=0, description="train on copies of the spectra with extra noise of their own errors times a factor drawn uniformly from [0, noise_augment] per star and batch (spectra inputs only)")
 
     @model_validator(mode="after")
     def _label_errors_need_gaussian(self) -> MLPHeadConfig:
@@ -76,15 +90,26 @@ def mlp(n_in: int, hidden: list[int], n_out: int, dropout: float) -> nn.Sequenti
     return nn.Sequential(*layers, nn.Linear(n_in, n_out))
 
 
-class TargetRegression(Objective):
-    """Loss between ``network(batch["inputs"])`` and ``batch["targets"]`` over finite targets only."""
+def noisier(network: nn.Module, batch: dict[str, Any], noise: float) -> torch.Tensor:
+    """The batch's inputs, with Gaussian noise of ``batch["errors"]`` times a factor drawn per row
+    uniformly from [0, ``noise``] while ``network`` trains (unchanged otherwise)."""
+    inputs = batch["inputs"]
+    if noise <= 0 or not network.training or "errors" not in batch:
+        return inputs
+    factor = torch.rand((len(inputs), 1), device=inputs.device) * noise
+    return inputs + batch["errors"] * factor * torch.randn_like(inputs)
 
-    def __init__(self, loss: str = "mse"):
+
+class TargetRegression(Objective):
+    """Loss between ``network(batch["inputs"])`` and ``batch["targets"]`` over finite targets only
+    (inputs made :func:`noisier` by ``noise`` while training)."""
+
+    def __init__(self, loss: str = "mse", noise: float = 0.0):
         super().__init__(ObjectiveConfig())
-        self.loss = loss
+        self.loss, self.noise = loss, noise
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        predicted, targets = network(batch["inputs"]).float(), batch["targets"]
+        predicted, targets = network(noisier(network, batch, self.noise)).float(), batch["targets"]
         known = torch.isfinite(targets)
         difference = (predicted - torch.nan_to_num(targets))[known]
         if self.loss == "l1":
@@ -100,16 +125,16 @@ class GaussianRegression(Objective):
     """Gaussian negative log-likelihood of ``batch["targets"]`` [B, n] under the network's means
     (first n outputs) and variances (softplus of the last n) over finite targets only. With
     ``label_errors`` the targets are [B, 2n]: the labels, then their errors (in the same standardised
-    units), whose squares are added to the variances."""
+    units), whose squares are added to the variances. Inputs are made :func:`noisier` by ``noise``."""
 
-    def __init__(self, label_errors: bool = False):
+    def __init__(self, label_errors: bool = False, noise: float = 0.0):
         super().__init__(ObjectiveConfig())
         self.loss = nn.GaussianNLLLoss(eps=1e-4)
-        self.label_errors = label_errors
+        self.label_errors, self.noise = label_errors, noise
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         targets = batch["targets"]
-        mean, variance = split_outputs(network(batch["inputs"]).float())
+        mean, variance = split_outputs(network(noisier(network, batch, self.noise)).float())
         if self.label_errors:
             targets, errors = targets[:, : mean.shape[1]], targets[:, mean.shape[1] :]
             variance = variance + torch.nan_to_num(errors).pow(2)
@@ -146,18 +171,52 @@ class MLPHead(Head):
     def gives_samples(self) -> bool:
         return self.gaussian
 
+    @property
+    def uses_input_errors(self) -> bool:
+        return self.config.noise_augment > 0
+
+    def _fitted(self, label: str, values: np.ndarray) -> np.ndarray:
+        """A label's values in the units the networks fit: log10 for ``log_labels`` (NaN where <= 0)."""
+        if label not in self.config.log_labels:
+            return values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+
+    def _given(self, label: str, values: np.ndarray) -> np.ndarray:
+        """Fitted values back in the label's units."""
+        return 10.0**values if label in self.config.log_labels else values
+
     def _network(self, n_in: int, n_labels: int) -> nn.Sequential:
         return mlp(n_in, self.config.hidden, n_labels * (2 if self.gaussian else 1), self.config.dropout)
 
     def _group_targets(self, data: LabelledInputs, group: list[str]) -> np.ndarray:
-        """Standardised labels of ``group`` [N, k]; with ``label_errors`` followed by their errors [N, 2k]."""
-        targets = [(data.labels[k] - self.label_mean[k]) / self.label_std[k] for k in group]
+        """Standardised labels of ``group`` [N, k]; with ``label_errors`` followed by their errors [N, 2k]
+        (a log label's error as the error of its log10)."""
+        targets = [(self._fitted(k, data.labels[k]) - self.label_mean[k]) / self.label_std[k] for k in group]
         if self.config.label_errors:
             missing = [k for k in group if k not in data.label_errors]
             if missing:
                 raise ValueError(f"label_errors: no error column given for {missing} (the heads stage's label_errors)")
-            targets += [data.label_errors[k] / self.label_std[k] for k in group]
+            targets += [self._fitted_error(k, data, data.label_errors[k]) / self.label_std[k] for k in group]
         return np.stack(targets, axis=1)
+
+    def _fitted_error(self, label: str, data: LabelledInputs, errors: np.ndarray) -> np.ndarray:
+        """A label's errors in the fitted units (for a log label, error / (value ln 10))."""
+        if label not in self.config.log_labels:
+            return errors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return errors / (data.labels[label] * np.log(10.0))
+
+    def _check_fit_settings(self, train: LabelledInputs) -> None:
+        unknown = sorted(set(self.config.log_labels) - set(self.labels))
+        if unknown:
+            raise ValueError(f"log_labels: {unknown} are not among the head's labels {self.labels}")
+        for label in self.config.log_labels:
+            values = train.labels[label]
+            if np.any(values[np.isfinite(values)] <= 0):
+                raise ValueError(f"log_labels: label {label!r} has training values <= 0 (min {np.nanmin(values):.4g}); its log10 is not defined")
+        if self.uses_input_errors and train.input_errors is None:
+            raise ValueError("noise_augment needs the training inputs' errors (LabelledInputs.input_errors), which the heads stage gives for input: spectra or spectra_ivar")
 
     def _member_networks(self) -> list[tuple[list[str], list[nn.Sequential]]]:
         """(group, its members' networks) per label group."""
@@ -168,12 +227,14 @@ class MLPHead(Head):
         train_spec = train_spec or TrainSpec(epochs=100, batch_size=256, lr=1e-3, weight_decay=0.0, patience=10)
         self.labels = list(train.labels)
         self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
+        self._check_fit_settings(train)
         self.input_mean, self.input_std = standardiser(train.inputs)
         for label in self.labels:
-            mean, std = standardiser(train.labels[label][:, None])
+            mean, std = standardiser(self._fitted(label, train.labels[label])[:, None])
             self.label_mean[label], self.label_std[label] = float(mean[0]), float(std[0])
         x_train = (train.inputs - self.input_mean) / self.input_std
         x_val = (validation.inputs - self.input_mean) / self.input_std
+        e_train = train.input_errors / self.input_std if self.uses_input_errors else None
         summary: dict[str, Any] = {}
         self.networks = []
         for group in self.groups:
@@ -188,8 +249,8 @@ class MLPHead(Head):
                 tag = name if self.config.members == 1 else f"{name}.{member}"
                 trainer = Trainer(
                     network,
-                    [GaussianRegression(self.config.label_errors) if self.gaussian else TargetRegression(self.config.loss)],
-                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train]),
+                    [GaussianRegression(self.config.label_errors, self.config.noise_augment) if self.gaussian else TargetRegression(self.config.loss, self.config.noise_augment)],
+                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train], None if e_train is None else e_train[keep_train]),
                     ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val]),
                     train_spec,
                     Path(run_dir) / tag,
@@ -202,7 +263,7 @@ class MLPHead(Head):
                 summary[tag] = {"n_train": int(keep_train.sum()), "n_val": int(keep_val.sum()), "best_epoch": result.best_epoch, "epochs": result.epochs_completed, "seconds": round(result.seconds, 1)}
         if self.gaussian:
             gaussians = self._gaussians(validation.inputs)
-            pits = {label: ndtr((validation.labels[label] - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
+            pits = {label: ndtr((self._fitted(label, validation.labels[label]) - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
             self.recalibration = Recalibration.fit(validation.labels, pits)
         return summary
 
@@ -221,7 +282,8 @@ class MLPHead(Head):
         return out
 
     def _gaussians(self, inputs: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Label -> (mean, sigma) in the label's units: the members' mixture (gaussian only)."""
+        """Label -> (mean, sigma) in the fitted units (log10 for ``log_labels``): the members' mixture
+        (gaussian only)."""
         out = {}
         for group, members in zip(self.groups, self._outputs(inputs)):
             means, variances = zip(*(split_outputs(outputs) for outputs in members))
@@ -239,7 +301,7 @@ class MLPHead(Head):
         out = {}
         for label, (mean, sigma) in self._gaussians(inputs).items():
             read = self.recalibration.level(label, levels) if recalibrated and self.recalibration else levels
-            out[label] = mean[:, None] + sigma[:, None] * ndtri(np.clip(read, PIT_CLIP, 1 - PIT_CLIP))[None, :]
+            out[label] = self._given(label, mean[:, None] + sigma[:, None] * ndtri(np.clip(read, PIT_CLIP, 1 - PIT_CLIP))[None, :])
         return out
 
     def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -250,7 +312,7 @@ class MLPHead(Head):
             for group, members in zip(self.groups, self._outputs(inputs)):
                 values = torch.stack(members).mean(0)
                 for column, label in enumerate(group):
-                    out[label] = values[:, column].numpy().astype(np.float64) * self.label_std[label] + self.label_mean[label]
+                    out[label] = self._given(label, values[:, column].numpy().astype(np.float64) * self.label_std[label] + self.label_mean[label])
             return out
         out = {}
         for label, read in self._quantiles(inputs, np.array([0.16, 0.5, 0.84])).items():

@@ -12,7 +12,7 @@ from specclip_core.components import get_modality
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
 from specclip_core.heads.calibration import calibration
-from specclip_core.heads.inputs import head_inputs
+from specclip_core.heads.inputs import SPECTRA_KINDS, head_inputs, spectra_input_errors
 from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
 from specclip_core.interfaces import Head, LabelledInputs, Stage
@@ -83,9 +83,17 @@ def selected_rows(store: SpectralStore, labels: list[str], select: dict[str, Ran
     return np.flatnonzero(keep)
 
 
-def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config: HeadsConfig) -> LabelledInputs:
+def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config: HeadsConfig, input_errors: np.ndarray | None = None) -> LabelledInputs:
     errors = store.labels(list(config.label_errors.values()), rows) if config.label_errors else {}
-    return LabelledInputs(inputs, store.labels(config.labels, rows), store.ids[rows], {label: errors[column] for label, column in config.label_errors.items()})
+    return LabelledInputs(inputs, store.labels(config.labels, rows), store.ids[rows], {label: errors[column] for label, column in config.label_errors.items()}, input_errors)
+
+
+def _built_head(config: HeadsConfig) -> Head:
+    """The stage's untrained head; one that trains on noisier copies of its inputs needs spectra inputs."""
+    head = config.head.build()
+    if head.uses_input_errors and config.input not in SPECTRA_KINDS:
+        raise ValueError(f"head {config.head.name!r} trains on noisier copies of its inputs, which needs input: spectra or spectra_ivar (an embedding has no per-input errors), not {config.input!r}")
+    return head
 
 
 def save_ood_reference(
@@ -139,13 +147,14 @@ class HeadsStage(Stage):
         for observed in (modality, *others):
             rows = rows[store.observed(observed, rows)]  # a row whose every pixel is masked did not observe the modality
         split = split_labels(store.ids[rows])
+        head = _built_head(config)
         encoder_path = context.find_encoder(modality) if config.input == "embedding" else None
         encoder = load_embedder(encoder_path) if encoder_path else None
         inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress, errors=config.errors_input, other_modalities=others)
-        parts = {name: _labelled(inputs[split == name], store, rows[split == name], config) for name in ("train", "val", "test")}
+        errors = spectra_input_errors(store.read(modality, rows[split == "train"]), inputs.shape[1]) if head.uses_input_errors else None
+        parts = {name: _labelled(inputs[split == name], store, rows[split == name], config, errors if name == "train" else None) for name in ("train", "val", "test")}
         simulated_read = [name for name in (modality, *others) if name in store.simulated_modalities]
         simulated = bool(simulated_read)
-        head = config.head.build()
         seed = context.seed + config.seed_offset
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)

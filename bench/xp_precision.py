@@ -48,6 +48,7 @@ ROWS = {
     "gaussian_errors_input": ("XP only", "+ per-pixel flux errors as inputs"),
     "gaussian_label_errors": ("XP only", "+ APOGEE label errors in the likelihood"),
     "gaussian_ensemble": ("XP only", "ensemble of 3 Gaussian MLPs (mixture)"),
+    "gaussian_log": ("XP only", "fits log10 Teff (log_labels)"),
     "gaussian_photometry_ensemble": ("XP + photometry", "+ photometry, ensemble of 3"),
 }
 """Row (heads stage) -> (inputs column, what it changes); also the order they run in."""

@@ -50,6 +50,8 @@ ROWS = {
     "mlp_log": ("ingest", "spectra", "fits log10 Teff (log_labels), 4000-5600 A"),
     "mlp_noise": ("ingest", "spectra", "trained on noisier copies of the spectra (noise_augment 1: extra noise of their own errors x U(0, 1))"),
     "mlp_log_noise": ("ingest", "spectra", "log10 Teff and noisier copies"),
+    "mlp_members5": ("ingest", "spectra", "ensemble of 5 networks per label (members: 5)"),
+    "mlp_log_noise_members5": ("ingest", "spectra", "log10 Teff, noisier copies, ensemble of 5 networks per label (members: 5)"),
 }
 HGB = {"hgb": ("ingest", "HistGradientBoosting on stats + flux, 4000-5600 A"), "hgb_full": ("ingest_full", "HistGradientBoosting, whole range")}
 

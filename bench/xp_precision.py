@@ -52,7 +52,7 @@ ROWS = {
     "gaussian_photometry_ensemble": ("XP + photometry", "+ photometry, ensemble of 3"),
 }
 """Row (heads stage) -> (inputs column, what it changes); also the order they run in."""
-OUTPUT = Path(__file__).resolve().parent / "results" / "xp_precision"
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 ENCODER_STAGES = ("pretrain", "photometry", "join_photometry")
@@ -199,7 +199,7 @@ def table(result: dict, part: str, rows: list[str]) -> list[str]:
     return lines
 
 
-def write(result: dict, rows: list[str], seeds: list[int], command: str, wall: float, load: tuple[float, float, float]) -> None:
+def write(result: dict, rows: list[str], seeds: list[int], command: str, wall: float, load: tuple[float, float, float], name: str = "xp_precision") -> None:
     encoders = result["_encoder_stages"]
     costs = "; ".join(f"{stage} {entry['wall_s']:.0f} s, {entry['peak_mb']:.0f} MB" for stage, entry in encoders.items() if not entry["reused"]) or "not measured here"
     lines = [
@@ -226,8 +226,9 @@ def write(result: dict, rows: list[str], seeds: list[int], command: str, wall: f
         *table(result, "test", rows),
         "",
     ]
-    OUTPUT.with_suffix(".md").write_text("\n".join(lines))
-    OUTPUT.with_suffix(".json").write_text(json.dumps({"command": command, "seeds": seeds, "rows": result}, indent=2))
+    output = RESULTS / name
+    output.with_suffix(".md").write_text("\n".join(lines))
+    output.with_suffix(".json").write_text(json.dumps({"command": command, "seeds": seeds, "rows": result}, indent=2))
     print("\n".join(lines))
 
 
@@ -238,6 +239,7 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=list(ROWS), help="heads stages of the spec to run and tabulate")
     parser.add_argument("--table-only", action="store_true", help="rewrite the table from finished rows, run nothing")
     parser.add_argument("--redo", action="store_true", help="rerun (row, seed) pairs that finished before")
+    parser.add_argument("--name", default="xp_precision", help="results file name under bench/results (.md and .json)")
     parser.add_argument("--run-dir", type=Path, help="where the stages run (default <runs>/xp-precision; another one lets a second process run other rows beside the first)")
     args = parser.parse_args()
     started = time.time()
@@ -251,7 +253,7 @@ def main() -> None:
     else:
         ledger = measure(args.runs, args.seeds, args.rows, args.redo, args.run_dir or args.runs / SPEC)
     result = collect(args.runs, args.seeds, args.rows, ledger)
-    write(result, args.rows, args.seeds, shlex.join(["python", "bench/xp_precision.py", *sys.argv[1:]]), time.time() - started, os.getloadavg())
+    write(result, args.rows, args.seeds, shlex.join(["python", "bench/xp_precision.py", *sys.argv[1:]]), time.time() - started, os.getloadavg(), args.name)
 
 
 if __name__ == "__main__":

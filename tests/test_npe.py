@@ -119,20 +119,6 @@ def test_recalibration_repairs_overconfident_posteriors_and_keeps_sample_order()
     assert recalibration.apply({"z": samples})["z"] is samples  # a label it was not fitted on is left alone
 
 
-def test_a_gated_recalibration_maps_only_labels_whose_pits_are_not_uniform():
-    rng = np.random.default_rng(2)
-    truth = rng.normal(size=300)
-    centre = truth + rng.normal(size=300)
-    calibrated = centre[:, None] + rng.normal(size=(300, 400))  # the right width: PITs uniform
-    narrow = centre[:, None] + 0.3 * rng.normal(size=(300, 400))  # too narrow: PITs pile up at 0 and 1
-    pits = {"good": pit(truth, calibrated), "narrow": pit(truth, narrow)}
-    truths = {"good": truth, "narrow": truth}
-    gated = Recalibration.fit(truths, pits, below=0.05)
-    assert set(gated.levels) == {"narrow"} and gated.pit_ks_p["good"] >= 0.05 > gated.pit_ks_p["narrow"]
-    assert gated.apply({"good": calibrated})["good"] is calibrated
-    assert set(Recalibration.fit(truths, pits).levels) == {"good", "narrow"}  # no gate: every label
-
-
 class _GaussianPosterior:
     """A stand-in flow: Gaussian samples around ``centre(x)`` with standard deviation ``sd``."""
 

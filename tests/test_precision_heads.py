@@ -195,14 +195,3 @@ def test_the_heads_stage_gives_a_noise_augmented_head_the_flux_errors(tmp_path, 
     embedding = validate_spec({"name": "noisy-embedding", "data": {"store": str(store.path)}, "stages": {"noisy": {**head, "input": "embedding"}}})
     with pytest.raises((ValueError, SpecCLIPError), match="needs input: spectra or spectra_ivar"):
         run_spec(embedding, run_dir=tmp_path / "run2", progress=False, log=lambda *_: None)
-
-
-def test_a_gaussian_head_reports_its_gated_recalibration(tmp_path):
-    train, val = _problem(400, 1), _problem(100, 2)
-    never = MLPHead(MLPHeadConfig(hidden=[16], uncertainty="gaussian", recalibrate_below=1e-12))
-    summary = never.fit(train, val, tmp_path / "never", FAST, seed=0, progress=False)
-    assert summary["recalibration"]["y"]["recalibrated"] is False and never.recalibration.levels == {}
-    always = MLPHead(MLPHeadConfig(hidden=[16], uncertainty="gaussian", recalibrate_below=1.0))
-    summary = always.fit(train, val, tmp_path / "always", FAST, seed=0, progress=False)
-    assert summary["recalibration"]["y"]["recalibrated"] is True and set(always.recalibration.levels) == {"y"}
-    np.testing.assert_allclose(summary["recalibration"]["y"]["pit_ks_p"], never.recalibration.pit_ks_p["y"])

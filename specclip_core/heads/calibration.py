@@ -13,11 +13,6 @@ at tau calibrates it (on stars like the validation ones). The quantiles are Harr
 which matters on the few hundred validation stars of a small survey sample. The map is monotone, so a sample keeps its
 rank and a joint posterior keeps its dependence between labels.
 
-A map fitted on a few hundred stars also follows their noise. With a gate (``below``) a label is
-recalibrated only where its validation PITs are significantly non-uniform (the K-S p-value of
-``scipy.stats.kstest`` against the uniform distribution is below the gate); a label whose PITs the
-test cannot tell from uniform keeps its posterior as it is.
-
 A posterior given by S samples is read as the distribution whose k-th smallest sample sits at level
 (k - 0.5) / S, linear between samples, with Gaussian tails (the samples' mean and standard
 deviation) beyond the outermost ones, so that a truth outside every sample still has a PIT below
@@ -139,27 +134,18 @@ class Recalibration:
     """Per label, the validation PIT values' quantiles at :data:`GRID` (see the module docstring)."""
 
     levels: dict[str, list[float]] = field(default_factory=dict)
-    pit_ks_p: dict[str, float] = field(default_factory=dict)
-    """Per label, the K-S p-value of its validation PITs against uniform (when fitted with a gate)."""
 
     @classmethod
-    def fit(cls, truth: dict[str, np.ndarray], pits: dict[str, np.ndarray], below: float | None = None) -> Recalibration:
-        """From each label's validation truths and their PIT values (rows without a truth ignored);
-        with ``below``, only the labels whose PITs' K-S p-value against uniform is below it."""
-        from scipy.stats import kstest
+    def fit(cls, truth: dict[str, np.ndarray], pits: dict[str, np.ndarray]) -> Recalibration:
+        """From each label's validation truths and their PIT values (rows without a truth ignored)."""
         from scipy.stats.mstats import hdquantiles
 
-        levels, tested = {}, {}
+        levels = {}
         for label, values in pits.items():
             known = np.isfinite(truth[label]) & np.isfinite(values)
-            if known.sum() <= 1:
-                continue
-            if below is not None:
-                tested[label] = float(kstest(values[known], "uniform").pvalue)
-                if tested[label] >= below:
-                    continue
-            levels[label] = np.maximum.accumulate(np.clip(np.asarray(hdquantiles(values[known], prob=GRID)), 0, 1)).tolist()
-        return cls(levels, tested)
+            if known.sum() > 1:
+                levels[label] = np.maximum.accumulate(np.clip(np.asarray(hdquantiles(values[known], prob=GRID)), 0, 1)).tolist()
+        return cls(levels)
 
     def level(self, label: str, tau: np.ndarray) -> np.ndarray:
         """The nominal level to read a star's distribution at for calibrated level ``tau``."""

@@ -73,7 +73,6 @@ class MLPHeadConfig(BaseModel):
     members: int = Field(1, ge=1, description="networks per label group, member i from seed + 1000 i; predictions are their mean (mixture for gaussian)")
     label_errors: bool = Field(False, description="gaussian only: add each training star's label error (the heads stage's label_errors) to the predicted variance")
     log_labels: list[str] = Field(default_factory=list, description="labels fitted as log10 of their value (all > 0), e.g. teff; predictions are given back in the label's units")
-    recalibrate_below: float | None = Field(None, gt=0, le=1, description="gaussian only: recalibrate a label only where its validation PITs' K-S p-value against uniform is below this; None: every label")
     noise_augment: float = Field(0.0, ge=0, description="train on copies of the spectra with extra noise of their own errors times a factor drawn uniformly from [0, noise_augment] per star and batch (spectra inputs only)")
 
     @model_validator(mode="after")
@@ -265,9 +264,7 @@ class MLPHead(Head):
         if self.gaussian:
             gaussians = self._gaussians(validation.inputs)
             pits = {label: ndtr((self._fitted(label, validation.labels[label]) - mean) / sigma) for label, (mean, sigma) in gaussians.items()}
-            self.recalibration = Recalibration.fit(validation.labels, pits, self.config.recalibrate_below)
-            if self.config.recalibrate_below is not None:
-                summary["recalibration"] = {label: {"pit_ks_p": p, "recalibrated": label in self.recalibration.levels} for label, p in self.recalibration.pit_ks_p.items()}
+            self.recalibration = Recalibration.fit(validation.labels, pits)
         return summary
 
     @torch.no_grad()

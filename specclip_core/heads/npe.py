@@ -68,7 +68,6 @@ class NPEHeadConfig(BaseModel):
     sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
     recalibrate: bool = Field(True, description="recalibrate the chosen posterior's marginals on validation stars (quantile recalibration)")
     recalibration_stars: int = Field(2000, ge=10, description="validation stars the recalibration is fitted on, at most")
-    recalibrate_below: float | None = Field(None, gt=0, le=1, description="recalibrate a label only where its validation PITs' K-S p-value against uniform is below this; None: every label")
 
 
 def _sbi():
@@ -168,8 +167,6 @@ class NPEHead(Head):
             self.recalibration = self._recalibration(validation, seed)
             for entry in summary.values():
                 entry["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
-            if self.config.recalibrate_below is not None:
-                summary["recalibration"] = {label: {"pit_ks_p": p, "recalibrated": label in self.recalibration.levels} for label, p in self.recalibration.pit_ks_p.items()}
         return summary
 
     def _dropped_outside(self, name: str, group: list[str], dropped: np.ndarray, low: list[float], high: list[float]) -> dict[str, int]:
@@ -197,7 +194,7 @@ class NPEHead(Head):
         rows = np.sort(np.random.default_rng(seed).permutation(len(validation.inputs))[: self.config.recalibration_stars])
         drawn = self.sample(validation.inputs[rows], recalibrated=False)
         truth = {label: validation.labels[label][rows] for label in self.labels}
-        return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels}, self.config.recalibrate_below)
+        return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels})
 
     def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:
         """SBC p-values and robust sigma (standardised units) of one trained flow on validation rows;
@@ -211,7 +208,7 @@ class NPEHead(Head):
         samples = drawn[: len(rows)]
         if recalibrated:
             truth = {label: theta[fitting, i] for i, label in enumerate(group)}
-            mapped = Recalibration.fit(truth, {label: pit(truth[label], drawn[len(rows) :, :, i]) for i, label in enumerate(group)}, self.config.recalibrate_below).apply({label: samples[:, :, i] for i, label in enumerate(group)})
+            mapped = Recalibration.fit(truth, {label: pit(truth[label], drawn[len(rows) :, :, i]) for i, label in enumerate(group)}).apply({label: samples[:, :, i] for i, label in enumerate(group)})
             samples = np.stack([mapped[label] for label in group], axis=2)
         pvalues = {label: calibration(theta[rows, i], samples[:, :, i], len(rows), seed)[0]["sbc_ks_p"] for i, label in enumerate(group)}
         median = np.median(samples, axis=1)

@@ -52,6 +52,8 @@ ROWS = {
     "mlp_log_noise": ("ingest", "spectra", "log10 Teff and noisier copies"),
     "mlp_members5": ("ingest", "spectra", "ensemble of 5 networks per label (members: 5)"),
     "mlp_log_noise_members5": ("ingest", "spectra", "log10 Teff, noisier copies, ensemble of 5 networks per label (members: 5)"),
+    "gaussian_log_noise_members5": ("ingest", "spectra", "as mlp_log_noise_members5 with Gaussian NLL networks (uncertainty: gaussian; the mixture's recalibrated median)"),
+    "gaussian256_log_noise_members5": ("ingest", "spectra", "as gaussian_log_noise_members5 with 256-128 networks"),
 }
 HGB = {"hgb": ("ingest", "HistGradientBoosting on stats + flux, 4000-5600 A"), "hgb_full": ("ingest_full", "HistGradientBoosting, whole range")}
 

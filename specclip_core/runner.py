@@ -312,7 +312,9 @@ def run_spec(
             "seconds": round(time.time() - started, 2),
         }
         atomic_write_text(context.out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
-        if final.exists():
+        if final.is_symlink():
+            final.unlink()  # a linked stage directory whose result no longer holds: replace the link, keep its target
+        elif final.exists():
             shutil.rmtree(final)
         context.out_dir.rename(final)
         manifests[name] = manifest

@@ -130,3 +130,21 @@ def test_only_runs_a_stage_while_another_stages_data_is_not_there_yet(toy_store,
     assert list(manifests) == ["pretrain"]
     with pytest.raises(SpecCLIPError, match="stage 'later' is needed but not finished"):
         run_spec(spec, only=["heads"], progress=False, log=lambda *_: None)
+
+
+def test_a_linked_stage_directory_that_no_longer_holds_is_replaced_and_its_target_kept(toy_store, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    run_spec(_spec(toy_store, elsewhere), progress=False, log=lambda *_: None)
+    target = elsewhere / "pretrain"
+    before = (target / "manifest.json").read_text()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "pretrain").symlink_to(target)
+    logs = []
+    run_spec(_spec(toy_store, run_dir), progress=False, log=logs.append)
+    assert any("reused" in line for line in logs)  # a link to a result that holds is reused
+    logs.clear()
+    run_spec(_spec(toy_store, run_dir, epochs=3), progress=False, log=logs.append)
+    assert any("running" in line for line in logs)
+    assert not (run_dir / "pretrain").is_symlink() and (run_dir / "pretrain" / "manifest.json").is_file()
+    assert (target / "manifest.json").read_text() == before  # the linked run's own result is untouched

@@ -179,8 +179,8 @@ class MLPHead(Head):
         """A label's values in the units the networks fit: log10 for ``log_labels`` (NaN where <= 0)."""
         if label not in self.config.log_labels:
             return values
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+        values = np.asarray(values, dtype=np.float64)
+        return np.log10(values, out=np.full_like(values, np.nan), where=values > 0)
 
     def _given(self, label: str, values: np.ndarray) -> np.ndarray:
         """Fitted values back in the label's units."""

@@ -1,5 +1,5 @@
 """Measure the calibration of LAMOST-like simulated spectra from the 2,224 real LAMOST DR10 spectra
-and write it as specclip-sim package data (plugins/specclip-sim/src/specclip_sim/calibrations/
+and write it as specclip-lamost package data (plugins/specclip-lamost/src/specclip_lamost/calibrations/
 lamost_lrs.json), with a record in bench/results/sim_calibration_lamost.md.
 
 Measured here:

@@ -1,6 +1,6 @@
 """Learn the empirical correction of the emulator for LAMOST-like spectra (specclip_sim.correction)
 from the training 70% of the real DR10 stars (sim_common.in_train_split), and add it to the shipped
-calibration (plugins/specclip-sim/src/specclip_sim/calibrations/lamost_lrs.json).
+calibration (plugins/specclip-lamost/src/specclip_lamost/calibrations/lamost_lrs.json).
 
 Each training star is simulated from its LASP labels, rv and S/N with the calibration (without any
 correction; with its parts drawn from real spectra except the residual variety, which is learned after

@@ -1,6 +1,6 @@
 """Learn the parts of LAMOST-like simulations drawn from real spectra (specclip_sim.empirical) from the
 training 70% of the real DR10 stars (sim_common.in_train_split), and ship them with the LAMOST
-calibration (plugins/specclip-sim/src/specclip_sim/calibrations/lamost_lrs_parts.npz, named with its
+calibration (plugins/specclip-lamost/src/specclip_lamost/calibrations/lamost_lrs_parts.npz, named with its
 SHA-256 in lamost_lrs.json).
 
 Each training star's native spectrum (3,909 px) is compared with its noiseless simulated twin (LASP

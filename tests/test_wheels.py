@@ -157,6 +157,21 @@ def test_the_core_wheel_names_no_survey(installed):
     assert not offences, "survey names in the core wheel:\n" + "\n".join(offences)
 
 
+def test_each_survey_plugin_wheel_ships_its_simulator_calibration(installed):
+    script = """
+import json
+from specclip_sim.calibration import calibration_path, load_calibration
+parts = load_calibration("lamost_lrs").parts()
+print(json.dumps({m: str(calibration_path(m)) for m in ("lamost_lrs", "desi")} | {"lamost_parts": parts.noise is not None and parts.variety is not None}))
+"""
+    shipped = json.loads(installed.run("python", "-c", script))
+    assert shipped["lamost_lrs"].startswith(str(installed.venv)) and "/specclip_lamost/calibrations/" in shipped["lamost_lrs"]
+    assert shipped["lamost_parts"], "the LAMOST parts file (noise, ..., variety) did not load, checksum checked, from the wheel"
+    assert "/specclip_desi/calibrations/" in shipped["desi"]
+    (sim_wheel,) = [w for w in installed.wheels if w.name.startswith("specclip_sim-")]
+    assert not [name for name in _members(sim_wheel) if name.endswith((".json", ".npz"))], "specclip-sim ships no survey's calibration"
+
+
 def test_a_tiny_spec_runs_and_predicts_through_the_installed_script(installed):
     tiny_train = {"epochs": 2, "batch_size": 16, "device": "cpu", "patience": None}
     spec = {

@@ -3,11 +3,14 @@ shapes; their parts file (checksum, clear errors); each switchable in the simula
 
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from specclip_core.api import Instrument, SpecCLIPError
-from specclip_sim.calibration import Calibration, file_sha256, load_calibration, load_parts
+from specclip_sim.calibration import Calibration, calibration_path, file_sha256, load_calibration, load_parts
 from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals, draw_by_bin, kernel_from_autocorrelation
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings
 
@@ -116,10 +119,13 @@ def test_a_parts_file_loads_with_its_checksum_and_fails_clearly(tmp_path):
         Calibration(modality="x", resolving_power=1.0, snr_band=(1.0, 2.0), snr_values=[1.0], wavelength_start=1.0, log_step=1e-4, parts_file="p.npz")
 
 
-def test_the_shipped_lamost_calibration_has_its_parts():
+def test_the_lamost_calibration_and_its_parts_ship_with_the_lamost_plugin_not_here():
+    path = calibration_path("lamost_lrs")
+    assert path is not None and "specclip_lamost" in path.parts and path.is_file()
+    here = Path(str(resources.files("specclip_sim")))
+    assert not [p.name for p in here.rglob("*") if p.suffix in (".json", ".npz")], "specclip-sim knows no survey: it ships no calibration"
     calibration = load_calibration("lamost_lrs")
-    if calibration is None or calibration.parts_file is None:
-        pytest.skip("no LAMOST parts file shipped")
+    assert calibration.parts_file is not None
     parts = calibration.parts()
     assert parts.noise is not None and parts.noise.scale.shape == (len(calibration.throughput),)
     assert parts.sky is not None and parts.sky.templates.shape[1] == len(parts.sky.pixels)

@@ -6,6 +6,8 @@ All wavelengths are in Angstrom, in vacuum (LAMOST spectra are delivered in vacu
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 import numpy as np
 
 from specclip_core.api import Instrument
@@ -45,4 +47,9 @@ INSTRUMENT = Instrument(
     native_wavelength=NATIVE_WAVELENGTH,
     description="LAMOST low-resolution spectrographs: R ~ 1800, 3700-9100 A log-linear at 1e-4 dex (vacuum), "
     "blue and red arms joined near 5900 A",
+    calibration=str(files("specclip_lamost") / "calibrations" / "lamost_lrs.json"),
 )
+"""``calibration``: what specclip-sim takes from the 2,224 real DR10 spectra (bench/sim_calibrate_lamost.py,
+sim_fit_lamost_parts.py, sim_fit_correction.py, sim_fit_residual_variety.py; provenance in its ``measured``):
+the effective R, S/N values, throughput, mask runs, the emulator's empirical correction, and the parts
+drawn from real spectra in ``lamost_lrs_parts.npz`` (named with its SHA-256)."""

@@ -1,8 +1,8 @@
 """What simulating one modality takes from that instrument's real spectra: a calibration file.
 
-A calibration (the file a modality's plugin names in ``Instrument.calibration``, or
-``specclip_sim/calibrations/<modality>.json``, package data) holds, measured from real
-spectra of the instrument and with its provenance:
+A calibration (the file a modality's plugin ships and names in ``Instrument.calibration``: this
+package ships none, it knows no survey) holds, measured from real spectra of the instrument and
+with its provenance:
 
 - ``resolving_power``: the effective resolving power to simulate at (may differ from the
   instrument's nominal one: it is whatever makes simulated spectra match real ones best);
@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,6 @@ from specclip_sim.correction import ResidualCorrection
 from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.lsf import ArmResolution
 
-CALIBRATIONS = "calibrations"
 PARTS_KEYS = {
     "noise": ("noise_scale", "noise_kernel"),
     "sky": ("sky_pixels", "sky_templates", "sky_snr"),
@@ -127,21 +125,23 @@ class Calibration(BaseModel):
         Path(path).write_text("{\n" + ",\n".join(items) + "\n}\n")
 
 
-def calibration_path(modality: str) -> Path:
-    return Path(str(resources.files("specclip_sim").joinpath(CALIBRATIONS, f"{modality}.json")))
+def calibration_path(modality: str) -> Path | None:
+    """The calibration file the plugin of ``modality`` (a registered name or alias) names in its
+    instrument description; None when it names none."""
+    spec = get_modality(modality)
+    named = spec.instrument.calibration if spec.instrument is not None else None
+    return Path(named) if named else None
 
 
 def load_calibration(modality: str) -> Calibration | None:
     """The calibration of ``modality`` (a registered name or alias): the file its plugin names in
-    ``Instrument.calibration``, else the one shipped here, else None."""
-    spec = get_modality(modality)
-    named = spec.instrument.calibration if spec.instrument is not None else None
-    path = Path(named) if named else calibration_path(spec.name)
-    if not path.is_file():
-        if named:
-            raise SpecCLIPError(f"modality {spec.name!r}: its instrument's calibration file {path} does not exist")
+    ``Instrument.calibration``; None when it names none."""
+    path = calibration_path(modality)
+    if path is None:
         return None
-    return read_calibration(path, spec.name)
+    if not path.is_file():
+        raise SpecCLIPError(f"modality {get_modality(modality).name!r}: its instrument's calibration file {path} does not exist")
+    return read_calibration(path, get_modality(modality).name)
 
 
 def read_calibration(path: str | Path, modality: str | None = None) -> Calibration:

@@ -139,8 +139,8 @@ class NativeObserver:
         self.snr_values = np.asarray(values, dtype=np.float64)
         if self.snr_values.size == 0:
             raise SpecCLIPError(
-                f"modality {self.modality.name!r} has no calibration (its plugin's Instrument.calibration, or "
-                f"specclip_sim/calibrations/{self.modality.name}.json) and no S/N values were given: missing the S/N "
+                f"modality {self.modality.name!r} has no calibration (its plugin names none in Instrument.calibration) "
+                "and no S/N values were given: missing the S/N "
                 "distribution to draw noise from (snr_values=, or ship a calibration with snr_values)"
             )
         self.instrument = replace(instrument, resolving_power=self.resolving_power)

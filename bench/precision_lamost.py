@@ -27,7 +27,7 @@ import numpy as np
 
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
-from specclip_core.heads.inputs import spectra_inputs
+from specclip_core.heads.inputs import spectra_inputs, with_errors
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.saved import load_head
 from specclip_core.rundir import RunDir
@@ -40,20 +40,20 @@ LABELS = ["teff", "logg", "feh"]
 NAMES = {"teff": "Teff (K)", "logg": "log g (dex)", "feh": "[Fe/H] (dex)"}
 GOALS = {"teff": 110.0, "logg": 0.11, "feh": 0.09}
 INGESTS = {"ingest": "lamost_lrs", "ingest_full": "lamost_lrs_full"}
-# MLP rows of the spec: stage -> (ingest stage, input, what the row changes)
+# MLP rows of the spec: stage -> (ingest stage, its errors_input, what the row changes)
 ROWS = {
-    "mlp": ("ingest", "spectra", "paper's MLP on stats + flux, 4000-5600 A (baseline)"),
-    "mlp_full": ("ingest_full", "spectra", "whole range 3850-8900 A"),
-    "mlp_ivar": ("ingest", "spectra_ivar", "+ sqrt(ivar) per pixel as input, 4000-5600 A"),
-    "mlp_full_regularised": ("ingest_full", "spectra", "whole range, dropout 0.2, Huber loss, batch 128, lr 5e-4, AdamW weight decay 0.05, patience 15"),
-    "mlp_full_ivar": ("ingest_full", "spectra_ivar", "whole range + sqrt(ivar) as input"),
-    "mlp_log": ("ingest", "spectra", "fits log10 Teff (log_labels), 4000-5600 A"),
-    "mlp_noise": ("ingest", "spectra", "trained on noisier copies of the spectra (noise_augment 1: extra noise of their own errors x U(0, 1))"),
-    "mlp_log_noise": ("ingest", "spectra", "log10 Teff and noisier copies"),
-    "mlp_members5": ("ingest", "spectra", "ensemble of 5 networks per label (members: 5)"),
-    "mlp_log_noise_members5": ("ingest", "spectra", "log10 Teff, noisier copies, ensemble of 5 networks per label (members: 5)"),
-    "gaussian_log_noise_members5": ("ingest", "spectra", "as mlp_log_noise_members5 with Gaussian NLL networks (uncertainty: gaussian; the mixture's recalibrated median)"),
-    "gaussian256_log_noise_members5": ("ingest", "spectra", "as gaussian_log_noise_members5 with 256-128 networks"),
+    "mlp": ("ingest", "none", "paper's MLP on stats + flux, 4000-5600 A (baseline)"),
+    "mlp_full": ("ingest_full", "none", "whole range 3850-8900 A"),
+    "mlp_ivar": ("ingest", "inverse_sigma", "+ sqrt(ivar) per pixel as input, 4000-5600 A"),
+    "mlp_full_regularised": ("ingest_full", "none", "whole range, dropout 0.2, Huber loss, batch 128, lr 5e-4, AdamW weight decay 0.05, patience 15"),
+    "mlp_full_ivar": ("ingest_full", "inverse_sigma", "whole range + sqrt(ivar) as input"),
+    "mlp_log": ("ingest", "none", "fits log10 Teff (log_labels), 4000-5600 A"),
+    "mlp_noise": ("ingest", "none", "trained on noisier copies of the spectra (noise_augment 1: extra noise of their own errors x U(0, 1))"),
+    "mlp_log_noise": ("ingest", "none", "log10 Teff and noisier copies"),
+    "mlp_members5": ("ingest", "none", "ensemble of 5 networks per label (members: 5)"),
+    "mlp_log_noise_members5": ("ingest", "none", "log10 Teff, noisier copies, ensemble of 5 networks per label (members: 5)"),
+    "gaussian_log_noise_members5": ("ingest", "none", "as mlp_log_noise_members5 with Gaussian NLL networks (uncertainty: gaussian; the mixture's recalibrated median)"),
+    "gaussian256_log_noise_members5": ("ingest", "none", "as gaussian_log_noise_members5 with 256-128 networks"),
 }
 HGB = {"hgb": ("ingest", "HistGradientBoosting on stats + flux, 4000-5600 A"), "hgb_full": ("ingest_full", "HistGradientBoosting, whole range")}
 
@@ -89,12 +89,17 @@ SNR_BINS = ((0, 50), (50, 100), (100, np.inf))
 """S/N(g) bins of the test split (the published LAMOST precisions quoted in the issue are at S/N ~ 100)."""
 
 
-def split_parts(store: SpectralStore, modality: str, kind: str) -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """Split name -> (head inputs, labels and snrg) of the labelled rows, as the heads stage selects them."""
+def split_parts(store: SpectralStore, modality: str, errors: str = "none") -> dict[str, tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """Split name -> (head inputs, labels and snrg) of the labelled rows, as the heads stage selects and
+    builds them (spectra inputs, then the pixel errors of kind ``errors`` unless ``none``)."""
     rows = selected_rows(store, LABELS, {})
     rows = rows[store.observed(modality, rows)]
     split = split_labels(store.ids[rows])
-    return {name: (spectra_inputs(store.read(modality, rows[split == name]), kind), store.labels([*LABELS, "snrg"], rows[split == name])) for name in ("train", "val", "test")}
+
+    def inputs(arrays):
+        return spectra_inputs(arrays) if errors == "none" else with_errors(spectra_inputs(arrays), arrays, errors)
+
+    return {name: (inputs(store.read(modality, rows[split == name])), store.labels([*LABELS, "snrg"], rows[split == name])) for name in ("train", "val", "test")}
 
 
 def by_snr(parts: dict, predicted: dict[str, np.ndarray]) -> list[dict]:
@@ -111,7 +116,7 @@ def fit_hgb(store_path: Path, modality: str, seed: int, out: Path) -> None:
     """HistGradientBoosting (defaults, one per label) on the training spectra; val and test predictions to ``out``."""
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    parts = split_parts(SpectralStore.open(store_path), modality, "spectra")
+    parts = split_parts(SpectralStore.open(store_path), modality)
     (x, y), predicted = parts["train"], {}
     for label in LABELS:
         known = np.isfinite(y[label])
@@ -177,13 +182,13 @@ def main() -> int:
     for name, (ingest, description) in HGB.items():
         out = first / f"{name}_predictions.json"
         timing = out.with_suffix(".timing.json")
-        parts = split_parts(stores[ingest], INGESTS[ingest], "spectra")
+        parts = split_parts(stores[ingest], INGESTS[ingest])
         saved = json.loads(out.read_text())
         predicted = {split: {label: np.asarray(saved[f"{split}_{label}"]) for label in LABELS} for split in ("val", "test")}
         results["hgb"][name] = {"description": description, **json.loads(timing.read_text()), "scores": scores(parts, predicted), "by_snr": by_snr(parts, predicted["test"])}
     for row in args.rows:
-        ingest, kind, description = ROWS[row]
-        parts = split_parts(stores[ingest], INGESTS[ingest], kind)
+        ingest, errors, description = ROWS[row]
+        parts = split_parts(stores[ingest], INGESTS[ingest], errors)
         per_seed = results["rows"][row]["seeds"]
         predictions = []
         for entry in per_seed:

@@ -193,9 +193,9 @@ def predict_catalog(
                     embedded[info.encoder_stage], rebuilt[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra, info.encoder_stage in scored)
                 values = embedded[info.encoder_stage]
             else:
-                values = spectra_inputs({"flux": spectra.flux, "ivar": spectra.ivar, "stats": spectra.stats}, info.input)
-            if info.errors_input:
-                values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask})
+                values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+            if info.errors_input != "none":
+                values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask}, info.errors_input)
             predicted, sampled = models[name].predict_samples(values, samples, recalibrated=True) if samples else (models[name].predict(values), None)
             for label, column in predicted.items():
                 parts.setdefault(label, []).append(column)

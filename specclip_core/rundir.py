@@ -57,8 +57,10 @@ def has_encoder(stage_dir: Path, modality: str) -> bool:
 class HeadInputs:
     """What a trained head reads and what its outputs are (``head/inputs.json``): whether the spectra
     it was trained on were simulated, and per label its unit, display name and robust sigma on the
-    test split (labels not listed have none); whether the pixel errors follow the embedding or spectra
-    (``errors_input``) and which other modalities' spectra inputs follow those (``with_modalities``)."""
+    test split (labels not listed have none); which pixel errors follow the embedding or spectra
+    (``errors_input``, :data:`specclip_core.heads.inputs.PIXEL_ERRORS`) and which other modalities'
+    spectra inputs follow those (``with_modalities``). Files written before the one ``errors_input``
+    setting (``errors_input: true``, ``input: spectra_ivar``) read as what they meant."""
 
     modality: str
     input: str
@@ -68,7 +70,7 @@ class HeadInputs:
     units: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
     test_sigma: dict[str, float] = field(default_factory=dict)
-    errors_input: bool = False
+    errors_input: str = "none"
     with_modalities: list[str] = field(default_factory=list)
 
     def write(self, head_dir: Path) -> None:
@@ -79,7 +81,12 @@ class HeadInputs:
         path = Path(head_dir) / HEAD_INPUTS
         if not path.exists():
             raise SpecCLIPError(f"{path}: missing; {head_dir} was not written by a heads stage")
-        return cls(**json.loads(path.read_text()))
+        fields = json.loads(path.read_text())
+        if isinstance(fields.get("errors_input"), bool):
+            fields["errors_input"] = "sigma" if fields["errors_input"] else "none"
+        if fields["input"] == "spectra_ivar":
+            fields.update(input="spectra", errors_input="inverse_sigma")
+        return cls(**fields)
 
 
 def write_predictions(path: Path, ids: np.ndarray, truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray]) -> None:

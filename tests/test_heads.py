@@ -139,7 +139,7 @@ def _pipeline_spec(store, run_dir):
                 "heads_spectra": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32]}, "train": head_train},
                 "heads_ridge": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "ridge"}},
                 "heads_gaussian": {"kind": "heads", "modality": "toy", "input": "spectra", "labels": ["temp"], "head": {"name": "mlp", "hidden": [64, 32], "uncertainty": "gaussian", "samples": 100}, "sbc_stars": 20, "train": head_train},
-                "heads_ridge_ivar": {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "ridge"}},
+                "heads_ridge_ivar": {"kind": "heads", "modality": "toy", "input": "spectra", "errors_input": "inverse_sigma", "labels": ["temp"], "head": {"name": "ridge"}},
                 "evaluate": {"kind": "evaluate", "needs": ["heads_embedding", "heads_spectra", "heads_ridge"]},
             },
         }

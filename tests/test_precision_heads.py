@@ -83,9 +83,9 @@ def test_heads_read_errors_and_another_modality_with_an_offset_seed(tmp_path):
             "data": {"store": str(store.path)},
             "stages": {
                 "plain": head,
-                "joined": {**head, "errors_input": True, "with_modalities": ["toy_broad"]},
+                "joined": {**head, "errors_input": "sigma", "with_modalities": ["toy_broad"]},
                 "offset": {**head, "seed_offset": 1},
-                "errors": {**head, "errors_input": True},
+                "errors": {**head, "errors_input": "sigma"},
             },
         }
     )
@@ -98,7 +98,7 @@ def test_heads_read_errors_and_another_modality_with_an_offset_seed(tmp_path):
     assert set(plain["validation"]["temp"]) >= {"robust_sigma", "r2", "n"} and plain["validation"]["temp"]["n"] == plain["n_rows"]["val"]
     assert manifests["offset"]["summary"]["test"]["temp"]["robust_sigma"] != plain["test"]["temp"]["robust_sigma"]
     saved = json.loads((tmp_path / "run" / "joined" / "head" / "inputs.json").read_text())
-    assert saved["errors_input"] is True and saved["with_modalities"] == ["toy_broad"]
+    assert saved["errors_input"] == "sigma" and saved["with_modalities"] == ["toy_broad"]
     from specclip_toy import make_raw, write_file
 
     from specclip_core.errors import SpecCLIPError
@@ -184,7 +184,7 @@ def test_the_heads_stage_gives_a_noise_augmented_head_the_flux_errors(tmp_path, 
         return fit(self, train, validation, *args, **kwargs)
 
     monkeypatch.setattr(MLPHead, "fit", spy)
-    head = {"kind": "heads", "modality": "toy", "input": "spectra_ivar", "labels": ["temp"], "head": {"name": "mlp", "hidden": [16], "noise_augment": 1.0}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"}}
+    head = {"kind": "heads", "modality": "toy", "input": "spectra", "errors_input": "inverse_sigma", "labels": ["temp"], "head": {"name": "mlp", "hidden": [16], "noise_augment": 1.0}, "train": {"epochs": 2, "batch_size": 64, "device": "cpu"}}
     spec = validate_spec({"name": "noisy-toy", "data": {"store": str(store.path)}, "stages": {"noisy": head}})
     run_spec(spec, run_dir=tmp_path / "run", progress=False, log=lambda *_: None)
     n_stats, n_pixels = len(store.stats_names("toy")), store.wavelength("toy").size
@@ -193,5 +193,5 @@ def test_the_heads_stage_gives_a_noise_augmented_head_the_flux_errors(tmp_path, 
     assert np.all(errors[:, :n_stats] == 0) and np.all(errors[:, n_stats + n_pixels :] == 0)  # statistics and sqrt(ivar) are not perturbed
     assert errors[:, n_stats : n_stats + n_pixels].max() > 0
     embedding = validate_spec({"name": "noisy-embedding", "data": {"store": str(store.path)}, "stages": {"noisy": {**head, "input": "embedding"}}})
-    with pytest.raises((ValueError, SpecCLIPError), match="needs input: spectra or spectra_ivar"):
+    with pytest.raises((ValueError, SpecCLIPError), match="needs input: spectra "):
         run_spec(embedding, run_dir=tmp_path / "run2", progress=False, log=lambda *_: None)

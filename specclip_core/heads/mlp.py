@@ -216,7 +216,7 @@ class MLPHead(Head):
             if np.any(values[np.isfinite(values)] <= 0):
                 raise ValueError(f"log_labels: label {label!r} has training values <= 0 (min {np.nanmin(values):.4g}); its log10 is not defined")
         if self.uses_input_errors and train.input_errors is None:
-            raise ValueError("noise_augment needs the training inputs' errors (LabelledInputs.input_errors), which the heads stage gives for input: spectra or spectra_ivar")
+            raise ValueError("noise_augment needs the training inputs' errors (LabelledInputs.input_errors), which the heads stage gives for input: spectra")
 
     def _member_networks(self) -> list[tuple[list[str], list[nn.Sequential]]]:
         """(group, its members' networks) per label group."""

@@ -12,7 +12,7 @@ from specclip_core.components import get_modality
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
 from specclip_core.heads.calibration import calibration
-from specclip_core.heads.inputs import SPECTRA_KINDS, head_inputs, spectra_input_errors
+from specclip_core.heads.inputs import PIXEL_ERRORS, head_inputs, spectra_input_errors
 from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
 from specclip_core.interfaces import Head, LabelledInputs, Stage
@@ -40,10 +40,10 @@ class HeadsConfig(SpecModel):
     """Train one head per label (or jointly) on embeddings of a needed stage's encoder, or on the spectra."""
 
     modality: ModalityName = Field(description="the modality whose spectra (or embeddings) the heads read")
-    input: Literal["embedding", "spectra", "spectra_ivar"] = Field(
-        "embedding", description="embeddings of a needed stage's encoder, the preprocessed spectra (stats + flux), or stats + flux + sqrt(ivar)"
+    input: Literal["embedding", "spectra"] = Field("embedding", description="embeddings of a needed stage's encoder, or the preprocessed spectra (stats + flux)")
+    errors_input: Literal[PIXEL_ERRORS] = Field(
+        "none", description="append each pixel's flux error of the modality to the inputs: sigma (1 / sqrt(ivar)) or inverse_sigma (sqrt(ivar)), 0 where masked"
     )
-    errors_input: bool = Field(False, description="append each pixel's flux error (1 / sqrt(ivar), 0 where masked) of the modality to the inputs")
     with_modalities: list[ModalityName] = Field(
         default_factory=list, description="other modalities of the store whose preprocessed inputs (stats, then flux) are appended; rows must hold them all"
     )
@@ -91,8 +91,8 @@ def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config
 def _built_head(config: HeadsConfig) -> Head:
     """The stage's untrained head; one that trains on noisier copies of its inputs needs spectra inputs."""
     head = config.head.build()
-    if head.uses_input_errors and config.input not in SPECTRA_KINDS:
-        raise ValueError(f"head {config.head.name!r} trains on noisier copies of its inputs, which needs input: spectra or spectra_ivar (an embedding has no per-input errors), not {config.input!r}")
+    if head.uses_input_errors and config.input != "spectra":
+        raise ValueError(f"head {config.head.name!r} trains on noisier copies of its inputs, which needs input: spectra (an embedding has no per-input errors), not {config.input!r}")
     return head
 
 

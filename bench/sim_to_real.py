@@ -18,7 +18,7 @@ held-out stars inside the simulated training label range (each of Teff, logg, [F
 trained on the real DR10 training 70% (LASP labels; 15% of them, by id hash, for early stopping) is
 evaluated on the same held-out stars: the goal is the sim-trained head within 1.5x of it per label.
 
-    .venv/bin/python bench/sim_to_real.py --paired STORE [--epochs 60] [--real-reference]
+    .venv/bin/python bench/sim_to_real.py --paired STORE [--epochs 60] [--real-reference] [--seed 0]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main() -> int:
     parser.add_argument("--name", default="sim_to_real")
     parser.add_argument("--per-label", action="store_true", help="one network per label (the paper's choice; 3x the CPU time) instead of one joint network")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0, help="seeds both heads (this) and the DR10 twins (this + 1): repeats on the same paired store")
     parser.add_argument("--real-reference", action="store_true", help="also train the head on the real DR10 training stars and compare on the held-out ones")
     args = parser.parse_args()
     if not have_dr10():
@@ -87,13 +88,13 @@ def main() -> int:
     head = MLPHead(MLPHeadConfig(joint=not args.per_label))
     run_dir = cache_dir() / "bench" / f"{args.name}_head"
     fit_started = time.perf_counter()
-    summary = head.fit(train, validation, run_dir, TrainSpec(epochs=args.epochs, batch_size=256, lr=1e-3, weight_decay=0.0, patience=6, device="cpu"), seed=0, progress=False)
+    summary = head.fit(train, validation, run_dir, TrainSpec(epochs=args.epochs, batch_size=256, lr=1e-3, weight_decay=0.0, patience=6, device="cpu"), seed=args.seed, progress=False)
     fit_seconds = time.perf_counter() - fit_started
 
     dr10 = dr10_store()
     real = dr10.spectra("lamost_lrs")
     ids, inputs = dr10_labels_for_simulation(dr10)
-    twins, _, _ = simulate_preprocessed(NativeObserver("lamost_lrs", correction=not args.no_correction), ids, inputs, seed=1, workers=args.workers, progress=False)
+    twins, _, _ = simulate_preprocessed(NativeObserver("lamost_lrs", correction=not args.no_correction), ids, inputs, seed=args.seed + 1, workers=args.workers, progress=False)
     real, twins = align(real, twins)
     truth_dr10 = {k: real.meta[c] for k, (_, c) in LABELS.items()}
     sets = {
@@ -113,7 +114,7 @@ def main() -> int:
         reference.fit(
             LabelledInputs(real_inputs[rows_fit], {k: truth_dr10[k][rows_fit] for k in LABELS}, real.ids[rows_fit]),
             LabelledInputs(real_inputs[rows_stop], {k: truth_dr10[k][rows_stop] for k in LABELS}, real.ids[rows_stop]),
-            cache_dir() / "bench" / f"{args.name}_real_head", TrainSpec(epochs=max(args.epochs, 60), batch_size=64, lr=1e-3, weight_decay=0.0, patience=10, device="cpu"), seed=0, progress=False,
+            cache_dir() / "bench" / f"{args.name}_real_head", TrainSpec(epochs=max(args.epochs, 60), batch_size=64, lr=1e-3, weight_decay=0.0, patience=10, device="cpu"), seed=args.seed, progress=False,
         )
         sets["real LAMOST DR10 (LASP labels), head trained on real DR10 training stars"] = (reference.predict(real_inputs), truth_dr10, real.meta["teff"])
     metrics = {}
@@ -131,7 +132,7 @@ def main() -> int:
     lines = [
         "# Sim-to-real: MLP heads trained on SIMULATED LAMOST-like spectra, applied to real LAMOST DR10",
         "",
-        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --real-reference' if args.real_reference else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
+        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
         f"{time.perf_counter() - started:.0f} s (training {fit_seconds:.0f} s).",
         "",
         f"Training: core MLP head ({'one network per label' if args.per_label else 'one joint network for the three labels'}, hidden 1024-512-128, {head.n_parameters():,} parameters in all) on stats + 1462 "

@@ -165,6 +165,7 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
         "# Real adaptation: the LAMOST model trained on SIMULATED spectra, adapted on REAL LAMOST DR10 spectra",
         "",
         f"`python bench/lora_real.py --run-dir {args.run_dir}{' --data-store ' + args.data_store if args.data_store else ''} --sizes {' '.join(map(str, args.sizes))}"
+        f"{' --methods ' + ' '.join(repr(m) for m in args.methods) if args.methods != list(METHODS) else ''}{' --name ' + args.name if args.name != 'lora_real' else ''}"
         f"{' --hgb-from ' + args.hgb_from if args.hgb_from else ''}`{' (gradient-boosting figures from that earlier run of this script)' if args.hgb_from else ''}, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all on 2 shared CPU cores ({args.threads} thread).",
         "",

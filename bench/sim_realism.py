@@ -19,7 +19,7 @@ Variants (``--variants``) record how the simulation's settings change the AUC:
   calibrated  the shipped calibration (what `data simulate` uses), with its empirical correction of the
               emulator when it has one (learned on the training stars of this very split only) and
               every part of its parts file (specclip_sim.empirical, learned on the same training stars)
-  no-noise, no-sky, no-flux-shapes, no-variety  calibrated without that part; no-parts  without any of them
+  no-noise, no-sky, no-flux-shapes, no-variety, no-background  calibrated without that part; no-parts  without any of them
   plus any "R<value>" (calibrated, at that R) or "uniform-masks" (calibrated with uniform masks).
 
     .venv/bin/python bench/sim_realism.py [--variants nominal calibrated]
@@ -58,14 +58,14 @@ def observer_for(variant: str, emulator: Emulator, calibration_file: str | None 
     """The observer of a variant, with the shipped calibration or the one in ``calibration_file``."""
     calibration = load_calibration("lamost_lrs") if calibration_file is None else read_calibration(calibration_file)
     if variant == "nominal":
-        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform", correction=False, noise=False, sky=False, flux_shapes=False, variety=False)
+        return NativeObserver("lamost_lrs", resolving_power=1800.0, calibration=calibration, emulator=emulator, masks="uniform", correction=False, noise=False, sky=False, flux_shapes=False, variety=False, background=False)
     if variant == "calibrated":
         return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator)
     if variant == "no-correction":
-        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, correction=False, noise=False, sky=False, flux_shapes=False, variety=False)
+        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, correction=False, noise=False, sky=False, flux_shapes=False, variety=False, background=False)
     if variant == "no-parts":
-        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, noise=False, sky=False, flux_shapes=False, variety=False)
-    if variant in ("no-noise", "no-sky", "no-flux-shapes", "no-variety"):
+        return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, noise=False, sky=False, flux_shapes=False, variety=False, background=False)
+    if variant in ("no-noise", "no-sky", "no-flux-shapes", "no-variety", "no-background"):
         part = variant[3:].replace("-", "_")
         return NativeObserver("lamost_lrs", calibration=calibration, emulator=emulator, **{part: False})
     if variant == "uniform-masks":
@@ -162,7 +162,7 @@ def main() -> int:
         result.update(
             variant=variant, resolving_power=observer.resolving_power, masks=observer.masks, n=len(real), rejected=len(rejected), seconds=seconds,
             corrected=observer.correction is not None, noise=observer.noise is not None, sky=observer.sky is not None, flux_shapes=observer.flux_shapes is not None,
-            variety=observer.variety is not None,
+            variety=observer.variety is not None, background=observer.background is not None,
         )
         results[variant] = result
         print(f"{variant}: R {observer.resolving_power:.0f}, masks {observer.masks}: LR AUC {result['lr_auc']:.3f}, GB AUC {result['gb_auc']:.3f}", flush=True)
@@ -177,15 +177,16 @@ def main() -> int:
         "(1462 pixels, 4000-5600 A). Held-out test AUC on 30% of the stars (both versions of a star on one side); 0.5 = indistinguishable.",
         "",
         "Parts (specclip_sim.empirical, from the calibration's parts file): correlated noise with the real per-pixel amplitude, real sky-residual",
-        "windows, real flux-calibration shapes (instead of the random 5% error), residual variety (star-to-star emulator error of real stars of similar labels).",
+        "windows, real flux-calibration shapes (instead of the random 5% error), residual variety (star-to-star emulator error of real stars of similar labels),",
+        "background (the noise variance's sky and read-noise background of real spectra of similar S/N, instead of one throughput and a constant pedestal).",
         "",
-        "| variant (simulated) | R | masks | empirical correction | noise | sky | flux shapes | variety | stars | logistic regression AUC | gradient boosting AUC | masked px real / simulated |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant (simulated) | R | masks | empirical correction | noise | sky | flux shapes | variety | background | stars | logistic regression AUC | gradient boosting AUC | masked px real / simulated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     for v, r in results.items():
         lines.append(
-            f"| {v} | {r['resolving_power']:.0f} | {r['masks']} | {yes(r['corrected'])} | {yes(r['noise'])} | {yes(r['sky'])} | {yes(r['flux_shapes'])} | {yes(r.get('variety'))} "
+            f"| {v} | {r['resolving_power']:.0f} | {r['masks']} | {yes(r['corrected'])} | {yes(r['noise'])} | {yes(r['sky'])} | {yes(r['flux_shapes'])} | {yes(r.get('variety'))} | {yes(r.get('background'))} "
             f"| {r['n']} ({r['n_test_stars']} test) | {r['lr_auc']:.3f} | {r['gb_auc']:.3f} | {r['masked_real']:.2%} / {r['masked_sim']:.2%} |"
         )
     for v, r in results.items():

@@ -11,7 +11,16 @@ import pytest
 
 from specclip_core.api import Instrument, SpecCLIPError
 from specclip_sim.calibration import Calibration, calibration_path, file_sha256, load_calibration, load_parts
-from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals, draw_by_bin, kernel_from_autocorrelation
+from specclip_sim.empirical import (
+    BackgroundNoise,
+    CorrelatedNoise,
+    FluxShapes,
+    ResidualVariety,
+    SkyResiduals,
+    draw_by_bin,
+    fit_background,
+    kernel_from_autocorrelation,
+)
 from specclip_sim.simulate import InstrumentSimulator, SimulationSettings
 
 WAVELENGTH = 10 ** (np.log10(4900.0) + 1e-4 * np.arange(170))
@@ -87,6 +96,65 @@ def test_residual_variety_takes_the_scores_of_a_near_star(synthetic_emulator):
     varied = _simulator(synthetic_emulator, variety=variety).simulate(_labels(), _ids(), [50.0], seed=3)
     shift = varied.flux.mean(axis=0) / plain.flux.mean(axis=0)
     assert np.median(shift) == pytest.approx(1.0, abs=0.02) and not np.allclose(varied.flux, plain.flux)
+
+
+LINE = slice(100, 106)
+
+
+def _background(n_spectra=60):
+    """A known background: flat source throughput, a broad background rising to the blue and a
+    sky line at pixels 100-105; faint spectra have 30x the background amplitudes of bright ones."""
+    profiles = np.stack([np.linspace(3.0, 1.0, len(WAVELENGTH)), np.zeros(len(WAVELENGTH))])
+    profiles[1, LINE] = 40.0
+    snr = np.repeat([10.0, 300.0], n_spectra // 2)
+    amplitudes = np.where(snr[:, None] < 50, [[1.5, 0.3]], [[0.05, 0.01]])
+    return BackgroundNoise(np.ones(len(WAVELENGTH)), profiles, amplitudes, snr, n_bins=2)
+
+
+def _line_to_continuum_ivar(spectra, faint):
+    ivar = spectra.ivar[faint]
+    return float(np.median(ivar[:, LINE].mean(axis=1) / ivar[:, 140:160].mean(axis=1)))
+
+
+def test_the_background_weighs_sky_lines_more_in_faint_spectra_than_in_bright_ones(synthetic_emulator):
+    labels = _labels(40)
+    labels["snr"] = np.repeat([10.0, 300.0], 20)
+    faint = labels["snr"] < 50
+    plain = _simulator(synthetic_emulator).simulate(labels, _ids(40), [50.0], seed=3)
+    assert _line_to_continuum_ivar(plain, faint) == pytest.approx(_line_to_continuum_ivar(plain, ~faint), rel=0.05)
+    with_background = _simulator(synthetic_emulator, background=_background()).simulate(labels, _ids(40), [50.0], seed=3)
+    assert _line_to_continuum_ivar(with_background, faint) < 0.3 * _line_to_continuum_ivar(with_background, ~faint)  # 0.21 and 0.71 expected
+    band = _simulator(synthetic_emulator).in_band
+    achieved = np.median(with_background.flux[:, band] * np.sqrt(with_background.ivar[:, band]), axis=1)
+    np.testing.assert_allclose(achieved, labels["snr"], rtol=0.05)  # the S/N asked is the S/N given (noisy flux: 10 +- 0.3)
+    with pytest.raises(ValueError, match="background noise has 10 pixels"):
+        _simulator(synthetic_emulator, background=BackgroundNoise(np.ones(10), np.ones((1, 10)), np.ones((5, 1)), np.arange(5.0)))
+
+
+def test_fit_background_recovers_how_the_line_weighs_at_each_snr():
+    truth = _background(200)
+    rng = np.random.default_rng(1)
+    flux = np.exp(rng.normal(0.0, 0.3, (200, 1))) * (1.0 + 0.1 * np.sin(np.arange(len(WAVELENGTH)) / 15.0))
+    reference = np.median(flux, axis=1, keepdims=True)
+    variance = 0.01 * (flux / truth.throughput + reference * (truth.amplitudes @ truth.profiles)) * rng.uniform(0.95, 1.05, flux.shape)
+    ivar = 1.0 / variance
+    ivar[:, 50] = 0.0  # unusable pixels are ignored
+    line = (float(WAVELENGTH[LINE.start]), float(WAVELENGTH[LINE.stop - 1]))
+    fitted, misfit = fit_background(flux, ivar, WAVELENGTH, truth.snr, (WAVELENGTH[0], WAVELENGTH[-1]), [line], n_components=1)
+    assert np.median(misfit) < 0.06 and fitted.profiles.shape == (2, len(WAVELENGTH))
+    assert (fitted.profiles[1, : LINE.start] == 0).all() and (fitted.profiles[1, LINE.stop :] == 0).all()
+    shape = flux[0]
+
+    def line_weight(model, faint):
+        amplitudes = model.amplitudes[(model.snr < 50) == faint]
+        variance = shape / model.throughput + np.median(shape) * (amplitudes @ model.profiles)
+        return np.median(variance[:, 140:160].mean(axis=1) / variance[:, LINE].mean(axis=1))
+
+    assert len(fitted.snr) >= 190  # spectra whose source term came out 0 are dropped
+    for faint in (True, False):
+        assert line_weight(fitted, faint) == pytest.approx(line_weight(truth, faint), rel=0.15)
+    with pytest.raises(ValueError, match="at least 10 spectra"):
+        fit_background(flux[:5], ivar[:5], WAVELENGTH, truth.snr[:5], (4900.0, 5000.0))
 
 
 def test_parts_are_deterministic_with_a_seed_and_keep_shapes(synthetic_emulator):

@@ -18,7 +18,7 @@ with its provenance:
   learned from real spectra (optional; :mod:`specclip_sim.correction`);
 - ``parts_file`` / ``parts_sha256`` (optional): a numpy ``.npz`` file next to the calibration, with
   its SHA-256, holding the parts drawn from real spectra (:mod:`specclip_sim.empirical`: correlated
-  noise, sky-residual windows, flux-calibration shapes, residual variety), read by :meth:`Calibration.parts`;
+  noise, sky-residual windows, flux-calibration shapes, residual variety, background noise), read by :meth:`Calibration.parts`;
 - ``measured``: how and from what it was measured (script, data, date, numbers).
 
 Modalities without a calibration are simulated at their instrument's nominal resolving power with a
@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from specclip_core.api import SpecCLIPError, get_modality
 
 from specclip_sim.correction import ResidualCorrection
-from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
+from specclip_sim.empirical import BackgroundNoise, CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.lsf import ArmResolution
 
 PARTS_KEYS = {
@@ -47,6 +47,7 @@ PARTS_KEYS = {
     "sky": ("sky_pixels", "sky_templates", "sky_snr"),
     "flux_shapes": ("shape_range", "shape_coefficients", "shape_teff"),
     "variety": ("variety_grid", "variety_components", "variety_scores", "variety_labels"),
+    "background": ("background_throughput", "background_profiles", "background_amplitudes", "background_snr"),
 }
 
 
@@ -58,6 +59,7 @@ class EmpiricalParts:
     sky: SkyResiduals | None
     flux_shapes: FluxShapes | None
     variety: ResidualVariety | None = None
+    background: BackgroundNoise | None = None
 
 
 class Calibration(BaseModel):
@@ -183,6 +185,7 @@ def load_parts(path: str | Path, sha256: str | None) -> EmpiricalParts:
             sky=SkyResiduals(arrays["sky_pixels"], arrays["sky_templates"], arrays["sky_snr"]) if present["sky"] else None,
             flux_shapes=FluxShapes(tuple(arrays["shape_range"]), arrays["shape_coefficients"], arrays["shape_teff"]) if present["flux_shapes"] else None,
             variety=ResidualVariety(*arrays["variety_grid"], arrays["variety_components"], arrays["variety_scores"], arrays["variety_labels"]) if present["variety"] else None,
+            background=BackgroundNoise(*(arrays[k] for k in PARTS_KEYS["background"])) if present["background"] else None,
         )
     except ValueError as error:
         raise SpecCLIPError(f"calibration parts file {path}: {error}") from None

@@ -16,16 +16,22 @@ for LAMOST) and is switchable on its own (:class:`specclip_sim.observe.NativeObs
 - :class:`ResidualVariety`: the star-to-star part of the emulator's error that the label-smooth
   correction (:mod:`specclip_sim.correction`) leaves: principal components of real - simulated
   normalised flux, with the scores of real stars; a simulated star takes the scores of one of the
-  real stars nearest to it in (log Teff, logg, [Fe/H]).
+  real stars nearest to it in (log Teff, logg, [Fe/H]);
+- :class:`BackgroundNoise`: the noise variance of real spectra as a source term through the
+  throughput plus background profiles (sky continuum and read noise, each sky line), with the
+  background amplitudes of real spectra: a faint star's variance follows the sky, a bright star's
+  its own flux, so the sky lines and the blue edge weigh more at low S/N, as in the pipeline's ivar.
 
 Pixel indices refer to the calibration's native grid (``Calibration.pixel_offset`` moves them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.polynomial import legendre
-from scipy.ndimage import convolve1d
+from scipy.ndimage import convolve1d, median_filter
 
 
 def draw_by_bin(rng: np.random.Generator, library_keys: np.ndarray, keys: np.ndarray, n_bins: int) -> np.ndarray:
@@ -71,6 +77,36 @@ class CorrelatedNoise:
     def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
         white = rng.standard_normal((n, len(self.scale)), dtype=np.float32)
         return convolve1d(white, self.kernel, axis=1, mode="reflect") * self.scale
+
+
+class BackgroundNoise:
+    """Noise variance ``k (F / T + F_ref * b @ B)`` of a spectrum of flux F: T the source throughput
+    (P,), B the background profiles (K, P), b the K amplitudes of one real spectrum of similar S/N
+    (``amplitudes`` (M, K), ``snr`` (M,)) relative to its flux F_ref in the S/N band; k sets the S/N."""
+
+    def __init__(self, throughput: np.ndarray, profiles: np.ndarray, amplitudes: np.ndarray, snr: np.ndarray, n_bins: int = 5):
+        self.throughput = np.asarray(throughput, dtype=np.float64)
+        self.profiles = np.asarray(profiles, dtype=np.float64)
+        self.amplitudes = np.asarray(amplitudes, dtype=np.float64)
+        self.snr = np.asarray(snr, dtype=np.float64)
+        self.n_bins = n_bins
+        if self.profiles.ndim != 2 or self.profiles.shape[1] != len(self.throughput) or self.amplitudes.shape != (len(self.snr), len(self.profiles)) or len(self.snr) < n_bins:
+            raise ValueError(
+                f"background noise needs profiles (K, pixels) on the throughput's {len(self.throughput)} pixels and amplitudes (spectra >= {n_bins}, K); "
+                f"got {self.profiles.shape} and {self.amplitudes.shape}"
+            )
+        if not ((self.throughput > 0).all() and (self.profiles >= 0).all() and (self.amplitudes >= 0).all()):
+            raise ValueError("background noise: the throughput must be positive, the profiles and amplitudes non-negative")
+
+    def resampled(self, wavelength: np.ndarray, grid: np.ndarray) -> BackgroundNoise:
+        """The same model on ``wavelength``, interpolated from its own ``grid``."""
+        wavelength = np.asarray(wavelength, dtype=np.float64)
+        profiles = np.stack([np.interp(wavelength, grid, row) for row in self.profiles])
+        return BackgroundNoise(np.interp(wavelength, grid, self.throughput), profiles, self.amplitudes, self.snr, self.n_bins)
+
+    def draw(self, rng: np.random.Generator, snr: np.ndarray) -> np.ndarray:
+        """Background amplitudes (n, K): each those of a real spectrum of similar S/N."""
+        return self.amplitudes[draw_by_bin(rng, self.snr, snr, self.n_bins)]
 
 
 class SkyResiduals:
@@ -160,3 +196,80 @@ class ResidualVariety:
             pick = nearest[np.arange(len(nearest)), rng.integers(self.n_neighbours, size=len(nearest))]
             out[lo : lo + chunk] = self.scores[pick]
         return out
+
+
+def fit_background(
+    flux: np.ndarray,
+    ivar: np.ndarray,
+    wavelength: np.ndarray,
+    snr: np.ndarray,
+    snr_band: tuple[float, float],
+    line_windows: Sequence[tuple[float, float]] = (),
+    n_components: int = 2,
+    iterations: int = 12,
+) -> tuple[BackgroundNoise, np.ndarray]:
+    """Fit :class:`BackgroundNoise` to real spectra (N, P) on one grid, pixels with ivar 0 ignored:
+    each spectrum's variance 1/ivar as a F~/T + sum_k c_k B_k (F~ its 15-pixel running median, all
+    terms non-negative, relative errors), alternating per-spectrum and per-pixel non-negative least
+    squares. ``n_components`` profiles span the whole grid (started from a smooth and a sharp part of
+    the faintest spectra's variance profile); one more per ``line_windows`` (A) lives only inside its
+    window (a sky line whose strength varies from sky to sky). Returns the model (amplitudes c / a
+    relative to F~'s median in ``snr_band``, T and each profile scaled to a median of 1 where non-zero)
+    and each spectrum's relative RMS misfit."""
+    from scipy.optimize import nnls  # a fit's dependency, not the simulator's
+
+    wavelength = np.asarray(wavelength, dtype=np.float64)
+    smooth_flux = median_filter(np.clip(np.nan_to_num(np.asarray(flux, dtype=np.float64)), 0.0, None), size=(1, 15), mode="nearest")
+    ivar = np.nan_to_num(np.asarray(ivar, dtype=np.float64))
+    usable = (ivar > 0) & (smooth_flux > 0)
+    variance = np.where(usable, 1.0 / np.where(usable, ivar, 1.0), 0.0)
+    root_weight = np.where(usable, 1.0 / np.where(usable, variance, 1.0), 0.0)  # relative errors
+    snr = np.asarray(snr, dtype=np.float64)
+    n, p = variance.shape
+    if n < 10 or not usable.any():
+        raise ValueError(f"fit_background needs at least 10 spectra with usable pixels, got {n}")
+
+    def median_profile(rows: np.ndarray, per: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            values = np.where(usable[rows], per[rows], np.nan)
+            values /= np.nanmedian(values, axis=1, keepdims=True)
+            return np.nan_to_num(np.nanmedian(values, axis=0), nan=1.0)
+
+    faint, bright = snr <= np.quantile(snr, 0.1), snr >= np.quantile(snr, 0.9)
+    faint_profile = median_profile(np.flatnonzero(faint), variance)
+    with np.errstate(all="ignore"):
+        inverse_throughput = median_profile(np.flatnonzero(bright), variance / np.where(usable, smooth_flux, 1.0))
+    broad = median_filter(faint_profile, size=51, mode="nearest")
+    sharp = np.clip(faint_profile - broad, 0.0, None)
+    starts = [broad, sharp + 1e-3 * broad] + [broad * (wavelength / np.median(wavelength)) ** (-2.0 * k) for k in range(1, n_components - 1)]
+    support = [np.ones(p, bool)] * n_components + [(wavelength >= lo) & (wavelength <= hi) for lo, hi in line_windows]
+    profiles = np.array(starts[:n_components] + [np.where(s, sharp + 1e-3, 0.0) for s in support[n_components:]])
+    allowed = np.array(support)
+    k = len(profiles)
+    for _ in range(iterations + 1):
+        coefficients = np.zeros((n, k + 1))
+        for i in range(n):
+            design = np.column_stack([smooth_flux[i] * inverse_throughput, profiles.T]) * root_weight[i][:, None]
+            coefficients[i] = nnls(design, variance[i] * root_weight[i])[0]
+        if _ == iterations:
+            break
+        source, amplitudes = coefficients[:, 0], coefficients[:, 1:]
+        for j in range(p):
+            on = np.concatenate([[True], allowed[:, j]])
+            design = np.column_stack([source * smooth_flux[:, j], amplitudes])[:, on] * root_weight[:, j][:, None]
+            solution = np.zeros(k + 1)
+            solution[on] = nnls(design, variance[:, j] * root_weight[:, j])[0]
+            inverse_throughput[j], profiles[:, j] = solution[0], solution[1:]
+        inverse_throughput = np.clip(inverse_throughput, 1e-6 * np.median(inverse_throughput), None) / np.median(inverse_throughput)
+        for row in profiles:
+            positive = row[row > 0]
+            if positive.size:
+                row /= np.median(positive)
+    source, amplitudes = coefficients[:, 0], coefficients[:, 1:]
+    model = source[:, None] * smooth_flux * inverse_throughput + amplitudes @ profiles
+    misfit = np.sqrt(np.sum(((variance - model) * root_weight) ** 2, axis=1) / np.maximum(usable.sum(axis=1), 1))
+    in_band = (wavelength >= snr_band[0]) & (wavelength <= snr_band[1])
+    reference = np.median(smooth_flux[:, in_band], axis=1)
+    keep = (source > 0) & (reference > 0)
+    relative = amplitudes[keep] / (source[keep] * reference[keep])[:, None]
+    return BackgroundNoise(1.0 / inverse_throughput, profiles, relative, snr[keep]), misfit

@@ -4,7 +4,9 @@ In counts, variance = source + background; after flux calibration (dividing by t
 the flux variance is k * (F + b * F_ref) / T, with F_ref the median flux in the S/N band and b the
 background fraction. k is set per spectrum so that the median per-pixel S/N in the band equals the
 requested S/N. T (relative, any scale) can be measured from real spectra of the instrument with
-:func:`relative_throughput`; without it T = 1 (pure photon-like noise).
+:func:`relative_throughput`; without it T = 1 (pure photon-like noise). A background learned from real
+spectra (:class:`specclip_sim.empirical.BackgroundNoise`) replaces the pedestal: the variance is then
+k * (F / T + F_ref * background), with its own T and a background of the shape of real skies.
 """
 
 from __future__ import annotations
@@ -14,10 +16,14 @@ import warnings
 import numpy as np
 
 
-def variance(clean: np.ndarray, snr: np.ndarray, in_band: np.ndarray, background_fraction: float, throughput: np.ndarray) -> np.ndarray:
-    """Per-pixel variance (N, L) of noiseless spectra ``clean`` (N, L) at median S/N ``snr`` (N,) in ``in_band``."""
+def variance(
+    clean: np.ndarray, snr: np.ndarray, in_band: np.ndarray, background_fraction: float, throughput: np.ndarray, background: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-pixel variance (N, L) of noiseless spectra ``clean`` (N, L) at median S/N ``snr`` (N,) in
+    ``in_band``; ``background`` (N, L), relative to each spectrum's median flux in the band, replaces
+    the pedestal ``background_fraction / throughput`` when given."""
     reference = np.median(clean[:, in_band], axis=1, keepdims=True)
-    shape = (clean + background_fraction * reference) / throughput
+    shape = (clean + background_fraction * reference) / throughput if background is None else clean / throughput + reference * background
     scale = np.median(clean[:, in_band] / np.sqrt(shape[:, in_band]), axis=1) / snr
     return scale[:, None] ** 2 * shape
 

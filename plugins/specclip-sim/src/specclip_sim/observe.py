@@ -91,10 +91,10 @@ class NativeObserver:
     ``correction``: apply the calibration's empirical correction of the emulator, when it has one.
     ``snr_values``: the S/N distribution to draw from when the labels have no ``snr`` column
     (default: the calibration's).
-    ``noise``, ``sky``, ``flux_shapes``, ``variety``: use that part of the calibration's parts file
-    (:mod:`specclip_sim.empirical`), when it has one: correlated noise with the real per-pixel
-    amplitude, real sky-residual windows, real flux-calibration shapes, the star-to-star residual
-    of real stars of similar labels.
+    ``noise``, ``sky``, ``flux_shapes``, ``variety``, ``background``: use that part of the
+    calibration's parts file (:mod:`specclip_sim.empirical`), when it has one: correlated noise with
+    the real per-pixel amplitude, real sky-residual windows, real flux-calibration shapes, the
+    star-to-star residual of real stars of similar labels, the noise variance's real background.
     """
 
     def __init__(
@@ -112,6 +112,7 @@ class NativeObserver:
         sky: bool = True,
         flux_shapes: bool = True,
         variety: bool = True,
+        background: bool = True,
     ):
         self.modality = get_modality(modality)
         instrument = self.modality.instrument
@@ -151,7 +152,7 @@ class NativeObserver:
             mask_runs = shift_runs(cal.mask_runs, cal.pixel_offset(wavelength), len(wavelength))
         self.masks = "calibration" if mask_runs is not None else "uniform"
         self.correction = cal.correction if (correction and cal is not None) else None
-        parts = cal.parts() if (cal is not None and (noise or sky or flux_shapes or variety)) else None
+        parts = cal.parts() if (cal is not None and (noise or sky or flux_shapes or variety or background)) else None
         offset = cal.pixel_offset(wavelength) if cal is not None else 0
         self.noise = parts.noise if (noise and parts is not None) else None
         if self.noise is not None:
@@ -159,9 +160,12 @@ class NativeObserver:
         self.sky = parts.sky.shifted(offset, len(wavelength)) if (sky and parts is not None and parts.sky is not None) else None
         self.flux_shapes = parts.flux_shapes if (flux_shapes and parts is not None) else None
         self.variety = parts.variety if (variety and parts is not None) else None
+        self.background = parts.background if (background and parts is not None) else None
+        if self.background is not None:
+            self.background = self.background.resampled(wavelength, cal.native_wavelength(len(self.background.throughput)))
         self.simulator = InstrumentSimulator(
             self.instrument, emulator, self.settings, throughput=throughput, mask_runs=mask_runs, correction=self.correction, arms=self.arms,
-            noise=self.noise, sky=self.sky, flux_shapes=self.flux_shapes, variety=self.variety,
+            noise=self.noise, sky=self.sky, flux_shapes=self.flux_shapes, variety=self.variety, background=self.background,
         )
 
     def describe(self) -> ObserverDescription:
@@ -176,7 +180,7 @@ class NativeObserver:
                 **self.settings.model_dump(mode="json"), "masks": self.masks, "throughput": cal is not None and cal.throughput is not None,
                 "correction": None if self.correction is None else self.correction.measured,
                 "noise": self.noise is not None, "sky": self.sky is not None, "flux_shapes": self.flux_shapes is not None,
-                "variety": self.variety is not None,
+                "variety": self.variety is not None, "background": self.background is not None,
             },
             calibration=None if cal is None else {"modality": cal.modality, "resolving_power": cal.resolving_power, "snr_band": list(cal.snr_band), "n_snr_values": len(cal.snr_values), "n_mask_spectra": len(cal.mask_runs or []), "measured": cal.measured},
             emulator=dict(self.simulator.emulator.metadata),

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from specclip_core.api import Instrument, Spectra
 from specclip_sim.correction import ResidualCorrection
 from specclip_sim.distributions import FluxCalibrationError, MaskRuns, RadialVelocityMixture, runs_to_mask
-from specclip_sim.empirical import CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
+from specclip_sim.empirical import BackgroundNoise, CorrelatedNoise, FluxShapes, ResidualVariety, SkyResiduals
 from specclip_sim.emulator import Emulator, Outside
 from specclip_sim.extinction import a_lambda_over_a_k, transmission
 from specclip_sim.lsf import ArmResolution
@@ -69,7 +69,9 @@ class InstrumentSimulator:
     on the instrument's grid): correlated noise with a per-pixel amplitude instead of white noise;
     real sky-residual windows in place of the noise there; real flux-calibration shapes instead of
     ``settings.flux_calibration``'s random ones; ``variety``: the star-to-star emulator error of a
-    real star of similar labels, added like the correction.
+    real star of similar labels, added like the correction; ``background``: the noise variance's
+    source throughput and background (sky, read noise, sky lines) of a real spectrum of similar S/N,
+    in place of ``throughput`` and ``settings.background_fraction``.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class InstrumentSimulator:
         sky: SkyResiduals | None = None,
         flux_shapes: FluxShapes | None = None,
         variety: ResidualVariety | None = None,
+        background: BackgroundNoise | None = None,
     ):
         self.instrument = instrument
         self.arms = tuple(arms) if arms else None
@@ -110,6 +113,9 @@ class InstrumentSimulator:
             raise ValueError("sky-residual pixels must lie on the instrument's grid")
         self.noise, self.sky, self.flux_shapes = noise, sky, flux_shapes
         self.shape_basis = None if flux_shapes is None else flux_shapes.basis(wavelength)
+        if background is not None and background.throughput.shape != wavelength.shape:
+            raise ValueError(f"the background noise has {background.throughput.shape[0]} pixels, the instrument's grid {len(wavelength)}")
+        self.background = background
         self.variety = variety
         self.variety_components = None if variety is None else variety.on_grid(wavelength)
         self.correction = correction
@@ -157,8 +163,8 @@ class InstrumentSimulator:
         if snr_values.size == 0 or not (np.isfinite(snr_values) & (snr_values > 0)).all():
             raise ValueError("snr_values (or the snr column) must hold finite positive numbers")
 
-        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8)]
-        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng, sky_rng, shape_rng, variety_rng = streams
+        streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]  # the first 8 as before the ninth
+        rv_rng, snr_rng, calibration_rng, mask_rng, noise_rng, sky_rng, shape_rng, variety_rng, background_rng = streams
         settings = self.settings
         rv = columns["rv"].astype(np.float64) if "rv" in columns else settings.rv.sample(rv_rng, n)
         snr = columns["snr"].astype(np.float64) if "snr" in columns else snr_rng.choice(snr_values, size=n)
@@ -167,6 +173,7 @@ class InstrumentSimulator:
         else:
             calibration, calibration_basis = self.flux_shapes.draw(shape_rng, columns["teff"]), self.shape_basis
         sky = None if self.sky is None else self.sky.draw(sky_rng, snr)
+        background = None if self.background is None else self.background.draw(background_rng, snr)
         if self.mask_library is None:
             run_star, run_start, run_length = settings.masks.sample(mask_rng, n, len(self.wavelength))
         else:
@@ -202,7 +209,11 @@ class InstrumentSimulator:
             # flux unit: median 1 in the S/N band (float64 until here, so heavy extinction neither
             # underflows the flux nor overflows the float32 ivar; the absolute scale is not simulated)
             clean /= np.median(clean[:, self.in_band], axis=1, keepdims=True)
-            variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
+            if background is None:
+                variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
+            else:
+                sky_shape = background[rows] @ self.background.profiles
+                variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.background.throughput, sky_shape)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32) if self.noise is None else self.noise.draw(noise_rng, len(rows))
             if sky is not None:
                 noise[:, self.sky.pixels] = sky[rows]

@@ -86,7 +86,7 @@ def main() -> None:
         f"(load average at start {load_avg[0]:.1f} / {load_avg[1]:.1f} / {load_avg[2]:.1f}), so timings are noisy.",
         "",
         f"Instrument: {simulator.instrument.description}"
-        + (f"; calibrated: R {simulator.instrument.resolving_power:.0f}, correction {simulator.correction is not None}, noise {simulator.noise is not None}, sky {simulator.sky is not None}, flux shapes {simulator.flux_shapes is not None}" if args.calibrated else "")
+        + (f"; calibrated: R {simulator.instrument.resolving_power:.0f}, correction {simulator.correction is not None}, noise {simulator.noise is not None}, sky {simulator.sky is not None}, flux shapes {simulator.flux_shapes is not None}, variety {simulator.variety is not None}, background {simulator.background is not None}" if args.calibrated else "")
         + f". S/N: {snr_source}.",
         "Labels: a plausible APOGEE-like mix (60% giants, 40% dwarfs), not the real table.",
         "",

@@ -118,3 +118,25 @@ def align(real: Spectra, simulated: Spectra) -> tuple[Spectra, Spectra]:
     where_r = {sid: k for k, sid in enumerate(real.ids)}
     where_s = {sid: k for k, sid in enumerate(simulated.ids)}
     return real.subset([where_r[i] for i in common]), simulated.subset([where_s[i] for i in common])
+
+
+def add_parts(calibration, arrays: dict[str, np.ndarray], part: str, provenance: dict[str, str], output_dir: str | None = None) -> Path:
+    """Write the LAMOST calibration's parts file with ``arrays`` added (or replaced), and the
+    calibration naming its new SHA-256 with ``provenance`` (by, data, model; today's date added) as
+    ``measured[part]``: over the shipped files, or into ``output_dir``. Returns the parts file."""
+    import datetime
+
+    from specclip_sim.calibration import calibration_path, file_sha256
+
+    shipped = calibration_path("lamost_lrs")
+    folder = Path(output_dir) if output_dir else shipped.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    parts_path = folder / calibration.parts_file
+    with np.load(shipped.parent / calibration.parts_file, allow_pickle=False) as data:
+        merged = {k: data[k] for k in data.files}
+    merged.update(arrays)
+    np.savez_compressed(parts_path, **merged)
+    measured = dict(calibration.measured)
+    measured[part] = {"by": provenance["by"], "date": datetime.date.today().isoformat(), **{k: v for k, v in provenance.items() if k != "by"}}
+    calibration.model_copy(update={"parts_sha256": file_sha256(parts_path), "measured": measured}).save(folder / shipped.name)
+    return parts_path

@@ -22,15 +22,14 @@ import datetime
 import json
 import sys
 import time
-from pathlib import Path
 
 import matplotlib
 import numpy as np
 from scipy.ndimage import median_filter
-from sim_common import DR10, RESULTS, in_train_split, start_dr10_bench
+from sim_common import DR10, RESULTS, add_parts, in_train_split, start_dr10_bench
 from sim_fit_lamost_parts import read_native
 
-from specclip_sim.calibration import calibration_path, file_sha256, load_calibration
+from specclip_sim.calibration import load_calibration
 from specclip_sim.empirical import fit_background
 
 matplotlib.use("Agg")
@@ -98,27 +97,22 @@ def main() -> int:
     model_ratios = ivar_ratios(model_variance, usable, wavelength, snr[held])
     flat_ratios = ivar_ratios(flat, usable, wavelength, snr[held])
 
-    shipped = calibration_path("lamost_lrs")
-    folder = Path(args.output_dir) if args.output_dir else shipped.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    parts_path = folder / calibration.parts_file
-    with np.load(shipped.parent / calibration.parts_file, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays.update(
-        background_throughput=background.throughput.astype(np.float32),
-        background_profiles=background.profiles.astype(np.float32),
-        background_amplitudes=background.amplitudes.astype(np.float32),
-        background_snr=background.snr.astype(np.float32),
+    add_parts(
+        calibration,
+        {
+            "background_throughput": background.throughput.astype(np.float32),
+            "background_profiles": background.profiles.astype(np.float32),
+            "background_amplitudes": background.amplitudes.astype(np.float32),
+            "background_snr": background.snr.astype(np.float32),
+        },
+        "background",
+        {
+            "by": "bench/sim_fit_lamost_background.py",
+            "data": f"pipeline ivar of {int(train.sum())} DR10 training stars (sim_common.in_train_split); {len(background.snr)} kept (positive source and band flux)",
+            "model": f"variance = source / T + F_ref * amplitudes @ profiles: {args.components} profiles over the grid and one in each sky window {[f'{a:.1f}-{b:.1f}' for a, b in windows]} A; amplitudes drawn by S/N",
+        },
+        args.output_dir,
     )
-    np.savez_compressed(parts_path, **arrays)
-    measured = dict(calibration.measured)
-    measured["background"] = {
-        "by": "bench/sim_fit_lamost_background.py",
-        "date": datetime.date.today().isoformat(),
-        "data": f"pipeline ivar of {int(train.sum())} DR10 training stars (sim_common.in_train_split); {len(background.snr)} kept (positive source and band flux)",
-        "model": f"variance = source / T + F_ref * amplitudes @ profiles: {args.components} profiles over the grid and one in each sky window {[f'{a:.1f}-{b:.1f}' for a, b in windows]} A; amplitudes drawn by S/N",
-    }
-    calibration.model_copy(update={"parts_sha256": file_sha256(parts_path), "measured": measured}).save(folder / shipped.name)
 
     header = "| wavelength (A) | " + " | ".join(f"S/N {lo:g}-{hi:g}" for lo, hi in SNR_BINS) + " |"
     lines = [

@@ -17,13 +17,12 @@ import argparse
 import datetime
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from sim_common import RESULTS, align, in_train_split, simulate_preprocessed, start_dr10_bench
+from sim_common import RESULTS, add_parts, align, in_train_split, simulate_preprocessed, start_dr10_bench
 
 from specclip_lamost.grid import LOG_STEP, MODEL_WAVELENGTH
-from specclip_sim.calibration import calibration_path, file_sha256, load_calibration
+from specclip_sim.calibration import load_calibration
 from specclip_sim.observe import NativeObserver
 
 MIN_SNR = 50.0
@@ -61,27 +60,22 @@ def main() -> int:
     after = np.sqrt(np.sum(weight * explained**2, axis=1) / usable.sum(axis=1))
     labels = np.column_stack([real.meta["teff"], real.meta["logg"], real.meta["feh"]])
 
-    shipped = calibration_path("lamost_lrs")
-    folder = Path(args.output_dir) if args.output_dir else shipped.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    parts_path = folder / calibration.parts_file
-    with np.load(shipped.parent / calibration.parts_file, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays.update(
-        variety_grid=np.array([MODEL_WAVELENGTH[0], LOG_STEP]),
-        variety_components=components.astype(np.float32),
-        variety_scores=scores.astype(np.float32),
-        variety_labels=labels.astype(np.float32),
+    add_parts(
+        calibration,
+        {
+            "variety_grid": np.array([MODEL_WAVELENGTH[0], LOG_STEP]),
+            "variety_components": components.astype(np.float32),
+            "variety_scores": scores.astype(np.float32),
+            "variety_labels": labels.astype(np.float32),
+        },
+        "variety",
+        {
+            "by": "bench/sim_fit_residual_variety.py",
+            "data": f"{len(real)} DR10 training stars (sim_common.in_train_split), components from the {int(bright.sum())} with S/N(g) >= {MIN_SNR:g}; simulated with the correction and parts, seed 100",
+            "model": f"{args.components} principal components of real - simulated lamost_lrs flux; scores of each training star; drawn from the 10 nearest in labels",
+        },
+        args.output_dir,
     )
-    np.savez_compressed(parts_path, **arrays)
-    measured = dict(calibration.measured)
-    measured["variety"] = {
-        "by": "bench/sim_fit_residual_variety.py",
-        "date": datetime.date.today().isoformat(),
-        "data": f"{len(real)} DR10 training stars (sim_common.in_train_split), components from the {int(bright.sum())} with S/N(g) >= {MIN_SNR:g}; simulated with the correction and parts, seed 100",
-        "model": f"{args.components} principal components of real - simulated lamost_lrs flux; scores of each training star; drawn from the 10 nearest in labels",
-    }
-    calibration.model_copy(update={"parts_sha256": file_sha256(parts_path), "measured": measured}).save(folder / shipped.name)
 
     lines = [
         "# Star-to-star emulator error left by the correction: residual variety for LAMOST-like spectra (simulated data)",

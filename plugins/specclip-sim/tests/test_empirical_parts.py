@@ -3,6 +3,7 @@ shapes; their parts file (checksum, clear errors); each switchable in the simula
 
 from __future__ import annotations
 
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -198,3 +199,15 @@ def test_the_lamost_calibration_and_its_parts_ship_with_the_lamost_plugin_not_he
     assert parts.noise is not None and parts.noise.scale.shape == (len(calibration.throughput),)
     assert parts.sky is not None and parts.sky.templates.shape[1] == len(parts.sky.pixels)
     assert parts.flux_shapes is not None
+
+
+def test_a_pixel_without_light_or_background_is_unusable_not_a_nan():
+    from specclip_sim.noise import variance
+
+    clean = np.array([[1.0, 1.0, 0.0, 1.0, 1.0]])
+    background = np.array([[0.5, 0.5, 0.0, 0.5, 0.5]])  # a learned background can be zero in places
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = variance(clean, np.array([10.0]), np.ones(5, bool), 0.1, np.ones(5), background)
+    assert got[0, 2] == 0.0 and np.isfinite(got).all()
+    np.testing.assert_allclose(np.median(clean[0, [0, 1, 3, 4]] / np.sqrt(got[0, [0, 1, 3, 4]])), 10.0)  # the S/N asked, on the pixels with light

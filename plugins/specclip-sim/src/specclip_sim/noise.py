@@ -21,10 +21,15 @@ def variance(
 ) -> np.ndarray:
     """Per-pixel variance (N, L) of noiseless spectra ``clean`` (N, L) at median S/N ``snr`` (N,) in
     ``in_band``; ``background`` (N, L), relative to each spectrum's median flux in the band, replaces
-    the pedestal ``background_fraction / throughput`` when given."""
+    the pedestal ``background_fraction / throughput`` when given. A pixel with neither source light nor
+    background (a learned background can be zero in places) gets variance 0, which the simulator
+    writes as ivar 0 (unusable), and does not count towards the S/N."""
     reference = np.median(clean[:, in_band], axis=1, keepdims=True)
     shape = (clean + background_fraction * reference) / throughput if background is None else clean / throughput + reference * background
-    scale = np.median(clean[:, in_band] / np.sqrt(shape[:, in_band]), axis=1) / snr
+    band = shape[:, in_band]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_pixel = np.where(band > 0, clean[:, in_band] / np.sqrt(band), np.nan)
+    scale = np.nanmedian(per_pixel, axis=1) / snr
     return scale[:, None] ** 2 * shape
 
 

@@ -223,7 +223,8 @@ class InstrumentSimulator:
             batch_mask = runs_to_mask(position[run_star[in_batch]], run_start[in_batch], run_length[in_batch], len(rows), len(self.wavelength))
             position[rows] = -1
             mask[rows] = batch_mask
-            ivar[rows] = np.where(batch_mask, 0.0, 1.0 / variance)
+            with np.errstate(divide="ignore"):
+                ivar[rows] = np.where(batch_mask | (variance <= 0), 0.0, 1.0 / variance)
             assignment = emulated.assignment
             used[rows], clipped[rows], covered[rows] = assignment.labels, assignment.clipped, assignment.covered
             model[rows] = [self.emulator.models[i].name for i in assignment.model]

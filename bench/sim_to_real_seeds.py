@@ -3,7 +3,7 @@ runs (bench/results/NAME_seedS.json), as mean and spread per label, for one or m
 
 For each NAME: the sim-trained head on the held-out real DR10 stars inside the simulated label range
 (and on all held-out stars); where the runs had ``--real-reference``, the real-trained head on the same
-stars and the ratio sim / real (per seed, and of the means). Writes bench/results/OUT.md.
+stars and the ratio sim / real on them (per seed, and of the means; each store's range picks its own stars). Writes bench/results/OUT.md.
 
     .venv/bin/python bench/sim_to_real_seeds.py --names sim_to_real_novariety sim_to_real_variety --seeds 0 1 2 --out sim_to_real_seeds
 """
@@ -59,7 +59,7 @@ def main() -> int:
         "| store (simulated) | head trained on | stars | " + " | ".join(label for label, _ in LABELS.values()) + " |",
         "|---|---|---|" + "---|" * len(LABELS),
     ]
-    references = {}
+    references: dict[str, list[dict[str, float]]] = {}  # name -> the real-trained head's sigmas on that name's inside stars, per seed
     for name, results in runs.items():
         for subset in SUBSETS:
             sim = [sigmas(r, SIM, subset) for r in results]
@@ -67,13 +67,16 @@ def main() -> int:
             lines.append(f"| {name} | simulated | {n} {subset} | " + " | ".join(spread([s[k] for s in sim], form) for k, (_, form) in LABELS.items()) + " |")
             real = [sigmas(r, REAL, subset) for r in results]
             if all(real):
-                references[subset] = real
+                if subset == "inside":
+                    references[name] = real
                 lines.append(f"| {name} | real DR10 training stars | {n} {subset} | " + " | ".join(spread([s[k] for s in real], form) for k, (_, form) in LABELS.items()) + " |")
-    if "inside" in references:
-        lines += ["", "Sim-trained over real-trained robust sigma, held-out stars inside the simulated label range (goal <= 1.5): per seed, and of the means.", ""]
+    if references:
+        lines += ["", "Sim-trained over real-trained robust sigma on the same held-out stars inside each store's simulated label range (goal <= 1.5): per seed, and of the means.", ""]
         lines += ["| store (simulated) | " + " | ".join(label for label, _ in LABELS.values()) + " |", "|---|" + "---|" * len(LABELS)]
-        real = references["inside"]
         for name, results in runs.items():
+            if name not in references:
+                continue
+            real = references[name]
             sim = [sigmas(r, SIM, "inside") for r in results]
             cells = []
             for k in LABELS:

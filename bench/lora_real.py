@@ -60,6 +60,7 @@ METHODS = {
     "lora_ae+lora3+lora4 (aligned)": ("heads_lamost_aligned", ["lora_ae", "lora3", "lora4"]),
     "spectra MLP: full": ("heads_lamost_raw", ["full"]),
     "spectra MLP: scratch": ("heads_lamost_raw", ["scratch"]),
+    "spectra MLP: lora2": ("heads_lamost_raw", ["lora2"]),
 }
 
 
@@ -107,6 +108,7 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="lora_real")
+    parser.add_argument("--base-spec", default=str(REGISTRY_SPEC.resolve()), help="the spec the grid extends (a path or a registered name, e.g. lora-lamost-real-whole)")
     parser.add_argument(
         "--hgb-from",
         help="take the HistGradientBoosting figures from an earlier result (bench/results/NAME.json) instead of refitting them",
@@ -130,7 +132,7 @@ def main() -> int:
         }
         if "unlabelled" in method:
             stages[name]["unlabelled"] = UNLABELLED
-    spec = {"extends": str(REGISTRY_SPEC.resolve()), "name": "lora-lamost-real-grid", "stages": stages}
+    spec = {"extends": args.base_spec, "name": "lora-lamost-real-grid", "stages": stages}
     run_dir.mkdir(parents=True, exist_ok=True)
     spec_path = run_dir.parent / f"{run_dir.name}.grid.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -166,6 +168,7 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
         "",
         f"`python bench/lora_real.py --run-dir {args.run_dir}{' --data-store ' + args.data_store if args.data_store else ''} --sizes {' '.join(map(str, args.sizes))}"
         f"{' --methods ' + ' '.join(repr(m) for m in args.methods) if args.methods != list(METHODS) else ''}{' --name ' + args.name if args.name != 'lora_real' else ''}"
+        f"{' --base-spec ' + args.base_spec if args.base_spec != str(REGISTRY_SPEC.resolve()) else ''}"
         f"{' --hgb-from ' + args.hgb_from if args.hgb_from else ''}`{' (gradient-boosting figures from that earlier run of this script)' if args.hgb_from else ''}, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all on 2 shared CPU cores ({args.threads} thread).",
         "",

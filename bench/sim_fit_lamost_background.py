@@ -31,6 +31,8 @@ from sim_fit_lamost_parts import read_native
 
 from specclip_sim.calibration import load_calibration
 from specclip_sim.empirical import fit_background
+from specclip_sim.noise import variance as noise_variance
+from specclip_sim.simulate import SimulationSettings
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,6 +40,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 REFERENCE = (5540.0, 5560.0)
 CHECKED = (4000.0, 4050.0, 4200.0, 4359.7, 4500.0, 5000.0, 5578.5)
 SNR_BINS = ((0, 20), (20, 50), (50, 100), (100, np.inf))
+PEDESTAL = SimulationSettings().background_fraction
+"""The constant pedestal (a fraction of the band flux) the simulator uses without a learned background."""
 
 
 def windows_of(pixels: np.ndarray, wavelength: np.ndarray) -> list[tuple[float, float]]:
@@ -91,8 +95,9 @@ def main() -> int:
     real_variance = np.where(usable, 1.0 / np.where(usable, ivar[held], 1.0), np.inf)
     in_band = (wavelength >= calibration.snr_band[0]) & (wavelength <= calibration.snr_band[1])
     amplitudes = background.draw(np.random.default_rng(args.seed), snr[held])
-    model_variance = smooth / background.throughput + np.median(smooth[:, in_band], axis=1, keepdims=True) * (amplitudes @ background.profiles)
-    flat = np.where(usable, (smooth + 0.1 * np.median(smooth[:, in_band], axis=1, keepdims=True)) / np.asarray(calibration.throughput), np.inf)
+    # the simulator's own variance (specclip_sim.noise), with the learned background and with the pedestal it replaces
+    model_variance = noise_variance(smooth, snr[held], in_band, PEDESTAL, background.throughput, amplitudes @ background.profiles)
+    flat = noise_variance(smooth, snr[held], in_band, PEDESTAL, np.asarray(calibration.throughput))
     real_ratios = ivar_ratios(real_variance, usable, wavelength, snr[held])
     model_ratios = ivar_ratios(model_variance, usable, wavelength, snr[held])
     flat_ratios = ivar_ratios(flat, usable, wavelength, snr[held])
@@ -127,7 +132,7 @@ def main() -> int:
         "",
         f"Held-out check ({int(held.sum())} stars, never fitted): median over stars of var({REFERENCE[0]:.0f}-{REFERENCE[1]:.0f} A) / var(wavelength), i.e. the ivar at a",
         "wavelength relative to its value near 5550 A; real pipeline ivar / this model (amplitudes drawn by S/N) / the model it replaces",
-        "(one throughput, pedestal 0.1 of the band flux, the same at every S/N):",
+        f"(one throughput, pedestal {PEDESTAL:g} of the band flux, the same at every S/N):",
         "",
         header,
         "|---|" + "---|" * len(SNR_BINS),

@@ -141,9 +141,10 @@ def load_calibration(modality: str) -> Calibration | None:
     path = calibration_path(modality)
     if path is None:
         return None
+    name = get_modality(modality).name
     if not path.is_file():
-        raise SpecCLIPError(f"modality {get_modality(modality).name!r}: its instrument's calibration file {path} does not exist")
-    return read_calibration(path, get_modality(modality).name)
+        raise SpecCLIPError(f"modality {name!r}: its instrument's calibration file {path} does not exist")
+    return read_calibration(path, name)
 
 
 def read_calibration(path: str | Path, modality: str | None = None) -> Calibration:

@@ -209,11 +209,8 @@ class InstrumentSimulator:
             # flux unit: median 1 in the S/N band (float64 until here, so heavy extinction neither
             # underflows the flux nor overflows the float32 ivar; the absolute scale is not simulated)
             clean /= np.median(clean[:, self.in_band], axis=1, keepdims=True)
-            if background is None:
-                variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.throughput)
-            else:
-                sky_shape = background[rows] @ self.background.profiles
-                variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, self.background.throughput, sky_shape)
+            throughput, learned = (self.throughput, None) if background is None else (self.background.throughput, background[rows] @ self.background.profiles)
+            variance = noise_variance(clean, snr[rows], self.in_band, settings.background_fraction, throughput, learned)
             noise = noise_rng.standard_normal(clean.shape, dtype=np.float32) if self.noise is None else self.noise.draw(noise_rng, len(rows))
             if sky is not None:
                 noise[:, self.sky.pixels] = sky[rows]

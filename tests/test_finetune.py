@@ -64,6 +64,10 @@ FINETUNES = {
     "ft_head": {"base": "heads_mt", "adapters": ["head"]},
     "ft_full": {"base": "heads_mt", "adapters": ["full"]},
     "ft_scratch": {"base": "heads_mt", "adapters": ["scratch"]},
+    "ft_lora12_seed3": {"base": "heads_mt", "adapters": ["lora1", "lora2"], "seed": 3},
+    "ft_lora12_seed4": {"base": "heads_mt", "adapters": ["lora1", "lora2"], "seed": 4},
+    "ft_l1": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1"},
+    "ft_l1_noise": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "noise_augment": 1.0},
 }
 
 
@@ -202,6 +206,30 @@ def test_n_labelled_draw_is_reproducible_and_nested(finetuned):
     assert not np.array_equal(draw(rows, 50, 7, "n"), draw(rows, 50, 8, "n"))
     with pytest.raises(SpecCLIPError, match="n_labelled is 301, but the data has only 300"):
         draw(rows, 301, 7, "n_labelled")
+
+
+def _tensors(run_dir, stage):
+    from safetensors.numpy import load_file
+
+    return load_file(str(run_dir / stage / "head" / "adapter.safetensors"))
+
+
+def test_the_seed_setting_repeats_a_finetune_on_another_draw(finetuned):
+    run_dir, _, _, _ = finetuned
+    same, other, plain = (_tensors(run_dir, s) for s in ("ft_lora12_seed3", "ft_lora12_seed4", "ft_lora12"))
+    assert same.keys() == plain.keys() == other.keys()
+    for name in plain:
+        np.testing.assert_array_equal(same[name], plain[name], err_msg="seed 3 is the run's own seed")
+    assert any(not np.allclose(other[name], plain[name]) for name in plain), "another seed, another draw and training"
+
+
+def test_loss_and_noise_augment_change_what_the_adapters_learn(finetuned):
+    run_dir, _, _, _ = finetuned
+    header = (run_dir / "ft_l1_noise" / "training" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train_target_l1" in header
+    assert "train_target_mse" in (run_dir / "ft_ae" / "training" / "metrics.csv").read_text().splitlines()[0].split(",")
+    quiet, noisy = _tensors(run_dir, "ft_l1"), _tensors(run_dir, "ft_l1_noise")
+    assert any(not np.allclose(quiet[name], noisy[name]) for name in quiet), "noise_augment perturbs the training spectra"
 
 
 def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):

@@ -2,7 +2,7 @@
 
 The base is a heads stage with an MLP head and the encoder stage it read (:mod:`specclip_core.heads.adapted`).
 ``n_labelled`` stars are drawn from the train split of the stage's data (a permutation fixed by the
-run's seed, so a smaller draw is the start of a larger one), ``n_validation`` from its validation split
+stage's ``seed``, the run's by default, so a smaller draw is the start of a larger one), ``n_validation`` from its validation split
 for early stopping, and every labelled star of the test split scores the result, beside the base
 model as it was (zero-shot). Only the trained tensors are kept (for LoRA, the adapter matrices).
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from specclip_core.data.dataset import ArrayDataset, StoreDataset
 from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedModel, Base, build_model, load_base
-from specclip_core.heads.inputs import spectra_inputs, standardiser
+from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs, standardiser
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.mlp import TargetRegression
 from specclip_core.interfaces import Stage
@@ -70,12 +70,23 @@ class FinetuneConfig(SpecModel):
         default_factory=dict, description="label -> the base head's output it adapts, where the names differ (e.g. feh: fe_h)"
     )
     n_labelled: int | None = Field(
-        None, ge=1, description="labelled training stars drawn from the train split by the run's seed (default: all)"
+        None, ge=1, description="labelled training stars drawn from the train split by `seed` (default: all)"
     )
     n_validation: int | None = Field(
         None,
         ge=1,
         description="validation stars for early stopping, drawn from the val split (default: n_labelled / 10, at least 5; all without n_labelled)",
+    )
+    seed: int | None = Field(
+        None, description="the seed of the labelled and validation draws and of the training (default: the run's seed); repeats an experiment on other draws without retraining the base"
+    )
+    loss: Literal["mse", "huber", "l1"] = Field(
+        "mse", description="the loss on the standardised labels; l1 lets a few stars with wrong labels or odd spectra pull less"
+    )
+    noise_augment: float = Field(
+        0.0,
+        ge=0,
+        description="train on copies of the labelled spectra with extra noise of their own flux errors times a factor drawn uniformly from [0, noise_augment] per star and batch",
     )
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
     unlabelled: int | None = Field(
@@ -166,23 +177,22 @@ class FinetuneStage(Stage):
         base = load_base(context.run, config.base)
         modality = self._modality(base)
         store = context.store()
+        seed = context.seed if config.seed is None else config.seed
         rows = selected_rows(store, config.labels, {})
         split = split_labels(store.ids[rows])
-        train_rows = draw(rows[split == "train"], config.n_labelled, context.seed, "n_labelled")
+        train_rows = draw(rows[split == "train"], config.n_labelled, seed, "n_labelled")
         n_validation = config.n_validation or (max(5, math.ceil(config.n_labelled / 10)) if config.n_labelled else None)
-        val_rows = draw(rows[split == "val"], n_validation, context.seed, "n_validation")
+        val_rows = draw(rows[split == "val"], n_validation, seed, "n_validation")
         test_rows = rows[split == "test"]
         columns = self._columns(base)
         zero_shot_model = build_model(base, columns)
-        inputs = {
-            part: spectra_inputs(store.read(modality, r)) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))
-        }
+        arrays = {part: store.read(modality, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+        inputs = {part: spectra_inputs(a) for part, a in arrays.items()}
         truth = {part: store.labels(config.labels, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
         zero_shot = zero_shot_model.predict(inputs["test"])
 
         fresh = config.adapters == ["scratch"]
-        if fresh:
-            torch.manual_seed(context.seed)
+        torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network) from the stage's seed, not its name
         model = build_model(base, columns, fresh=fresh)
         described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
         lora = None
@@ -197,7 +207,7 @@ class FinetuneStage(Stage):
         if fresh:
             self._restandardise(model, inputs["train"], truth["train"])
         unlabelled = (
-            self._adapt_encoder(context, base, model, rows_of_split=np.flatnonzero(split_labels(store.ids) == "train"), modality=modality)
+            self._adapt_encoder(context, base, model, np.flatnonzero(split_labels(store.ids) == "train"), modality, seed)
             if config.unlabelled
             else None
         )
@@ -208,14 +218,15 @@ class FinetuneStage(Stage):
                 out[:, column] = (truth[part][label] - model.label_mean[label]) / model.label_std[label]
             return out
 
+        errors = spectra_input_errors(arrays["train"], inputs["train"].shape[1]) if config.noise_augment else None
         trainer = Trainer(
             model,
-            [TargetRegression()],
-            ArrayDataset(inputs["train"], targets_of("train"), store.ids[train_rows]),
+            [TargetRegression(config.loss, config.noise_augment)],
+            ArrayDataset(inputs["train"], targets_of("train"), store.ids[train_rows], errors),
             ArrayDataset(inputs["val"], targets_of("val"), store.ids[val_rows]),
             config.train,
             context.out_dir / "training",
-            seed=context.seed,
+            seed=seed,
             progress=context.progress,
             description=context.name,
         )
@@ -276,7 +287,7 @@ class FinetuneStage(Stage):
         return {k: v for k, v in summary.items() if k != "fit"}
 
     def _adapt_encoder(
-        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str
+        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str, seed: int
     ) -> dict[str, Any]:
         """The unlabelled step: train the encoder's adapters alone on ``unlabelled`` train-split spectra
         with the objectives its ``pretrain`` stage trained it with; returns the fit summary."""
@@ -289,7 +300,7 @@ class FinetuneStage(Stage):
                 f"{config.base!r} reads {encoder_stage!r} ({manifest.get('kind')}), the data is {modality!r}"
             )
         specs = manifest["settings"].get("objectives") or default_objectives(model.encoder)
-        rows = draw(rows_of_split, min(config.unlabelled, len(rows_of_split)), context.seed + 1, "unlabelled")
+        rows = draw(rows_of_split, min(config.unlabelled, len(rows_of_split)), seed + 1, "unlabelled")
         store = context.store()
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         for name, parameter in model.named_parameters():
@@ -301,7 +312,7 @@ class FinetuneStage(Stage):
             None,
             config.unlabelled_train,
             context.out_dir / "unlabelled",
-            seed=context.seed,
+            seed=seed,
             progress=context.progress,
             description=f"{context.name} unlabelled",
         )

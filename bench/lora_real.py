@@ -64,8 +64,9 @@ METHODS = {
 }
 
 
-def stage_name(method: str, n: int) -> str:
-    return f"ft_{''.join(c if c.isalnum() else '_' for c in method)}_{n}".replace("__", "_")
+def stage_name(method: str, n: int, seed: int = SEED) -> str:
+    name = f"ft_{''.join(c if c.isalnum() else '_' for c in method)}_{n}".replace("__", "_")
+    return name if seed == SEED else f"{name}_s{seed}"
 
 
 def run_stages(spec_path: Path, run_dir: Path, threads: int, dr10: Path, only: list[str]) -> None:
@@ -107,6 +108,9 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 500])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="the finetune stages' seeds: one draw (and training) each")
+    parser.add_argument("--loss", default="mse", choices=["mse", "huber", "l1"], help="the finetune stages' loss")
+    parser.add_argument("--noise-augment", type=float, default=0.0, help="the finetune stages' noise_augment")
     parser.add_argument("--name", default="lora_real")
     parser.add_argument("--base-spec", default=str(REGISTRY_SPEC.resolve()), help="the spec the grid extends (a path or a registered name, e.g. lora-lamost-real-whole)")
     parser.add_argument(
@@ -117,9 +121,9 @@ def main() -> int:
     started = time.perf_counter()
     run_dir = Path(args.run_dir)
     data = {"store": str(Path(args.data_store).resolve())} if args.data_store else {"stage": "ingest_dr10"}
-    grid = {stage_name(m, n): (m, n) for m in args.methods for n in args.sizes}
+    grid = {stage_name(m, n, seed): (m, n, seed) for m in args.methods for n in args.sizes for seed in args.seeds}
     stages = {}
-    for name, (method, n) in grid.items():
+    for name, (method, n, seed) in grid.items():
         base, adapters = METHODS[method]
         stages[name] = {
             "kind": "finetune",
@@ -129,6 +133,9 @@ def main() -> int:
             "labels": LABELS,
             "from_base": FROM_BASE,
             "n_labelled": n,
+            "seed": seed,
+            "loss": args.loss,
+            "noise_augment": args.noise_augment,
         }
         if "unlabelled" in method:
             stages[name]["unlabelled"] = UNLABELLED
@@ -142,7 +149,10 @@ def main() -> int:
 
     store = SpectralStore.open(args.data_store or run_dir / "ingest_dr10" / "store.zarr")
     hgb = json.loads(Path(args.hgb_from).read_text())["hgb"] if args.hgb_from else hgb_metrics(store, args.sizes)
-    results = {name: {"method": m, "n": n, **json.loads((run_dir / name / "metrics.json").read_text())} for name, (m, n) in grid.items()}
+    results = {
+        name: {"method": m, "n": n, "seed": seed, **json.loads((run_dir / name / "metrics.json").read_text())}
+        for name, (m, n, seed) in grid.items()
+    }
     for summary in results.values():
         summary.pop("fit", None)
     base_manifest = {
@@ -161,21 +171,54 @@ def cell(m: dict) -> str:
     return f"{m['robust_sigma']:.3g} / {m['r2']:.2f}"
 
 
+def seeds_cell(runs: list[dict], label: str) -> str:
+    """Robust sigma / R^2 of one run, or their means over the runs (seeds) with the robust sigmas' range."""
+    if len(runs) == 1:
+        return cell(runs[0]["test"][label])
+    sigmas = [r["test"][label]["robust_sigma"] for r in runs]
+    r2 = sum(r["test"][label]["r2"] for r in runs) / len(runs)
+    return f"{sum(sigmas) / len(sigmas):.3g} [{min(sigmas):.3g}-{max(sigmas):.3g}] / {r2:.2f}"
+
+
+def grouped(results: dict) -> dict[tuple[str, int], list[dict]]:
+    """(method, n) -> its runs, one per seed."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in results.values():
+        groups.setdefault((r["method"], r["n"]), []).append(r)
+    return groups
+
+
 def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
     zero = next(iter(results.values()))
+    options = (
+        (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [SEED] else "")
+        + (f" --loss {args.loss}" if args.loss != "mse" else "")
+        + (f" --noise-augment {args.noise_augment:g}" if args.noise_augment else "")
+    )
+    several = len(args.seeds) > 1
     lines = [
         "# Real adaptation: the LAMOST model trained on SIMULATED spectra, adapted on REAL LAMOST DR10 spectra",
         "",
         f"`python bench/lora_real.py --run-dir {args.run_dir}{' --data-store ' + args.data_store if args.data_store else ''} --sizes {' '.join(map(str, args.sizes))}"
         f"{' --methods ' + ' '.join(repr(m) for m in args.methods) if args.methods != list(METHODS) else ''}{' --name ' + args.name if args.name != 'lora_real' else ''}"
-        f"{' --base-spec ' + args.base_spec if args.base_spec != str(REGISTRY_SPEC.resolve()) else ''}"
+        f"{' --base-spec ' + args.base_spec if args.base_spec != str(REGISTRY_SPEC.resolve()) else ''}{options}"
         f"{' --hgb-from ' + args.hgb_from if args.hgb_from else ''}`{' (gradient-boosting figures from that earlier run of this script)' if args.hgb_from else ''}, "
         f"{datetime.datetime.now():%Y-%m-%d %H:%M}; {seconds:.0f} s in all on 2 shared CPU cores ({args.threads} thread).",
         "",
         f"Test set: the {zero['n_rows']['test']} DR10 spectra of the test split (by obsid), LASP labels; robust sigma (biweight scale) / R^2.",
-        "Zero-shot: the base model as trained on SIMULATED spectra (APOGEE labels), unadapted.",
+        "Zero-shot: the base model as trained on SIMULATED spectra (APOGEE labels), unadapted. "
+        f"Finetune loss {args.loss}, noise_augment {args.noise_augment:g}.",
+        *(
+            [
+                f"Each row: the mean over {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}: each its own draw of the labelled "
+                "and validation stars and its own training) [lowest-highest]; gradient boosting on the same stars is the seed-0 draw's."
+            ]
+            if several
+            else []
+        ),
         "",
     ]
+    groups = grouped(results)
     for n in args.sizes:
         lines += [
             f"## {n} real labelled spectra",
@@ -183,16 +226,19 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
             "| method | base | trainable params | wall s | Teff (K) | logg | [Fe/H] |",
             "|---|---|---|---|---|---|---|",
         ]
-        for r in results.values():
-            if r["n"] == n:
+        for (method, size), runs in groups.items():
+            if size == n:
+                wall = sum(r["wall_seconds"] for r in runs) / len(runs)
                 lines.append(
-                    f"| {r['method']} | {r['base']} | {r['trainable_parameters']:,} | {r['wall_seconds']:.0f} | "
-                    + " | ".join(cell(r["test"][k]) for k in LABELS)
+                    f"| {method} | {runs[0]['base']} | {runs[0]['trainable_parameters']:,} | {wall:.0f} | "
+                    + " | ".join(seeds_cell(runs, k) for k in LABELS)
                     + " |"
                 )
         h = hgb[str(n)]
         lines.append(
-            f"| HistGradientBoosting, same {n} | - | - | {h['seconds']:.0f} | " + " | ".join(cell(h["test"][k]) for k in LABELS) + " |"
+            f"| HistGradientBoosting, same {n}{' (seed-0 draw)' if several else ''} | - | - | {h['seconds']:.0f} | "
+            + " | ".join(cell(h["test"][k]) for k in LABELS)
+            + " |"
         )
         lines.append("")
     h = hgb["all"]
@@ -216,12 +262,15 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
 
 def plot(args, results: dict, hgb: dict) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    methods = list(dict.fromkeys(r["method"] for r in results.values()))
+    groups = grouped(results)
+    methods = list(dict.fromkeys(method for method, _ in groups))
     for ax, label in zip(axes, LABELS):
         for method in methods:
-            points = sorted((r["n"], r["test"][label]["robust_sigma"]) for r in results.values() if r["method"] == method)
+            points = sorted(
+                (n, sum(r["test"][label]["robust_sigma"] for r in runs) / len(runs)) for (m, n), runs in groups.items() if m == method
+            )
             ax.plot(*zip(*points), marker="o", label=method)
-        ax.plot(args.sizes, [hgb[str(n)]["test"][label]["robust_sigma"] for n in args.sizes], "k--", marker="s", label="HGB, same stars")
+        ax.plot(args.sizes, [hgb[str(n)]["test"][label]["robust_sigma"] for n in args.sizes], "k--", marker="s", label="HGB, same stars (seed-0 draw)")
         ax.axhline(hgb["all"]["test"][label]["robust_sigma"], color="k", lw=1, label=f"HGB, all {hgb['all']['n_train']}")
         ax.set_xscale("log")
         ax.set_xlabel("real labelled DR10 spectra")

@@ -64,9 +64,14 @@ METHODS = {
 }
 
 
-def stage_name(method: str, n: int, seed: int = SEED) -> str:
+def stage_name(method: str, n: int | str, seed: int = SEED, members: int = 1) -> str:
     name = f"ft_{''.join(c if c.isalnum() else '_' for c in method)}_{n}".replace("__", "_")
-    return name if seed == SEED else f"{name}_s{seed}"
+    return name + (f"_m{members}" if members > 1 else "") + (f"_s{seed}" if seed != SEED else "")
+
+
+def size(text: str) -> int | str:
+    """A --sizes value: a number of labelled stars, or "all" (every train-split star)."""
+    return text if text == "all" else int(text)
 
 
 def run_stages(spec_path: Path, run_dir: Path, threads: int, dr10: Path, only: list[str]) -> None:
@@ -85,7 +90,7 @@ def hgb_metrics(store: SpectralStore, sizes: list[int]) -> dict[str, dict]:
     x_test = spectra_inputs(store.read("lamost_lrs", test))
     truth = store.labels(LABELS, test)
     out = {}
-    for n in [*sizes, None]:
+    for n in [*(n for n in sizes if n != "all"), None]:
         train = draw(rows[split == "train"], n, SEED, "n_labelled")
         x, y = spectra_inputs(store.read("lamost_lrs", train)), store.labels(LABELS, train)
         started = time.perf_counter()
@@ -105,12 +110,13 @@ def main() -> int:
         "--dr10", default=str(HERE.parent.parent / "shared" / "data" / "lamost-dr10"), help="the DR10 folder (spectra/, labels.csv)"
     )
     parser.add_argument("--data-store", help="an already ingested DR10 store to adapt on, instead of the spec's ingest_dr10 stage")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 200, 500])
+    parser.add_argument("--sizes", type=size, nargs="+", default=[100, 200, 500], help="labelled stars per draw, or all")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seeds", type=int, nargs="+", default=[SEED], help="the finetune stages' seeds: one draw (and training) each")
     parser.add_argument("--loss", default="mse", choices=["mse", "huber", "l1"], help="the finetune stages' loss")
     parser.add_argument("--noise-augment", type=float, default=0.0, help="the finetune stages' noise_augment")
+    parser.add_argument("--members", type=int, default=1, help="the finetune stages' members (an ensemble of adapters)")
     parser.add_argument("--name", default="lora_real")
     parser.add_argument("--base-spec", default=str(REGISTRY_SPEC.resolve()), help="the spec the grid extends (a path or a registered name, e.g. lora-lamost-real-whole)")
     parser.add_argument(
@@ -121,7 +127,7 @@ def main() -> int:
     started = time.perf_counter()
     run_dir = Path(args.run_dir)
     data = {"store": str(Path(args.data_store).resolve())} if args.data_store else {"stage": "ingest_dr10"}
-    grid = {stage_name(m, n, seed): (m, n, seed) for m in args.methods for n in args.sizes for seed in args.seeds}
+    grid = {stage_name(m, n, seed, args.members): (m, n, seed) for m in args.methods for n in args.sizes for seed in args.seeds}
     stages = {}
     for name, (method, n, seed) in grid.items():
         base, adapters = METHODS[method]
@@ -132,8 +138,9 @@ def main() -> int:
             "adapters": adapters,
             "labels": LABELS,
             "from_base": FROM_BASE,
-            "n_labelled": n,
+            "n_labelled": None if n == "all" else n,
             "seed": seed,
+            "members": args.members,
             "loss": args.loss,
             "noise_augment": args.noise_augment,
         }
@@ -194,6 +201,7 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
         (f" --seeds {' '.join(map(str, args.seeds))}" if args.seeds != [SEED] else "")
         + (f" --loss {args.loss}" if args.loss != "mse" else "")
         + (f" --noise-augment {args.noise_augment:g}" if args.noise_augment else "")
+        + (f" --members {args.members}" if args.members > 1 else "")
     )
     several = len(args.seeds) > 1
     lines = [
@@ -207,7 +215,7 @@ def write_markdown(args, results: dict, hgb: dict, seconds: float) -> None:
         "",
         f"Test set: the {zero['n_rows']['test']} DR10 spectra of the test split (by obsid), LASP labels; robust sigma (biweight scale) / R^2.",
         "Zero-shot: the base model as trained on SIMULATED spectra (APOGEE labels), unadapted. "
-        f"Finetune loss {args.loss}, noise_augment {args.noise_augment:g}.",
+        f"Finetune loss {args.loss}, noise_augment {args.noise_augment:g}, members {args.members}.",
         *(
             [
                 f"Each row: the mean over {len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}: each its own draw of the labelled "
@@ -267,10 +275,13 @@ def plot(args, results: dict, hgb: dict) -> None:
     for ax, label in zip(axes, LABELS):
         for method in methods:
             points = sorted(
-                (n, sum(r["test"][label]["robust_sigma"] for r in runs) / len(runs)) for (m, n), runs in groups.items() if m == method
+                (runs[0]["n_rows"]["train"], sum(r["test"][label]["robust_sigma"] for r in runs) / len(runs))
+                for (m, _), runs in groups.items()
+                if m == method
             )
             ax.plot(*zip(*points), marker="o", label=method)
-        ax.plot(args.sizes, [hgb[str(n)]["test"][label]["robust_sigma"] for n in args.sizes], "k--", marker="s", label="HGB, same stars (seed-0 draw)")
+        same = [hgb[str(n)] for n in args.sizes]
+        ax.plot([h["n_train"] for h in same], [h["test"][label]["robust_sigma"] for h in same], "k--", marker="s", label="HGB, same stars (seed-0 draw)")
         ax.axhline(hgb["all"]["test"][label]["robust_sigma"], color="k", lw=1, label=f"HGB, all {hgb['all']['n_train']}")
         ax.set_xscale("log")
         ax.set_xlabel("real labelled DR10 spectra")

@@ -68,6 +68,7 @@ FINETUNES = {
     "ft_lora12_seed4": {"base": "heads_mt", "adapters": ["lora1", "lora2"], "seed": 4},
     "ft_l1": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1"},
     "ft_l1_noise": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "noise_augment": 1.0},
+    "ft_members": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "members": 2},
 }
 
 
@@ -230,6 +231,41 @@ def test_loss_and_noise_augment_change_what_the_adapters_learn(finetuned):
     assert "train_target_mse" in (run_dir / "ft_ae" / "training" / "metrics.csv").read_text().splitlines()[0].split(",")
     quiet, noisy = _tensors(run_dir, "ft_l1"), _tensors(run_dir, "ft_l1_noise")
     assert any(not np.allclose(quiet[name], noisy[name]) for name in quiet), "noise_augment perturbs the training spectra"
+
+
+def test_members_are_saved_apart_and_predict_their_mean(finetuned, tmp_path):
+    from specclip_core.heads.adapted import AdaptedEnsemble
+    from specclip_core.heads.saved import load_head
+    from specclip_core.predict import predict_catalog
+    from specclip_core.rundir import RunDir
+
+    run_dir, adapt, manifests, _ = finetuned
+    head = run_dir / "ft_members" / "head"
+    assert sorted(p.name for p in head.glob("*.safetensors")) == ["adapter.0.safetensors", "adapter.1.safetensors"]
+    from safetensors.numpy import load_file
+
+    first, second = (load_file(str(head / f"adapter.{i}.safetensors")) for i in (0, 1))
+    assert first.keys() == second.keys() and any(not np.allclose(first[n], second[n]) for n in first), "each member its own seed"
+    single = _tensors(run_dir, "ft_l1")
+    for name in single:
+        np.testing.assert_array_equal(first[name], single[name], err_msg="member 0 is the stage with one member")
+    ensemble = load_head(RunDir(run_dir).head("ft_members"))
+    assert isinstance(ensemble, AdaptedEnsemble) and len(ensemble.members) == 2
+    assert manifests["ft_members"]["summary"]["trainable_parameters"] == 2 * manifests["ft_l1"]["summary"]["trainable_parameters"]
+    with open(run_dir / "ft_members" / "test_predictions.csv") as handle:
+        trained = {row["id"]: float(row["temp_pred"]) for row in csv.DictReader(handle)}
+    rows = np.flatnonzero(np.isin(adapt.ids, list(trained)))
+    part = adapt.read("toy_broad", rows)
+    inputs = np.concatenate([part["stats"], part["flux"]], axis=1)
+    mean = np.mean([member.predict(inputs)["temp"] for member in ensemble.members], axis=0)
+    np.testing.assert_allclose(ensemble.predict(inputs)["temp"], mean, rtol=1e-6)
+    np.testing.assert_allclose([dict(zip(adapt.ids[rows], mean))[i] for i in trained], list(trained.values()), rtol=1e-4, atol=1e-6)
+    out = tmp_path / "catalog.csv"
+    predict_catalog(run_dir, [str(adapt.path)], out, heads=["ft_members"], progress=False)
+    lines = [line for line in out.read_text().splitlines() if not line.startswith("#")]
+    catalogue = {row["id"]: float(row["temp"]) for row in csv.DictReader(lines)}
+    decimals = max(len(str(v).split(".")[1]) if "." in str(v) else 0 for v in catalogue.values())
+    np.testing.assert_allclose([catalogue[i] for i in trained], list(trained.values()), atol=0.5 * 10.0**-decimals + 1e-6)  # rounded
 
 
 def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):

@@ -12,6 +12,8 @@ it, or the same architecture from random initialisation) and saves it as a head 
     adapter.safetensors   only the tensors the fine-tuning trained (the LoRA matrices for adapters)
     inputs.json           what it reads (spectra), as every head directory (rundir.HeadInputs)
 
+An ensemble of fine-tuned members (:class:`AdaptedEnsemble`, the finetune stage's ``members``) keeps
+``adapter.<i>.safetensors`` per member and each member's standardisations in ``head.json``.
 Loading rebuilds the base from its (unchanged) run stages, adds the adapters and loads the tensors.
 """
 
@@ -37,6 +39,11 @@ from specclip_core.train.checkpoint import load_tensors, save_tensors
 
 ADAPTED = "adapted"
 WEIGHTS = "adapter.safetensors"
+
+
+def member_weights(member: int) -> str:
+    """The adapter file of member ``member`` of an ensemble."""
+    return f"adapter.{member}.safetensors"
 
 
 @dataclass
@@ -132,25 +139,24 @@ class AdaptedModel(nn.Module):
         """The tensors fine-tuning trains (those with requires_grad), by state-dict name."""
         return {name: p.detach().cpu().contiguous().clone() for name, p in self.named_parameters() if p.requires_grad}
 
-    def save(self, directory: Path, reference: dict[str, Any]) -> None:
-        """Write :data:`WEIGHTS` (only the trained tensors) and ``head.json`` (``reference``: the base and the adapters)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        save_tensors(directory / WEIGHTS, self.trained_tensors())
-        settings = {
-            "reference": reference,
-            "columns": self.columns,
+    def standardisation(self) -> dict[str, Any]:
+        """The input and label standardisations, as saved in ``head.json``."""
+        return {
             "input_mean": self.input_mean.tolist(),
             "input_std": self.input_std.tolist(),
             "label_mean": self.label_mean,
             "label_std": self.label_std,
         }
-        HeadLayout(ADAPTED, self.labels, settings).write(directory)
+
+    def save(self, directory: Path, reference: dict[str, Any]) -> None:
+        """Write :data:`WEIGHTS` (only the trained tensors) and ``head.json`` (``reference``: the base and the adapters)."""
+        save_adapted(directory, [self], reference)
 
     @classmethod
-    def load(cls, directory: Path) -> AdaptedModel:
+    def load(cls, directory: Path) -> AdaptedModel | AdaptedEnsemble:
         """Rebuild from ``directory`` (``<run>/<stage>/head``): the base from its run stages, which must
-        still have the keys recorded at fine-tuning, then the adapters and the trained tensors."""
+        still have the keys recorded at fine-tuning, then the adapters and the trained tensors (of
+        every member, for an ensemble)."""
         directory = Path(directory)
         settings = HeadLayout.read(directory).settings
         reference = settings["reference"]
@@ -161,19 +167,63 @@ class AdaptedModel(nn.Module):
                 raise SpecCLIPError(
                     f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage"
                 )
+        if "members" not in settings:
+            return cls._rebuild(run, settings, reference, settings, directory / WEIGHTS)
+        return AdaptedEnsemble(
+            [cls._rebuild(run, settings, reference, kept, directory / member_weights(i)) for i, kept in enumerate(settings["members"])]
+        )
+
+    @classmethod
+    def _rebuild(cls, run: RunDir, settings: dict, reference: dict, standardisation: dict, weights: Path) -> AdaptedModel:
         base = load_base(run, reference["base"])
         model = build_model(base, settings["columns"], fresh=reference["fresh"])
         if reference["lora"]:
             add_lora(model, reference["lora"]["targets"], {k: tuple(v) for k, v in reference["lora"]["sizes"].items()})
-        tensors, _ = load_tensors(directory / WEIGHTS)
+        tensors, _ = load_tensors(weights)
         missing = set(tensors) - set(model.state_dict())
         if missing:
-            raise SpecCLIPError(f"{directory / WEIGHTS}: tensors {sorted(missing)[:5]} do not fit the base {reference['base']!r}")
+            raise SpecCLIPError(f"{weights}: tensors {sorted(missing)[:5]} do not fit the base {reference['base']!r}")
         model.load_state_dict(tensors, strict=False)
-        model.input_mean.copy_(torch.as_tensor(settings["input_mean"]))
-        model.input_std.copy_(torch.as_tensor(settings["input_std"]))
-        model.label_mean, model.label_std = settings["label_mean"], settings["label_std"]
+        model.input_mean.copy_(torch.as_tensor(standardisation["input_mean"]))
+        model.input_std.copy_(torch.as_tensor(standardisation["input_std"]))
+        model.label_mean, model.label_std = standardisation["label_mean"], standardisation["label_std"]
         return model.eval()
+
+
+class AdaptedEnsemble:
+    """Members fine-tuned from one base with the same adapters and stars, each from its own seed; the
+    value is the members' mean."""
+
+    def __init__(self, members: list[AdaptedModel]):
+        if not members:
+            raise ValueError("AdaptedEnsemble: no members")
+        self.members = list(members)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.members[0].labels
+
+    def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Label -> the members' mean prediction (in label units)."""
+        each = [member.predict(inputs, batch_size) for member in self.members]
+        return {label: np.mean([values[label] for values in each], axis=0) for label in self.labels}
+
+
+def save_adapted(directory: Path, models: list[AdaptedModel], reference: dict[str, Any]) -> None:
+    """Write a finetune stage's head directory: the trained tensors of one model (:data:`WEIGHTS`) or of
+    each member (:func:`member_weights`), and ``head.json``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    first = models[0]
+    settings: dict[str, Any] = {"reference": reference, "columns": first.columns}
+    if len(models) == 1:
+        save_tensors(directory / WEIGHTS, first.trained_tensors())
+        settings.update(first.standardisation())
+    else:
+        for i, model in enumerate(models):
+            save_tensors(directory / member_weights(i), model.trained_tensors())
+        settings["members"] = [model.standardisation() for model in models]
+    HeadLayout(ADAPTED, first.labels, settings).write(directory)
 
 
 def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> AdaptedModel:

@@ -22,10 +22,10 @@ from specclip_core.components import create_component, get_modality
 from specclip_core.data.dataset import ArrayDataset, StoreDataset
 from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
-from specclip_core.heads.adapted import ADAPTED, AdaptedModel, Base, build_model, load_base
+from specclip_core.heads.adapted import ADAPTED, AdaptedEnsemble, AdaptedModel, Base, build_model, load_base, save_adapted
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs, standardiser
 from specclip_core.heads.metrics import regression_metrics
-from specclip_core.heads.mlp import TargetRegression
+from specclip_core.heads.mlp import MEMBER_SEED_STEP, TargetRegression
 from specclip_core.interfaces import Stage
 from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
 from specclip_core.report.plots import plot_one_to_one
@@ -87,6 +87,9 @@ class FinetuneConfig(SpecModel):
         0.0,
         ge=0,
         description="train on copies of the labelled spectra with extra noise of their own flux errors times a factor drawn uniformly from [0, noise_augment] per star and batch",
+    )
+    members: int = Field(
+        1, ge=1, description="adapt this many models, member i with its new weights and training from seed + 1000 i (the same stars); the value is their mean"
     )
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
     unlabelled: int | None = Field(
@@ -192,48 +195,16 @@ class FinetuneStage(Stage):
         zero_shot = zero_shot_model.predict(inputs["test"])
 
         fresh = config.adapters == ["scratch"]
-        torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network) from the stage's seed, not its name
-        model = build_model(base, columns, fresh=fresh)
-        described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
-        lora = None
-        if config.lora:
-            targets = adapter_targets(model, config.lora, described)
-            sizes = {name: (ADAPTERS[name].rank, ADAPTERS[name].alpha) for name in config.lora}
-            add_lora(model, targets, sizes)
-            lora = {"targets": targets, "sizes": sizes}
-        elif config.adapters == ["head"]:
-            model.requires_grad_(False)
-            model.head.requires_grad_(True)
-        if fresh:
-            self._restandardise(model, inputs["train"], truth["train"])
-        unlabelled = (
-            self._adapt_encoder(context, base, model, np.flatnonzero(split_labels(store.ids) == "train"), modality, seed)
-            if config.unlabelled
-            else None
-        )
-
-        def targets_of(part: str) -> np.ndarray:
-            out = np.full((len(inputs[part]), len(base.outputs)), np.nan, dtype=np.float32)
-            for label, column in columns.items():
-                out[:, column] = (truth[part][label] - model.label_mean[label]) / model.label_std[label]
-            return out
-
-        errors = spectra_input_errors(arrays["train"], inputs["train"].shape[1]) if config.noise_augment else None
-        trainer = Trainer(
-            model,
-            [TargetRegression(config.loss, config.noise_augment)],
-            ArrayDataset(inputs["train"], targets_of("train"), store.ids[train_rows], errors),
-            ArrayDataset(inputs["val"], targets_of("val"), store.ids[val_rows]),
-            config.train,
-            context.out_dir / "training",
-            seed=seed,
-            progress=context.progress,
-            description=context.name,
-        )
-        result = trainer.fit(resume=context.resume)
-        for weights in (context.out_dir / "training").glob("*.safetensors"):
-            weights.unlink()  # the whole model at each epoch: only the trained tensors are kept, in head/
-        model.cpu().eval()
+        data = {"inputs": inputs, "truth": truth, "arrays": arrays, "ids": {"train": store.ids[train_rows], "val": store.ids[val_rows]}}
+        members = []
+        for member in range(config.members):
+            if member:
+                base = load_base(context.run, config.base)  # each member adapts its own copy of the base's networks
+            members.append(
+                self._train_member(context, base, columns, data, modality, seed + MEMBER_SEED_STEP * member, member, split_labels(store.ids))
+            )
+        models = [model for model, _, _, _ in members]
+        model, lora, result, unlabelled = members[0]
         reference = {
             "base": config.base,
             "encoder_stage": base.inputs.encoder_stage,
@@ -243,8 +214,8 @@ class FinetuneStage(Stage):
             "fresh": fresh,
         }
         head_dir = context.out_dir / HEAD
-        model.save(head_dir, reference)
-        predicted = model.predict(inputs["test"])
+        save_adapted(head_dir, models, reference)
+        predicted = (AdaptedEnsemble(models) if len(models) > 1 else model).predict(inputs["test"])
         write_predictions(context.out_dir / PREDICTIONS, store.ids[test_rows], truth["test"], predicted)
         simulated = modality in store.simulated_modalities
         metrics = {label: regression_metrics(truth["test"][label], predicted[label]) for label in config.labels}
@@ -274,20 +245,81 @@ class FinetuneStage(Stage):
             "adapters": config.adapters,
             "simulated": simulated,
             "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)},
-            "trainable_parameters": model.n_trainable(),
-            "total_parameters": model.n_parameters(),
-            "fit_seconds": round(result.seconds, 2),
+            "members": config.members,
+            "trainable_parameters": sum(m.n_trainable() for m in models),
+            "total_parameters": model.n_parameters() + sum(m.n_trainable() for m in models[1:]),
+            "fit_seconds": round(sum(r.seconds for _, _, r, _ in members), 2),
             "unlabelled": unlabelled,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "test": metrics,
             "zero_shot": zero_metrics,
-            "fit": fit_summary(result),
+            "fit": fit_summary(result) if len(members) == 1 else [fit_summary(r) for _, _, r, _ in members],
         }
         atomic_write_text(context.out_dir / "metrics.json", json.dumps(summary, indent=2))
         return {k: v for k, v in summary.items() if k != "fit"}
 
+    def _train_member(
+        self,
+        context: StageContext,
+        base: Base,
+        columns: dict[str, int],
+        data: dict[str, Any],
+        modality: str,
+        seed: int,
+        member: int,
+        store_split: np.ndarray,
+    ) -> tuple[AdaptedModel, dict[str, Any] | None, Any, dict[str, Any] | None]:
+        """One model adapted from ``base`` on the drawn stars, its new weights and training from ``seed``;
+        returns it, where its adapters went (None without LoRA), its fit and the unlabelled step's fit."""
+        config: FinetuneConfig = self.config
+        inputs, truth = data["inputs"], data["truth"]
+        fresh = config.adapters == ["scratch"]
+        torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network) from the stage's seed, not its name
+        model = build_model(base, columns, fresh=fresh)
+        described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
+        lora = None
+        if config.lora:
+            targets = adapter_targets(model, config.lora, described)
+            sizes = {name: (ADAPTERS[name].rank, ADAPTERS[name].alpha) for name in config.lora}
+            add_lora(model, targets, sizes)
+            lora = {"targets": targets, "sizes": sizes}
+        elif config.adapters == ["head"]:
+            model.requires_grad_(False)
+            model.head.requires_grad_(True)
+        if fresh:
+            self._restandardise(model, inputs["train"], truth["train"])
+        suffix = f".{member}" if config.members > 1 else ""
+        unlabelled = (
+            self._adapt_encoder(context, base, model, np.flatnonzero(store_split == "train"), modality, seed, f"unlabelled{suffix}")
+            if config.unlabelled
+            else None
+        )
+
+        def targets_of(part: str) -> np.ndarray:
+            out = np.full((len(inputs[part]), len(base.outputs)), np.nan, dtype=np.float32)
+            for label, column in columns.items():
+                out[:, column] = (truth[part][label] - model.label_mean[label]) / model.label_std[label]
+            return out
+
+        errors = spectra_input_errors(data["arrays"]["train"], inputs["train"].shape[1]) if config.noise_augment else None
+        trainer = Trainer(
+            model,
+            [TargetRegression(config.loss, config.noise_augment)],
+            ArrayDataset(inputs["train"], targets_of("train"), data["ids"]["train"], errors),
+            ArrayDataset(inputs["val"], targets_of("val"), data["ids"]["val"]),
+            config.train,
+            context.out_dir / f"training{suffix}",
+            seed=seed,
+            progress=context.progress,
+            description=f"{context.name}{f' member {member}' if suffix else ''}",
+        )
+        result = trainer.fit(resume=context.resume)
+        for weights in (context.out_dir / f"training{suffix}").glob("*.safetensors"):
+            weights.unlink()  # the whole model at each epoch: only the trained tensors are kept, in head/
+        return model.cpu().eval(), lora, result, unlabelled
+
     def _adapt_encoder(
-        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str, seed: int
+        self, context: StageContext, base: Base, model: AdaptedModel, rows_of_split: np.ndarray, modality: str, seed: int, out: str
     ) -> dict[str, Any]:
         """The unlabelled step: train the encoder's adapters alone on ``unlabelled`` train-split spectra
         with the objectives its ``pretrain`` stage trained it with; returns the fit summary."""
@@ -311,13 +343,13 @@ class FinetuneStage(Stage):
             StoreDataset(store, [modality], rows=rows),
             None,
             config.unlabelled_train,
-            context.out_dir / "unlabelled",
+            context.out_dir / out,
             seed=seed,
             progress=context.progress,
-            description=f"{context.name} unlabelled",
+            description=f"{context.name} {out}",
         )
         result = trainer.fit(resume=context.resume)
-        for weights in (context.out_dir / "unlabelled").glob("*.safetensors"):
+        for weights in (context.out_dir / out).glob("*.safetensors"):
             weights.unlink()
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(name in trainable)

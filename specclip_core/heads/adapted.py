@@ -148,10 +148,6 @@ class AdaptedModel(nn.Module):
             "label_std": self.label_std,
         }
 
-    def save(self, directory: Path, reference: dict[str, Any]) -> None:
-        """Write :data:`WEIGHTS` (only the trained tensors) and ``head.json`` (``reference``: the base and the adapters)."""
-        save_adapted(directory, [self], reference)
-
     @classmethod
     def load(cls, directory: Path) -> AdaptedModel | AdaptedEnsemble:
         """Rebuild from ``directory`` (``<run>/<stage>/head``): the base from its run stages, which must

@@ -46,7 +46,7 @@ from sim_common import (
 from specclip_core.data.datasets import cache_dir
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
-from specclip_core.heads.inputs import spectra_inputs
+from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
 from specclip_core.interfaces import LabelledInputs
@@ -69,7 +69,10 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0, help="seeds both heads (this) and the DR10 twins (this + 1): repeats on the same paired store")
     parser.add_argument("--real-reference", action="store_true", help="also train the head on the real DR10 training stars and compare on the held-out ones")
+    parser.add_argument("--loss", default="mse", choices=["mse", "huber", "l1"], help="both heads' loss")
+    parser.add_argument("--noise-augment", type=float, default=0.0, help="both heads' noise_augment (re-noise each batch by its own flux errors)")
     args = parser.parse_args()
+    config = MLPHeadConfig(joint=not args.per_label, loss=args.loss, noise_augment=args.noise_augment)
     if not have_dr10():
         return 1
     started = time.perf_counter()
@@ -82,10 +85,13 @@ def main() -> int:
 
     def labelled(split: str) -> LabelledInputs:
         rows = np.flatnonzero(splits == split)
-        return LabelledInputs(spectra_inputs(paired.read("lamost_lrs", rows)), {k: labels[c][rows] for k, (c, _) in LABELS.items()}, paired.ids[rows])
+        arrays = paired.read("lamost_lrs", rows)
+        inputs = spectra_inputs(arrays)
+        errors = spectra_input_errors(arrays, inputs.shape[1]) if args.noise_augment else None
+        return LabelledInputs(inputs, {k: labels[c][rows] for k, (c, _) in LABELS.items()}, paired.ids[rows], input_errors=errors)
 
     train, validation, test = labelled("train"), labelled("val"), labelled("test")
-    head = MLPHead(MLPHeadConfig(joint=not args.per_label))
+    head = MLPHead(config)
     run_dir = cache_dir() / "bench" / f"{args.name}_head"
     fit_started = time.perf_counter()
     summary = head.fit(train, validation, run_dir, TrainSpec(epochs=args.epochs, batch_size=256, lr=1e-3, weight_decay=0.0, patience=6, device="cpu"), seed=args.seed, progress=False)
@@ -110,9 +116,12 @@ def main() -> int:
         real_inputs = spectra_inputs({"stats": real.stats, "flux": real.flux})
         for_stopping = np.array([int(hashlib.sha256(f"stop:{i}".encode()).hexdigest()[:8], 16) / 16**8 < 0.15 for i in real.ids])
         rows_fit, rows_stop = np.flatnonzero(~held_out & ~for_stopping), np.flatnonzero(~held_out & for_stopping)
-        reference = MLPHead(MLPHeadConfig(joint=not args.per_label))
+        reference = MLPHead(config)
+        real_errors = spectra_input_errors({"stats": real.stats, "ivar": real.ivar, "mask": real.mask, "flux": real.flux}, real_inputs.shape[1])
         reference.fit(
-            LabelledInputs(real_inputs[rows_fit], {k: truth_dr10[k][rows_fit] for k in LABELS}, real.ids[rows_fit]),
+            LabelledInputs(
+                real_inputs[rows_fit], {k: truth_dr10[k][rows_fit] for k in LABELS}, real.ids[rows_fit], input_errors=real_errors[rows_fit] if args.noise_augment else None
+            ),
             LabelledInputs(real_inputs[rows_stop], {k: truth_dr10[k][rows_stop] for k in LABELS}, real.ids[rows_stop]),
             cache_dir() / "bench" / f"{args.name}_real_head", TrainSpec(epochs=max(args.epochs, 60), batch_size=64, lr=1e-3, weight_decay=0.0, patience=10, device="cpu"), seed=args.seed, progress=False,
         )
@@ -132,10 +141,10 @@ def main() -> int:
     lines = [
         "# Sim-to-real: MLP heads trained on SIMULATED LAMOST-like spectra, applied to real LAMOST DR10",
         "",
-        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
+        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''}{f' --loss {args.loss}' if args.loss != 'mse' else ''}{f' --noise-augment {args.noise_augment:g}' if args.noise_augment else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
         f"{time.perf_counter() - started:.0f} s (training {fit_seconds:.0f} s).",
         "",
-        f"Training: core MLP head ({'one network per label' if args.per_label else 'one joint network for the three labels'}, hidden 1024-512-128, {head.n_parameters():,} parameters in all) on stats + 1462 "
+        f"Training: core MLP head ({'one network per label' if args.per_label else 'one joint network for the three labels'}, hidden 1024-512-128, {head.n_parameters():,} parameters in all; loss {args.loss}, noise_augment {args.noise_augment:g}, for both heads) on stats + 1462 "
         f"preprocessed pixels of {len(train)} simulated spectra (train split; validation {len(validation)}), APOGEE labels; "
         f"[Fe/H] trained on the {int(np.isfinite(train.labels['feh']).sum())} with a measured [Fe/H]. Epochs: "
         + ", ".join(f"{k} best {v['best_epoch']} of {v['epochs']}" for k, v in summary.items()) + ".",

@@ -63,6 +63,16 @@ def _cases(tmp_path, store):
             ["stages.ingest.paths.0", "gone: no such file or directory", "stages.ingest.labels"],
         ),
         ("misspelt label", [spec("label.yaml", good + "  heads: {kind: heads, modality: toy, input: spectra, labels: [tempp]}\n")], ["'tempp' is not a label column"]),
+        (
+            "heads input written the old way",
+            [spec("old_input.yaml", good + "  heads: {kind: heads, modality: toy, input: spectra_ivar, labels: [temp]}\n")],
+            ["stages.heads", "input: spectra with errors_input: inverse_sigma"],
+        ),
+        (
+            "heads errors_input written the old way",
+            [spec("old_errors.yaml", good + "  heads: {kind: heads, modality: toy, input: spectra, errors_input: true, labels: [temp]}\n")],
+            ["stages.heads", "errors_input: sigma"],
+        ),
         ("extends nothing", [spec("extends.yaml", "extends: no-such-spec\nname: e\n")], ["extends", "no-such-spec"]),
         ("extends itself", [spec("self.yaml", "extends: self.yaml\nname: s\n")], ["extends itself"]),
         ("undeclared setting", [spec("undeclared.yaml", good.replace("seed: 0", "seed: ${lucky}"))], ["${lucky} names no setting"]),

@@ -58,6 +58,17 @@ class HeadsConfig(SpecModel):
     sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration of a head that gives posteriors (npe, mlp with uncertainty)")
     ood: OODSettings = Field(default_factory=OODSettings, description="out-of-distribution thresholds from the training set (predict's flag columns)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _old_errors_settings(cls, values: Any) -> Any:
+        """Say what replaced the two settings the one ``errors_input`` took over (specs written before it)."""
+        if isinstance(values, dict):
+            if values.get("input") == "spectra_ivar":
+                raise ValueError("input: spectra_ivar is now written input: spectra with errors_input: inverse_sigma (the same columns)")
+            if isinstance(values.get("errors_input"), bool):
+                raise ValueError(f"errors_input: {str(values['errors_input']).lower()} is now written errors_input: {'sigma' if values['errors_input'] else 'none'}")
+        return values
+
     @model_validator(mode="after")
     def _described_labels_exist(self) -> HeadsConfig:
         unknown = sorted((set(self.units) | set(self.names) | set(self.label_errors)) - set(self.labels))

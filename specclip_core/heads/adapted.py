@@ -19,6 +19,7 @@ Loading rebuilds the base from its (unchanged) run stages, adds the adapters and
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,15 +164,15 @@ class AdaptedModel(nn.Module):
                 raise SpecCLIPError(
                     f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage"
                 )
+        base = load_base(run, reference["base"])
         if "members" not in settings:
-            return cls._rebuild(run, settings, reference, settings, directory / WEIGHTS)
+            return cls._rebuild(base, settings, reference, settings, directory / WEIGHTS)
         return AdaptedEnsemble(
-            [cls._rebuild(run, settings, reference, kept, directory / member_weights(i)) for i, kept in enumerate(settings["members"])]
+            [cls._rebuild(copy.deepcopy(base), settings, reference, kept, directory / member_weights(i)) for i, kept in enumerate(settings["members"])]
         )
 
     @classmethod
-    def _rebuild(cls, run: RunDir, settings: dict, reference: dict, standardisation: dict, weights: Path) -> AdaptedModel:
-        base = load_base(run, reference["base"])
+    def _rebuild(cls, base: Base, settings: dict, reference: dict, standardisation: dict, weights: Path) -> AdaptedModel:
         model = build_model(base, settings["columns"], fresh=reference["fresh"])
         if reference["lora"]:
             add_lora(model, reference["lora"]["targets"], {k: tuple(v) for k, v in reference["lora"]["sizes"].items()})

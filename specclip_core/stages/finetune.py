@@ -9,6 +9,7 @@ model as it was (zero-shot). Only the trained tensors are kept (for LoRA, the ad
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -126,6 +127,11 @@ class FinetuneConfig(SpecModel):
     def lora(self) -> list[str]:
         return [a for a in self.adapters if a in ADAPTERS]
 
+    @property
+    def fresh(self) -> bool:
+        """The base's architecture from random weights (``scratch``)."""
+        return self.adapters == ["scratch"]
+
 
 def draw(rows: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
     """The first ``n`` of ``rows`` in an order fixed by ``seed`` (all of them, in order, for None)."""
@@ -194,15 +200,13 @@ class FinetuneStage(Stage):
         truth = {part: store.labels(config.labels, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
         zero_shot = zero_shot_model.predict(inputs["test"])
 
-        fresh = config.adapters == ["scratch"]
         data = {"inputs": inputs, "truth": truth, "arrays": arrays, "ids": {"train": store.ids[train_rows], "val": store.ids[val_rows]}}
-        members = []
-        for member in range(config.members):
-            if member:
-                base = load_base(context.run, config.base)  # each member adapts its own copy of the base's networks
-            members.append(
-                self._train_member(context, base, columns, data, modality, seed + MEMBER_SEED_STEP * member, member, split_labels(store.ids))
-            )
+        store_split = split_labels(store.ids)
+        members = [
+            # each member adapts its own copy of the base's networks
+            self._train_member(context, copy.deepcopy(base), columns, data, modality, seed + MEMBER_SEED_STEP * member, member, store_split)
+            for member in range(config.members)
+        ]
         models = [model for model, _, _, _ in members]
         model, lora, result, unlabelled = members[0]
         reference = {
@@ -211,7 +215,7 @@ class FinetuneStage(Stage):
             "base_keys": {stage: context.run.manifest(stage)["key"] for stage in filter(None, (config.base, base.inputs.encoder_stage))},
             "adapters": config.adapters,
             "lora": lora,
-            "fresh": fresh,
+            "fresh": config.fresh,
         }
         head_dir = context.out_dir / HEAD
         save_adapted(head_dir, models, reference)
@@ -273,9 +277,8 @@ class FinetuneStage(Stage):
         returns it, where its adapters went (None without LoRA), its fit and the unlabelled step's fit."""
         config: FinetuneConfig = self.config
         inputs, truth = data["inputs"], data["truth"]
-        fresh = config.adapters == ["scratch"]
         torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network) from the stage's seed, not its name
-        model = build_model(base, columns, fresh=fresh)
+        model = build_model(base, columns, fresh=config.fresh)
         described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
         lora = None
         if config.lora:
@@ -286,7 +289,7 @@ class FinetuneStage(Stage):
         elif config.adapters == ["head"]:
             model.requires_grad_(False)
             model.head.requires_grad_(True)
-        if fresh:
+        if config.fresh:
             self._restandardise(model, inputs["train"], truth["train"])
         suffix = f".{member}" if config.members > 1 else ""
         unlabelled = (

@@ -13,6 +13,10 @@ the same code predicts from either::
     <model>/<stage>/head/                   a heads stage's trained head (head.json, weights, inputs.json)
     <model>/<stage>/encoders/<modality>/    an encoder stage's embedder
 
+A finetune stage's model is its adapters on a base (:mod:`specclip_core.heads.adapted`): the base
+heads stage's head (without its out-of-distribution reference, which the finetune stage has its own
+of) and the base's encoder come with it, with their manifests, whose keys the adapters were trained on.
+
 Every file is checked against the card's sha256 (:mod:`specclip_core.model_card`) before anything
 is loaded: a modified or truncated file is an error naming it.
 """
@@ -56,11 +60,18 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     shutil.copy2(run.path / SPEC, staging / SPEC)
+    manifests = {stage: run.manifest(stage) for stage in chosen}
     for stage in chosen:
         _copy_stage_part(run, stage, HEAD, staging)
-    for stage in sorted({info.encoder_stage for info in chosen.values() if info.encoder_stage}):
+    encoders = {info.encoder_stage for info in chosen.values() if info.encoder_stage}
+    for stage in chosen:
+        if manifests[stage].get("kind") == "finetune":
+            reference = json.loads((run.head(stage) / "head.json").read_text())["reference"]
+            if not (staging / reference["base"]).exists():
+                _copy_stage_part(run, reference["base"], HEAD, staging, ignore=shutil.ignore_patterns("ood.*"))
+            encoders |= {reference["encoder_stage"]} - {None}
+    for stage in sorted(encoders):
         _copy_stage_part(run, stage, encoder_dir(Path(), modality).as_posix(), staging)
-    manifests = {stage: run.manifest(stage) for stage in chosen}
     card = ModelCard(
         name=name,
         modality=modality,
@@ -84,25 +95,41 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
     return card
 
 
-def _copy_stage_part(run: RunDir, stage: str, part: str, staging: Path) -> None:
+def _copy_stage_part(run: RunDir, stage: str, part: str, staging: Path, ignore=None) -> None:
     source = run.stage(stage) / part
     if not source.is_dir():
         raise SpecCLIPError(f"{source}: missing; stage {stage!r} of {run.path} has not finished")
-    shutil.copytree(source, staging / stage / part)
+    shutil.copytree(source, staging / stage / part, ignore=ignore)
     shutil.copy2(run.stage(stage) / MANIFEST, staging / stage / MANIFEST)
 
 
-def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> str:
-    data = run.spec_data().get("data", {})
+def _data_source(run: RunDir, stage: str) -> str:
+    """Where a stage's data came from: its own ``data`` or the run's (an ingest stage's input folders)."""
+    spec = run.spec_data()
+    data = spec.get("stages", {}).get(stage, {}).get("data") or spec.get("data", {})
     source = data.get("dataset") or data.get("store") or "the run's data"
     if data.get("stage") and run.is_finished(data["stage"]):
         paths = run.manifest(data["stage"])["settings"].get("paths") or []
         source = ", ".join("/".join(Path(p).parts[-2:]) for p in paths) or f"stage {data['stage']}"
+    return source
+
+
+def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> str:
     parts = []
     for stage, info in chosen.items():
-        rows = manifests[stage].get("summary", {}).get("n_rows", {})
+        manifest = manifests[stage]
+        rows = manifest.get("summary", {}).get("n_rows", {})
         counts = ", ".join(f"{n} {split}" for split, n in rows.items())
-        parts.append(f"{stage}: {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra of {source} ({counts})")
+        if manifest.get("kind") == "finetune":
+            base = manifest["summary"]["base"]
+            base_info = run.finished_heads()[base]
+            adapted = "SIMULATED" if manifest["summary"].get("simulated") else "real"
+            parts.append(
+                f"{stage}: {'+'.join(manifest['summary']['adapters'])} adapted on {adapted} {info.modality} spectra of {_data_source(run, stage)} ({counts}) "
+                f"from {base}, trained on {'SIMULATED' if base_info.simulated else 'real'} {base_info.modality} spectra of {_data_source(run, base)}"
+            )
+            continue
+        parts.append(f"{stage}: {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra of {_data_source(run, stage)} ({counts})")
     return "; ".join(parts)
 
 
@@ -111,6 +138,8 @@ def _scores(run: RunDir, chosen: dict[str, Any]) -> dict[str, LabelScore]:
     for stage, info in chosen.items():
         path = run.stage(stage) / "metrics.json"
         metrics = json.loads(path.read_text()) if path.exists() else {}
+        if run.manifest(stage).get("kind") == "finetune":
+            metrics = metrics.get("test", {})  # beside the zero-shot figures, fit and timings
         for label, figures in metrics.items():
             known = {key: _finite(value) for key, value in figures.items() if key in LabelScore.model_fields}
             scores[label] = LabelScore(unit=info.units.get(label, ""), **known)

@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,6 +70,8 @@ FINETUNES = {
     "ft_l1": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1"},
     "ft_l1_noise": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "noise_augment": 1.0},
     "ft_members": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "members": 2},
+    "ft_gaussian": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "sbc_stars": 50},
+    "ft_gaussian_members": {"base": "heads_ae", "adapters": ["lora2"], "uncertainty": "gaussian", "members": 2, "sbc_stars": 50},
 }
 
 
@@ -102,7 +105,8 @@ def test_lora_stage_saves_only_adapter_tensors(finetuned, stage):
     assert names and all(".lora_A." in n or ".lora_B." in n for n in names), names
     summary = manifests[stage]["summary"]
     assert 0 < summary["trainable_parameters"] < summary["total_parameters"] / 2
-    assert sorted(p.name for p in (run_dir / stage).rglob("*.safetensors")) == ["adapter.safetensors"], "no whole-model checkpoint kept"
+    kept = sorted(p.name for p in (run_dir / stage).rglob("*.safetensors"))
+    assert kept == ["adapter.safetensors", "ood.safetensors"], "no whole-model checkpoint kept (the out-of-distribution reference beside the adapter)"
     described = json.loads((run_dir / stage / "head" / "head.json").read_text())
     assert described["head"] == "adapted" and described["reference"]["base"] == FINETUNES[stage]["base"]
     assert set(described["reference"]["base_keys"]) == {
@@ -241,7 +245,7 @@ def test_members_are_saved_apart_and_predict_their_mean(finetuned, tmp_path):
 
     run_dir, adapt, manifests, _ = finetuned
     head = run_dir / "ft_members" / "head"
-    assert sorted(p.name for p in head.glob("*.safetensors")) == ["adapter.0.safetensors", "adapter.1.safetensors"]
+    assert sorted(p.name for p in head.glob("adapter*.safetensors")) == ["adapter.0.safetensors", "adapter.1.safetensors"]
     from safetensors.numpy import load_file
 
     first, second = (load_file(str(head / f"adapter.{i}.safetensors")) for i in (0, 1))
@@ -266,6 +270,87 @@ def test_members_are_saved_apart_and_predict_their_mean(finetuned, tmp_path):
     catalogue = {row["id"]: float(row["temp"]) for row in csv.DictReader(lines)}
     decimals = max(len(str(v).split(".")[1]) if "." in str(v) else 0 for v in catalogue.values())
     np.testing.assert_allclose([catalogue[i] for i in trained], list(trained.values()), atol=0.5 * 10.0**-decimals + 1e-6)  # rounded
+
+
+def test_the_spread_learns_beside_the_value_without_moving_it(finetuned):
+    import torch
+
+    from specclip_core.heads.adapted import build_model, load_base
+    from specclip_core.heads.mlp import ValueAndSpread
+    from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
+    from specclip_core.rundir import RunDir
+
+    run_dir, adapt, _, _ = finetuned
+    torch.manual_seed(0)
+    model = build_model(load_base(RunDir(run_dir), "heads_ae"), {"temp": 0}, spread=True)
+    add_lora(model, adapter_targets(model, ["lora2"], "the base"), {"lora2": (ADAPTERS["lora2"].rank, ADAPTERS["lora2"].alpha)})
+    model.spreads.requires_grad_(True)
+    part = adapt.read("toy_broad", np.arange(32))
+    batch = {"inputs": torch.as_tensor(np.concatenate([part["stats"], part["flux"]], axis=1)), "targets": torch.randn(32, 1)}
+    terms = ValueAndSpread("l1")(model, batch)
+    assert set(terms) == {"target_l1", "spread_gaussian_nll"}
+    terms["spread_gaussian_nll"].backward()
+    grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
+    assert all(g is None or not g.any() for n, g in grads.items() if n.startswith("head.")), "the likelihood never reaches the value's weights"
+    assert all(g is not None and g.any() for n, g in grads.items() if n.startswith("spreads.") and n.endswith("weight"))
+
+
+@pytest.mark.parametrize("stage", ["ft_gaussian", "ft_gaussian_members"])
+def test_a_gaussian_finetune_gives_calibrated_errors_and_flags(finetuned, tmp_path, stage):
+    from specclip_core.heads.adapted import AdaptedEnsemble
+    from specclip_core.heads.saved import load_head
+    from specclip_core.predict import predict_catalog
+    from specclip_core.rundir import RunDir
+
+    run_dir, adapt, manifests, _ = finetuned
+    head = run_dir / stage / "head"
+    described = json.loads((head / "head.json").read_text())
+    assert described["uncertainty"] == "gaussian" and len(described["recalibration"]["temp"]) == 401
+    assert (head / "ood.json").exists() and manifests[stage]["summary"]["ood_reference"] == "40 training spectra"
+    figures = manifests[stage]["summary"]["test"]["temp"]
+    assert {"sbc_ks_p", "coverage_68", "coverage_95", "raw"} <= set(figures) and figures["sbc_stars"] == min(50, figures["n"])
+    assert (run_dir / stage / "sbc_temp.png").exists()
+    model = load_head(RunDir(run_dir).head(stage))
+    assert isinstance(model, AdaptedEnsemble) and model.gives_samples
+    with open(run_dir / stage / "test_predictions.csv") as handle:
+        trained = {row["id"]: float(row["temp_pred"]) for row in csv.DictReader(handle)}
+    rows = np.flatnonzero(np.isin(adapt.ids, list(trained)))
+    part = adapt.read("toy_broad", rows)
+    inputs = np.concatenate([part["stats"], part["flux"]], axis=1)
+    predicted = model.predict(inputs)
+    assert np.all(predicted["temp_lo"] < predicted["temp"]) and np.all(predicted["temp"] < predicted["temp_hi"])
+    np.testing.assert_allclose(predicted["temp_err"], (predicted["temp_hi"] - predicted["temp_lo"]) / 2)
+    np.testing.assert_allclose([dict(zip(adapt.ids[rows], predicted["temp"]))[i] for i in trained], list(trained.values()), rtol=1e-4, atol=1e-6)
+    drawn = model.sample(inputs, 200)["temp"]
+    assert drawn.shape == (len(rows), 200)
+    np.testing.assert_allclose(np.median(drawn, axis=1), predicted["temp"], rtol=1e-3, atol=0.05)
+    out = tmp_path / "catalog.fits"
+    report = predict_catalog(run_dir, [str(adapt.path)], out, heads=[stage], progress=False, samples=50)
+    assert {"temp", "temp_err", "temp_lo", "temp_hi", "ood_knn_pct", "flag_knn", "flag_range_temp", "flags"} <= set(report.columns)
+    assert report.samples_output and Path(report.samples_output).exists()
+
+
+def test_an_exported_finetune_model_predicts_as_its_run(finetuned, tmp_path):
+    from specclip_core.errors import SpecCLIPError
+    from specclip_core.models import export_model
+    from specclip_core.predict import predict_catalog
+
+    run_dir, adapt, _, _ = finetuned
+    card = export_model(run_dir, tmp_path / "model", "toy-adapted", heads=["ft_gaussian"])
+    assert {"ft_gaussian/head/adapter.safetensors", "heads_ae/head/head.json", "pretrain_broad/manifest.json"} <= set(card.files)
+    assert not any(name.startswith("heads_ae/head/ood") for name in card.files), "the base's own reference is not shipped"
+    assert card.scores["temp"].coverage_68 is not None and card.scores["temp"].sbc_ks_p is not None
+    assert "adapted on real" in card.training_data and "from heads_ae" in card.training_data
+    tables = []
+    for source in (run_dir, tmp_path / "model"):
+        out = tmp_path / f"{source.name}.csv"
+        predict_catalog(source, [str(adapt.path)], out, heads=None if source != run_dir else ["ft_gaussian"], progress=False)
+        tables.append([line for line in out.read_text().splitlines() if not line.startswith("#")])
+    assert tables[0] == tables[1]
+    weights = tmp_path / "model" / "ft_gaussian" / "head" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
+    with pytest.raises(SpecCLIPError, match="adapter.safetensors"):
+        predict_catalog(tmp_path / "model", [str(adapt.path)], tmp_path / "again.csv", progress=False)
 
 
 def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):

@@ -14,6 +14,10 @@ it, or the same architecture from random initialisation) and saves it as a head 
 
 An ensemble of fine-tuned members (:class:`AdaptedEnsemble`, the finetune stage's ``members``) keeps
 ``adapter.<i>.safetensors`` per member and each member's standardisations in ``head.json``.
+With ``uncertainty: gaussian`` each head network has a spread network beside it (:data:`SPREAD_HIDDEN`,
+reading the network's last hidden layer, its gradient stopped there) that gives a variance per
+output; the members' Gaussians are mixed and recalibrated on the validation stars
+(:mod:`specclip_core.heads.gaussian`), and ``head.json`` keeps the recalibration.
 Loading rebuilds the base from its (unchanged) run stages, adds the adapters and loads the tensors.
 """
 
@@ -26,11 +30,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import ndtr
 from torch import nn
 
 from specclip_core.components import create_component, get_modality
 from specclip_core.errors import SpecCLIPError
-from specclip_core.heads.mlp import MLPHead, mlp
+from specclip_core.heads.calibration import Recalibration
+from specclip_core.heads.gaussian import INTERVAL_LEVELS, gaussian_quantiles, interval_columns, mixture, sample_levels
+from specclip_core.heads.mlp import MLPHead, mlp, split_outputs
 from specclip_core.interfaces import HeadLayout
 from specclip_core.nn.adapters import add_lora
 from specclip_core.nn.embedders import load_embedder
@@ -40,6 +47,10 @@ from specclip_core.train.checkpoint import load_tensors, save_tensors
 
 ADAPTED = "adapted"
 WEIGHTS = "adapter.safetensors"
+SPREAD_HIDDEN = [64]
+"""Hidden widths of the spread network beside each head network (``uncertainty: gaussian``)."""
+SAMPLES = 1000
+"""Quantiles per star and label that a Gaussian model's ``sample`` gives by default."""
 
 
 def member_weights(member: int) -> str:
@@ -78,7 +89,9 @@ class AdaptedModel(nn.Module):
     """Encoder (or none, for a head on spectra), projection (or none), standardisation and head networks.
 
     ``columns`` maps each predicted label to its output column; ``label_mean`` / ``label_std`` undo
-    the standardisation of that column.
+    the standardisation of that column. With ``spreads`` (one network per head network, reading its
+    last hidden layer) the output is the means, then the variances' pre-activations
+    (:func:`~specclip_core.heads.mlp.split_outputs`).
     """
 
     def __init__(
@@ -92,10 +105,12 @@ class AdaptedModel(nn.Module):
         columns: dict[str, int],
         label_mean: dict[str, float],
         label_std: dict[str, float],
+        spreads: list[nn.Module] | None = None,
     ):
         super().__init__()
         self.n_stats, self.encoder, self.projection = n_stats, encoder, projection
         self.head = nn.ModuleList(networks)
+        self.spreads = nn.ModuleList(spreads) if spreads else None
         self.register_buffer("input_mean", torch.as_tensor(np.asarray(input_mean, dtype=np.float32)), persistent=False)
         self.register_buffer("input_std", torch.as_tensor(np.asarray(input_std, dtype=np.float32)), persistent=False)
         self.columns, self.label_mean, self.label_std = dict(columns), dict(label_mean), dict(label_std)
@@ -103,6 +118,11 @@ class AdaptedModel(nn.Module):
     @property
     def labels(self) -> list[str]:
         return list(self.columns)
+
+    @property
+    def gaussian(self) -> bool:
+        """Whether it gives a variance beside each value."""
+        return self.spreads is not None
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         """What the head reads, before its standardisation: the (projected) embedding, or the spectra input itself."""
@@ -115,7 +135,14 @@ class AdaptedModel(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         x = (self.features(inputs) - self.input_mean) / self.input_std
-        return torch.cat([network(x) for network in self.head], dim=1)
+        if self.spreads is None:
+            return torch.cat([network(x) for network in self.head], dim=1)
+        means, spreads = [], []
+        for network, spread in zip(self.head, self.spreads):
+            hidden = network[:-1](x)
+            means.append(network[-1](hidden))
+            spreads.append(spread(hidden.detach()))  # the spread learns around the value, never moves it
+        return torch.cat(means + spreads, dim=1)
 
     def n_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
@@ -124,17 +151,26 @@ class AdaptedModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     @torch.no_grad()
-    def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Label -> predictions (in label units) for spectra inputs (statistics then flux)."""
+    def outputs(self, inputs: np.ndarray, batch_size: int = 1024) -> torch.Tensor:
+        """The network's outputs for spectra inputs (statistics then flux), in eval mode."""
         was_training = self.training
         self.eval()
         x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
-        parts = [self(x[i : i + batch_size]).float().numpy() for i in range(0, len(x), batch_size)]
+        width = sum(network[-1].out_features for network in self.head) * (2 if self.gaussian else 1)
+        parts = [self(x[i : i + batch_size]).float() for i in range(0, len(x), batch_size)]
         self.train(was_training)
-        values = np.concatenate(parts) if parts else np.zeros((0, max(self.columns.values(), default=0) + 1), dtype=np.float32)
-        return {
-            label: values[:, c].astype(np.float64) * self.label_std[label] + self.label_mean[label] for label, c in self.columns.items()
-        }
+        return torch.cat(parts) if parts else torch.zeros((0, width))
+
+    def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Label -> predictions (in label units) for spectra inputs (statistics then flux)."""
+        values = self.outputs(inputs, batch_size)
+        if self.gaussian:
+            values = split_outputs(values)[0]
+        return {label: values[:, c].numpy().astype(np.float64) * self.label_std[label] + self.label_mean[label] for label, c in self.columns.items()}
+
+    def moments(self, inputs: np.ndarray, batch_size: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised means and variances of every output (``uncertainty: gaussian`` only)."""
+        return split_outputs(self.outputs(inputs, batch_size))
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
         """The tensors fine-tuning trains (those with requires_grad), by state-dict name."""
@@ -165,15 +201,18 @@ class AdaptedModel(nn.Module):
                     f"{directory}: base stage {stage!r} of {run.path} has key {str(now)[:12]}, not {key[:12]} as when it was fine-tuned; rerun the finetune stage"
                 )
         base = load_base(run, reference["base"])
+        recalibration = Recalibration(settings["recalibration"]) if settings.get("recalibration") else None
         if "members" not in settings:
-            return cls._rebuild(base, settings, reference, settings, directory / WEIGHTS)
+            model = cls._rebuild(base, settings, reference, settings, directory / WEIGHTS)
+            return AdaptedEnsemble([model], recalibration) if model.gaussian else model
         return AdaptedEnsemble(
-            [cls._rebuild(copy.deepcopy(base), settings, reference, kept, directory / member_weights(i)) for i, kept in enumerate(settings["members"])]
+            [cls._rebuild(copy.deepcopy(base), settings, reference, kept, directory / member_weights(i)) for i, kept in enumerate(settings["members"])],
+            recalibration,
         )
 
     @classmethod
     def _rebuild(cls, base: Base, settings: dict, reference: dict, standardisation: dict, weights: Path) -> AdaptedModel:
-        model = build_model(base, settings["columns"], fresh=reference["fresh"])
+        model = build_model(base, settings["columns"], fresh=reference["fresh"], spread=settings.get("uncertainty") == "gaussian")
         if reference["lora"]:
             add_lora(model, reference["lora"]["targets"], {k: tuple(v) for k, v in reference["lora"]["sizes"].items()})
         tensors, _ = load_tensors(weights)
@@ -188,31 +227,71 @@ class AdaptedModel(nn.Module):
 
 
 class AdaptedEnsemble:
-    """Members fine-tuned from one base with the same adapters and stars, each from its own seed; the
-    value is the members' mean."""
+    """Members fine-tuned from one base with the same adapters and stars, each from its own seed (or
+    one Gaussian model); the value is the members' mean. For Gaussian members, each star's
+    distribution is the members' equal mixture read through ``recalibration``: the value is its
+    median, with ``_lo``/``_hi``/``_err`` (:func:`~specclip_core.heads.gaussian.interval_columns`)."""
 
-    def __init__(self, members: list[AdaptedModel]):
+    def __init__(self, members: list[AdaptedModel], recalibration: Recalibration | None = None):
         if not members:
             raise ValueError("AdaptedEnsemble: no members")
-        self.members = list(members)
+        self.members, self.recalibration = list(members), recalibration
 
     @property
     def labels(self) -> list[str]:
         return self.members[0].labels
 
+    @property
+    def gaussian(self) -> bool:
+        return self.members[0].gaussian
+
+    @property
+    def gives_samples(self) -> bool:
+        return self.gaussian
+
+    def gaussians(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Label -> (mean, sigma) of each star's mixture of the members' Gaussians, in label units."""
+        first = self.members[0]
+        mean, variance = mixture(*zip(*(member.moments(inputs, batch_size) for member in self.members)))
+        out = {}
+        for label, c in first.columns.items():
+            std = first.label_std[label]
+            out[label] = (mean[:, c].numpy().astype(np.float64) * std + first.label_mean[label], variance[:, c].sqrt().numpy().astype(np.float64) * std)
+        return out
+
+    def fit_recalibration(self, inputs: np.ndarray, truth: dict[str, np.ndarray]) -> None:
+        """Quantile recalibration from the PIT of each star's truth under its mixture (Gaussian members)."""
+        pits = {label: ndtr((truth[label] - mean) / sigma) for label, (mean, sigma) in self.gaussians(inputs).items()}
+        self.recalibration = Recalibration.fit(truth, pits)
+
     def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
-        """Label -> the members' mean prediction (in label units)."""
+        """Label -> the members' mean prediction (in label units); for Gaussian members the
+        recalibrated median and its interval columns."""
+        if self.gaussian:
+            return interval_columns(gaussian_quantiles(self.gaussians(inputs, batch_size), INTERVAL_LEVELS, self.recalibration))
         each = [member.predict(inputs, batch_size) for member in self.members]
         return {label: np.mean([values[label] for values in each], axis=0) for label in self.labels}
 
+    def sample(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = True) -> dict[str, np.ndarray] | None:
+        """Gaussian members: label -> ``[N, n_samples]`` evenly spaced quantiles of each star's
+        (recalibrated) mixture, which calibration treats as posterior samples; None otherwise."""
+        if not self.gaussian:
+            return None
+        return gaussian_quantiles(self.gaussians(inputs), sample_levels(n_samples or SAMPLES), self.recalibration if recalibrated else None)
 
-def save_adapted(directory: Path, models: list[AdaptedModel], reference: dict[str, Any]) -> None:
+    def predict_samples(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = False) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        return self.predict(inputs), self.sample(inputs, n_samples, recalibrated)
+
+
+def save_adapted(directory: Path, models: list[AdaptedModel], reference: dict[str, Any], recalibration: Recalibration | None = None) -> None:
     """Write a finetune stage's head directory: the trained tensors of one model (:data:`WEIGHTS`) or of
-    each member (:func:`member_weights`), and ``head.json``."""
+    each member (:func:`member_weights`), and ``head.json`` (with Gaussian models' recalibration)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     first = models[0]
     settings: dict[str, Any] = {"reference": reference, "columns": first.columns}
+    if first.gaussian:
+        settings.update(uncertainty="gaussian", recalibration=recalibration.levels if recalibration else None)
     if len(models) == 1:
         save_tensors(directory / WEIGHTS, first.trained_tensors())
         settings.update(first.standardisation())
@@ -223,9 +302,10 @@ def save_adapted(directory: Path, models: list[AdaptedModel], reference: dict[st
     HeadLayout(ADAPTED, first.labels, settings).write(directory)
 
 
-def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> AdaptedModel:
+def build_model(base: Base, columns: dict[str, int], fresh: bool = False, spread: bool = False) -> AdaptedModel:
     """The base as one network predicting ``columns`` (label -> output column); ``fresh``: the same
-    architecture with random weights (seed torch first)."""
+    architecture with random weights; ``spread``: with a new spread network beside each head network
+    (seed torch first for either)."""
     modality = get_modality(base.inputs.modality)
     encoder = projection = None
     embedder = base.embedder
@@ -253,7 +333,8 @@ def build_model(base: Base, columns: dict[str, int], fresh: bool = False) -> Ada
     outputs = base.outputs
     label_mean = {label: head.label_mean[outputs[c]] for label, c in columns.items()}
     label_std = {label: head.label_std[outputs[c]] for label, c in columns.items()}
+    spreads = [mlp(network[-1].in_features, SPREAD_HIDDEN, network[-1].out_features, 0.0) for network in networks] if spread else None
     model = AdaptedModel(
-        len(modality.stats_names), encoder, projection, networks, head.input_mean, head.input_std, columns, label_mean, label_std
+        len(modality.stats_names), encoder, projection, networks, head.input_mean, head.input_std, columns, label_mean, label_std, spreads
     )
     return model.requires_grad_(True).train()

@@ -46,11 +46,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from scipy.special import ndtr, ndtri
+from scipy.special import ndtr
 from torch import nn
 
 from specclip_core.data.dataset import ArrayDataset
 from specclip_core.heads.calibration import Recalibration
+from specclip_core.heads.gaussian import INTERVAL_LEVELS, gaussian_quantiles, interval_columns, mixture, sample_levels
 from specclip_core.heads.inputs import standardiser
 from specclip_core.interfaces import Head, HeadLayout, LabelledInputs, Objective, ObjectiveConfig
 from specclip_core.spec import TrainSpec
@@ -109,16 +110,19 @@ class TargetRegression(Objective):
         self.loss, self.noise = loss, noise
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        predicted, targets = network(noisier(network, batch, self.noise)).float(), batch["targets"]
-        known = torch.isfinite(targets)
-        difference = (predicted - torch.nan_to_num(targets))[known]
-        if self.loss == "l1":
-            value = difference.abs().mean()
-        elif self.loss == "huber":
-            value = nn.functional.huber_loss(difference, torch.zeros_like(difference))
-        else:
-            value = difference.pow(2).mean()
-        return {f"target_{self.loss}": value}
+        predicted = network(noisier(network, batch, self.noise)).float()
+        return {f"target_{self.loss}": target_loss(predicted, batch["targets"], self.loss)}
+
+
+def target_loss(predicted: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
+    """The ``loss`` (mse, huber or l1) between ``predicted`` and ``targets`` over finite targets."""
+    known = torch.isfinite(targets)
+    difference = (predicted - torch.nan_to_num(targets))[known]
+    if loss == "l1":
+        return difference.abs().mean()
+    if loss == "huber":
+        return nn.functional.huber_loss(difference, torch.zeros_like(difference))
+    return difference.pow(2).mean()
 
 
 class GaussianRegression(Objective):
@@ -142,14 +146,31 @@ class GaussianRegression(Objective):
         return {"target_gaussian_nll": self.loss(mean[known], targets[known], variance[known])}
 
 
+class ValueAndSpread(Objective):
+    """The value trained by its own ``loss`` (as :class:`TargetRegression`) and, beside it, a variance
+    trained by the Gaussian negative log-likelihood of the targets around the value with the value's
+    gradient stopped: the variance learns how far the truths fall from the value without pulling the
+    value towards what a Gaussian likelihood prefers. Outputs as :func:`split_outputs` reads them."""
+
+    def __init__(self, loss: str = "mse", noise: float = 0.0):
+        super().__init__(ObjectiveConfig())
+        self.loss, self.noise = loss, noise
+        self.likelihood = nn.GaussianNLLLoss(eps=1e-4)
+
+    def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        targets = batch["targets"]
+        mean, variance = split_outputs(network(noisier(network, batch, self.noise)).float())
+        known = torch.isfinite(targets)
+        return {
+            f"target_{self.loss}": target_loss(mean, targets, self.loss),
+            "spread_gaussian_nll": self.likelihood(mean.detach()[known], targets[known], variance[known]),
+        }
+
+
 def split_outputs(outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(means, variances) of a Gaussian head's outputs: the first half, and softplus of the second."""
     n = outputs.shape[1] // 2
     return outputs[:, :n], nn.functional.softplus(outputs[:, n:]) + 1e-6
-
-
-PIT_CLIP = 1e-9
-"""Levels are kept this far inside (0, 1) before a Gaussian's quantile function reads them."""
 
 
 class MLPHead(Head):
@@ -286,23 +307,17 @@ class MLPHead(Head):
         (gaussian only)."""
         out = {}
         for group, members in zip(self.groups, self._outputs(inputs)):
-            means, variances = zip(*(split_outputs(outputs) for outputs in members))
-            mean = torch.stack(means).mean(0)
-            variance = (torch.stack(variances) + torch.stack(means).pow(2)).mean(0) - mean.pow(2)
+            mean, variance = mixture(*zip(*(split_outputs(outputs) for outputs in members)))
             for column, label in enumerate(group):
                 std = self.label_std[label]
-                sigma = variance[:, column].clamp_min(0).sqrt().numpy().astype(np.float64) * std
+                sigma = variance[:, column].sqrt().numpy().astype(np.float64) * std
                 out[label] = (mean[:, column].numpy().astype(np.float64) * std + self.label_mean[label], sigma)
         return out
 
     def _quantiles(self, inputs: np.ndarray, levels: np.ndarray, recalibrated: bool = True) -> dict[str, np.ndarray]:
         """Label -> each star's Gaussian read at ``levels`` ``[L]`` (after the recalibration unless
         ``recalibrated`` is false): ``[N, L]`` in the label's units (gaussian only)."""
-        out = {}
-        for label, (mean, sigma) in self._gaussians(inputs).items():
-            read = self.recalibration.level(label, levels) if recalibrated and self.recalibration else levels
-            out[label] = self._given(label, mean[:, None] + sigma[:, None] * ndtri(np.clip(read, PIT_CLIP, 1 - PIT_CLIP))[None, :])
-        return out
+        return gaussian_quantiles(self._gaussians(inputs), levels, self.recalibration if recalibrated else None, self._given)
 
     def predict(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Label -> value; with ``gaussian`` the recalibrated median, with ``_lo``/``_hi`` (16th/84th
@@ -314,11 +329,7 @@ class MLPHead(Head):
                 for column, label in enumerate(group):
                     out[label] = self._given(label, values[:, column].numpy().astype(np.float64) * self.label_std[label] + self.label_mean[label])
             return out
-        out = {}
-        for label, read in self._quantiles(inputs, np.array([0.16, 0.5, 0.84])).items():
-            low, median, high = read.T
-            out[label], out[f"{label}_err"], out[f"{label}_lo"], out[f"{label}_hi"] = median, (high - low) / 2, low, high
-        return out
+        return interval_columns(self._quantiles(inputs, INTERVAL_LEVELS))
 
     def sample(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = True) -> dict[str, np.ndarray] | None:
         """For ``gaussian``: label -> ``[N, n_samples]`` evenly spaced quantiles of each star's
@@ -326,8 +337,7 @@ class MLPHead(Head):
         samples; None otherwise."""
         if not self.gaussian:
             return None
-        n = n_samples or self.config.samples
-        return self._quantiles(inputs, (np.arange(n) + 0.5) / n, recalibrated)
+        return self._quantiles(inputs, sample_levels(n_samples or self.config.samples), recalibrated)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for network in self.networks for p in network.parameters())

@@ -5,6 +5,14 @@ The base is a heads stage with an MLP head and the encoder stage it read (:mod:`
 stage's ``seed``, the run's by default, so a smaller draw is the start of a larger one), ``n_validation`` from its validation split
 for early stopping, and every labelled star of the test split scores the result, beside the base
 model as it was (zero-shot). Only the trained tensors are kept (for LoRA, the adapter matrices).
+
+``uncertainty: gaussian`` adds a spread network beside each head network, trained from scratch by the
+Gaussian likelihood of the labels around the value (whose own ``loss`` trains it, the likelihood's
+gradient stopped there: :class:`~specclip_core.heads.mlp.ValueAndSpread`), so every star gets a sigma;
+the members' mixture is recalibrated on the validation stars and checked on the test split as a heads
+stage checks a head that gives posteriors (SBC on ``sbc_stars``, coverage of the 68% and 95% intervals).
+The stage also saves an out-of-distribution reference of its training spectra (``ood``), so ``predict``
+writes the flag columns.
 """
 
 from __future__ import annotations
@@ -25,8 +33,9 @@ from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedEnsemble, AdaptedModel, Base, build_model, load_base, save_adapted
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs, standardiser
-from specclip_core.heads.metrics import regression_metrics
-from specclip_core.heads.mlp import MEMBER_SEED_STEP, TargetRegression
+from specclip_core.heads.metrics import regression_metrics, robust_sigma
+from specclip_core.heads.mlp import MEMBER_SEED_STEP, TargetRegression, ValueAndSpread
+from specclip_core.heads.ood import OODReference, OODSettings, reference_rows
 from specclip_core.interfaces import Stage
 from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
 from specclip_core.report.plots import plot_one_to_one
@@ -34,7 +43,7 @@ from specclip_core.report.tables import metrics_table
 from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
 from specclip_core.runner import StageContext
 from specclip_core.spec import ModalityName, SpecModel, TrainSpec
-from specclip_core.stages.heads import selected_rows
+from specclip_core.stages.heads import calibrate, selected_rows
 from specclip_core.stages.pretrain import default_objectives
 from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
@@ -92,6 +101,12 @@ class FinetuneConfig(SpecModel):
     members: int = Field(
         1, ge=1, description="adapt this many models, member i with its new weights and training from seed + 1000 i (the same stars); the value is their mean"
     )
+    uncertainty: Literal["none", "gaussian"] = Field(
+        "none",
+        description="gaussian: a sigma per star and label from a spread network trained by the Gaussian likelihood around the value, the members' mixture recalibrated on validation",
+    )
+    sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration (uncertainty: gaussian)")
+    ood: OODSettings = Field(default_factory=OODSettings, description="out-of-distribution thresholds from the training spectra (predict's flag columns)")
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
     unlabelled: int | None = Field(
         None,
@@ -218,17 +233,22 @@ class FinetuneStage(Stage):
             "fresh": config.fresh,
         }
         head_dir = context.out_dir / HEAD
-        save_adapted(head_dir, models, reference)
-        predicted = (AdaptedEnsemble(models) if len(models) > 1 else model).predict(inputs["test"])
+        predictor = AdaptedEnsemble(models) if len(models) > 1 or model.gaussian else model
+        if model.gaussian:
+            predictor.fit_recalibration(inputs["val"], truth["val"])
+        save_adapted(head_dir, models, reference, getattr(predictor, "recalibration", None))
+        ood = self._save_ood(predictor, inputs, truth, seed, head_dir)
+        predicted, raw = predictor.predict_samples(inputs["test"]) if model.gaussian else (predictor.predict(inputs["test"]), None)
         write_predictions(context.out_dir / PREDICTIONS, store.ids[test_rows], truth["test"], predicted)
         simulated = modality in store.simulated_modalities
-        metrics = {label: regression_metrics(truth["test"][label], predicted[label]) for label in config.labels}
-        zero_metrics = {label: regression_metrics(truth["test"][label], zero_shot[label]) for label in config.labels}
-        sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
+        title = f"{context.name} ({'+'.join(config.adapters)} on {config.base}, {len(train_rows)} labelled{', SIMULATED ' + modality if simulated else ''})"
         units = {label: base.inputs.units.get(config.from_base.get(label, label), "") for label in config.labels}
         names = {label: base.inputs.names.get(config.from_base.get(label, label), label) for label in config.labels}
+        calibrated = calibrate(predictor, raw, truth["test"], config.sbc_stars, names, context.out_dir, seed, title)
+        metrics = {label: {**regression_metrics(truth["test"][label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
+        zero_metrics = {label: regression_metrics(truth["test"][label], zero_shot[label]) for label in config.labels}
+        sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
         HeadInputs(modality, "spectra", None, ADAPTED, simulated or base.inputs.simulated, units, names, sigmas).write(head_dir)
-        title = f"{context.name} ({'+'.join(config.adapters)} on {config.base}, {len(train_rows)} labelled{', SIMULATED ' + modality if simulated else ''})"
         for label in config.labels:
             plot_one_to_one(
                 truth["test"][label],
@@ -254,6 +274,7 @@ class FinetuneStage(Stage):
             "total_parameters": model.n_parameters() + sum(m.n_trainable() for m in models[1:]),
             "fit_seconds": round(sum(r.seconds for _, _, r, _ in members), 2),
             "unlabelled": unlabelled,
+            "ood_reference": ood,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "test": metrics,
             "zero_shot": zero_metrics,
@@ -277,8 +298,8 @@ class FinetuneStage(Stage):
         returns it, where its adapters went (None without LoRA), its fit and the unlabelled step's fit."""
         config: FinetuneConfig = self.config
         inputs, truth = data["inputs"], data["truth"]
-        torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network) from the stage's seed, not its name
-        model = build_model(base, columns, fresh=config.fresh)
+        torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network, spreads) from the stage's seed, not its name
+        model = build_model(base, columns, fresh=config.fresh, spread=config.uncertainty == "gaussian")
         described = f"heads stage {config.base!r} ({base.inputs.input} of {base.inputs.encoder_stage or 'the spectra'})"
         lora = None
         if config.lora:
@@ -289,6 +310,8 @@ class FinetuneStage(Stage):
         elif config.adapters == ["head"]:
             model.requires_grad_(False)
             model.head.requires_grad_(True)
+        if model.spreads is not None:
+            model.spreads.requires_grad_(True)  # new networks: trained whatever the adapters
         if config.fresh:
             self._restandardise(model, inputs["train"], truth["train"])
         suffix = f".{member}" if config.members > 1 else ""
@@ -307,7 +330,7 @@ class FinetuneStage(Stage):
         errors = spectra_input_errors(data["arrays"]["train"], inputs["train"].shape[1]) if config.noise_augment else None
         trainer = Trainer(
             model,
-            [TargetRegression(config.loss, config.noise_augment)],
+            [ValueAndSpread(config.loss, config.noise_augment) if model.gaussian else TargetRegression(config.loss, config.noise_augment)],
             ArrayDataset(inputs["train"], targets_of("train"), data["ids"]["train"], errors),
             ArrayDataset(inputs["val"], targets_of("val"), data["ids"]["val"]),
             config.train,
@@ -357,6 +380,20 @@ class FinetuneStage(Stage):
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(name in trainable)
         return {"n_spectra": len(rows), "objectives": specs, **fit_summary(result)}
+
+    def _save_ood(self, predictor: Any, inputs: dict[str, np.ndarray], truth: dict[str, dict[str, np.ndarray]], seed: int, head_dir) -> str:
+        """Save the out-of-distribution reference of the training spectra (with, for point values, the
+        validation robust sigma per label); says what was saved, or why nothing was."""
+        settings: OODSettings = self.config.ood
+        if len(inputs["train"]) <= settings.k:
+            return f"none: {len(inputs['train'])} training spectra, the k-NN score needs more than k={settings.k}"
+        sigma = {}
+        if not getattr(predictor, "gives_samples", False) and len(inputs["val"]):
+            predicted = predictor.predict(inputs["val"])
+            sigma = {label: robust_sigma(predicted[label] - values) for label, values in truth["val"].items()}
+        rows = reference_rows(len(inputs["train"]), settings, seed)
+        OODReference.fit(inputs["train"][rows], truth["train"], None, settings, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
+        return f"{len(rows)} training spectra"
 
     @staticmethod
     def _restandardise(model: AdaptedModel, train_inputs: np.ndarray, train_labels: dict[str, np.ndarray]) -> None:

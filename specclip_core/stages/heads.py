@@ -122,21 +122,21 @@ def save_ood_reference(
     OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
 
 
-def calibrate(head: Head, raw: dict[str, np.ndarray] | None, test: LabelledInputs, config: HeadsConfig, out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
+def calibrate(head: Any, raw: dict[str, np.ndarray] | None, truth: dict[str, np.ndarray], sbc_stars: int, names: dict[str, str], out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:
     """For a head that gives posterior samples (``raw``: its own, before any recalibration): per
-    label, SBC (K-S p-value, rank histogram ``sbc_<label>.png``) on ``sbc_stars`` test stars and
-    coverage of the 68% and 95% intervals on the whole test split, of the recalibrated samples, with
-    the raw samples' figures under ``raw``; {} for a point estimator."""
+    label of ``truth`` (the test split's), SBC (K-S p-value, rank histogram ``sbc_<label>.png``) on
+    ``sbc_stars`` test stars and coverage of the 68% and 95% intervals on the whole test split, of
+    the recalibrated samples, with the raw samples' figures under ``raw``; {} for a point estimator."""
     if raw is None:
         return {}
     samples = head.recalibration.apply(raw) if head.recalibration else raw
     result = {}
-    for label in config.labels:
-        figures, ranks = calibration(test.labels[label], samples[label], config.sbc_stars, seed)
-        plot_sbc_ranks(ranks, samples[label].shape[1], out_dir / f"sbc_{label}.png", config.names.get(label, label), figures["sbc_ks_p"], title)
+    for label, values in truth.items():
+        figures, ranks = calibration(values, samples[label], sbc_stars, seed)
+        plot_sbc_ranks(ranks, samples[label].shape[1], out_dir / f"sbc_{label}.png", names.get(label, label), figures["sbc_ks_p"], title)
         result[label] = {**figures, "recalibrated": head.recalibration is not None}
         if head.recalibration:
-            result[label]["raw"] = calibration(test.labels[label], raw[label], config.sbc_stars, seed)[0]
+            result[label]["raw"] = calibration(values, raw[label], sbc_stars, seed)[0]
     return result
 
 
@@ -177,7 +177,7 @@ class HeadsStage(Stage):
         predicted, raw = head.predict_samples(test.inputs)
         write_predictions(context.out_dir / PREDICTIONS, test.ids, test.labels, predicted)
         title = f"{context.name} ({config.input}{', SIMULATED ' + ', '.join(simulated_read) if simulated else ''})"
-        calibrated = calibrate(head, raw, test, config, context.out_dir, seed, title)
+        calibrated = calibrate(head, raw, {label: test.labels[label] for label in config.labels}, config.sbc_stars, config.names, context.out_dir, seed, title)
         metrics = {label: {**regression_metrics(test.labels[label], predicted[label]), **calibrated.get(label, {})} for label in config.labels}
         sigmas = {label: m["robust_sigma"] for label, m in metrics.items() if m["robust_sigma"] == m["robust_sigma"]}
         HeadInputs(modality, config.input, encoder_stage, config.head.name, simulated, config.units, config.names, sigmas, config.errors_input, others).write(context.out_dir / HEAD)

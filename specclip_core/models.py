@@ -116,20 +116,10 @@ def _data_source(run: RunDir, stage: str) -> str:
 
 def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> str:
     parts = []
-    for stage, info in chosen.items():
-        manifest = manifests[stage]
-        rows = manifest.get("summary", {}).get("n_rows", {})
+    for stage in chosen:
+        rows = manifests[stage].get("summary", {}).get("n_rows", {})
         counts = ", ".join(f"{n} {split}" for split, n in rows.items())
-        if manifest.get("kind") == "finetune":
-            base = manifest["summary"]["base"]
-            base_info = run.finished_heads()[base]
-            adapted = "SIMULATED" if manifest["summary"].get("simulated") else "real"
-            parts.append(
-                f"{stage}: {'+'.join(manifest['summary']['adapters'])} adapted on {adapted} {info.modality} spectra of {_data_source(run, stage)} ({counts}) "
-                f"from {base}, trained on {'SIMULATED' if base_info.simulated else 'real'} {base_info.modality} spectra of {_data_source(run, base)}"
-            )
-            continue
-        parts.append(f"{stage}: {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra of {_data_source(run, stage)} ({counts})")
+        parts.append(f"{run.trained_on(stage)}; data {_data_source(run, stage)} ({counts})")
     return "; ".join(parts)
 
 

@@ -224,7 +224,7 @@ def predict_catalog(
         "MODEL": f"{card.name} (specclip model)" if card else f"specclip run {run.name()}, heads {'+'.join(chosen)}",
         "MODELSHA": card_digest(run_dir) if card else model_sha(run, list(chosen)),
         "MODALITY": modality,
-        "TRAINED": "; ".join(f"{name} on {'SIMULATED' if info.simulated else 'real'} {info.modality} spectra" for name, info in chosen.items()),
+        "TRAINED": "; ".join(run.trained_on(name) for name in chosen),
         "SIMTRAIN": any(info.simulated for info in chosen.values()),
         "VERSIONS": plugin_versions(),
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -142,6 +142,19 @@ class RunDir:
     def is_finished(self, stage: str) -> bool:
         return (self.stage(stage) / MANIFEST).exists()
 
+    def trained_on(self, stage: str) -> str:
+        """What a finished heads stage was trained on: real or SIMULATED spectra, and for a finetune
+        stage what it adapted on and what its base was trained on (the catalogue's ``TRAINED``)."""
+        def kind(simulated: bool) -> str:
+            return "SIMULATED" if simulated else "real"
+
+        info, manifest = HeadInputs.read(self.head(stage)), self.manifest(stage)
+        if manifest.get("kind") != "finetune":
+            return f"{stage} on {kind(info.simulated)} {info.modality} spectra"
+        summary = manifest["summary"]
+        base = HeadInputs.read(self.head(summary["base"]))
+        return f"{stage} adapted on {kind(summary.get('simulated', False))} {info.modality} spectra from {summary['base']}, trained on {kind(base.simulated)} {base.modality} spectra"
+
     def manifest(self, stage: str) -> dict[str, Any]:
         """The manifest of a finished stage (an error naming the file when the stage has not finished)."""
         path = self.stage(stage) / MANIFEST

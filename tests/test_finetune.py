@@ -72,6 +72,7 @@ FINETUNES = {
     "ft_members": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "members": 2},
     "ft_gaussian": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "sbc_stars": 50},
     "ft_gaussian_members": {"base": "heads_ae", "adapters": ["lora2"], "uncertainty": "gaussian", "members": 2, "sbc_stars": 50},
+    "ft_gaussian_folds": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "recalibration_folds": 2, "sbc_stars": 50},
 }
 
 
@@ -330,6 +331,18 @@ def test_a_gaussian_finetune_gives_calibrated_errors_and_flags(finetuned, tmp_pa
     assert report.samples_output and Path(report.samples_output).exists()
 
 
+def test_out_of_fold_recalibration_scores_every_training_star(finetuned):
+    run_dir, _, manifests, _ = finetuned
+    assert manifests["ft_gaussian"]["summary"]["recalibration_stars"] == {"temp": 5}, "the validation stars alone"
+    assert manifests["ft_gaussian_folds"]["summary"]["recalibration_stars"] == {"temp": 45}, "and the 40 labelled training stars"
+    assert (run_dir / "ft_gaussian_folds" / "training.fold0.0" / "metrics.csv").exists() and (run_dir / "ft_gaussian_folds" / "training.fold1.0").is_dir()
+    same, folds = (_tensors(run_dir, s) for s in ("ft_gaussian", "ft_gaussian_folds"))
+    for name in same:
+        np.testing.assert_array_equal(folds[name], same[name], err_msg="the fold models leave the stage's own model as it was")
+    levels = [json.loads((run_dir / s / "head" / "head.json").read_text())["recalibration"]["temp"] for s in ("ft_gaussian", "ft_gaussian_folds")]
+    assert not np.allclose(*levels)
+
+
 def test_an_exported_finetune_model_predicts_as_its_run(finetuned, tmp_path):
     from specclip_core.errors import SpecCLIPError
     from specclip_core.models import export_model
@@ -351,6 +364,16 @@ def test_an_exported_finetune_model_predicts_as_its_run(finetuned, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-1] + bytes([weights.read_bytes()[-1] ^ 1]))
     with pytest.raises(SpecCLIPError, match="adapter.safetensors"):
         predict_catalog(tmp_path / "model", [str(adapt.path)], tmp_path / "again.csv", progress=False)
+
+
+def test_recalibration_folds_need_a_gaussian_finetune(tmp_path):
+    from pydantic import ValidationError
+
+    from specclip_core.stages.finetune import FinetuneConfig
+
+    for settings in ({"recalibration_folds": 3}, {"recalibration_folds": 1, "uncertainty": "gaussian"}):
+        with pytest.raises(ValidationError, match="recalibration_folds is"):
+            FinetuneConfig(base="heads", adapters=["lora2"], labels=["temp"], **settings)
 
 
 def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):

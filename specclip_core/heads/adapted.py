@@ -259,10 +259,10 @@ class AdaptedEnsemble:
             out[label] = (mean[:, c].numpy().astype(np.float64) * std + first.label_mean[label], variance[:, c].sqrt().numpy().astype(np.float64) * std)
         return out
 
-    def fit_recalibration(self, inputs: np.ndarray, truth: dict[str, np.ndarray]) -> None:
-        """Quantile recalibration from the PIT of each star's truth under its mixture (Gaussian members)."""
-        pits = {label: ndtr((truth[label] - mean) / sigma) for label, (mean, sigma) in self.gaussians(inputs).items()}
-        self.recalibration = Recalibration.fit(truth, pits)
+    def pits(self, inputs: np.ndarray, truth: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Label -> the PIT of each star's truth under its mixture (Gaussian members; NaN without a truth),
+        what :meth:`Recalibration.fit <specclip_core.heads.calibration.Recalibration.fit>` reads."""
+        return {label: ndtr((truth[label] - mean) / sigma) for label, (mean, sigma) in self.gaussians(inputs).items()}
 
     def predict(self, inputs: np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
         """Label -> the members' mean prediction (in label units); for Gaussian members the

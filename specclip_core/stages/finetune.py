@@ -32,6 +32,7 @@ from specclip_core.data.dataset import ArrayDataset, StoreDataset
 from specclip_core.data.splits import split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedEnsemble, AdaptedModel, Base, build_model, load_base, save_adapted
+from specclip_core.heads.calibration import Recalibration
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs, standardiser
 from specclip_core.heads.metrics import regression_metrics, robust_sigma
 from specclip_core.heads.mlp import MEMBER_SEED_STEP, TargetRegression, ValueAndSpread
@@ -49,6 +50,8 @@ from specclip_core.train.loop import Trainer, fit_summary
 from specclip_core.util import atomic_write_text
 
 ENCODER_ADAPTERS = ("lora1", "lora_ae")
+FOLD_SEED_STEP = 100
+"""The models of fold f of the out-of-fold recalibration train from the stage's member seeds + FOLD_SEED_STEP * (f + 1)."""
 WHOLE = {
     "head": "train the base head's networks alone (from their trained weights), encoder and projection frozen",
     "full": "train every weight of the base (encoder, projection, head)",
@@ -105,6 +108,11 @@ class FinetuneConfig(SpecModel):
         "none",
         description="gaussian: a sigma per star and label from a spread network trained by the Gaussian likelihood around the value, the members' mixture recalibrated on validation",
     )
+    recalibration_folds: int = Field(
+        0,
+        ge=0,
+        description="uncertainty: gaussian: also recalibrate on every labelled training star, each scored by the same recipe trained without its fold of this many (0: the validation stars alone)",
+    )
     sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration (uncertainty: gaussian)")
     ood: OODSettings = Field(default_factory=OODSettings, description="out-of-distribution thresholds from the training spectra (predict's flag columns)")
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
@@ -132,6 +140,8 @@ class FinetuneConfig(SpecModel):
         unknown = sorted(set(self.from_base) - set(self.labels))
         if unknown:
             raise ValueError(f"from_base names {unknown}, which are not in labels {self.labels}")
+        if self.recalibration_folds and (self.uncertainty != "gaussian" or self.recalibration_folds < 2):
+            raise ValueError(f"recalibration_folds is {self.recalibration_folds}: it needs uncertainty: gaussian and at least 2 folds (0: off)")
         if self.unlabelled is not None and not set(self.adapters) & set(ENCODER_ADAPTERS):
             raise ValueError(
                 f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none"
@@ -146,6 +156,11 @@ class FinetuneConfig(SpecModel):
     def fresh(self) -> bool:
         """The base's architecture from random weights (``scratch``)."""
         return self.adapters == ["scratch"]
+
+
+def _rows(value: Any, keep: np.ndarray) -> Any:
+    """The rows ``keep`` of an array, or of every array of a dict."""
+    return {k: v[keep] for k, v in value.items()} if isinstance(value, dict) else value[keep]
 
 
 def draw(rows: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
@@ -219,7 +234,7 @@ class FinetuneStage(Stage):
         store_split = split_labels(store.ids)
         members = [
             # each member adapts its own copy of the base's networks
-            self._train_member(context, copy.deepcopy(base), columns, data, modality, seed + MEMBER_SEED_STEP * member, member, store_split)
+            self._train_member(context, copy.deepcopy(base), columns, data, modality, seed + MEMBER_SEED_STEP * member, f".{member}" if config.members > 1 else "", store_split)
             for member in range(config.members)
         ]
         models = [model for model, _, _, _ in members]
@@ -234,8 +249,15 @@ class FinetuneStage(Stage):
         }
         head_dir = context.out_dir / HEAD
         predictor = AdaptedEnsemble(models) if len(models) > 1 or model.gaussian else model
+        recalibration_stars = None
         if model.gaussian:
-            predictor.fit_recalibration(inputs["val"], truth["val"])
+            pits, known = predictor.pits(inputs["val"], truth["val"]), truth["val"]
+            if config.recalibration_folds:
+                held_pits, held_truth = self._out_of_fold_pits(context, base, columns, data, modality, seed, store_split)
+                pits = {label: np.concatenate([pits[label], held_pits[label]]) for label in pits}
+                known = {label: np.concatenate([known[label], held_truth[label]]) for label in known}
+            predictor.recalibration = Recalibration.fit(known, pits)
+            recalibration_stars = {label: int(np.isfinite(values).sum()) for label, values in known.items()}
         save_adapted(head_dir, models, reference, getattr(predictor, "recalibration", None))
         ood = self._save_ood(predictor, inputs, truth, seed, head_dir)
         predicted, raw = predictor.predict_samples(inputs["test"]) if model.gaussian else (predictor.predict(inputs["test"]), None)
@@ -275,6 +297,7 @@ class FinetuneStage(Stage):
             "fit_seconds": round(sum(r.seconds for _, _, r, _ in members), 2),
             "unlabelled": unlabelled,
             "ood_reference": ood,
+            "recalibration_stars": recalibration_stars,
             "wall_seconds": round(time.perf_counter() - started, 2),
             "test": metrics,
             "zero_shot": zero_metrics,
@@ -291,11 +314,12 @@ class FinetuneStage(Stage):
         data: dict[str, Any],
         modality: str,
         seed: int,
-        member: int,
+        tag: str,
         store_split: np.ndarray,
     ) -> tuple[AdaptedModel, dict[str, Any] | None, Any, dict[str, Any] | None]:
-        """One model adapted from ``base`` on the drawn stars, its new weights and training from ``seed``;
-        returns it, where its adapters went (None without LoRA), its fit and the unlabelled step's fit."""
+        """One model adapted from ``base`` on the drawn stars, its new weights and training from ``seed``,
+        its training logs in ``training<tag>``; returns it, where its adapters went (None without
+        LoRA), its fit and the unlabelled step's fit."""
         config: FinetuneConfig = self.config
         inputs, truth = data["inputs"], data["truth"]
         torch.manual_seed(seed)  # new weights (LoRA matrices, a fresh network, spreads) from the stage's seed, not its name
@@ -314,9 +338,8 @@ class FinetuneStage(Stage):
             model.spreads.requires_grad_(True)  # new networks: trained whatever the adapters
         if config.fresh:
             self._restandardise(model, inputs["train"], truth["train"])
-        suffix = f".{member}" if config.members > 1 else ""
         unlabelled = (
-            self._adapt_encoder(context, base, model, np.flatnonzero(store_split == "train"), modality, seed, f"unlabelled{suffix}")
+            self._adapt_encoder(context, base, model, np.flatnonzero(store_split == "train"), modality, seed, f"unlabelled{tag}")
             if config.unlabelled
             else None
         )
@@ -334,13 +357,13 @@ class FinetuneStage(Stage):
             ArrayDataset(inputs["train"], targets_of("train"), data["ids"]["train"], errors),
             ArrayDataset(inputs["val"], targets_of("val"), data["ids"]["val"]),
             config.train,
-            context.out_dir / f"training{suffix}",
+            context.out_dir / f"training{tag}",
             seed=seed,
             progress=context.progress,
-            description=f"{context.name}{f' member {member}' if suffix else ''}",
+            description=f"{context.name}{' ' + tag.lstrip('.') if tag else ''}",
         )
         result = trainer.fit(resume=context.resume)
-        for weights in (context.out_dir / f"training{suffix}").glob("*.safetensors"):
+        for weights in (context.out_dir / f"training{tag}").glob("*.safetensors"):
             weights.unlink()  # the whole model at each epoch: only the trained tensors are kept, in head/
         return model.cpu().eval(), lora, result, unlabelled
 
@@ -380,6 +403,30 @@ class FinetuneStage(Stage):
         for name, parameter in model.named_parameters():
             parameter.requires_grad_(name in trainable)
         return {"n_spectra": len(rows), "objectives": specs, **fit_summary(result)}
+
+    def _out_of_fold_pits(
+        self, context: StageContext, base: Base, columns: dict[str, int], data: dict[str, Any], modality: str, seed: int, store_split: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The PIT of every labelled training star under the stage's recipe (its members, seeds offset by
+        fold) trained on the other ``recalibration_folds`` folds and early-stopped on the same
+        validation stars; returns (label -> PITs, label -> truths)."""
+        config: FinetuneConfig = self.config
+        n = len(data["inputs"]["train"])
+        fold_of = np.random.default_rng(seed + 1).permutation(n) % config.recalibration_folds
+        pits: dict[str, list[np.ndarray]] = {label: [] for label in config.labels}
+        truths: dict[str, list[np.ndarray]] = {label: [] for label in config.labels}
+        for fold in range(config.recalibration_folds):
+            held = fold_of == fold
+            part = {key: {"train": _rows(value["train"], ~held), **{k: v for k, v in value.items() if k != "train"}} for key, value in data.items()}
+            models = [
+                self._train_member(context, copy.deepcopy(base), columns, part, modality, seed + MEMBER_SEED_STEP * member + FOLD_SEED_STEP * (fold + 1), f".fold{fold}.{member}", store_split)[0]
+                for member in range(config.members)
+            ]
+            truth = _rows(data["truth"]["train"], held)
+            for label, values in AdaptedEnsemble(models).pits(_rows(data["inputs"]["train"], held), truth).items():
+                pits[label].append(values)
+                truths[label].append(truth[label])
+        return {k: np.concatenate(v) for k, v in pits.items()}, {k: np.concatenate(v) for k, v in truths.items()}
 
     def _save_ood(self, predictor: Any, inputs: dict[str, np.ndarray], truth: dict[str, dict[str, np.ndarray]], seed: int, head_dir) -> str:
         """Save the out-of-distribution reference of the training spectra (with, for point values, the

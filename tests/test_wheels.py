@@ -27,6 +27,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -214,7 +215,8 @@ def test_a_tiny_spec_runs_and_predicts_through_the_installed_script(installed):
 
 
 ARCHIVE_XP = REPO.parent / "shared" / "data" / "gaiaxp-archive-samples" / "XP_CONTINUOUS_RAW.csv"
-SHIPPED = {"gaiaxp-apogee-small": "gaia_xp", "lamost-dr10-small": "lamost_lrs"}
+SHIPPED = {"gaiaxp-apogee-small": "gaia_xp", "lamost-dr10-small": "lamost_lrs", "lamost-dr10-lora": "lamost_lrs"}
+DR10_SPECTRA = REPO.parent / "shared" / "data" / "lamost-dr10" / "spectra"
 
 
 def test_the_shipped_models_are_listed_with_their_modality(installed):
@@ -241,6 +243,18 @@ def test_predict_with_a_shipped_model_needs_no_run(installed):
         assert len(values) >= 37 and all(e > 0 for e in table[f"{label}_err"] if e == e), label
     if ARCHIVE_XP.exists():
         assert {"5853498713190525696", "5762406957886626816"} <= {str(i) for i in table["id"]}
+
+
+@pytest.mark.skipif(not DR10_SPECTRA.is_dir(), reason="needs ../shared/data/lamost-dr10")
+def test_the_adapted_lamost_model_predicts_from_the_wheels(installed):
+    """A finetune model (adapters on a base, both inside the wheel) gives values, errors and flags."""
+    files = [str(path) for path in sorted(DR10_SPECTRA.glob("*.fits.gz"))[:4]]
+    installed.run("specclip", "predict", "--model", "lamost-dr10-lora", *files, "-o", "lora.fits", "--quiet", "--workers", "1")
+    table = _catalogue(installed.work / "lora.fits")
+    assert len(table) == 4 and "adapted on real lamost_lrs spectra" in table.meta["TRAINED"]
+    for label in ("teff", "logg", "feh"):
+        assert all(np.isfinite(table[label])) and all(table[f"{label}_err"] > 0), label
+    assert "flag_knn" in table.colnames and "flags" in table.colnames
 
 
 def test_a_flipped_byte_in_an_installed_model_fails_its_checksum(installed):

@@ -32,6 +32,7 @@ from typing import Any
 from specclip_core.components import get_registry, plugin_versions
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.saved import head_labels
+from specclip_core.interfaces import HeadLayout
 from specclip_core.model_card import CARD, LabelScore, ModelCard, RegisteredModel
 from specclip_core.rundir import HEAD, MANIFEST, SPEC, RunDir, encoder_dir
 from specclip_core.util import atomic_write_text, sha256_file
@@ -66,7 +67,7 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
     encoders = {info.encoder_stage for info in chosen.values() if info.encoder_stage}
     for stage in chosen:
         if manifests[stage].get("kind") == "finetune":
-            reference = json.loads((run.head(stage) / "head.json").read_text())["reference"]
+            reference = HeadLayout.read(run.head(stage)).settings["reference"]
             if not (staging / reference["base"]).exists():
                 _copy_stage_part(run, reference["base"], HEAD, staging, ignore=shutil.ignore_patterns("ood.*"))
             encoders |= {reference["encoder_stage"]} - {None}
@@ -82,7 +83,7 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
         spec=spec or run.name(),
         seed=int(next(iter(manifests.values()))["seed"]),
         heads=list(chosen),
-        scores=_scores(run, chosen),
+        scores=_scores(run, chosen, manifests),
         files={p.relative_to(staging).as_posix(): sha256_file(p) for p in sorted(staging.rglob("*")) if p.is_file()},
         versions=plugin_versions(),
         exported=time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -123,12 +124,12 @@ def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dic
     return "; ".join(parts)
 
 
-def _scores(run: RunDir, chosen: dict[str, Any]) -> dict[str, LabelScore]:
+def _scores(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> dict[str, LabelScore]:
     scores = {}
     for stage, info in chosen.items():
         path = run.stage(stage) / "metrics.json"
         metrics = json.loads(path.read_text()) if path.exists() else {}
-        if run.manifest(stage).get("kind") == "finetune":
+        if manifests[stage].get("kind") == "finetune":
             metrics = metrics.get("test", {})  # beside the zero-shot figures, fit and timings
         for label, figures in metrics.items():
             known = {key: _finite(value) for key, value in figures.items() if key in LabelScore.model_fields}

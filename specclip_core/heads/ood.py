@@ -73,6 +73,15 @@ def recon_chi2(rebuilt: np.ndarray | None, arrays: Mapping[str, np.ndarray]) -> 
     return chi_square(tensors[0].float(), torch.as_tensor(rebuilt), tensors[1].float(), tensors[2].bool()).astype(np.float64)
 
 
+def point_sigma(predicted: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """A point head's robust sigma per label of ``truth`` on validation stars (finite ones only), the
+    ``label_sigma`` its reference reads ``ood_range_p`` with."""
+    from specclip_core.heads.metrics import robust_sigma
+
+    sigma = {label: robust_sigma(predicted[label] - values) for label, values in truth.items()}
+    return {label: value for label, value in sigma.items() if np.isfinite(value)}
+
+
 def reference_rows(n: int, settings: OODSettings, seed: int = 0) -> np.ndarray:
     """The sorted training rows a reference keeps: all ``n``, or a seeded subsample of ``reference``."""
     return np.sort(np.random.default_rng(seed).permutation(n)[: settings.reference])

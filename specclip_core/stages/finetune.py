@@ -34,9 +34,9 @@ from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedEnsemble, AdaptedModel, Base, build_model, load_base, save_adapted
 from specclip_core.heads.calibration import Recalibration
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs, standardiser
-from specclip_core.heads.metrics import regression_metrics, robust_sigma
+from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.mlp import MEMBER_SEED_STEP, TargetRegression, ValueAndSpread
-from specclip_core.heads.ood import OODReference, OODSettings, reference_rows
+from specclip_core.heads.ood import OODReference, OODSettings, point_sigma, reference_rows
 from specclip_core.interfaces import Stage
 from specclip_core.nn.adapters import ADAPTERS, adapter_targets, add_lora
 from specclip_core.report.plots import plot_one_to_one
@@ -434,12 +434,9 @@ class FinetuneStage(Stage):
         settings: OODSettings = self.config.ood
         if len(inputs["train"]) <= settings.k:
             return f"none: {len(inputs['train'])} training spectra, the k-NN score needs more than k={settings.k}"
-        sigma = {}
-        if not getattr(predictor, "gives_samples", False) and len(inputs["val"]):
-            predicted = predictor.predict(inputs["val"])
-            sigma = {label: robust_sigma(predicted[label] - values) for label, values in truth["val"].items()}
+        sigma = point_sigma(predictor.predict(inputs["val"]), truth["val"]) if not getattr(predictor, "gives_samples", False) and len(inputs["val"]) else {}
         rows = reference_rows(len(inputs["train"]), settings, seed)
-        OODReference.fit(inputs["train"][rows], truth["train"], None, settings, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
+        OODReference.fit(inputs["train"][rows], truth["train"], None, settings, seed, sigma).save(head_dir)
         return f"{len(rows)} training spectra"
 
     @staticmethod

@@ -13,8 +13,8 @@ from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
 from specclip_core.heads.calibration import calibration
 from specclip_core.heads.inputs import PIXEL_ERRORS, head_inputs, spectra_input_errors
-from specclip_core.heads.metrics import regression_metrics, robust_sigma
-from specclip_core.heads.ood import OODReference, OODSettings, recon_chi2, reference_rows
+from specclip_core.heads.metrics import regression_metrics
+from specclip_core.heads.ood import OODReference, OODSettings, point_sigma, recon_chi2, reference_rows
 from specclip_core.interfaces import Head, LabelledInputs, Stage
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.report.plots import plot_one_to_one, plot_sbc_ranks
@@ -116,10 +116,8 @@ def save_ood_reference(
     rows = reference_rows(len(train.inputs), config.ood, seed)
     reference = store.read(modality, train_rows[rows]) if getattr(encoder, "can_reconstruct", False) else None
     chi2 = recon_chi2(encoder.reconstruct(reference["flux"], reference["stats"]), reference) if reference is not None else None
-    sigma: dict[str, float] = {}
-    if not head.gives_samples and len(validation.inputs):
-        sigma = {label: robust_sigma(predicted_val[label] - validation.labels[label]) for label in config.labels}
-    OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed, {k: v for k, v in sigma.items() if np.isfinite(v)}).save(head_dir)
+    sigma = point_sigma(predicted_val, {label: validation.labels[label] for label in config.labels}) if not head.gives_samples and len(validation.inputs) else {}
+    OODReference.fit(train.inputs[rows], train.labels, chi2, config.ood, seed, sigma).save(head_dir)
 
 
 def calibrate(head: Any, raw: dict[str, np.ndarray] | None, truth: dict[str, np.ndarray], sbc_stars: int, names: dict[str, str], out_dir, seed: int, title: str) -> dict[str, dict[str, Any]]:

@@ -68,3 +68,81 @@ def test_a_truncated_fits_file_is_rejected(tmp_path):
         with open_fits(tmp_path / "cut.fits"):
             pass
     assert caught.value.check == "fits-size"
+
+
+def test_verify_keeps_a_small_gzipped_file_and_drops_it_when_the_file_changes(tmp_path):
+    import time
+
+    from specclip_core.data.inputs import read_verified, verify
+    from specclip_core.errors import ReaderError
+
+    path = tmp_path / "spectrum.gz"
+    path.write_bytes(gzip.compress(b"first" * 100))
+    verify(path)
+    assert read_verified(path) == b"first" * 100
+    time.sleep(0.01)
+    path.write_bytes(gzip.compress(b"second" * 100))
+    assert read_verified(path) == b"second" * 100, "a file rewritten after verify() is read again, not served from what was kept"
+    path.write_bytes(gzip.compress(b"third" * 100)[:-4])
+    with pytest.raises(ReaderError, match="truncated") as caught:
+        verify(path)
+    assert caught.value.check == "gzip"
+
+
+def _table_file(tmp_path, name="table.fits.gz"):
+    from astropy.io import fits
+
+    rows = 7
+    rng = np.random.default_rng(3)
+    columns = [
+        fits.Column(name="FLUX", format="3E", array=rng.normal(size=(rows, 3)).astype(np.float32)),
+        fits.Column(name="IVAR", format="D", array=rng.uniform(1, 2, rows)),
+        fits.Column(name="MASK", format="J", array=np.arange(rows, dtype=np.int32) - 3),
+        fits.Column(name="SCALED", format="I", array=np.arange(rows, dtype=np.int16)),
+        fits.Column(name="COUNTS", format="I", null=-1, array=np.array([1, -1, 3, 4, 5, 6, 7], dtype=np.int16)),
+    ]
+    plain = tmp_path / "table.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(columns)]).writeto(plain)
+    with fits.open(plain, mode="update") as hdul:  # stored integers 0..6 that mean 10, 10.5, ...
+        hdul[1].header["TSCAL4"], hdul[1].header["TZERO4"] = 0.5, 10.0
+    (tmp_path / name).write_bytes(gzip.compress(plain.read_bytes()))
+    return tmp_path / name
+
+
+def test_table_columns_read_from_the_content_match_astropys_table_data(tmp_path):
+    from specclip_core.data.inputs import open_fits, read_verified, table_columns, verify
+
+    path = _table_file(tmp_path)
+    verify(path)
+    content = read_verified(path)
+    with open_fits(path, content) as hdul:
+        columns = table_columns(hdul[1], content, ["flux", "IVAR", "mask", "scaled", "counts"])
+        expected = {name: np.asarray(hdul[1].data[name], dtype=np.float64) for name in ("FLUX", "IVAR", "MASK", "SCALED", "COUNTS")}
+    for name, values in zip(("flux", "IVAR", "mask", "scaled", "counts"), expected.values()):
+        assert columns[name].dtype == np.float64 and columns[name].shape == values.shape
+        np.testing.assert_array_equal(columns[name], values, err_msg=name)
+    np.testing.assert_array_equal(columns["scaled"], np.arange(7) * 0.5 + 10.0)
+    np.testing.assert_array_equal(columns["mask"], np.arange(7) - 3)
+
+
+def test_primary_fits_header_from_the_kept_content_and_from_the_file(tmp_path):
+    from astropy.io import fits
+
+    from specclip_core.data.inputs import primary_fits_header, verify
+
+    cards = [(f"KEY{index}", index) for index in range(60)] + [("TELESCOP", "TOY")]
+    header = fits.Header(cards)
+    plain = tmp_path / "plain.fits"
+    fits.PrimaryHDU(np.zeros(4, dtype=np.float32), header=header).writeto(plain)
+    gzipped = tmp_path / "packed.fits.gz"
+    gzipped.write_bytes(gzip.compress(plain.read_bytes()))
+    verify(gzipped)
+    for path in (plain, gzipped):
+        assert primary_fits_header(path)["TELESCOP"] == "TOY"
+        assert primary_fits_header(path)["NAXIS1"] == 4
+    first = primary_fits_header(gzipped, blocks=1)
+    assert first["NAXIS"] == 1 and "TELESCOP" not in first, "one block holds the first 36 cards only"
+    (tmp_path / "text.gz").write_bytes(gzip.compress(b"not a FITS file at all" * 200))
+    verify(tmp_path / "text.gz")
+    with pytest.raises((OSError, ValueError)):
+        primary_fits_header(tmp_path / "text.gz")

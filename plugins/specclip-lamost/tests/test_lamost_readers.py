@@ -47,6 +47,29 @@ def test_each_layout_is_sniffed_by_its_own_reader(coadd_files, image_files, tmp_
     assert not COADD.sniff(renamed), "only FITS file names are sniffed"
 
 
+
+def test_a_file_not_named_spec_is_sniffed_by_its_telescope_keyword_wherever_it_stands(coadd_files, tmp_path):
+    from specclip_core.api import verify
+
+    source = next(iter(coadd_files.values()))
+
+    def telescope_last(hdul):
+        value = hdul[0].header.pop("TELESCOP")
+        hdul[0].header["TELESCOP"] = value  # past the first 2880-byte block of cards
+
+    def other_telescope(hdul):
+        hdul[0].header["TELESCOP"] = "OTHER"
+
+    last = rewrite(source, tmp_path / "star.fits", telescope_last)
+    assert list(fits.getheader(last, 0)).index("TELESCOP") >= 36
+    other = rewrite(source, tmp_path / "other.fits", other_telescope)
+    for path, expected in ((last, True), (other, False)):
+        packed = path.with_name(path.name + ".gz")
+        packed.write_bytes(gzip.compress(path.read_bytes()))
+        verify(packed)  # as the stream does before sniffing: the content is kept and sniffed from memory
+        for candidate in (path, packed):
+            assert COADD.sniff(candidate) is expected and not IMAGE.sniff(candidate), candidate.name
+
 def test_coadd_header_meta_and_id(coadd_files, spectra_by_id):
     for obsid, path in coadd_files.items():
         spectra = spectra_by_id[obsid]

@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.api import Reader, ReaderError, Spectra, open_fits
+from specclip_core.api import Reader, ReaderError, Spectra, open_fits, primary_fits_header
 from specclip_desi.fibres import fibres_of, skip_reason
 from specclip_desi.grid import ARMS, NATIVE_WAVELENGTH, STEP, arm_offset, arm_wavelength
 from specclip_desi.resolution import resolving_power
@@ -115,10 +115,8 @@ class DesiReader(Reader):
         if not (path.name.startswith(self.prefix) and path.name.lower().endswith((".fits", ".fits.gz"))):
             return False
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return fits.getheader(path, 0).get("NAXIS") == 0
-        except _READ_ERRORS:
+            return primary_fits_header(path).get("NAXIS") == 0
+        except (*_READ_ERRORS, ReaderError):
             return False
 
     def read(self, path: Path) -> Spectra:

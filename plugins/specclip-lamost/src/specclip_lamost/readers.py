@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits
+from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits, primary_fits_header, read_verified, table_columns
 from specclip_lamost.grid import LOG_STEP
 
 PATTERNS = ("spec-*.fits", "spec-*.fits.gz")
@@ -49,13 +49,15 @@ WAVELENGTH_TOLERANCE = 0.5
 _READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, zlib.error, VerifyError)
 
 
-def read_fits(path: Path, extract: Callable[[Path, fits.HDUList], Spectra]) -> Spectra:
-    """Open ``path`` and run ``extract`` on it; any failure becomes a ReaderError naming the file."""
+def read_fits(path: Path, extract: Callable[[Path, fits.HDUList, bytes], Spectra]) -> Spectra:
+    """Open ``path`` and run ``extract`` on it (with the file's verified content); any failure
+    becomes a ReaderError naming the file."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with open_fits(path) as hdul:
-                spectra = extract(path, hdul)
+            content = read_verified(path)
+            with open_fits(path, content) as hdul:
+                spectra = extract(path, hdul, content)
     except ReaderError:
         raise
     except _READ_ERRORS as error:
@@ -67,21 +69,28 @@ def read_fits(path: Path, extract: Callable[[Path, fits.HDUList], Spectra]) -> S
     return spectra
 
 
-def primary_header(path: Path) -> fits.Header | None:
-    """The primary header, or None when ``path`` is not a readable FITS file (for sniffing)."""
+def primary_header(path: Path, blocks: int | None = None) -> fits.Header | None:
+    """The primary header (with ``blocks``, its first blocks' cards at least), or None when ``path``
+    is not a readable FITS file (for sniffing)."""
     if not path.name.lower().endswith(FITS_SUFFIXES):
         return None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fits.getheader(path, 0)
-    except _READ_ERRORS:
+        return primary_fits_header(path, blocks)
+    except (*_READ_ERRORS, ReaderError):
         return None
 
 
-def looks_like_lamost(path: Path, header: fits.Header) -> bool:
-    """A LAMOST file name (``spec-*``) or a LAMOST telescope keyword."""
-    return path.name.startswith("spec-") or str(header.get("TELESCOP", "")).strip().upper().startswith("LAMOST")
+def sniffed_layout(path: Path) -> tuple[int | None, int | None]:
+    """(NAXIS, NAXIS2) of a LAMOST file's primary header, (None, None) for anything else: a
+    ``spec-*`` name or a LAMOST telescope keyword."""
+    header = primary_header(path, blocks=1)
+    if header is None:
+        return None, None
+    if not path.name.startswith("spec-"):
+        full = primary_header(path)
+        if full is None or not str(full.get("TELESCOP", "")).strip().upper().startswith("LAMOST"):
+            return None, None
+    return header.get("NAXIS"), header.get("NAXIS2")
 
 
 def header_meta(path: Path, header: fits.Header) -> tuple[str, dict[str, np.ndarray]]:
@@ -151,25 +160,24 @@ class LamostCoaddReader(Reader):
     description = "LAMOST LRS spec-*.fits(.gz), DR8 and later: COADD table (FLUX, IVAR, WAVELENGTH, ANDMASK, ...)"
 
     def sniff(self, path: Path) -> bool:
-        header = primary_header(Path(path))
-        return header is not None and header.get("NAXIS") == 0 and looks_like_lamost(Path(path), header)
+        return sniffed_layout(Path(path))[0] == 0
 
     def read(self, path: Path) -> Spectra:
         return read_fits(Path(path), self._extract)
 
     @staticmethod
-    def _extract(path: Path, hdul: fits.HDUList) -> Spectra:
+    def _extract(path: Path, hdul: fits.HDUList, content: bytes) -> Spectra:
         if "COADD" not in hdul or not isinstance(hdul["COADD"], fits.BinTableHDU):
             raise ReaderError(path, "no COADD binary-table extension (not a LAMOST LRS DR8+ file)")
         table = hdul["COADD"]
         missing = [c for c in COADD_COLUMNS if c not in {n.upper() for n in table.columns.names}]
         if missing:
             raise ReaderError(path, f"the COADD table lacks column(s) {', '.join(missing)}")
-        if table.data is None or len(table.data) != 1:
-            rows = 0 if table.data is None else len(table.data)
+        rows = table.header.get("NAXIS2", 0)
+        if rows != 1:
             raise ReaderError(path, f"the COADD table should hold one row, it holds {rows}")
-        row = table.data[0]
-        flux, ivar, wavelength, andmask = (_vector(row[c]) for c in COADD_COLUMNS)
+        columns = table_columns(table, content, COADD_COLUMNS)
+        flux, ivar, wavelength, andmask = (columns[c][0].reshape(-1) for c in COADD_COLUMNS)
         return make_spectrum(path, hdul[0].header, wavelength, flux, ivar, andmask)
 
 
@@ -183,13 +191,7 @@ class LamostImageReader(Reader):
     description = "LAMOST LRS spec-*.fits(.gz), older layout: 5 x N primary image with COEFF0/COEFF1"
 
     def sniff(self, path: Path) -> bool:
-        header = primary_header(Path(path))
-        return (
-            header is not None
-            and header.get("NAXIS") == 2
-            and header.get("NAXIS2") == len(IMAGE_ROWS)
-            and looks_like_lamost(Path(path), header)
-        )
+        return sniffed_layout(Path(path)) == (2, len(IMAGE_ROWS))
 
     def read(self, path: Path) -> Spectra:
         return read_fits(Path(path), self._extract)
@@ -201,7 +203,7 @@ class LamostImageReader(Reader):
         return names if len(names) == len(IMAGE_ROWS) else IMAGE_ROWS
 
     @classmethod
-    def _extract(cls, path: Path, hdul: fits.HDUList) -> Spectra:
+    def _extract(cls, path: Path, hdul: fits.HDUList, content: bytes) -> Spectra:
         header, data = hdul[0].header, hdul[0].data
         if data is None or data.ndim != 2 or data.shape[0] != len(IMAGE_ROWS):
             shape = None if data is None else data.shape

@@ -129,18 +129,10 @@ def test_worker_processes_give_the_rows_and_reports_of_one_process(tmp_path, mon
     assert one[4] == two[4]
 
 
-def test_workers_read_a_few_groups_ahead_and_the_consumer_gets_the_cpus_of_those_done(tmp_path, monkeypatch):
-    import time
-
-    import torch
-    from specclip_core import threads
-    from specclip_core.components import get_modality
-    from specclip_core.data.stream import READ_AHEAD, SpectraStream
+def _logged_reads(tmp_path, monkeypatch):
+    """The toy reader, writing the name of every file it reads to a log; returns the log's path."""
     from specclip_toy import ToyReader
 
-    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
-    monkeypatch.setattr(threads, "_applied", None)
-    _files(tmp_path / "files", n=12)
     log, read = tmp_path / "read.log", ToyReader.read
 
     def logged(self, path):
@@ -149,6 +141,27 @@ def test_workers_read_a_few_groups_ahead_and_the_consumer_gets_the_cpus_of_those
         return read(self, path)
 
     monkeypatch.setattr(ToyReader, "read", logged)
+    return log
+
+
+def _read_names(log) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_workers_read_a_few_groups_ahead_and_the_consumer_gets_the_cpus_of_those_done(tmp_path, monkeypatch):
+    import time
+
+    import torch
+    from specclip_core import threads
+    from specclip_core.components import get_modality
+    from specclip_core.data import stream as stream_module
+    from specclip_core.data.stream import READ_AHEAD, SpectraStream
+
+    monkeypatch.setattr(threads, "available_cpus", lambda: 4)
+    monkeypatch.setattr(threads, "_applied", None)
+    monkeypatch.setattr(stream_module, "READ_AHEAD_BYTES", 0)
+    _files(tmp_path / "files", n=12)
+    log = _logged_reads(tmp_path, monkeypatch)
     before = torch.get_num_threads()
     try:
         threads.use_threads(3)
@@ -156,10 +169,10 @@ def test_workers_read_a_few_groups_ahead_and_the_consumer_gets_the_cpus_of_those
         next(batches)
         ahead = 1 + READ_AHEAD * 2  # the group taken, those read ahead, and one given for the one taken
         deadline = time.monotonic() + 30
-        while (not log.exists() or len(log.read_text().split()) < ahead) and time.monotonic() < deadline:
+        while len(_read_names(log)) < ahead and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
-        assert len(log.read_text().split()) == ahead, "the workers wait for the consumer instead of reading every file"
+        assert len(_read_names(log)) == ahead, "the workers wait for the consumer instead of reading every file"
         seen = []
         for _ in batches:
             seen.append(torch.get_num_threads())
@@ -167,3 +180,47 @@ def test_workers_read_a_few_groups_ahead_and_the_consumer_gets_the_cpus_of_those
         assert seen == [2] * 7 + [3] * 4, "one worker was just given a group; at the end none has work"
     finally:
         threads.use_threads(before)
+
+
+def test_started_workers_read_every_small_file_before_the_consumer_iterates(tmp_path, monkeypatch):
+    import time
+
+    from specclip_core.components import get_modality
+    from specclip_core.data.stream import SpectraStream
+
+    _files(tmp_path / "files", n=12)
+    log = _logged_reads(tmp_path, monkeypatch)
+    stream = SpectraStream([tmp_path / "files"], get_modality("toy"), chunk=1, progress=False, workers=2)
+    stream.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(_read_names(log)) < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_read_names(log)) == 12, "files far smaller than READ_AHEAD_BYTES are all read while the consumer sets up"
+        ids = np.concatenate([batch.spectra.ids for batch in stream])
+    finally:
+        stream.close()
+    assert len(ids) == 12 and len(_read_names(log)) == 12, "iterating takes what was read ahead, reading nothing twice"
+
+
+def test_closing_a_started_stream_stops_its_workers_without_iterating(tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    from specclip_core.components import get_modality
+    from specclip_core.data import stream as stream_module
+    from specclip_core.data.stream import SpectraStream
+
+    monkeypatch.setattr(stream_module, "READ_AHEAD_BYTES", 0)
+    _files(tmp_path / "files", n=40)
+    log = _logged_reads(tmp_path, monkeypatch)
+    stream = SpectraStream([tmp_path / "files"], get_modality("toy"), chunk=1, progress=False, workers=2)
+    stream.start()
+    deadline = time.monotonic() + 30
+    while not _read_names(log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stream.close()
+    time.sleep(0.3)
+    assert not multiprocessing.active_children(), "close() ends the worker processes"
+    assert 0 < len(_read_names(log)) < 40, "the workers stop a few groups ahead: closing leaves the rest unread"
+    stream.close()

@@ -11,7 +11,9 @@ those rows (so a file is taken whole or not at all).
 With ``workers`` > 1, files are read and preprocessed in that many forked worker processes, and the
 rows and every report come out as with one process: several files are shared out in groups of
 consecutive files, each group read whole by one worker (memory: about :data:`GROUP_BYTES` of files,
-or the largest file, times the workers); a single file whose reader reads in
+or the largest file, times the workers, plus the preprocessed spectra of the files read ahead, see
+:data:`READ_AHEAD_BYTES`); :meth:`SpectraStream.start` sets them reading before the consumer
+iterates, so its own setup (loading a model) overlaps the reading; a single file whose reader reads in
 shares (:meth:`~specclip_core.interfaces.Reader.read_share`) is read by all the workers together,
 each taking every ``workers``-th block of rows, and their blocks are put back in order.
 """
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import multiprocessing.pool
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,13 +92,31 @@ class SpectraStream:
         self.failed: set[int] = set()
         self.n_read = 0
         self.n_files_read = 0
+        self._reading: _WorkerReading | None = None
+
+    def _reads_files_in_workers(self) -> bool:
+        return self.workers > 1 and len(self.files) > 1 and "fork" in multiprocessing.get_all_start_methods()
+
+    def start(self) -> None:
+        """Fork the worker processes and set them reading now (where several files are read in
+        workers; otherwise nothing happens before iterating), so that what the caller does before
+        iterating overlaps the reading. :meth:`close` stops them when the stream is not iterated to
+        its end."""
+        if self._reading is None and self._reads_files_in_workers():
+            self._reading = _WorkerReading(self)
+
+    def close(self) -> None:
+        """Stop the worker processes :meth:`start` set reading (nothing when none are)."""
+        if self._reading is not None:
+            self._reading.close()
+            self._reading = None
 
     def __iter__(self) -> Iterator[Batch]:
-        if self.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-            if len(self.files) > 1:
-                yield from self._files_in_workers()
-                return
-            reader = self._shared_reader() if len(self.files) == 1 else None
+        if self._reads_files_in_workers():
+            yield from self._files_in_workers()
+            return
+        if self.workers > 1 and len(self.files) == 1 and "fork" in multiprocessing.get_all_start_methods():
+            reader = self._shared_reader()
             if reader is not None:
                 yield from self._file_in_shares(reader)
                 return
@@ -126,18 +148,13 @@ class SpectraStream:
                 yield from self._preprocess(waiting)
 
     def _files_in_workers(self) -> Iterator[Batch]:
-        """Groups of files read by forked workers (:func:`_read_files`), gathered in order into
-        batches; at most :data:`READ_AHEAD` groups per worker are read beyond those taken."""
-        global _FORKED
-        _FORKED, waiting = self, []
+        """Groups of files read by the forked workers (:class:`_WorkerReading`), gathered in order
+        into batches."""
+        self.start()
+        reading, waiting = self._reading, []
         try:
-            workers = min(self.workers, len(self.files))
-            groups = iter(self._file_groups())
-            with threads_beside(workers) as beside, multiprocessing.get_context("fork").Pool(workers, initializer=_one_thread) as pool, progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
-                pending = deque(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, READ_AHEAD * workers))
-                while pending:
-                    done = pending.popleft().get()
-                    pending.extend(pool.apply_async(_read_files, (group,)) for group in itertools.islice(groups, 1))
+            with progress_bar(len(self.files), "reading", "file", disable=not self.progress) as bar:
+                for done, busy in reading:
                     self.problems += done.problems
                     self.unrecognised += done.unrecognised
                     self.n_read += done.n_read
@@ -145,31 +162,31 @@ class SpectraStream:
                     waiting += done.batches
                     bar.update(done.n_files)
                     if sum(len(batch.files) for batch in waiting) >= self.chunk:
-                        beside(sum(not task.ready() for task in pending))
+                        reading.beside(busy)
                         yield _joined(waiting)
                         waiting = []
         finally:
-            _FORKED = None
+            self.close()
         if waiting:
             yield _joined(waiting)
 
-    def _file_groups(self) -> list[list[int]]:
+    def _file_groups(self) -> list[tuple[list[int], int]]:
         """Consecutive files in groups of at most :data:`GROUP_FILES` files and :data:`GROUP_BYTES`
-        (one file may be larger), a few groups per worker at least: a worker preprocesses a group
-        together, as one process preprocesses a chunk."""
+        (one file may be larger), a few groups per worker at least, each with its bytes: a worker
+        preprocesses a group together, as one process preprocesses a chunk."""
         most = max(1, min(GROUP_FILES, len(self.files) // (4 * self.workers)))
-        groups: list[list[int]] = [[]]
-        size = 0
+        groups: list[tuple[list[int], int]] = [([], 0)]
         for index, path in enumerate(self.files):
             try:
                 nbytes = path.stat().st_size
             except OSError:
                 nbytes = 0
-            if groups[-1] and (len(groups[-1]) >= most or size + nbytes > GROUP_BYTES):
-                groups.append([])
-                size = 0
-            groups[-1].append(index)
-            size += nbytes
+            members, size = groups[-1]
+            if members and (len(members) >= most or size + nbytes > GROUP_BYTES):
+                groups.append(([], 0))
+            members, size = groups[-1]
+            members.append(index)
+            groups[-1] = (members, size + nbytes)
         return groups
 
     def _shared_reader(self) -> Reader | None:
@@ -261,7 +278,12 @@ GROUP_BYTES = 32 << 20
 
 READ_AHEAD = 2
 """Groups of files (or blocks of one file's rows) a worker may have read beyond those the parent has
-taken; then it waits."""
+taken; then it waits (unless the files read ahead are fewer than :data:`READ_AHEAD_BYTES`)."""
+
+READ_AHEAD_BYTES = 256 << 20
+"""Files of this many bytes in all may be read ahead of the parent, however many groups they make:
+while the parent loads a model, the workers read on (the preprocessed spectra of one file from a
+spectrum of its own take less memory than the file)."""
 
 SHARE_ROWS = 1024
 """Rows per block when workers read one file together: small enough to keep both cores busy."""
@@ -278,6 +300,55 @@ class _FileResult:
     n_read: int = 0
     n_files_read: int = 0
     n_files: int = 0
+
+
+class _WorkerReading:
+    """The groups of a stream's files (:meth:`SpectraStream._file_groups`) read by forked workers
+    (:func:`_read_files`): iterating gives each group's :class:`_FileResult` in order and how many
+    workers still have work. At most :data:`READ_AHEAD` groups per worker, or files of
+    :data:`READ_AHEAD_BYTES`, are read beyond those taken. While they read, this process computes
+    beside them (:func:`~specclip_core.threads.threads_beside`: :attr:`beside`)."""
+
+    def __init__(self, stream: SpectraStream):
+        global _FORKED
+        self.workers = min(stream.workers, len(stream.files))
+        self._groups = iter(stream._file_groups())
+        self._pending: deque[tuple[multiprocessing.pool.AsyncResult, int]] = deque()
+        self._ahead_bytes = 0
+        self._stack = ExitStack()
+        _FORKED = stream
+        try:
+            self.beside = self._stack.enter_context(threads_beside(self.workers))
+            self._pool = self._stack.enter_context(multiprocessing.get_context("fork").Pool(self.workers, initializer=_one_thread))
+            self._submit()
+        except BaseException:
+            self.close()
+            raise
+
+    def _submit(self) -> None:
+        while len(self._pending) < READ_AHEAD * self.workers or self._ahead_bytes < READ_AHEAD_BYTES:
+            group = next(self._groups, None)
+            if group is None:
+                return
+            indices, nbytes = group
+            self._pending.append((self._pool.apply_async(_read_files, (indices,)), nbytes))
+            self._ahead_bytes += nbytes
+
+    def __iter__(self) -> Iterator[tuple[_FileResult, int]]:
+        while self._pending:
+            task, nbytes = self._pending.popleft()
+            done = task.get()
+            self._ahead_bytes -= nbytes
+            self._submit()
+            yield done, sum(not task.ready() for task, _ in self._pending)
+
+    def close(self) -> None:
+        """Stop the workers and give this process its threads back."""
+        global _FORKED
+        try:
+            self._stack.close()
+        finally:
+            _FORKED = None
 
 
 def _one_thread() -> None:

@@ -55,20 +55,27 @@ class PredictReport:
     samples_output: str | None = None
 
 
+SNIFFED_FILES = 20
+"""Files sniffed (the first of the inputs) to tell which modality they hold, when no head is named."""
+
+
 def input_modalities(paths: list[str]) -> set[str]:
-    """Modalities the inputs hold: a store's modalities, or those whose readers recognise the files."""
+    """Modalities the inputs hold: a store's modalities, or those whose readers recognise the first
+    :data:`SNIFFED_FILES` files."""
     readers = list(readers_for())
     found: set[str] = set()
+    sniffed: list[Path] = []
     for item in paths:
         path = Path(item)
         if (path / "zarr.json").exists():
             found |= set(SpectralStore.open(path).modalities)
+        elif len(sniffed) < SNIFFED_FILES:
+            sniffed += expand_paths([path], readers)[: SNIFFED_FILES - len(sniffed)]
+    for file in sniffed:
+        try:
+            found.add(choose_reader(file, readers).modality)
+        except ReaderError:
             continue
-        for file in expand_paths([path], readers)[:20]:
-            try:
-                found.add(choose_reader(file, readers).modality)
-            except ReaderError:
-                continue
     return found
 
 
@@ -126,6 +133,15 @@ class PredictInputs:
             for batch in self.stream:
                 yield batch.spectra, names[batch.files], batch.files
 
+    def start(self) -> None:
+        """Set the files' reader processes reading now (see :meth:`SpectraStream.start`)."""
+        if self.stream is not None:
+            self.stream.start()
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
     @property
     def rejected(self) -> list[tuple[str, str]]:
         return [] if self.stream is None else self.stream.rejected
@@ -165,47 +181,52 @@ def predict_catalog(
         raise SpecCLIPError(f"{output}: is a directory; -o takes the path of a catalogue file (.csv, .ecsv or .fits)")
     run = RunDir(run_dir)
     card = verify_model(run_dir) if is_model_dir(run_dir) else None  # every file checked before anything is loaded
-    chosen = choose_heads(run_dir, heads or (card.heads if card else None), None if heads else input_modalities(paths))
+    named = heads or (card.heads if card else None)
+    chosen = choose_heads(run_dir, named, None if named else input_modalities(paths))
     modality = next(iter(chosen.values())).modality
     joined = {name: info.with_modalities for name, info in chosen.items() if info.with_modalities}
     if joined:
         name, others = next(iter(joined.items()))
         raise SpecCLIPError(f"heads stage {name!r} reads {modality} together with {others}; predict reads one modality per input file, so it cannot apply it")
-    models = {name: load_head(run.head(name)) for name in chosen}
-    encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
-    references = {name: OODReference.load(run.head(name)) for name in chosen}
-    if samples and not any(getattr(models[name], "gives_samples", False) for name in chosen):
-        raise SpecCLIPError(f"--samples: the heads {sorted(chosen)} give point estimates only, no posterior samples (an npe head, or an mlp head with uncertainty: gaussian, gives them)")
-    scored = {info.encoder_stage for name, info in chosen.items() if info.input == "embedding" and references[name] is not None}
-    drawn: dict[str, list[np.ndarray]] = {}
     inputs = PredictInputs(paths, modality, chunk, progress, workers or available_cpus())
-    parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
-    files: list[np.ndarray] = []
-    for spectra, sources, rows_files in inputs:
-        parts["id"].append(spectra.ids)
-        parts["source"].append(sources)
-        files.append(rows_files)
-        embedded: dict[str, np.ndarray] = {}
-        rebuilt: dict[str, np.ndarray | None] = {}
-        for name, info in chosen.items():
-            if info.input == "embedding":
-                if info.encoder_stage not in embedded:
-                    embedded[info.encoder_stage], rebuilt[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra, info.encoder_stage in scored)
-                values = embedded[info.encoder_stage]
-            else:
-                values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
-            if info.errors_input != "none":
-                values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask}, info.errors_input)
-            predicted, sampled = models[name].predict_samples(values, samples, recalibrated=True) if samples else (models[name].predict(values), None)
-            for label, column in predicted.items():
-                parts.setdefault(label, []).append(column)
-            for label, column in (sampled or {}).items():
-                drawn.setdefault(label, []).append(column.astype(np.float32))
-            if references[name] is not None:
-                chi2 = recon_chi2(rebuilt.get(info.encoder_stage) if info.input == "embedding" else None, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask})
-                flagged = references[name].columns(values, predicted, chi2)
-                for column_name, column in flagged.items():
-                    parts.setdefault(_ood_name(column_name, name, len(chosen)), []).append(column)
+    inputs.start()  # the readers work while the models load
+    try:
+        models = {name: load_head(run.head(name)) for name in chosen}
+        encoders = {info.encoder_stage: load_embedder(encoder_dir(run.stage(info.encoder_stage), modality)) for info in chosen.values() if info.input == "embedding"}
+        references = {name: OODReference.load(run.head(name)) for name in chosen}
+        if samples and not any(getattr(models[name], "gives_samples", False) for name in chosen):
+            raise SpecCLIPError(f"--samples: the heads {sorted(chosen)} give point estimates only, no posterior samples (an npe head, or an mlp head with uncertainty: gaussian, gives them)")
+        scored = {info.encoder_stage for name, info in chosen.items() if info.input == "embedding" and references[name] is not None}
+        drawn: dict[str, list[np.ndarray]] = {}
+        parts: dict[str, list[np.ndarray]] = {"id": [], "source": []}
+        files: list[np.ndarray] = []
+        for spectra, sources, rows_files in inputs:
+            parts["id"].append(spectra.ids)
+            parts["source"].append(sources)
+            files.append(rows_files)
+            embedded: dict[str, np.ndarray] = {}
+            rebuilt: dict[str, np.ndarray | None] = {}
+            for name, info in chosen.items():
+                if info.input == "embedding":
+                    if info.encoder_stage not in embedded:
+                        embedded[info.encoder_stage], rebuilt[info.encoder_stage] = _embed(encoders[info.encoder_stage], spectra, info.encoder_stage in scored)
+                    values = embedded[info.encoder_stage]
+                else:
+                    values = spectra_inputs({"flux": spectra.flux, "stats": spectra.stats})
+                if info.errors_input != "none":
+                    values = with_errors(values, {"ivar": spectra.ivar, "mask": spectra.mask}, info.errors_input)
+                predicted, sampled = models[name].predict_samples(values, samples, recalibrated=True) if samples else (models[name].predict(values), None)
+                for label, column in predicted.items():
+                    parts.setdefault(label, []).append(column)
+                for label, column in (sampled or {}).items():
+                    drawn.setdefault(label, []).append(column.astype(np.float32))
+                if references[name] is not None:
+                    chi2 = recon_chi2(rebuilt.get(info.encoder_stage) if info.input == "embedding" else None, {"flux": spectra.flux, "ivar": spectra.ivar, "mask": spectra.mask})
+                    flagged = references[name].columns(values, predicted, chi2)
+                    for column_name, column in flagged.items():
+                        parts.setdefault(_ood_name(column_name, name, len(chosen)), []).append(column)
+    finally:
+        inputs.close()
     rejected = inputs.rejected
     if not parts["id"]:
         first = "; ".join(f"{where}: {reason}" for where, reason in rejected[:3]) or "no input files found"

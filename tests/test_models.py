@@ -102,6 +102,23 @@ def test_a_model_directory_predicts_what_its_run_predicts(toy_run, exported, inp
     assert any(line.startswith("# MODELSHA: ") and len(line.split()[-1]) == 64 for line in header)
 
 
+
+def test_a_model_naming_its_heads_reads_each_input_once_and_sniffs_only_the_first_files(exported, tmp_path, monkeypatch):
+    from specclip_core import predict
+    from specclip_toy import ToyReader, make_raw, write_file
+
+    raw = make_raw(30, 5)
+    files = [str(write_file(tmp_path / f"star{row}.toy.csv", raw, row)) for row in range(30)]
+    sniffed = []
+    sniff = ToyReader.sniff
+    monkeypatch.setattr(ToyReader, "sniff", lambda self, path: sniffed.append(Path(path).name) or sniff(self, path))
+    assert predict.input_modalities(files) == {"toy"}
+    assert len(sniffed) == predict.SNIFFED_FILES, "one path item per file: the sniff stops after the first files in all"
+    monkeypatch.setattr(predict, "input_modalities", lambda paths: pytest.fail("a model's card names its heads: nothing to sniff for"))
+    sniffed.clear()
+    predict_catalog(exported, files, tmp_path / "cat.csv", progress=False, workers=1)
+    assert len(_rows(tmp_path / "cat.csv")[1]) == 30 and sorted(sniffed) == sorted(Path(f).name for f in files), "the stream sniffs each file once"
+
 def test_a_shipped_model_is_listed_shown_and_predicts_by_name(shipped, inputs, tmp_path, capsys):
     assert cli.main(["models", "list"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("toy-small"))

@@ -15,6 +15,7 @@ keeps 6 significant digits.
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,13 +117,31 @@ def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, 
     if kind == "ascii.csv":
         lines = [f"{key}: {value}" for key, value in header.items()]
         table.meta["comments"] = lines + [f"COLUMN {name}: {table[name].description}" for name in described]
-        table.write(path, format=kind, comment="# ", overwrite=True)
+        _write_csv(path, table)
         return
     for name, info in labels.items():
         if name in table.colnames and info.unit:
             table[name].unit = info.unit
     table.meta.update(header)
     table.write(path, format=kind, overwrite=True)
+
+
+def _write_csv(path: Path, table) -> None:
+    """The comments and column names as astropy writes them, then the rows through the csv module,
+    each column's cells formatted at once (astropy formats cell by cell: 6 s for 100,000 rows of a
+    predict catalogue, against under 1 s)."""
+    table[:0].write(path, format="ascii.csv", comment="# ", overwrite=True)
+    with open(path, "a", newline="") as handle:
+        csv.writer(handle, lineterminator="\n").writerows(zip(*(_cells(table[name]) for name in table.colnames)))
+
+
+def _cells(column) -> list[str]:
+    """A column's cells as text, as astropy writes them: the Python value through the column's
+    format, else its str (float32 values too, as the float64 they widen to)."""
+    values = np.asarray(column).tolist()
+    if column.format is not None:
+        return [column.format.format(value) for value in values]
+    return [str(value) for value in values]
 
 
 def _write_fits(path: Path, table, header: dict[str, object], labels: dict[str, LabelColumn]) -> None:

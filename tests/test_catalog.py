@@ -76,3 +76,26 @@ def test_rejected_inputs_keep_a_row_with_their_reason(tmp_path):
     assert header.comments[f"TTYPE{data.columns.names.index('reason') + 1}"] == "why a row has no values"
     assert header[f"TUNIT{data.columns.names.index('teff') + 1}"] == "K"
     assert with_rejected_rows(columns, [])["reason"].tolist() == ["", ""]
+
+
+def test_csv_rows_are_written_as_astropy_writes_them(tmp_path):
+    from astropy.table import Table
+
+    columns = {
+        "id": np.array(["a", 'say "b"', "c,d", ""]),
+        "teff": np.array([5123.4, np.nan, -1.0, 1e5]),
+        "chi2": np.array([16.820798873901367, np.nan, np.inf, 1e-30]),
+        "small": np.array([0.1, 2.5, 3.0, -0.0], dtype=np.float32),
+        "n": np.array([1, -2, 3, 4]),
+        "flag": np.array([True, False, True, False]),
+        "reason": np.array(["", "bad file, truncated", "", "x"]),
+    }
+    labels = {"teff": LabelColumn("heads", False, "toy", "K", 52.0)}
+    write_catalog(tmp_path / "ours.csv", columns, HEADER, labels)
+    table = Table({name: labels[name].rounded(values) if name in labels else values for name, values in columns.items()})
+    table["teff"].format = labels["teff"].format
+    table.write(tmp_path / "astropy.csv", format="ascii.csv")
+    ours = [line for line in (tmp_path / "ours.csv").read_text().splitlines() if not line.startswith("#")]
+    assert ours == (tmp_path / "astropy.csv").read_text().splitlines()
+    back = Table.read(tmp_path / "ours.csv", format="ascii.csv", comment="#")
+    assert list(back["id"].filled("")) == list(columns["id"]) and list(back["reason"].filled("")) == list(columns["reason"])

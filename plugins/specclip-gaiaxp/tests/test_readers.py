@@ -258,3 +258,27 @@ def test_an_empty_value_inside_an_array_cell_is_an_error_naming_line_and_column(
         read_table(path, ["flux"])
     path.write_text('source_id,flux\n1,"(1.0, 2.0, 3.0)"\n2,"(4.0, 5.0, 6.0)"\n')
     assert [list(row) for row in read_table(path, ["flux"])["flux"]] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+
+
+def test_csv_lines_are_split_as_the_csv_module_splits_them():
+    import csv
+    import random
+
+    from specclip_gaiaxp.tables import _split
+
+    rng = random.Random(5)
+    alphabet = ["a", "1", ",", ";", '"', " ", "[", "]", "\r", "."]
+    archive = (DATA / "XP_SAMPLED_RAW_dr3int6.csv").read_text().splitlines(keepends=True)
+    lines = archive + ['"x""y",2\n', 'a"b",c\n', '"a"b,c\n', '"",""\n', ",\n", '"a,b"\r\n', 'a,"b\r"\n']
+    lines += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) + rng.choice(["\n", "\r\n", ""]) for _ in range(20000)]
+    for line in lines:
+        for delimiter in (",", ";"):
+            try:
+                expected = next(csv.reader([line], delimiter=delimiter, quotechar='"'))
+            except csv.Error as error:
+                expected = type(error)
+            try:
+                got = _split(line, delimiter)
+            except csv.Error as error:
+                got = type(error)
+            assert got == expected, (line, delimiter)

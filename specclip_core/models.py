@@ -80,6 +80,7 @@ def export_model(run_dir: str | Path, output: str | Path, name: str, heads: list
         description=description,
         training_data=_training_data(run, chosen, manifests),
         simulated=any(info.simulated for info in chosen.values()),
+        adapted_on=_adapted_on(manifests),
         spec=spec or run.name(),
         seed=int(next(iter(manifests.values()))["seed"]),
         heads=list(chosen),
@@ -113,6 +114,13 @@ def _data_source(run: RunDir, stage: str) -> str:
         paths = run.manifest(data["stage"])["settings"].get("paths") or []
         source = ", ".join("/".join(Path(p).parts[-2:]) for p in paths) or f"stage {data['stage']}"
     return source
+
+
+def _adapted_on(manifests: dict[str, dict[str, Any]]) -> str | None:
+    """What the finetune stages among the chosen heads adapted on: SIMULATED if any did, else real;
+    None without a finetune stage."""
+    adapted = [manifest["summary"].get("simulated", False) for manifest in manifests.values() if manifest.get("kind") == "finetune"]
+    return None if not adapted else "SIMULATED" if any(adapted) else "real"
 
 
 def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> str:

@@ -354,6 +354,7 @@ def test_an_exported_finetune_model_predicts_as_its_run(finetuned, tmp_path):
     assert not any(name.startswith("heads_ae/head/ood") for name in card.files), "the base's own reference is not shipped"
     assert card.scores["temp"].coverage_68 is not None and card.scores["temp"].sbc_ks_p is not None
     assert "adapted on real" in card.training_data and "from heads_ae" in card.training_data
+    assert card.adapted_on == "real" and "adapted on real spectra from a base trained on real ones; " in card.line()
     tables = []
     for source in (run_dir, tmp_path / "model"):
         out = tmp_path / f"{source.name}.csv"

@@ -122,7 +122,7 @@ def test_a_model_naming_its_heads_reads_each_input_once_and_sniffs_only_the_firs
 def test_a_shipped_model_is_listed_shown_and_predicts_by_name(shipped, inputs, tmp_path, capsys):
     assert cli.main(["models", "list"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("toy-small"))
-    assert " toy " in line and "temp" in line and "real" in line
+    assert " toy " in line and "temp" in line and "trained on real spectra; " in line
     assert cli.main(["models", "show", "toy-small"]) == 0
     shown = capsys.readouterr().out
     assert json.loads(shown.split("\n", 1)[1])["files"] == read_card(shipped).files

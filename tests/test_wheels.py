@@ -224,6 +224,8 @@ def test_the_shipped_models_are_listed_with_their_modality(installed):
     for name, modality in SHIPPED.items():
         (line,) = [line for line in lines if line.split()[0] == name]
         assert line.split()[1] == modality, line
+    (adapted,) = [line for line in lines if line.startswith("lamost-dr10-lora ")]
+    assert "adapted on real spectra from a base trained on SIMULATED ones" in adapted
 
 
 def _catalogue(path: Path):

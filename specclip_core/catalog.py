@@ -128,8 +128,8 @@ def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, 
 
 def _write_csv(path: Path, table) -> None:
     """The comments and column names as astropy writes them, then the rows through the csv module,
-    each column's cells formatted at once (astropy formats cell by cell: 6 s for 100,000 rows of a
-    predict catalogue, against under 1 s)."""
+    each column's cells formatted at once (astropy formats cell by cell: 2.0-2.6 s for 100,000 rows
+    of an XP predict catalogue, against 1.4 s)."""
     table[:0].write(path, format="ascii.csv", comment="# ", overwrite=True)
     with open(path, "a", newline="") as handle:
         csv.writer(handle, lineterminator="\n").writerows(zip(*(_cells(table[name]) for name in table.colnames)))

@@ -140,9 +140,13 @@ def test_primary_fits_header_from_the_kept_content_and_from_the_file(tmp_path):
     for path in (plain, gzipped):
         assert primary_fits_header(path)["TELESCOP"] == "TOY"
         assert primary_fits_header(path)["NAXIS1"] == 4
-    first = primary_fits_header(gzipped, blocks=1)
-    assert first["NAXIS"] == 1 and "TELESCOP" not in first, "one block holds the first 36 cards only"
+    for path in (plain, gzipped):  # the first cards: from the kept content, or the file's first bytes
+        first = primary_fits_header(path, cards=4)
+        assert list(first) == ["SIMPLE", "BITPIX", "NAXIS", "NAXIS1"] and first["NAXIS1"] == 4
     (tmp_path / "text.gz").write_bytes(gzip.compress(b"not a FITS file at all" * 200))
+    (tmp_path / "text.fits").write_bytes(b"NAXIS   =                    0" + b" " * 400)
     verify(tmp_path / "text.gz")
-    with pytest.raises((OSError, ValueError)):
-        primary_fits_header(tmp_path / "text.gz")
+    for path in (tmp_path / "text.gz", tmp_path / "text.fits"):
+        for cards in (None, 3):
+            with pytest.raises((OSError, ValueError)):
+                primary_fits_header(path, cards)

@@ -25,7 +25,7 @@ import numpy as np
 from specclip_core.errors import ReaderError
 
 GZIP_MAGIC = b"\x1f\x8b"
-FITS_BLOCK = 2880
+CARD_BYTES = 80
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
@@ -117,21 +117,32 @@ def read_verified(path: str | Path) -> bytes:
     return _gunzip(path, data) if data[:2] == GZIP_MAGIC else data
 
 
-def primary_fits_header(path: str | Path, blocks: int | None = None) -> Any:
+def primary_fits_header(path: str | Path, cards: int | None = None) -> Any:
     """The primary header (an astropy Header) of a FITS file, for sniffing: from the content
-    :func:`verify` kept when it did, else read from the file. With ``blocks``, the cards of at least
-    the first ``blocks`` 2880-byte blocks (the mandatory keywords come first; parsing fewer cards
-    is faster). Raises OSError or ValueError when the file is not FITS."""
+    :func:`verify` kept when it did, else read from the file. With ``cards``, only its first
+    ``cards`` 80-character cards: the FITS standard puts SIMPLE, BITPIX, NAXIS and NAXISn first, and
+    astropy looks its configuration up two or three times (~5 us each) for every card it parses
+    (the two LAMOST sniffers on 5 cards instead of a 36-card block: 0.56-0.67 ms a file against
+    0.70-0.83). Raises OSError or ValueError when the file is not FITS."""
     from astropy.io import fits
 
     kept = _kept_content(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if kept is None:
-            return fits.getheader(path, 0)
-        if blocks is not None:
-            return fits.Header.fromstring(kept[: blocks * FITS_BLOCK].decode("ascii"))
-        return fits.Header.fromfile(io.BytesIO(kept))
+        if cards is None:
+            return fits.getheader(path, 0) if kept is None else fits.Header.fromfile(io.BytesIO(kept))
+        start = kept[: cards * CARD_BYTES] if kept is not None else _first_bytes(path, cards * CARD_BYTES)
+        if not start.startswith(b"SIMPLE  ="):
+            raise ValueError(f"{path}: not a FITS file (no SIMPLE card first)")
+        return fits.Header.fromstring(start.decode("ascii"))
+
+
+def _first_bytes(path: str | Path, size: int) -> bytes:
+    """The first ``size`` bytes of a file's content, decompressed when gzipped."""
+    with open(path, "rb") as handle:
+        gzipped = handle.read(2) == GZIP_MAGIC
+    with gzip.open(path) if gzipped else open(path, "rb") as handle:
+        return handle.read(size)
 
 
 @contextlib.contextmanager

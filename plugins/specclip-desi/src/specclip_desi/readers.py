@@ -115,7 +115,7 @@ class DesiReader(Reader):
         if not (path.name.startswith(self.prefix) and path.name.lower().endswith((".fits", ".fits.gz"))):
             return False
         try:
-            return primary_fits_header(path).get("NAXIS") == 0
+            return primary_fits_header(path, cards=3).get("NAXIS") == 0  # SIMPLE, BITPIX, NAXIS
         except (*_READ_ERRORS, ReaderError):
             return False
 

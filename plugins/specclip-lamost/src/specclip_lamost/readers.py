@@ -69,21 +69,26 @@ def read_fits(path: Path, extract: Callable[[Path, fits.HDUList, bytes], Spectra
     return spectra
 
 
-def primary_header(path: Path, blocks: int | None = None) -> fits.Header | None:
-    """The primary header (with ``blocks``, its first blocks' cards at least), or None when ``path``
-    is not a readable FITS file (for sniffing)."""
+def primary_header(path: Path, cards: int | None = None) -> fits.Header | None:
+    """The primary header (with ``cards``, only its first cards), or None when ``path`` is not a
+    readable FITS file (for sniffing)."""
     if not path.name.lower().endswith(FITS_SUFFIXES):
         return None
     try:
-        return primary_fits_header(path, blocks)
+        return primary_fits_header(path, cards)
     except (*_READ_ERRORS, ReaderError):
         return None
+
+
+LAYOUT_CARDS = 5
+"""SIMPLE, BITPIX, NAXIS, NAXIS1, NAXIS2: the primary header's first cards, all a sniff reads (DR10's
+primary header carries NAXIS1 and NAXIS2 beside NAXIS = 0)."""
 
 
 def sniffed_layout(path: Path) -> tuple[int | None, int | None]:
     """(NAXIS, NAXIS2) of a LAMOST file's primary header, (None, None) for anything else: a
     ``spec-*`` name or a LAMOST telescope keyword."""
-    header = primary_header(path, blocks=1)
+    header = primary_header(path, cards=LAYOUT_CARDS)
     if header is None:
         return None, None
     if not path.name.startswith("spec-"):

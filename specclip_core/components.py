@@ -18,6 +18,7 @@ collects its components with a :class:`ComponentList` and returns them from
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,7 +213,12 @@ class Registry:
                             registry.add_alias(alias, item.name)
         for impl in pm.hook.specclip_register_models.get_hookimpls():
             for directory in impl.function() or []:
-                registry.add(_as_component(RegisteredModel(directory), "model"), impl.plugin_name)
+                try:
+                    model = RegisteredModel(directory)
+                except SpecCLIPError as error:  # one plugin's damaged model must not stop every command
+                    warnings.warn(f"plugin {impl.plugin_name!r}: model skipped, {error}", UserWarning, stacklevel=2)
+                    continue
+                registry.add(_as_component(model, "model"), impl.plugin_name)
         return registry
 
 

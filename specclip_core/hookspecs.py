@@ -59,7 +59,9 @@ def specclip_register_specs() -> list[str]:
 @hookspec
 def specclip_register_models() -> list[str]:
     """Paths of model directories this plugin ships (each written by ``specclip models export`` and
-    holding its ``model.json`` card); each is usable by its card's name (``specclip predict --model NAME``)."""
+    holding its ``model.json`` card); each is usable by its card's name (``specclip predict --model NAME``).
+    A directory whose card is missing or invalid is skipped with a warning naming the plugin; the
+    plugin's other models and every other plugin stay usable."""
 
 
 @hookspec

@@ -140,6 +140,22 @@ def test_an_unknown_model_name_lists_the_known_ones(shipped):
         get_model("toy-big")
 
 
+def test_a_plugin_shipping_a_damaged_card_loses_that_model_only(shipped, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shipped, damaged)
+    (damaged / "model.json").write_text((damaged / "model.json").read_text().replace('"name"', '"nmae"'))
+    plugin = types.ModuleType("damaged_models")
+    plugin.specclip_register_models = hookimpl(lambda: [str(damaged), str(tmp_path / "absent")])
+    get_plugin_manager().register(plugin, name="damaged-models")
+    refresh_registry()
+    try:
+        with pytest.warns(UserWarning, match="plugin 'damaged-models': model skipped") as caught:
+            assert get_model("toy-small").directory == shipped, "the other plugin's model is still there"
+        assert len(caught) == 2 and any("model.json" in str(w.message) for w in caught)
+    finally:
+        get_plugin_manager().unregister(name="damaged-models")
+        refresh_registry()
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
 def test_a_modified_truncated_or_missing_file_fails_its_checksum_before_anything_loads(exported, inputs, tmp_path, monkeypatch, damage):
     broken = tmp_path / "broken"

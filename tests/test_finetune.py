@@ -73,6 +73,7 @@ FINETUNES = {
     "ft_gaussian": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "sbc_stars": 50},
     "ft_gaussian_members": {"base": "heads_ae", "adapters": ["lora2"], "uncertainty": "gaussian", "members": 2, "sbc_stars": 50},
     "ft_gaussian_folds": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "recalibration_folds": 2, "sbc_stars": 50},
+    "ft_gaussian_holdout": {"base": "heads_ae", "adapters": ["lora2"], "loss": "l1", "uncertainty": "gaussian", "recalibration_holdout": 0.25, "sbc_stars": 50},
 }
 
 
@@ -375,6 +376,19 @@ def test_recalibration_folds_need_a_gaussian_finetune(tmp_path):
     for settings in ({"recalibration_folds": 3}, {"recalibration_folds": 1, "uncertainty": "gaussian"}):
         with pytest.raises(ValidationError, match="recalibration_folds is"):
             FinetuneConfig(base="heads", adapters=["lora2"], labels=["temp"], **settings)
+    for settings in ({"recalibration_holdout": 0.2}, {"recalibration_holdout": 0.2, "uncertainty": "gaussian", "recalibration_folds": 2}):
+        with pytest.raises(ValidationError, match="recalibration_holdout is"):
+            FinetuneConfig(base="heads", adapters=["lora2"], labels=["temp"], **settings)
+
+
+def test_held_out_training_stars_leave_the_adaptation_and_join_the_recalibration(finetuned):
+    run_dir, adapt, manifests, _ = finetuned
+    summary = manifests["ft_gaussian_holdout"]["summary"]
+    assert summary["n_rows"]["train"] == 30 and summary["n_rows"]["held_out"] == 10, "a quarter of the 40 drawn stars"
+    assert summary["recalibration_stars"] == {"temp": 5 + 10}, "the validation stars and the held-out ones"
+    assert manifests["ft_gaussian"]["summary"]["n_rows"]["held_out"] == 0
+    levels = [json.loads((run_dir / s / "head" / "head.json").read_text())["recalibration"]["temp"] for s in ("ft_gaussian", "ft_gaussian_holdout")]
+    assert not np.allclose(*levels)
 
 
 def test_unknown_or_clashing_adapters_are_refused_by_the_spec(tmp_path):

@@ -9,8 +9,10 @@ model as it was (zero-shot). Only the trained tensors are kept (for LoRA, the ad
 ``uncertainty: gaussian`` adds a spread network beside each head network, trained from scratch by the
 Gaussian likelihood of the labels around the value (whose own ``loss`` trains it, the likelihood's
 gradient stopped there: :class:`~specclip_core.heads.mlp.ValueAndSpread`), so every star gets a sigma;
-the members' mixture is recalibrated on the validation stars and checked on the test split as a heads
-stage checks a head that gives posteriors (SBC on ``sbc_stars``, coverage of the 68% and 95% intervals).
+the members' mixture is recalibrated on the validation stars (with ``recalibration_holdout``, also on
+training stars held out of the adaptation; with ``recalibration_folds``, also on every training star
+out of fold) and checked on the test split as a heads stage checks a head that gives posteriors (SBC
+on ``sbc_stars``, coverage of the 68% and 95% intervals).
 The stage also saves an out-of-distribution reference of its training spectra (``ood``), so ``predict``
 writes the flag columns.
 """
@@ -113,6 +115,12 @@ class FinetuneConfig(SpecModel):
         ge=0,
         description="uncertainty: gaussian: also recalibrate on every labelled training star, each scored by the same recipe trained without its fold of this many (0: the validation stars alone)",
     )
+    recalibration_holdout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="uncertainty: gaussian: hold this fraction of the drawn training stars out of the adaptation (not trained on, not used to stop) and recalibrate on them beside the validation stars (0: the validation stars alone)",
+    )
     sbc_stars: int = Field(200, ge=10, description="test stars for simulation-based calibration (uncertainty: gaussian)")
     ood: OODSettings = Field(default_factory=OODSettings, description="out-of-distribution thresholds from the training spectra (predict's flag columns)")
     train: TrainSpec = Field(default_factory=_finetune_train_spec)
@@ -142,6 +150,8 @@ class FinetuneConfig(SpecModel):
             raise ValueError(f"from_base names {unknown}, which are not in labels {self.labels}")
         if self.recalibration_folds and (self.uncertainty != "gaussian" or self.recalibration_folds < 2):
             raise ValueError(f"recalibration_folds is {self.recalibration_folds}: it needs uncertainty: gaussian and at least 2 folds (0: off)")
+        if self.recalibration_holdout and (self.uncertainty != "gaussian" or self.recalibration_folds):
+            raise ValueError(f"recalibration_holdout is {self.recalibration_holdout}: it needs uncertainty: gaussian, and recalibration_folds 0")
         if self.unlabelled is not None and not set(self.adapters) & set(ENCODER_ADAPTERS):
             raise ValueError(
                 f"unlabelled spectra adapt an encoder adapter ({', '.join(ENCODER_ADAPTERS)}); adapters {self.adapters} has none"
@@ -170,6 +180,14 @@ def draw(rows: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
     if n > len(rows):
         raise SpecCLIPError(f"finetune: {what} is {n}, but the data has only {len(rows)} labelled stars there")
     return np.sort(rows[np.random.default_rng(seed).permutation(len(rows))[:n]])
+
+
+def hold_out(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` split into those kept and a random ``fraction`` of them held out (in order, each;
+    the draw fixed by ``seed``)."""
+    held = np.zeros(len(rows), dtype=bool)
+    held[np.random.default_rng(seed + 2).permutation(len(rows))[: round(fraction * len(rows))]] = True
+    return rows[~held], rows[held]
 
 
 class FinetuneStage(Stage):
@@ -220,14 +238,16 @@ class FinetuneStage(Stage):
         rows = selected_rows(store, config.labels, {})
         split = split_labels(store.ids[rows])
         train_rows = draw(rows[split == "train"], config.n_labelled, seed, "n_labelled")
+        train_rows, held_rows = hold_out(train_rows, config.recalibration_holdout, seed)
         n_validation = config.n_validation or (max(5, math.ceil(config.n_labelled / 10)) if config.n_labelled else None)
         val_rows = draw(rows[split == "val"], n_validation, seed, "n_validation")
         test_rows = rows[split == "test"]
         columns = self._columns(base)
         zero_shot_model = build_model(base, columns)
-        arrays = {part: store.read(modality, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+        parts = {"train": train_rows, "val": val_rows, "test": test_rows} | ({"held": held_rows} if len(held_rows) else {})
+        arrays = {part: store.read(modality, r) for part, r in parts.items()}
         inputs = {part: spectra_inputs(a) for part, a in arrays.items()}
-        truth = {part: store.labels(config.labels, r) for part, r in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
+        truth = {part: store.labels(config.labels, r) for part, r in parts.items()}
         zero_shot = zero_shot_model.predict(inputs["test"])
 
         data = {"inputs": inputs, "truth": truth, "arrays": arrays, "ids": {"train": store.ids[train_rows], "val": store.ids[val_rows]}}
@@ -252,6 +272,10 @@ class FinetuneStage(Stage):
         recalibration_stars = None
         if model.gaussian:
             pits, known = predictor.pits(inputs["val"], truth["val"]), truth["val"]
+            if len(held_rows):
+                held_pits = predictor.pits(inputs["held"], truth["held"])
+                pits = {label: np.concatenate([pits[label], held_pits[label]]) for label in pits}
+                known = {label: np.concatenate([known[label], truth["held"][label]]) for label in known}
             if config.recalibration_folds:
                 held_pits, held_truth = self._out_of_fold_pits(context, base, columns, data, modality, seed, store_split)
                 pits = {label: np.concatenate([pits[label], held_pits[label]]) for label in pits}
@@ -290,7 +314,7 @@ class FinetuneStage(Stage):
             "base": config.base,
             "adapters": config.adapters,
             "simulated": simulated,
-            "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)},
+            "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows), "held_out": len(held_rows)},
             "members": config.members,
             "trainable_parameters": sum(m.n_trainable() for m in models),
             "total_parameters": model.n_parameters() + sum(m.n_trainable() for m in models[1:]),

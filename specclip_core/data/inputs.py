@@ -122,7 +122,7 @@ def primary_fits_header(path: str | Path, cards: int | None = None) -> Any:
     :func:`verify` kept when it did, else read from the file. With ``cards``, only its first
     ``cards`` 80-character cards: the FITS standard puts SIMPLE, BITPIX, NAXIS and NAXISn first, and
     astropy looks its configuration up two or three times (~5 us each) for every card it parses
-    (the two LAMOST sniffers on 5 cards instead of a 36-card block: 0.56-0.67 ms a file against
+    (a plugin's two sniffers on 5 cards instead of a 36-card block: 0.56-0.67 ms a file against
     0.70-0.83). Raises OSError or ValueError when the file is not FITS."""
     from astropy.io import fits
 

@@ -127,7 +127,7 @@ def _training_data(run: RunDir, chosen: dict[str, Any], manifests: dict[str, dic
     parts = []
     for stage in chosen:
         rows = manifests[stage].get("summary", {}).get("n_rows", {})
-        counts = ", ".join(f"{n} {split}" for split, n in rows.items())
+        counts = ", ".join(f"{n} {split.replace('_', ' ')}" for split, n in rows.items())
         parts.append(f"{run.trained_on(stage)}; data {_data_source(run, stage)} ({counts})")
     return "; ".join(parts)
 

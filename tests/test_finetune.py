@@ -386,7 +386,7 @@ def test_held_out_training_stars_leave_the_adaptation_and_join_the_recalibration
     summary = manifests["ft_gaussian_holdout"]["summary"]
     assert summary["n_rows"]["train"] == 30 and summary["n_rows"]["held_out"] == 10, "a quarter of the 40 drawn stars"
     assert summary["recalibration_stars"] == {"temp": 5 + 10}, "the validation stars and the held-out ones"
-    assert manifests["ft_gaussian"]["summary"]["n_rows"]["held_out"] == 0
+    assert "held_out" not in manifests["ft_gaussian"]["summary"]["n_rows"]
     levels = [json.loads((run_dir / s / "head" / "head.json").read_text())["recalibration"]["temp"] for s in ("ft_gaussian", "ft_gaussian_holdout")]
     assert not np.allclose(*levels)
 

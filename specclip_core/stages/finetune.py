@@ -314,7 +314,7 @@ class FinetuneStage(Stage):
             "base": config.base,
             "adapters": config.adapters,
             "simulated": simulated,
-            "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows), "held_out": len(held_rows)},
+            "n_rows": {"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)} | ({"held_out": len(held_rows)} if len(held_rows) else {}),
             "members": config.members,
             "trainable_parameters": sum(m.n_trainable() for m in models),
             "total_parameters": model.n_parameters() + sum(m.n_trainable() for m in models[1:]),

@@ -94,8 +94,11 @@ class SpectraStream:
         self.n_files_read = 0
         self._reading: _WorkerReading | None = None
 
+    def _forks_workers(self) -> bool:
+        return self.workers > 1 and "fork" in multiprocessing.get_all_start_methods()
+
     def _reads_files_in_workers(self) -> bool:
-        return self.workers > 1 and len(self.files) > 1 and "fork" in multiprocessing.get_all_start_methods()
+        return self._forks_workers() and len(self.files) > 1
 
     def start(self) -> None:
         """Fork the worker processes and set them reading now (where several files are read in
@@ -115,7 +118,7 @@ class SpectraStream:
         if self._reads_files_in_workers():
             yield from self._files_in_workers()
             return
-        if self.workers > 1 and len(self.files) == 1 and "fork" in multiprocessing.get_all_start_methods():
+        if self._forks_workers() and len(self.files) == 1:
             reader = self._shared_reader()
             if reader is not None:
                 yield from self._file_in_shares(reader)
@@ -175,19 +178,19 @@ class SpectraStream:
         (one file may be larger), a few groups per worker at least, each with its bytes: a worker
         preprocesses a group together, as one process preprocesses a chunk."""
         most = max(1, min(GROUP_FILES, len(self.files) // (4 * self.workers)))
-        groups: list[tuple[list[int], int]] = [([], 0)]
+        groups: list[list[int]] = [[]]
+        sizes = [0]
         for index, path in enumerate(self.files):
             try:
                 nbytes = path.stat().st_size
             except OSError:
                 nbytes = 0
-            members, size = groups[-1]
-            if members and (len(members) >= most or size + nbytes > GROUP_BYTES):
-                groups.append(([], 0))
-            members, size = groups[-1]
-            members.append(index)
-            groups[-1] = (members, size + nbytes)
-        return groups
+            if groups[-1] and (len(groups[-1]) >= most or sizes[-1] + nbytes > GROUP_BYTES):
+                groups.append([])
+                sizes.append(0)
+            groups[-1].append(index)
+            sizes[-1] += nbytes
+        return list(zip(groups, sizes))
 
     def _shared_reader(self) -> Reader | None:
         """The reader of the one file when it reads in shares (None for a file no reader takes)."""

@@ -272,14 +272,14 @@ class FinetuneStage(Stage):
         recalibration_stars = None
         if model.gaussian:
             pits, known = predictor.pits(inputs["val"], truth["val"]), truth["val"]
+            more = None  # (PITs, truth) of the training stars recalibrated on too
             if len(held_rows):
-                held_pits = predictor.pits(inputs["held"], truth["held"])
-                pits = {label: np.concatenate([pits[label], held_pits[label]]) for label in pits}
-                known = {label: np.concatenate([known[label], truth["held"][label]]) for label in known}
-            if config.recalibration_folds:
-                held_pits, held_truth = self._out_of_fold_pits(context, base, columns, data, modality, seed, store_split)
-                pits = {label: np.concatenate([pits[label], held_pits[label]]) for label in pits}
-                known = {label: np.concatenate([known[label], held_truth[label]]) for label in known}
+                more = predictor.pits(inputs["held"], truth["held"]), truth["held"]
+            elif config.recalibration_folds:
+                more = self._out_of_fold_pits(context, base, columns, data, modality, seed, store_split)
+            if more is not None:
+                pits = {label: np.concatenate([pits[label], more[0][label]]) for label in pits}
+                known = {label: np.concatenate([known[label], more[1][label]]) for label in known}
             predictor.recalibration = Recalibration.fit(known, pits)
             recalibration_stars = {label: int(np.isfinite(values).sum()) for label, values in known.items()}
         save_adapted(head_dir, models, reference, getattr(predictor, "recalibration", None))

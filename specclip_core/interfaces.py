@@ -263,6 +263,24 @@ class LabelledInputs:
     def __len__(self) -> int:
         return len(self.inputs)
 
+    def take(self, rows: np.ndarray) -> LabelledInputs:
+        """These rows (indices or a boolean mask) of every column."""
+        errors = None if self.input_errors is None else self.input_errors[rows]
+        return LabelledInputs(self.inputs[rows], {k: v[rows] for k, v in self.labels.items()}, self.ids[rows], {k: v[rows] for k, v in self.label_errors.items()}, errors)
+
+    @classmethod
+    def joined(cls, parts: list[LabelledInputs]) -> LabelledInputs:
+        """The rows of ``parts`` one after another (each with the first part's label columns)."""
+        first = parts[0]
+        errors = None if any(p.input_errors is None for p in parts) else np.concatenate([p.input_errors for p in parts])
+        return cls(
+            np.concatenate([p.inputs for p in parts]),
+            {k: np.concatenate([p.labels[k] for p in parts]) for k in first.labels},
+            np.concatenate([p.ids for p in parts]),
+            {k: np.concatenate([p.label_errors[k] for p in parts]) for k in first.label_errors},
+            errors,
+        )
+
 
 HEAD_FILE = "head.json"
 

@@ -84,6 +84,25 @@ def test_per_label_npe_with_nsf(tmp_path):
     np.testing.assert_array_equal(NPEHead.load(tmp_path / "saved").predict(test.inputs[:20])["z"], head.predict(test.inputs[:20])["z"])
 
 
+def test_recalibration_holdout_trains_without_the_held_stars_and_recalibrates_on_them(tmp_path):
+    train, val = _problem(400, 7), _problem(30, 8)
+    head = NPEHead(NPEHeadConfig(joint=False, samples=100, sbc_stars=20, hidden=16, recalibration_holdout=0.25))
+    summary = head.fit(train, val, tmp_path, TrainSpec(epochs=5, batch_size=128, lr=3e-3, weight_decay=0.0, patience=8, device="cpu"), seed=3)
+    for label in ("y", "z"):
+        assert summary[label]["n_train"] == 300 and summary[label]["n_held_out"] == 100
+        assert summary[label]["recalibration_stars"] == 130
+    again = NPEHead(NPEHeadConfig(joint=False, samples=100, sbc_stars=20, hidden=16, recalibration_holdout=0.25, recalibration_stars=30))
+    assert again.fit(train, val, tmp_path / "capped", TrainSpec(epochs=1, batch_size=128, lr=3e-3, weight_decay=0.0, patience=8, device="cpu"), seed=3)["y"]["recalibration_stars"] == 30
+
+
+def test_labelled_inputs_take_and_join_rows():
+    part = _problem(10, 9)
+    back = LabelledInputs.joined([part.take(np.arange(4)), part.take(np.arange(10) >= 4)])
+    np.testing.assert_array_equal(back.inputs, part.inputs)
+    np.testing.assert_array_equal(back.ids, part.ids)
+    np.testing.assert_array_equal(back.labels["z"], part.labels["z"])
+
+
 def test_calibration_finds_overconfident_posteriors():
     rng = np.random.default_rng(0)
     truth = rng.normal(size=400)

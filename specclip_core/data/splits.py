@@ -40,3 +40,11 @@ def split_rows(ids: Iterable[object], split: Split | None) -> np.ndarray:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     return np.flatnonzero(split_labels(ids) == split)
+
+
+def hold_out(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` split into those kept and a random ``fraction`` of them held out (in order, each;
+    the draw fixed by ``seed``)."""
+    held = np.zeros(len(rows), dtype=bool)
+    held[np.random.default_rng(seed + 2).permutation(len(rows))[: round(fraction * len(rows))]] = True
+    return rows[~held], rows[held]

@@ -104,20 +104,26 @@ def pit(truth: np.ndarray, samples: np.ndarray) -> np.ndarray:
 
 
 def quantiles(samples: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Each row of ``samples`` ``[N, S]`` read at its own ``levels`` ``[N, L]``, as the distribution
-    of the module docstring."""
-    ordered = np.sort(np.asarray(samples, dtype=np.float64), axis=1)
+    """Each row of ``samples`` ``[N, S]`` read at its own ``levels`` ``[N, L]`` (or every row at the
+    same ``[L]``), as the distribution of the module docstring."""
+    return _read_sorted(np.sort(np.asarray(samples, dtype=np.float64), axis=1), np.asarray(levels, dtype=np.float64))
+
+
+def _read_sorted(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """:func:`quantiles` of samples already sorted along each row."""
     s = ordered.shape[1]
-    position = np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP) * s - 0.5
+    clipped = np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP)
+    position = clipped * s - 0.5
     below = np.clip(np.floor(position), 0, s - 1).astype(np.int64)
     above = np.minimum(below + 1, s - 1)
     weight = np.clip(position - below, 0, 1)
-    out = (1 - weight) * np.take_along_axis(ordered, below, axis=1) + weight * np.take_along_axis(ordered, above, axis=1)
+    if levels.ndim == 1:
+        out = (1 - weight) * ordered[:, below] + weight * ordered[:, above]
+    else:
+        out = (1 - weight) * np.take_along_axis(ordered, below, axis=1) + weight * np.take_along_axis(ordered, above, axis=1)
     mean, sd, low_mass, high_mass = (v[:, None] for v in _tails(ordered))
-    tail = np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP) * s / 0.5
-    upper = (1 - np.clip(levels, LEVEL_CLIP, 1 - LEVEL_CLIP)) * s / 0.5
-    out = np.where(position < 0, mean + sd * ndtri(np.clip(tail * low_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
-    return np.where(position > s - 1, mean - sd * ndtri(np.clip(upper * high_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
+    out = np.where(position < 0, mean + sd * ndtri(np.clip(clipped * s / 0.5 * low_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
+    return np.where(position > s - 1, mean - sd * ndtri(np.clip((1 - clipped) * s / 0.5 * high_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
 
 
 def summarise(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -160,6 +166,8 @@ class Recalibration:
             if label not in self.levels or not n:
                 out[label] = drawn
                 continue
-            ranks = np.argsort(np.argsort(drawn, axis=1), axis=1)
-            out[label] = quantiles(drawn, self.level(label, (ranks + 0.5) / s))
+            order = np.argsort(drawn, axis=1)
+            moved = _read_sorted(np.take_along_axis(np.asarray(drawn, dtype=np.float64), order, axis=1), self.level(label, (np.arange(s) + 0.5) / s))
+            out[label] = np.empty_like(moved)
+            np.put_along_axis(out[label], order, moved, axis=1)
         return out

@@ -9,8 +9,8 @@ networks then read the short summary instead of every input value once per sampl
 
 The value is the posterior median; ``<label>_lo``/``<label>_hi`` are the 16th/84th percentiles and
 ``<label>_err`` half their distance. With ``recalibrate`` (the default) the chosen posterior's
-marginals are recalibrated on validation stars
-(:class:`specclip_core.heads.calibration.Recalibration`); ``sample(..., recalibrated=False)`` gives
+marginals are recalibrated on validation stars, and with ``recalibration_holdout`` on training stars
+held out of the flows' training too (:class:`specclip_core.heads.calibration.Recalibration`); ``sample(..., recalibrated=False)`` gives
 the flow's own samples. With ``seeds`` > 1 a flow is trained per seed and the one kept
 is, as in the paper, the lowest validation robust sigma among those whose SBC on ``sbc_stars``
 validation stars passes (K-S p >= ``sbc_threshold`` for every label), or the highest p if none does.
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from specclip_core.data.splits import hold_out
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.calibration import Recalibration, calibration, pit, summarise
 from specclip_core.heads.inputs import standardiser
@@ -68,6 +69,9 @@ class NPEHeadConfig(BaseModel):
     sample_seed: int = Field(0, description="seed of posterior sampling, so predictions repeat")
     recalibrate: bool = Field(True, description="recalibrate the chosen posterior's marginals on validation stars (quantile recalibration)")
     recalibration_stars: int = Field(2000, ge=10, description="validation stars the recalibration is fitted on, at most")
+    recalibration_holdout: float = Field(
+        0.0, ge=0, lt=1, description="hold this fraction of the training stars out of the flows' training and recalibrate on them beside the validation stars (0: the validation stars alone)"
+    )
 
 
 def _sbi():
@@ -123,6 +127,8 @@ class NPEHead(Head):
         """Train each flow (``seeds`` times) with sbi's NPE on the training rows that have all its labels."""
         NPE = _sbi()[0]
         spec = train_spec or TrainSpec(epochs=200, batch_size=256, lr=5e-4, weight_decay=0.0, patience=20)
+        kept, held = hold_out(np.arange(len(train)), self.config.recalibration_holdout, seed)
+        train, recalibrating = train.take(kept), LabelledInputs.joined([validation, train.take(held)])
         self.labels = list(train.labels)
         self.groups = [self.labels] if self.config.joint else [[label] for label in self.labels]
         self.input_mean, self.input_std = standardiser(train.inputs)
@@ -164,9 +170,10 @@ class NPEHead(Head):
                 "seeds": [t[1] for t in tries],
             }
         if self.config.recalibrate:
-            self.recalibration = self._recalibration(validation, seed)
+            self.recalibration = self._recalibration(recalibrating, seed)
             for entry in summary.values():
-                entry["recalibration_stars"] = int(min(len(validation.inputs), self.config.recalibration_stars))
+                entry["recalibration_stars"] = int(min(len(recalibrating), self.config.recalibration_stars))
+                entry["n_held_out"] = len(held)
         return summary
 
     def _dropped_outside(self, name: str, group: list[str], dropped: np.ndarray, low: list[float], high: list[float]) -> dict[str, int]:
@@ -188,12 +195,12 @@ class NPEHead(Head):
                 )
         return counts
 
-    def _recalibration(self, validation: LabelledInputs, seed: int) -> Recalibration:
+    def _recalibration(self, stars: LabelledInputs, seed: int) -> Recalibration:
         """The quantile recalibration of every label, from the flows' samples for at most
-        ``recalibration_stars`` validation stars drawn at random."""
-        rows = np.sort(np.random.default_rng(seed).permutation(len(validation.inputs))[: self.config.recalibration_stars])
-        drawn = self.sample(validation.inputs[rows], recalibrated=False)
-        truth = {label: validation.labels[label][rows] for label in self.labels}
+        ``recalibration_stars`` of ``stars`` (validation ones, then any held out) drawn at random."""
+        rows = np.sort(np.random.default_rng(seed).permutation(len(stars))[: self.config.recalibration_stars])
+        drawn = self.sample(stars.inputs[rows], recalibrated=False)
+        truth = {label: stars.labels[label][rows] for label in self.labels}
         return Recalibration.fit(truth, {label: pit(truth[label], drawn[label]) for label in self.labels})
 
     def _validate(self, posterior: Any, theta: np.ndarray, x: torch.Tensor, group: list[str], seed: int) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from specclip_core.components import create_component, get_modality
 from specclip_core.data.dataset import ArrayDataset, StoreDataset
-from specclip_core.data.splits import split_labels
+from specclip_core.data.splits import hold_out, split_labels
 from specclip_core.errors import SpecCLIPError
 from specclip_core.heads.adapted import ADAPTED, AdaptedEnsemble, AdaptedModel, Base, build_model, load_base, save_adapted
 from specclip_core.heads.calibration import Recalibration
@@ -180,14 +180,6 @@ def draw(rows: np.ndarray, n: int | None, seed: int, what: str) -> np.ndarray:
     if n > len(rows):
         raise SpecCLIPError(f"finetune: {what} is {n}, but the data has only {len(rows)} labelled stars there")
     return np.sort(rows[np.random.default_rng(seed).permutation(len(rows))[:n]])
-
-
-def hold_out(rows: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``rows`` split into those kept and a random ``fraction`` of them held out (in order, each;
-    the draw fixed by ``seed``)."""
-    held = np.zeros(len(rows), dtype=bool)
-    held[np.random.default_rng(seed + 2).permutation(len(rows))[: round(fraction * len(rows))]] = True
-    return rows[~held], rows[held]
 
 
 class FinetuneStage(Stage):

@@ -1,8 +1,10 @@
 """The npe head (sbi): posteriors that cover the truth, safetensors round trips, SBC in the heads stage."""
 
 import json
+import signal
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -60,6 +62,22 @@ def test_npe_posteriors_cover_the_truth(trained):
     values, raw = head.predict_samples(test.inputs[:50])
     assert set(raw) == {"y", "z"} and raw["y"].shape == (50, 200)
     np.testing.assert_allclose(values["y"], head.predict(test.inputs[:50])["y"])
+
+
+def test_a_star_whose_posterior_lies_outside_the_prior_box_is_drawn_unrestricted_not_forever(trained):
+    head, _, train, test = trained
+    far = test.inputs[:3].copy()
+    far[1] = 100.0  # y = x0 + noise: its posterior sits at y ~ 100, far outside the box (training range +- 1 sd)
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("rejection sampling at the prior box did not end"))
+    signal.alarm(60)
+    try:
+        with pytest.warns(UserWarning, match="for 1 of 3 stars the flow puts under 1%"):
+            predicted = head.predict(far)
+    finally:
+        signal.alarm(0)
+    assert predicted["y"][1] > np.nanmax(train.labels["y"]) + 10
+    normal = head.predict(test.inputs[:3])
+    assert abs(predicted["y"][0] - normal["y"][0]) < 3 * NOISE
 
 
 def test_npe_saves_safetensors_and_reloads_identically(trained, tmp_path):
@@ -142,7 +160,11 @@ class _GaussianPosterior:
     """A stand-in flow: Gaussian samples around ``centre(x)`` with standard deviation ``sd``."""
 
     def __init__(self, centre, sd):
+        from sbi.utils import BoxUniform
+
         self.centre, self.sd = centre, sd
+        self.prior = BoxUniform(torch.tensor([-50.0]), torch.tensor([50.0]))
+        self.posterior_estimator = SimpleNamespace(sample=lambda shape, condition: self.sample_batched(shape, condition))
 
     def sample_batched(self, shape, x, show_progress_bars=False):
         centre = torch.as_tensor(self.centre(x.numpy()), dtype=torch.float32)

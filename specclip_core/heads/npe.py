@@ -47,6 +47,14 @@ SAMPLING_VALUES = 1 << 24
 """A flow draws each sample given its star's inputs, repeated once per sample: stars are sampled in
 batches of at most this many repeated input values (64 MB of float32)."""
 
+PILOT_SAMPLES = 200
+INSIDE_FRACTION = 0.01
+"""Before its samples are drawn inside the prior box (rejection sampling, sbi's), each star's flow
+draws :data:`PILOT_SAMPLES` samples unrestricted, with a seed of their own; a star whose flow puts
+fewer than this fraction of them inside the box (a spectrum unlike any the head was trained on) is
+drawn unrestricted, since rejection sampling would take ~1 / fraction proposals a sample (forever at
+0) and hang the prediction. Its samples may lie outside the box: its range flags say so."""
+
 ESTIMATORS = {"maf": "zuko_maf", "nsf": "zuko_nsf"}
 """sbi's zuko flows: nflows' MAF (sbi's "maf") gives the first variable of each transform's
 autoregressive order no dependence on the inputs, so a 2-transform MAF can miss a label entirely."""
@@ -237,11 +245,36 @@ class NPEHead(Head):
         if not len(x):
             return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
         batch = max(1, min(1024, SAMPLING_VALUES // (n * x.shape[1])))
+        inside = torch.cat([self._mostly_inside(posterior, x[i : i + batch]) for i in range(0, len(x), batch)])
+        if not inside.all():
+            warnings.warn(
+                f"npe head: for {int((~inside).sum())} of {len(x)} stars the flow puts under {INSIDE_FRACTION:.0%} of its posterior inside the prior box "
+                "(the training labels' range widened by prior_margin standard deviations): their samples are the flow's own, unrestricted (see the range flags)",
+                stacklevel=3,
+            )
+        parts = []
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")
+            warnings.filterwarnings("ignore", message=".*lie outside the prior support")
             torch.manual_seed(self.config.sample_seed)
-            parts = [posterior.sample_batched((n,), x=x[i : i + batch], show_progress_bars=False).permute(1, 0, 2) for i in range(0, len(x), batch)]
+            for i in range(0, len(x), batch):
+                rows, kept = x[i : i + batch], inside[i : i + batch]
+                part = torch.empty((n, len(rows), posterior.prior.event_shape[0]))
+                if kept.any():
+                    part[:, kept] = posterior.sample_batched((n,), x=rows[kept], show_progress_bars=False)
+                if not kept.all():
+                    part[:, ~kept] = posterior.sample_batched((n,), x=rows[~kept], show_progress_bars=False, reject_outside_prior=False)
+                parts.append(part.permute(1, 0, 2))
         return torch.cat(parts).numpy()
+
+    def _mostly_inside(self, posterior: Any, x: torch.Tensor) -> torch.Tensor:
+        """Per star, whether at least :data:`INSIDE_FRACTION` of :data:`PILOT_SAMPLES` unrestricted
+        samples of its flow lie inside the prior box (drawn with a seed of their own, so that the
+        samples that follow are those a draw without this check gives)."""
+        with torch.random.fork_rng():
+            torch.manual_seed(self.config.sample_seed + 1)
+            pilot = posterior.posterior_estimator.sample(torch.Size([PILOT_SAMPLES]), condition=x)
+        return posterior.prior.support.check(pilot).float().mean(0) >= INSIDE_FRACTION
 
     def sample(self, inputs: np.ndarray, n_samples: int | None = None, recalibrated: bool = True) -> dict[str, np.ndarray]:
         """Label -> posterior samples ``[N, n_samples]`` in the label's units (``samples`` by default),

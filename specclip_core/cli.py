@@ -559,6 +559,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from specclip_core.threads import watch_cpus
+
+    watch_cpus()  # the busy CPUs are counted over the start-up, not in a sleep of their own
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

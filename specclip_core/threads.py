@@ -4,8 +4,8 @@ Left alone, torch, numpy's and scipy's OpenBLAS, faiss and scikit-learn's OpenMP
 one thread per core; beside each other (or beside another job) they fight for the cores. The number
 comes from, in order: the caller (``--threads``, a spec's ``threads``), ``SPECCLIP_THREADS``, and the
 CPUs this process may run on (shared between the processes of one torchrun node) less those that
-other work keeps busy when the process starts (measured over :data:`SAMPLE_SECONDS` from
-``/proc/stat``; at least one); it is never more than this process's CPUs. On 2 cores beside one
+other work keeps busy when the process starts (measured from ``/proc/stat`` over
+:data:`SAMPLE_SECONDS`, or over a command's start-up, its own CPU time taken out; at least one); it is never more than this process's CPUs. On 2 cores beside one
 other CPU-bound job, 2 threads spend their time waiting for each other: 1 thread is much faster
 (bench/results/quickstart_threads.md).
 """
@@ -25,6 +25,7 @@ SAMPLE_SECONDS = 0.3
 POOL_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _applied: int | None = None
 _busy: int | None = None
+_watch: tuple[tuple[int, int], float, float] | None = None
 
 
 def available_cpus() -> int:
@@ -46,18 +47,30 @@ def _cpu_times() -> tuple[int, int] | None:
     return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
 
 
-def busy_cpus(seconds: float = SAMPLE_SECONDS) -> int:
-    """How many of the machine's CPUs other work keeps busy now: the non-idle share of all CPUs over
-    ``seconds``, times their number, rounded (0 where it cannot be measured)."""
+def watch_cpus() -> None:
+    """Start watching the CPUs now (a command's first step), so that :func:`busy_cpus` measures over
+    the time since, this process's own CPU time taken out, instead of sleeping."""
+    global _watch
     before = _cpu_times()
+    _watch = None if before is None else (before, time.monotonic(), time.process_time())
+
+
+def busy_cpus(seconds: float = SAMPLE_SECONDS) -> int:
+    """How many of the machine's CPUs other work keeps busy now: the non-idle share of all CPUs, times
+    their number, less this process's own use, rounded (0 where it cannot be measured); over
+    ``seconds``, or since :func:`watch_cpus` when it was called (waiting only for what is left of
+    ``seconds``)."""
+    start = _watch or (_cpu_times(), time.monotonic(), time.process_time())
+    before, started, own = start
     if before is None:
         return 0
-    time.sleep(seconds)
-    after = _cpu_times()
+    time.sleep(max(0.0, seconds - (time.monotonic() - started)))
+    after, wall = _cpu_times(), time.monotonic() - started
     total = after[1] - before[1] if after else 0
-    if total <= 0:
+    if total <= 0 or wall <= 0:
         return 0
-    return round((1 - (after[0] - before[0]) / total) * (os.cpu_count() or 1))
+    busy = (1 - (after[0] - before[0]) / total) * (os.cpu_count() or 1)
+    return max(0, round(busy - (time.process_time() - own) / wall))
 
 
 def free_cpus() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,6 +54,25 @@ def test_busy_cpus_sees_a_cpu_bound_job():
     try:
         __import__("time").sleep(0.5)
         assert threads.busy_cpus(0.5) >= 1
+    finally:
+        job.kill()
+        job.wait()
+
+
+def test_busy_cpus_after_a_watch_leaves_out_this_process_and_does_not_sleep(monkeypatch):
+    job = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time = __import__("time")
+        time.sleep(0.5)
+        monkeypatch.setattr(threads, "_watch", None)
+        threads.watch_cpus()
+        ends = time.process_time() + 0.6
+        while time.process_time() < ends:  # this process's own work: not another job's
+            pass
+        started = time.monotonic()
+        busy = threads.busy_cpus()
+        assert time.monotonic() - started < 0.1, "the start-up was the measurement: no sleep"
+        assert 1 <= busy <= max(1, (os.cpu_count() or 1) - 1), busy
     finally:
         job.kill()
         job.wait()

@@ -575,5 +575,20 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
+def command() -> None:
+    """The ``specclip`` program: :func:`main`, then what an ordinary exit runs (the atexit handlers:
+    temporary directories, logging, process pools) and an immediate exit. Python's own teardown of
+    the modules loaded (torch's above all) would add about half a second to every command, after all
+    its work and output are done."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -51,3 +51,22 @@ def test_predict_and_every_plugins_components_load_without_plotting_or_fitting_l
     done = subprocess.run([sys.executable, "-c", PREDICT_PROBE], capture_output=True, text=True, env=_without(str(toy_site)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"imported by predict or a plugin's registration: {done.stdout.strip()}"
+
+
+COMMAND = """
+import atexit, sys
+atexit.register(lambda: print("exit handlers ran"))
+sys.argv = ["specclip", *sys.argv[1:]]
+from specclip_core.cli import command
+command()
+print("never reached")
+"""
+
+
+def test_the_program_runs_the_exit_handlers_flushes_and_keeps_the_exit_status(tmp_path):
+    done = subprocess.run([sys.executable, "-c", COMMAND, "list", "modality"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("modality:") and done.stdout.rstrip().endswith("exit handlers ran")
+    assert "never reached" not in done.stdout
+    failed = subprocess.run([sys.executable, "-c", COMMAND, "models", "show", "no-such-model"], capture_output=True, text=True)
+    assert failed.returncode == 2 and "unknown model 'no-such-model'" in failed.stderr

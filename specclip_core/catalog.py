@@ -112,7 +112,7 @@ def write_catalog(path: Path, columns: dict[str, np.ndarray], header: dict[str, 
             table[name].description = descriptions[name]
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "fits":
-        _write_fits(path, table, header, labels)
+        write_fits_table(path, table, header, labels)
         return
     if kind == "ascii.csv":
         lines = [f"{key}: {value}" for key, value in header.items()]
@@ -144,7 +144,7 @@ def _cells(column) -> list[str]:
     return [str(value) for value in values]
 
 
-def _write_fits(path: Path, table, header: dict[str, object], labels: dict[str, LabelColumn]) -> None:
+def write_fits_table(path: Path, table, header: dict[str, object], labels: dict[str, LabelColumn]) -> None:
     """A binary table whose TUNITn are the units as given ('dex' too, which astropy would drop) and
     whose TTYPEn comments say which head predicted the column."""
     from astropy.io import fits

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from specclip_core.catalog import LabelColumn, catalog_format, with_rejected_rows, write_catalog
+from specclip_core.catalog import LabelColumn, catalog_format, with_rejected_rows, write_catalog, write_fits_table
 from specclip_core.components import get_modality, plugin_versions, readers_for
 from specclip_core.data.store import SpectralStore
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
@@ -267,14 +267,9 @@ def write_samples(output: Path, rows: dict[str, np.ndarray], drawn: dict[str, np
     from astropy.table import Table
 
     path = output.with_name(output.name + ".samples.fits")
-    table = Table({"id": rows["id"].astype(str), "source": rows["source"].astype(str)})
-    for label, values in drawn.items():
-        table[label] = values
-        table[label].unit = described[label].unit or None
-        table[label].description = f"posterior samples of {label}"
-    table.meta.update({key: value for key, value in header.items() if key in ("MODEL", "MODELSHA", "MODALITY", "SIMTRAIN")})
-    table.meta["NSAMPLES"] = int(next(iter(drawn.values())).shape[1])
-    table.write(path, overwrite=True)
+    table = Table({"id": rows["id"].astype(str), "source": rows["source"].astype(str), **drawn})
+    kept = {key: value for key, value in header.items() if key in ("MODEL", "MODELSHA", "MODALITY", "SIMTRAIN")}
+    write_fits_table(path, table, {**kept, "NSAMPLES": int(next(iter(drawn.values())).shape[1])}, {label: described[label] for label in drawn})
     return path
 
 

@@ -99,3 +99,14 @@ def test_csv_rows_are_written_as_astropy_writes_them(tmp_path):
     assert ours == (tmp_path / "astropy.csv").read_text().splitlines()
     back = Table.read(tmp_path / "ours.csv", format="ascii.csv", comment="#")
     assert list(back["id"].filled("")) == list(columns["id"]) and list(back["reason"].filled("")) == list(columns["reason"])
+
+
+def test_posterior_samples_file_keeps_every_unit_without_a_warning(tmp_path, recwarn):
+    from specclip_core.predict import write_samples
+
+    rows = {"id": np.array(["a", "b"]), "source": np.array(["f1", "f2"])}
+    drawn = {"teff": np.ones((2, 5)), "logg": np.zeros((2, 5))}
+    path = write_samples(tmp_path / "cat.fits", rows, drawn, LABELS, {"MODEL": "m", "CREATED": "now"})
+    header = fits.getheader(path, 1)
+    assert [header["TUNIT3"], header["TUNIT4"]] == ["K", "dex"] and header["NSAMPLES"] == 5 and "CREATED" not in header
+    assert not [w for w in recwarn if "dex" in str(w.message)]

@@ -24,7 +24,7 @@ Groups:
 - data: :class:`SpectralStore`, :class:`ModalityLayout`, :func:`choose_reader`, :func:`read_files`,
   :func:`read_verified` and :func:`open_fits` (how a reader opens a file: regular files only, gzip
   CRC and FITS checksums verified), :func:`check_regular_file`, :func:`verify` (what is checked
-  before any reader sniffs a file), :func:`primary_fits_header` (a FITS sniffer's header, read once), :func:`table_columns` (a binary table's columns, fast),
+  before any reader sniffs a file), :func:`primary_fits_header` (a FITS sniffer's header, read once), :func:`table_columns` (a binary table's columns, fast), :func:`table_layout` (its column definitions, made once per layout),
   :func:`preprocess_robustly`, :func:`ingest_files`, :func:`read_label_table`, :func:`fetch_dataset`,
   :func:`get_card`, :class:`DatasetCard`, :func:`cache_dir`, :func:`cached_store` (a store that is
   already on disk, fetching nothing); the run directory: :class:`RunDir`,
@@ -46,7 +46,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "specclip_core.components": ("Component", "ComponentList", "create_component", "get_modality", "get_reader", "get_registry", "list_components", "readers_for", "refresh_registry"),
     "specclip_core.data.cache": ("cache_dir",),
     "specclip_core.data.datasets": ("DatasetCard", "fetch_dataset", "get_card"),
-    "specclip_core.data.inputs": ("check_regular_file", "open_fits", "primary_fits_header", "read_verified", "table_columns", "verify"),
+    "specclip_core.data.inputs": ("check_regular_file", "open_fits", "primary_fits_header", "read_verified", "table_columns", "table_layout", "verify"),
     "specclip_core.data.ingest": ("ingest_files", "read_files", "read_label_table"),
     "specclip_core.data.stream": ("choose_reader", "preprocess_robustly"),
     "specclip_core.data.schema": ("cached_store",),
@@ -157,6 +157,7 @@ __all__ = [
     "run_spec",
     "sha256_file",
     "table_columns",
+    "table_layout",
     "validate_spec",
     "verify",
 ]

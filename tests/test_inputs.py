@@ -125,6 +125,27 @@ def test_table_columns_read_from_the_content_match_astropys_table_data(tmp_path)
     np.testing.assert_array_equal(columns["mask"], np.arange(7) - 3)
 
 
+def test_table_layouts_are_shared_by_tables_of_the_same_columns_only(tmp_path):
+    from astropy.io import fits
+
+    from specclip_core.data.inputs import open_fits, read_verified, table_columns, table_layout
+
+    def table(name, pixels, value, extname):
+        path = tmp_path / name
+        column = fits.Column(name="FLUX", format=f"{pixels}E", array=np.full((1, pixels), value, dtype=np.float32))
+        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([column], name=extname)]).writeto(path)
+        return path
+
+    layouts, values = [], []
+    for path in (table("a.fits", 5, 1.0, "COADD"), table("b.fits", 5, 2.0, "OTHER"), table("c.fits", 8, 3.0, "COADD")):
+        content = read_verified(path)
+        with open_fits(path, content) as hdul:
+            layouts.append(table_layout(hdul[1], content))
+            values.append(table_columns(hdul[1], content, ["FLUX"])["FLUX"])
+    assert layouts[0] is layouts[1] and layouts[2] is not layouts[0]
+    assert [v.shape for v in values] == [(1, 5), (1, 5), (1, 8)] and [v[0, 0] for v in values] == [1.0, 2.0, 3.0]
+
+
 def test_primary_fits_header_from_the_kept_content_and_from_the_file(tmp_path):
     from astropy.io import fits
 

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 
-from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits, primary_fits_header, read_verified, table_columns
+from specclip_core.api import Reader, ReaderError, Spectra, check_regular_file, open_fits, primary_fits_header, read_verified, table_columns, table_layout
 from specclip_lamost.grid import LOG_STEP
 
 PATTERNS = ("spec-*.fits", "spec-*.fits.gz")
@@ -175,7 +175,8 @@ class LamostCoaddReader(Reader):
         if "COADD" not in hdul or not isinstance(hdul["COADD"], fits.BinTableHDU):
             raise ReaderError(path, "no COADD binary-table extension (not a LAMOST LRS DR8+ file)")
         table = hdul["COADD"]
-        missing = [c for c in COADD_COLUMNS if c not in {n.upper() for n in table.columns.names}]
+        names = {n.upper() for n in table_layout(table, content).names}
+        missing = [c for c in COADD_COLUMNS if c not in names]
         if missing:
             raise ReaderError(path, f"the COADD table lacks column(s) {', '.join(missing)}")
         rows = table.header.get("NAXIS2", 0)

@@ -68,5 +68,8 @@ def test_the_consumer_gets_the_cpus_of_readers_that_have_finished(tmp_path):
     seen = threads_of_a_slow_consumer([table], "gaia_xp", chunk=2, workers=2, pause=1.0)
     assert [n for n, _ in seen] == [2] * 6
     # each reader has 3 blocks and room for 2 in its queue: both are busy at the first block; the
-    # first has put its last block by the second, the other by the third
-    assert [n for _, n in seen] == [1, 2, 3, 3, 3, 3], "a reader that has read everything leaves its CPU"
+    # first has put its last block by the second, the other by the third (or already by the second:
+    # taking its first block frees the room its last needs, and it may put it before the parent
+    # counts the busy readers), while blocks of both still wait in their queues
+    threads = [n for _, n in seen]
+    assert threads[0] == 1 and threads[1] in (2, 3) and threads[2:] == [3] * 4, f"a reader that has read everything leaves its CPU: {threads}"

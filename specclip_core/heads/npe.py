@@ -245,26 +245,27 @@ class NPEHead(Head):
         if not len(x):
             return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
         batch = max(1, min(1024, SAMPLING_VALUES // (n * x.shape[1])))
-        inside = torch.cat([self._mostly_inside(posterior, x[i : i + batch]) for i in range(0, len(x), batch)])
-        if not inside.all():
-            warnings.warn(
-                f"npe head: for {int((~inside).sum())} of {len(x)} stars the flow puts under {INSIDE_FRACTION:.0%} of its posterior inside the prior box "
-                "(the training labels' range widened by prior_margin standard deviations): their samples are the flow's own, unrestricted (see the range flags)",
-                stacklevel=3,
-            )
-        parts = []
+        parts, outside = [], 0
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")
             warnings.filterwarnings("ignore", message=".*lie outside the prior support")
             torch.manual_seed(self.config.sample_seed)
             for i in range(0, len(x), batch):
-                rows, kept = x[i : i + batch], inside[i : i + batch]
+                rows = x[i : i + batch]
+                kept = self._mostly_inside(posterior, rows)
+                outside += int((~kept).sum())
                 part = torch.empty((n, len(rows), posterior.prior.event_shape[0]))
                 if kept.any():
                     part[:, kept] = posterior.sample_batched((n,), x=rows[kept], show_progress_bars=False)
                 if not kept.all():
                     part[:, ~kept] = posterior.sample_batched((n,), x=rows[~kept], show_progress_bars=False, reject_outside_prior=False)
                 parts.append(part.permute(1, 0, 2))
+        if outside:
+            warnings.warn(
+                f"npe head: for {outside} of {len(x)} stars the flow puts under {INSIDE_FRACTION:.0%} of its posterior inside the prior box "
+                "(the training labels' range widened by prior_margin standard deviations): their samples are the flow's own, unrestricted (see the range flags)",
+                stacklevel=3,
+            )
         return torch.cat(parts).numpy()
 
     def _mostly_inside(self, posterior: Any, x: torch.Tensor) -> torch.Tensor:

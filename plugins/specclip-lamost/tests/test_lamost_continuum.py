@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
-from scipy.signal import medfilt
+from scipy.ndimage import convolve1d
+from scipy.signal import medfilt, savgol_filter
 
 from specclip_core.api import Spectra, create_component, get_modality
-from specclip_lamost.continuum import fit_continuum
+from specclip_lamost.continuum import SAVGOL_ORDER, SAVGOL_WINDOW, PolynomialFit, fit_continuum, polynomial_fit, smoothing_kernel
 from specclip_lamost.grid import NATIVE_WAVELENGTH
 from specclip_lamost.readers import read_lamost
 from specclip_lamost.resample import Interpolation
@@ -55,6 +56,16 @@ def test_continuum_of_a_synthetic_star(snr, bias):
     # an upper-envelope fit sits slightly above the true continuum, more so when noise lifts the envelope
     assert -0.01 < np.median(ratio) - 1 < bias
     assert np.percentile(np.abs(ratio - 1), 95) < bias + 0.03
+
+
+def test_the_kept_smoothing_and_fits_give_what_scipy_and_a_fresh_fit_give():
+    _, flux = synthetic_star(50, n=3)
+    kept = convolve1d(flux, smoothing_kernel(), axis=1, mode="nearest")
+    assert np.array_equal(kept, savgol_filter(flux, SAVGOL_WINDOW, SAVGOL_ORDER, axis=1, mode="nearest"))
+    for wavelength in (NATIVE_WAVELENGTH[:2000], NATIVE_WAVELENGTH[:2000] * 1.0001):  # a second grid gets its own fit
+        assert np.array_equal(polynomial_fit(wavelength, 5)(flux[:, :2000]), PolynomialFit(wavelength, 5)(flux[:, :2000]))
+    assert polynomial_fit(NATIVE_WAVELENGTH[:2000], 5) is polynomial_fit(NATIVE_WAVELENGTH[:2000].copy(), 5)
+    assert polynomial_fit(NATIVE_WAVELENGTH[:2000], 4) is not polynomial_fit(NATIVE_WAVELENGTH[:2000], 5)
 
 
 def test_masked_pixels_do_not_pull_the_continuum():

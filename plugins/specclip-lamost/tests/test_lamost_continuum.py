@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from astropy.io import fits
-from scipy.ndimage import convolve1d
-from scipy.signal import medfilt, savgol_filter
+from scipy.signal import medfilt, medfilt2d, savgol_filter
 
 from specclip_core.api import Spectra, create_component, get_modality
-from specclip_lamost.continuum import SAVGOL_ORDER, SAVGOL_WINDOW, PolynomialFit, fit_continuum, polynomial_fit, smoothing_kernel
+from specclip_lamost import continuum
+from specclip_lamost.continuum import SAVGOL_ORDER, SAVGOL_WINDOW, PolynomialFit, fit_continuum, polynomial_fit
 from specclip_lamost.grid import NATIVE_WAVELENGTH
 from specclip_lamost.readers import read_lamost
 from specclip_lamost.resample import Interpolation
@@ -58,10 +58,16 @@ def test_continuum_of_a_synthetic_star(snr, bias):
     assert np.percentile(np.abs(ratio - 1), 95) < bias + 0.03
 
 
-def test_the_kept_smoothing_and_fits_give_what_scipy_and_a_fresh_fit_give():
+def test_the_filters_are_scipy_signals_and_a_kept_fit_is_a_fresh_one(monkeypatch):
     _, flux = synthetic_star(50, n=3)
-    kept = convolve1d(flux, smoothing_kernel(), axis=1, mode="nearest")
-    assert np.array_equal(kept, savgol_filter(flux, SAVGOL_WINDOW, SAVGOL_ORDER, axis=1, mode="nearest"))
+    medians, smoothed, median, smooth = [], [], continuum.median_filter, continuum.uniform_filter1d
+    monkeypatch.setattr(continuum, "median_filter", lambda x, **kw: medians.append(median(x, **kw)) or medians[-1])
+    monkeypatch.setattr(continuum, "uniform_filter1d", lambda x, *a, **kw: smoothed.append((x, smooth(x, *a, **kw))) or smoothed[-1][1])
+    fit_continuum(NATIVE_WAVELENGTH, flux)
+    assert len(medians) == 1 and np.array_equal(medians[0], medfilt2d(flux, (1, continuum.MEDIAN_WIDTH)))
+    assert len(smoothed) == 2  # blue and red segments
+    for segment, done in smoothed:
+        assert np.allclose(done, savgol_filter(segment, SAVGOL_WINDOW, SAVGOL_ORDER, axis=1, mode="nearest"), rtol=1e-12, atol=0)
     for wavelength in (NATIVE_WAVELENGTH[:2000], NATIVE_WAVELENGTH[:2000] * 1.0001):  # a second grid gets its own fit
         assert np.array_equal(polynomial_fit(wavelength, 5)(flux[:, :2000]), PolynomialFit(wavelength, 5)(flux[:, :2000]))
     assert polynomial_fit(NATIVE_WAVELENGTH[:2000], 5) is polynomial_fit(NATIVE_WAVELENGTH[:2000].copy(), 5)

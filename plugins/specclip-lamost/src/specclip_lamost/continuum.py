@@ -20,6 +20,8 @@ The paper's text lost several numbers; the values below are our choices (see the
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.polynomial import polynomial as P
 from scipy.ndimage import median_filter, uniform_filter1d
@@ -96,7 +98,6 @@ class PolynomialFit:
         return (flux @ self.coefficients_of) @ self.evaluate
 
 
-_fits: dict[tuple[int, bytes], PolynomialFit] = {}
 FITS_KEPT = 64
 """Segment grids whose :class:`PolynomialFit` is kept (files of one survey share a few grids)."""
 
@@ -104,12 +105,12 @@ FITS_KEPT = 64
 def polynomial_fit(wavelength: np.ndarray, degree: int) -> PolynomialFit:
     """The :class:`PolynomialFit` of ``degree`` on ``wavelength``, made once per distinct grid (a
     survey's files share a few; the pseudo-inverse costs more than fitting one spectrum)."""
-    key = (degree, wavelength.tobytes())
-    if key not in _fits:
-        if len(_fits) >= FITS_KEPT:
-            _fits.clear()
-        _fits[key] = PolynomialFit(wavelength, degree)
-    return _fits[key]
+    return _kept_fit(np.asarray(wavelength, dtype=np.float64).tobytes(), degree)
+
+
+@lru_cache(maxsize=FITS_KEPT)
+def _kept_fit(grid: bytes, degree: int) -> PolynomialFit:
+    return PolynomialFit(np.frombuffer(grid, dtype=np.float64), degree)
 
 
 def _bridge_balmer_windows(wavelength: np.ndarray, flux: np.ndarray) -> np.ndarray:

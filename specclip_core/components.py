@@ -48,18 +48,20 @@ KINDS: dict[str, str] = {
 """Every component kind and what its registered factory is: one meaning per kind."""
 
 _INTERFACE = {
-    "modality": interfaces.Modality,
-    "reader": interfaces.Reader,
-    "writer": interfaces.Writer,
-    "tokenizer": interfaces.Tokenizer,
-    "encoder": interfaces.Encoder,
-    "projection": interfaces.Projection,
-    "decoder": interfaces.Decoder,
-    "head": interfaces.Head,
-    "objective": interfaces.Objective,
-    "stage": interfaces.Stage,
-    "embedder": interfaces.Embedder,
+    "modality": "Modality",
+    "reader": "Reader",
+    "writer": "Writer",
+    "tokenizer": "Tokenizer",
+    "encoder": "Encoder",
+    "projection": "Projection",
+    "decoder": "Decoder",
+    "head": "Head",
+    "objective": "Objective",
+    "stage": "Stage",
+    "embedder": "Embedder",
 }
+"""The :mod:`specclip_core.interfaces` class each kind's factory is or makes (by name: the network
+contracts load torch when first asked for)."""
 _INSTANCE_KINDS = ("modality", "reader", "writer", "dataset", "model")
 
 
@@ -67,9 +69,9 @@ def check_kind(kind: str, name: str, factory: Any) -> None:
     """Reject an unknown kind, and a factory that is not what ``KINDS`` says for its kind."""
     if kind not in KINDS:
         raise SpecCLIPError(f"{name!r}: unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
-    interface = _INTERFACE.get(kind)
-    if interface is None or kind in _INSTANCE_KINDS:
+    if kind not in _INTERFACE or kind in _INSTANCE_KINDS:
         return
+    interface = getattr(interfaces, _INTERFACE[kind])
     if not (isinstance(factory, type) and issubclass(factory, interface)):
         raise SpecCLIPError(f"{kind} {name!r}: the registered factory must be a subclass of {interface.__name__} ({KINDS[kind]}), got {factory!r}")
 
@@ -123,12 +125,29 @@ class ComponentList:
 
 
 class Registry:
-    """All components of all plugins, by kind and name, remembering which plugin gave each."""
+    """All components of all plugins, by kind and name, remembering which plugin gave each.
+
+    The factories of ``specclip_register_components`` (networks, heads, objectives, stages: torch
+    code) are asked for on the first use of one of their kinds, so that reading spectra (modalities,
+    readers, writers, datasets, models) imports no torch."""
 
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._plugin_of: dict[tuple[str, str], str] = {}
         self._aliases: dict[str, str] = {}
+        self._factory_hooks: list[Any] = []
+
+    def _factories(self, kind: str | None = None) -> None:
+        """Register what ``specclip_register_components`` gives, once, when ``kind`` (None: any) is one of its kinds."""
+        if kind in _INSTANCE_KINDS or not self._factory_hooks:
+            return
+        hooks, self._factory_hooks = self._factory_hooks, []
+        for impl in hooks:
+            for item in impl.function() or []:
+                component = _as_component(item, None)
+                if component.kind in _INSTANCE_KINDS:
+                    raise SpecCLIPError(f"plugin {impl.plugin_name!r}: specclip_register_components gave the {component.kind} {component.name!r}; register a {component.kind} with specclip_register_{component.kind}s")
+                self.add(component, impl.plugin_name)
 
     def add(self, component: Component, plugin: str = "") -> None:
         if component.kind in _INSTANCE_KINDS:
@@ -148,6 +167,7 @@ class Registry:
         self._aliases[alias] = modality
 
     def get(self, kind: str, name: str) -> Component:
+        self._factories(kind)
         bucket = self._items.get(kind, {})
         if kind == "modality":
             name = self._aliases.get(name, name)
@@ -160,9 +180,11 @@ class Registry:
         return name in self._items["modality"] or name in self._aliases
 
     def names(self, kind: str) -> list[str]:
+        self._factories(kind)
         return sorted(self._items.get(kind, {}))
 
     def kinds(self) -> list[str]:
+        self._factories()
         return [kind for kind, bucket in self._items.items() if bucket]
 
     def plugin_of(self, kind: str, name: str) -> str:
@@ -170,6 +192,7 @@ class Registry:
 
     def registered_by(self, plugin: str) -> dict[str, list[str]]:
         """Kind -> names that ``plugin`` registered."""
+        self._factories()
         out: dict[str, list[str]] = {}
         for (kind, name), owner in sorted(self._plugin_of.items()):
             if owner == plugin:
@@ -203,7 +226,6 @@ class Registry:
             ("specclip_register_readers", "reader"),
             ("specclip_register_writers", "writer"),
             ("specclip_register_datasets", "dataset"),
-            ("specclip_register_components", None),
         ):
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 for item in impl.function() or []:
@@ -211,6 +233,7 @@ class Registry:
                     if kind == "modality":
                         for alias in getattr(item, "aliases", ()):
                             registry.add_alias(alias, item.name)
+        registry._factory_hooks = pm.hook.specclip_register_components.get_hookimpls()
         for impl in pm.hook.specclip_register_models.get_hookimpls():
             for directory in impl.function() or []:
                 try:
@@ -227,7 +250,7 @@ def _as_component(item: Any, kind: str | None) -> Component:
         return item
     if kind is None:
         raise TypeError(f"specclip_register_components must return Component objects, got {item!r}")
-    interface = _INTERFACE.get(kind)
+    interface = getattr(interfaces, _INTERFACE[kind]) if kind in _INTERFACE else None
     if interface is not None and not isinstance(item, interface):
         raise SpecCLIPError(f"a {kind} hook returned {item!r}, which is not a {interface.__name__}")
     description = getattr(item, "description", "") or (type(item).__doc__ or "").strip().split("\n")[0]

@@ -21,15 +21,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from specclip_core.errors import SpecCLIPError
 
 if TYPE_CHECKING:
+    import torch
+
+    from specclip_core.nn.contracts import Decoder, Encoder, EncoderOutput, Projection
     from specclip_core.runner import StageContext
     from specclip_core.spec import DataSpec
+
+
+NETWORK_CONTRACTS = ("Encoder", "EncoderOutput", "Projection", "Decoder")
+"""The contracts that are torch modules, defined in :mod:`specclip_core.nn.contracts` and handed out
+here on first use: readers and modalities (and predict's reader processes, forked before torch is
+imported) never import torch."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in NETWORK_CONTRACTS:
+        from specclip_core.nn import contracts
+
+        return getattr(contracts, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_rows(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -191,45 +206,6 @@ class Modality(ABC):
         0, flux filled with a neutral value). A spectrum with no usable pixel raises ``ValueError``
         naming its id.
         """
-
-
-@dataclass
-class EncoderOutput:
-    """Token embeddings ``[B, T, E]`` and one pooled embedding per spectrum ``[B, E]``."""
-
-    tokens: torch.Tensor
-    pooled: torch.Tensor
-
-
-class Encoder(nn.Module, ABC):
-    """Maps tokens ``[B, T, D]`` to embeddings; can map its output back to tokens for pretraining."""
-
-    embed_dim: int
-
-    @abstractmethod
-    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> EncoderOutput:
-        """Encode. ``token_mask`` ``[B, T]`` is True where a token is hidden from the encoder."""
-
-    @abstractmethod
-    def reconstruct(self, output: EncoderOutput) -> torch.Tensor:
-        """Tokens ``[B, T, D]`` predicted from an encoding (the pretraining decoder)."""
-
-
-class Projection(nn.Module, ABC):
-    """Maps an encoder's output into the aligned space: ``shared`` ``[B, S]`` and ``private`` ``[B, P]``."""
-
-    shared_dim: int
-    private_dim: int = 0
-
-    @abstractmethod
-    def forward(self, output: EncoderOutput) -> tuple[torch.Tensor, torch.Tensor | None]: ...
-
-
-class Decoder(nn.Module, ABC):
-    """Maps an embedding ``[B, E]`` to a spectrum ``[B, L]``."""
-
-    @abstractmethod
-    def forward(self, embedding: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass

@@ -13,6 +13,7 @@ other CPU-bound job, 2 threads spend their time waiting for each other: 1 thread
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -96,25 +97,41 @@ def resolve_threads(requested: int | None = None) -> int:
 
 
 def use_threads(requested: int | None = None) -> int:
-    """Set torch's threads and every loaded BLAS/OpenMP pool to :func:`resolve_threads` (and the
-    environment, for libraries loaded later and child processes); return the number."""
+    """Set every loaded BLAS/OpenMP pool and torch's threads to :func:`resolve_threads` (and the
+    environment, for libraries loaded later and child processes: torch, imported later, reads it);
+    return the number."""
     global _applied
     n = resolve_threads(requested)
-    if n == _applied:
-        return n
-    for name in POOL_VARIABLES:
-        os.environ[name] = str(n)
-    import torch
-    from threadpoolctl import threadpool_limits
+    if n != _applied:
+        for name in POOL_VARIABLES:
+            os.environ[name] = str(n)
+        from threadpoolctl import threadpool_limits
 
+        threadpool_limits(n)
+        _applied = n
+    _use_torch_threads(n)
+    return n
+
+
+def _use_torch_threads(n: int) -> None:
+    """torch's intra- and inter-op threads, where torch is imported (this module never imports it:
+    predict forks its reader processes before torch is loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is None or torch.get_num_threads() == n:
+        return
     torch.set_num_threads(n)
     try:
         torch.set_num_interop_threads(n)
     except RuntimeError:  # only possible before torch's first parallel work; then it stays as it was
         pass
-    threadpool_limits(n)
-    _applied = n
-    return n
+
+
+def current_threads() -> int:
+    """The threads this process computes with: torch's where it is imported, else the number last set
+    (every CPU it may use when none was)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    return _applied or available_cpus()
 
 
 @contextmanager
@@ -126,9 +143,7 @@ def threads_beside(workers: int) -> Iterator[Callable[[int], int]]:
     has finished leaves its CPU free. On 2 cores, 2 torch threads beside 2 busy readers stall at
     every parallel operation for a scheduler slice (an element-wise operation on 512 x 343 values:
     16 ms instead of 0.26 ms)."""
-    import torch
-
-    before = torch.get_num_threads()
+    before = current_threads()
 
     def beside(busy: int) -> int:
         return use_threads(max(1, before - min(max(busy, 0), workers)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ PREDICT_PROBE = """
 import sys
 import specclip_core.predict
 from specclip_core.components import get_registry
-get_registry()
+get_registry().kinds()
 print(",".join(m for m in ("matplotlib", "sklearn", "scipy.stats", "scipy.signal") if m in sys.modules))
 """
 
@@ -51,6 +52,35 @@ def test_predict_and_every_plugins_components_load_without_plotting_or_fitting_l
     done = subprocess.run([sys.executable, "-c", PREDICT_PROBE], capture_output=True, text=True, env=_without(str(toy_site)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"imported by predict or a plugin's registration: {done.stdout.strip()}"
+
+
+READING_PROBE = """
+import sys
+from pathlib import Path
+import specclip_core.predict
+from specclip_core.components import get_modality, get_registry, readers_for
+from specclip_core.data.stream import SpectraStream
+registry = get_registry()
+modalities = [get_modality(name) for name in registry.names("modality")]
+readers = list(readers_for())
+files = sys.argv[1:]
+rows = sum(len(batch.files) for batch in SpectraStream(files, get_modality("lamost_lrs"), progress=False)) if files else 0
+print(len(modalities), len(readers), rows, "torch" in sys.modules)
+"""
+
+
+def test_reading_and_preprocessing_spectra_imports_no_torch(toy_site):
+    # predict forks its reader processes before torch is imported (1.2-1.5 s of a LAMOST predict's start), so
+    # every plugin's modalities and readers, and the stream that reads and preprocesses, must do without it
+    spectra = Path(__file__).resolve().parents[2] / "shared" / "data" / "lamost-dr10" / "spectra"
+    files = sorted(spectra.glob("*.fits.gz"))[:3]
+    if files:
+        pytest.importorskip("specclip_lamost")
+    done = subprocess.run([sys.executable, "-c", READING_PROBE, *map(str, files)], capture_output=True, text=True, env=_without(str(toy_site)))
+    assert done.returncode == 0, done.stderr
+    n_modalities, n_readers, rows, torch_loaded = done.stdout.split()
+    assert int(n_modalities) >= 1 and int(n_readers) >= 1 and int(rows) == len(files)
+    assert torch_loaded == "False", "torch was imported by a modality, a reader, the stream or specclip_core.predict"
 
 
 COMMAND = """

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from specclip_core.data.store import SpectralStore
-from specclip_core.train.distributed import resolve_device
 from specclip_core.util import progress_bar
 
 
@@ -57,6 +56,8 @@ def with_errors(values: np.ndarray, arrays: Mapping[str, np.ndarray], kind: str 
 
 def embed_rows(encoder: Any, store: SpectralStore, rows: np.ndarray, batch_size: int = 512, progress: bool = True, device: str = "auto") -> np.ndarray:
     """Embeddings of ``rows`` of ``store`` by an embedder (see :mod:`specclip_core.nn.embedders`)."""
+    from specclip_core.train.distributed import resolve_device
+
     device = resolve_device(device)
     out = []
     with progress_bar(len(rows), f"embedding {encoder.modality}", "spectrum", disable=not progress) as bar:

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from pydantic import Field
 from safetensors.numpy import load, save
 from scipy.special import ndtr
@@ -65,6 +64,8 @@ class OODSettings(SpecModel):
 def recon_chi2(rebuilt: np.ndarray | None, arrays: Mapping[str, np.ndarray]) -> np.ndarray | None:
     """Reduced chi-square over good pixels of each spectrum (``flux``, ``ivar``, ``mask``) against
     ``rebuilt``, its reconstruction by an encoder's decoder (None: no decoder, no score)."""
+    import torch
+
     from specclip_core.anomaly.scores import chi_square
 
     if rebuilt is None:

@@ -44,8 +44,11 @@ from specclip_core.spec import TrainSpec
 from specclip_core.train.checkpoint import load_weights, save_weights
 
 SAMPLING_VALUES = 1 << 24
-"""A flow draws each sample given its star's inputs, repeated once per sample: stars are sampled in
-batches of at most this many repeated input values (64 MB of float32)."""
+"""A flow embeds each star's inputs once and holds, for every sample it draws, one value per hidden
+unit of a transform's network: stars are sampled in batches whose samples times ``hidden`` are at
+most this many values (64 MB of float32 per layer; 279 stars of 1,000 samples through 60 hidden
+units). Batches sized by the inputs instead (11 stars of a 1,464-pixel spectrum) took twice the
+time: 3.2 s against 1.6 s, 5.4 against 2.3 CPU s, for 2,000 LAMOST stars and 3 labels on 2 cores."""
 
 PILOT_SAMPLES = 200
 INSIDE_FRACTION = 0.01
@@ -240,11 +243,11 @@ class NPEHead(Head):
     @torch.no_grad()
     def _draw(self, posterior: Any, x: torch.Tensor) -> np.ndarray:
         """Posterior samples ``[N, samples, labels]`` (standardised units), seeded by ``sample_seed``;
-        :data:`SAMPLING_VALUES` bounds the inputs repeated per sample that the flow holds at once."""
+        :data:`SAMPLING_VALUES` bounds the values the flow holds at once."""
         n = self.config.samples
         if not len(x):
             return np.zeros((0, n, posterior.prior.event_shape[0]), dtype=np.float32)
-        batch = max(1, min(1024, SAMPLING_VALUES // (n * x.shape[1])))
+        batch = max(1, min(1024, SAMPLING_VALUES // (n * self.config.hidden)))
         parts, outside = [], 0
         with torch.random.fork_rng(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Capping max_sampling_batch_size")

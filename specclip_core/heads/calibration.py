@@ -121,9 +121,12 @@ def _read_sorted(ordered: np.ndarray, levels: np.ndarray) -> np.ndarray:
         out = (1 - weight) * ordered[:, below] + weight * ordered[:, above]
     else:
         out = (1 - weight) * np.take_along_axis(ordered, below, axis=1) + weight * np.take_along_axis(ordered, above, axis=1)
-    mean, sd, low_mass, high_mass = (v[:, None] for v in _tails(ordered))
-    out = np.where(position < 0, mean + sd * ndtri(np.clip(clipped * s / 0.5 * low_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
-    return np.where(position > s - 1, mean - sd * ndtri(np.clip((1 - clipped) * s / 0.5 * high_mass, LEVEL_CLIP, 1 - LEVEL_CLIP)), out)
+    mean, sd, low_mass, high_mass = _tails(ordered)
+    position, clipped = np.broadcast_to(position, out.shape), np.broadcast_to(clipped, out.shape)
+    for tail, side, mass, level in ((position < 0, 1.0, low_mass, clipped), (position > s - 1, -1.0, high_mass, 1 - clipped)):
+        rows = np.nonzero(tail)[0]  # the Gaussian tails, only where a level falls below or above every sample
+        out[tail] = mean[rows] + side * sd[rows] * ndtri(np.clip(level[tail] * s / 0.5 * mass[rows], LEVEL_CLIP, 1 - LEVEL_CLIP))
+    return out
 
 
 def summarise(samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

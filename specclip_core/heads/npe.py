@@ -48,7 +48,7 @@ SAMPLING_VALUES = 1 << 24
 unit of a transform's network: stars are sampled in batches whose samples times ``hidden`` are at
 most this many values (64 MB of float32 per layer; 279 stars of 1,000 samples through 60 hidden
 units). Batches sized by the inputs instead (11 stars of a 1,464-pixel spectrum) took twice the
-time: 3.2 s against 1.6 s, 5.4 against 2.3 CPU s, for 2,000 LAMOST stars and 3 labels on 2 cores."""
+time: 3.2 s against 1.6 s, 5.4 against 2.3 CPU s, for 2,000 stars and 3 labels on 2 cores."""
 
 PILOT_SAMPLES = 200
 INSIDE_FRACTION = 0.01

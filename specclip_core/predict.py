@@ -32,7 +32,6 @@ import numpy as np
 
 from specclip_core.catalog import LabelColumn, catalog_format, with_rejected_rows, write_catalog, write_fits_table
 from specclip_core.components import get_modality, plugin_versions, readers_for
-from specclip_core.data.store import SpectralStore
 from specclip_core.data.stream import DEFAULT_CHUNK, SpectraStream, choose_reader, expand_paths
 from specclip_core.errors import ReaderError, SpecCLIPError
 from specclip_core.heads.inputs import spectra_inputs, with_errors
@@ -62,6 +61,8 @@ SNIFFED_FILES = 20
 def input_modalities(paths: list[str]) -> set[str]:
     """Modalities the inputs hold: a store's modalities, or those whose readers recognise the first
     :data:`SNIFFED_FILES` files."""
+    from specclip_core.data.store import SpectralStore
+
     readers = list(readers_for())
     found: set[str] = set()
     sniffed: list[Path] = []
@@ -123,6 +124,8 @@ class PredictInputs:
         self.stream = SpectraStream(files, get_modality(modality), chunk=chunk, progress=progress, workers=workers) if files else None
 
     def __iter__(self) -> Iterator[tuple[Spectra, np.ndarray, np.ndarray]]:
+        from specclip_core.data.store import SpectralStore
+
         for path in self.stores:
             store = SpectralStore.open(path)
             for start in range(0, len(store), self.chunk):

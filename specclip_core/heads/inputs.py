@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from specclip_core.data.store import SpectralStore
 from specclip_core.util import progress_bar
+
+if TYPE_CHECKING:
+    from specclip_core.data.store import SpectralStore
 
 
 def standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

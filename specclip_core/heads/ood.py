@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from safetensors.numpy import load, save
-from scipy.special import ndtr
 
 from specclip_core.errors import SpecCLIPError
 from specclip_core.spec import SpecModel
@@ -144,6 +143,8 @@ class OODReference:
 
     def columns(self, inputs: np.ndarray, predicted: dict[str, np.ndarray], recon_chi2: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The catalogue's out-of-distribution columns for a batch (see the module docstring)."""
+        from scipy.special import ndtr
+
         distance = self.knn_distance(inputs)
         out = {"ood_knn_pct": 100.0 * np.searchsorted(self.arrays["train_knn"], distance, side="right") / len(self.arrays["train_knn"])}
         out["flag_knn"] = distance > self.threshold("train_knn")

@@ -3,6 +3,7 @@ import sys
 
 import pytest
 
+from specclip_core.api import hookimpl
 from specclip_core.components import KINDS, Component, ComponentList, Registry, get_registry
 from specclip_core.errors import DuplicateComponentError, SpecCLIPError, UnknownComponentError
 from specclip_core.interfaces import Head, HeadLayout
@@ -96,3 +97,37 @@ def test_a_head_layout_names_its_head_and_labels(tmp_path):
     (tmp_path / "head.json").write_text('{"labels": []}')
     with pytest.raises(SpecCLIPError, match="head.json: no 'head'"):
         HeadLayout.read(tmp_path)
+
+
+class _FactoriesPlugin:
+    """Registers a head through specclip_register_components, counting the calls (and, with ``reader``,
+    a component of an instance kind there too)."""
+
+    def __init__(self, reader: bool = False):
+        self.calls, self.reader = 0, reader
+
+    @hookimpl
+    def specclip_register_components(self):
+        self.calls += 1
+        components = [Component("head", "constant_head", ConstantHead)]
+        return components + ([Component("reader", "sneaky", lambda: None)] if self.reader else [])
+
+
+def test_the_factories_hook_is_called_on_the_first_use_of_one_of_its_kinds():
+    pm = create_plugin_manager(load_entry_points=False)
+    plugin = _FactoriesPlugin()
+    pm.register(plugin, name="factories")
+    registry = Registry.from_plugin_manager(pm)
+    registry.names("modality"), registry.names("reader"), registry.is_modality("nothing")
+    assert plugin.calls == 0, "modalities and readers are read without the networks, heads and stages"
+    assert registry.get("head", "constant_head").factory is ConstantHead
+    registry.names("encoder"), registry.kinds()
+    assert plugin.calls == 1, "asked once"
+
+
+def test_a_component_of_an_instance_kind_from_the_factories_hook_names_the_hook_to_use():
+    pm = create_plugin_manager(load_entry_points=False)
+    pm.register(_FactoriesPlugin(reader=True), name="factories")
+    registry = Registry.from_plugin_manager(pm)
+    with pytest.raises(SpecCLIPError, match="plugin 'factories': specclip_register_components gave the reader 'sneaky'; register a reader with specclip_register_readers"):
+        registry.names("head")

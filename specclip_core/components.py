@@ -138,16 +138,22 @@ class Registry:
         self._factory_hooks: list[Any] = []
 
     def _factories(self, kind: str | None = None) -> None:
-        """Register what ``specclip_register_components`` gives, once, when ``kind`` (None: any) is one of its kinds."""
+        """Register what ``specclip_register_components`` gives, once, when ``kind`` (None: any) is one
+        of its kinds. A hook that fails (or gives a duplicate) leaves the registry as it was, and the
+        next use asks again, failing the same way."""
         if kind in _INSTANCE_KINDS or not self._factory_hooks:
             return
-        hooks, self._factory_hooks = self._factory_hooks, []
-        for impl in hooks:
+        given = Registry()
+        for impl in self._factory_hooks:
             for item in impl.function() or []:
                 component = _as_component(item, None)
                 if component.kind in _INSTANCE_KINDS:
                     raise SpecCLIPError(f"plugin {impl.plugin_name!r}: specclip_register_components gave the {component.kind} {component.name!r}; register a {component.kind} with specclip_register_{component.kind}s")
-                self.add(component, impl.plugin_name)
+                given.add(component, impl.plugin_name)
+        for name, bucket in given._items.items():
+            self._items[name].update(bucket)
+        self._plugin_of.update(given._plugin_of)
+        self._factory_hooks = []
 
     def add(self, component: Component, plugin: str = "") -> None:
         if component.kind in _INSTANCE_KINDS:

@@ -131,3 +131,13 @@ def test_a_component_of_an_instance_kind_from_the_factories_hook_names_the_hook_
     registry = Registry.from_plugin_manager(pm)
     with pytest.raises(SpecCLIPError, match="plugin 'factories': specclip_register_components gave the reader 'sneaky'; register a reader with specclip_register_readers"):
         registry.names("head")
+
+
+def test_a_failing_factories_hook_fails_every_use_and_registers_nothing():
+    pm = create_plugin_manager(load_entry_points=False)
+    pm.register(_FactoriesPlugin(reader=True), name="factories")
+    registry = Registry.from_plugin_manager(pm)
+    for _ in range(2):
+        with pytest.raises(SpecCLIPError, match="specclip_register_components gave the reader"):
+            registry.get("encoder", "masked_transformer")
+    assert "masked_transformer" not in registry._items["encoder"], "nothing half-registered"

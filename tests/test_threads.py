@@ -110,3 +110,25 @@ def test_beside_reader_processes_the_parent_computes_with_fewer_threads_and_gets
             assert torch.get_num_threads() == 1, "never fewer than one"
     finally:
         threads.use_threads(before)
+
+
+LATE_TORCH = """
+import sys
+from specclip_core import threads
+threads.available_cpus = lambda: 2
+threads.use_threads(1)
+before = "torch" in sys.modules
+import torch
+read = torch.get_num_threads()
+threads.use_threads(1)
+print(before, read, torch.get_num_threads(), threads.current_threads())
+"""
+
+
+def test_threads_set_before_torch_is_imported_are_the_ones_torch_computes_with():
+    # predict forks its readers before torch is loaded: the number chosen then must hold for torch
+    done = subprocess.run([sys.executable, "-c", LATE_TORCH], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    imported_before, read_at_import, after, current = done.stdout.split()
+    assert imported_before == "False", "use_threads imports no torch"
+    assert (read_at_import, after, current) == ("1", "1", "1")

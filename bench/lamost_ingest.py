@@ -180,7 +180,7 @@ def main() -> None:
         "Written by `bench/lamost_ingest.py`: the core's `ingest_files` (what `specclip data ingest lamost ...` runs) on every",
         f"file of `{args.data}/lamost-dr10/spectra` and `{args.data}/lamost-dr8-repeats/spectra`, on this machine",
         f"({os.cpu_count()} CPU cores; the ingest itself runs in one process). Reading is bound by astropy's FITS parsing",
-        "(~8 ms a file) and by the disk: with a cold file cache the first read of the shared folder took about twice as long.",
+        "(the 'reading alone' rows) and by the disk: with a cold file cache the first read of the shared folder took about twice as long.",
         "Labels are read with missing values as NaN / \"\" (see `read_labels`): the CLI's CSV reader would give the truncated",
         "last row of groups.csv GroupID = GroupSize = 1e20 instead.",
         "",

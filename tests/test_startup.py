@@ -101,3 +101,13 @@ def test_the_program_runs_the_exit_handlers_flushes_and_keeps_the_exit_status(tm
     assert "never reached" not in done.stdout
     failed = subprocess.run([sys.executable, "-c", COMMAND, "models", "show", "no-such-model"], capture_output=True, text=True)
     assert failed.returncode == 2 and "unknown model 'no-such-model'" in failed.stderr
+
+
+def test_the_network_contracts_are_listed_and_handed_out_by_the_interfaces_module():
+    import specclip_core.interfaces as interfaces
+    from specclip_core.nn import contracts
+
+    for name in interfaces.NETWORK_CONTRACTS:
+        assert name in dir(interfaces) and getattr(interfaces, name) is getattr(contracts, name)
+    with pytest.raises(AttributeError, match="no attribute 'Encoders'"):
+        interfaces.Encoders

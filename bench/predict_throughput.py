@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from xp_large_table import make_table
@@ -48,6 +49,12 @@ def with_samples(source: Path, heads: str, samples: int, scratch: Path) -> Path:
         described["config"]["samples"] = samples
         (copy / heads / "head" / "head.json").write_text(json.dumps(described))
     return copy
+
+
+def code_version() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes), so that a table says which code made it."""
+    done = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown (not a git checkout)"
 
 
 def predict(source: Path, heads: str, inputs: list[str], out: Path, workers: int) -> dict[str, float]:
@@ -102,7 +109,7 @@ def main() -> None:
     lines = [
         "# `specclip predict` throughput (process start included)",
         "",
-        f"Command: `python bench/predict_throughput.py {' '.join(sys.argv[1:])}`; {os.cpu_count()} CPUs.",
+        f"Command: `python bench/predict_throughput.py {' '.join(sys.argv[1:])}`; {os.cpu_count()} CPUs; code {code_version()}; {time.strftime('%Y-%m-%d %H:%M')}.",
         f"npe heads draw {args.samples} posterior samples per star. XP rows are two real archive spectra repeated with new ids.",
         "",
         f"Each case ran {args.repeats} time(s): the fastest run's figures, and every run's wall time.",

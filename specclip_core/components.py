@@ -65,13 +65,18 @@ contracts load torch when first asked for)."""
 _INSTANCE_KINDS = ("modality", "reader", "writer", "dataset", "model")
 
 
+def _interface(kind: str) -> type | None:
+    """The :mod:`specclip_core.interfaces` class of ``kind`` (None for a kind without one)."""
+    return getattr(interfaces, _INTERFACE[kind]) if kind in _INTERFACE else None
+
+
 def check_kind(kind: str, name: str, factory: Any) -> None:
     """Reject an unknown kind, and a factory that is not what ``KINDS`` says for its kind."""
     if kind not in KINDS:
         raise SpecCLIPError(f"{name!r}: unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
-    if kind not in _INTERFACE or kind in _INSTANCE_KINDS:
+    interface = _interface(kind)
+    if interface is None or kind in _INSTANCE_KINDS:
         return
-    interface = getattr(interfaces, _INTERFACE[kind])
     if not (isinstance(factory, type) and issubclass(factory, interface)):
         raise SpecCLIPError(f"{kind} {name!r}: the registered factory must be a subclass of {interface.__name__} ({KINDS[kind]}), got {factory!r}")
 
@@ -256,7 +261,7 @@ def _as_component(item: Any, kind: str | None) -> Component:
         return item
     if kind is None:
         raise TypeError(f"specclip_register_components must return Component objects, got {item!r}")
-    interface = getattr(interfaces, _INTERFACE[kind]) if kind in _INTERFACE else None
+    interface = _interface(kind)
     if interface is not None and not isinstance(item, interface):
         raise SpecCLIPError(f"a {kind} hook returned {item!r}, which is not a {interface.__name__}")
     description = getattr(item, "description", "") or (type(item).__doc__ or "").strip().split("\n")[0]

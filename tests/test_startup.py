@@ -56,7 +56,6 @@ def test_predict_and_every_plugins_components_load_without_plotting_or_fitting_l
 
 READING_PROBE = """
 import sys
-from pathlib import Path
 import specclip_core.predict
 from specclip_core.components import get_modality, get_registry, readers_for
 from specclip_core.data.stream import SpectraStream

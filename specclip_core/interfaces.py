@@ -217,13 +217,15 @@ class LabelledInputs:
     """Inputs ``[N, D]`` (embeddings or preprocessed spectra) with ids and label columns (NaN = missing),
     optionally each label's measurement error per row (``label_errors``, NaN = unknown) and each
     input's own 1-sigma error ``[N, D]`` (``input_errors``, 0 where none is known), for a head that
-    trains on noisier copies of its inputs."""
+    trains on noisier copies of its inputs, and each row's weight in the training loss (``weights``,
+    e.g. :mod:`specclip_core.heads.reweight`'s; None: all alike)."""
 
     inputs: np.ndarray
     labels: dict[str, np.ndarray]
     ids: np.ndarray
     label_errors: dict[str, np.ndarray] = field(default_factory=dict)
     input_errors: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.inputs = np.asarray(self.inputs, dtype=np.float32)
@@ -239,6 +241,11 @@ class LabelledInputs:
         if self.input_errors is not None:
             self.input_errors = np.asarray(self.input_errors, dtype=np.float32)
             _check_rows("input_errors", self.input_errors, self.inputs.shape)
+        if self.weights is not None:
+            self.weights = np.asarray(self.weights, dtype=np.float32).reshape(-1)
+            _check_rows("weights", self.weights, (n,))
+            if not (np.isfinite(self.weights).all() and (self.weights >= 0).all()):
+                raise ValueError("LabelledInputs: weights must be finite and >= 0")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -329,6 +336,10 @@ class Head(ABC):
 
     uses_input_errors: bool = False
     """Whether ``fit`` needs its training inputs' errors (``LabelledInputs.input_errors``)."""
+
+    takes_weights: bool = False
+    """Whether ``fit`` weights each row's loss by ``LabelledInputs.weights`` (a head that does not
+    cannot be given weights)."""
 
     recalibration: Any = None
     """A head's :class:`specclip_core.heads.calibration.Recalibration`, fitted on validation stars, or None."""

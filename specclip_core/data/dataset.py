@@ -87,20 +87,24 @@ class StoreDataset(torch.utils.data.Dataset):
 
 class ArrayDataset:
     """In-memory rows batched like :class:`StoreDataset`: ``{"ids", "rows", "inputs": [B, D], "targets": [B, k]}``,
-    with ``"errors": [B, D]`` when the inputs' errors are given.
+    with ``"errors": [B, D]`` when the inputs' errors are given and ``"weights": [B]`` when the rows' loss
+    weights are.
 
     Used for heads, which train on embeddings or spectra already in memory. NaN targets are missing.
     """
 
-    def __init__(self, inputs: np.ndarray, targets: np.ndarray, ids: Sequence[str], errors: np.ndarray | None = None):
+    def __init__(self, inputs: np.ndarray, targets: np.ndarray, ids: Sequence[str], errors: np.ndarray | None = None, weights: np.ndarray | None = None):
         self.inputs = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.float32).reshape(len(self.inputs), -1))
         self.ids = np.asarray(ids).astype(str)
         self.errors = None if errors is None else torch.as_tensor(np.asarray(errors, dtype=np.float32))
+        self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float32).reshape(-1))
         if len(self.ids) != len(self.inputs):
             raise ValueError(f"ArrayDataset: {len(self.ids)} ids for {len(self.inputs)} rows")
         if self.errors is not None and self.errors.shape != self.inputs.shape:
             raise ValueError(f"ArrayDataset: errors of shape {tuple(self.errors.shape)} for inputs of shape {tuple(self.inputs.shape)}")
+        if self.weights is not None and len(self.weights) != len(self.inputs):
+            raise ValueError(f"ArrayDataset: {len(self.weights)} weights for {len(self.inputs)} rows")
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -110,6 +114,8 @@ class ArrayDataset:
         batch = {"ids": self.ids[index.numpy()], "rows": index, "inputs": self.inputs[index], "targets": self.targets[index]}
         if self.errors is not None:
             batch["errors"] = self.errors[index]
+        if self.weights is not None:
+            batch["weights"] = self.weights[index]
         return batch
 
 

@@ -103,7 +103,8 @@ def noisier(network: nn.Module, batch: dict[str, Any], noise: float) -> torch.Te
 
 class TargetRegression(Objective):
     """Loss between ``network(batch["inputs"])`` and ``batch["targets"]`` over finite targets only
-    (inputs made :func:`noisier` by ``noise`` while training)."""
+    (inputs made :func:`noisier` by ``noise`` while training; rows weighted by ``batch["weights"]``
+    where given)."""
 
     def __init__(self, loss: str = "mse", noise: float = 0.0):
         super().__init__(ObjectiveConfig())
@@ -111,29 +112,41 @@ class TargetRegression(Objective):
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         predicted = network(noisier(network, batch, self.noise)).float()
-        return {f"target_{self.loss}": target_loss(predicted, batch["targets"], self.loss)}
+        return {f"target_{self.loss}": target_loss(predicted, batch["targets"], self.loss, batch.get("weights"))}
 
 
-def target_loss(predicted: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
-    """The ``loss`` (mse, huber or l1) between ``predicted`` and ``targets`` over finite targets."""
+def weighted_mean(terms: torch.Tensor, known: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean of ``terms`` [B, k] over ``known`` entries, each row counted with its weight [B] (None: 1)."""
+    if weights is None:
+        return terms[known].mean()
+    counted = weights[:, None].expand_as(terms)[known]
+    return (terms[known] * counted).sum() / counted.sum().clamp_min(1e-12)
+
+
+def target_loss(predicted: torch.Tensor, targets: torch.Tensor, loss: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The ``loss`` (mse, huber or l1) between ``predicted`` and ``targets`` over finite targets, each
+    row weighted by ``weights`` [B] where given."""
     known = torch.isfinite(targets)
-    difference = (predicted - torch.nan_to_num(targets))[known]
+    difference = predicted - torch.nan_to_num(targets)
     if loss == "l1":
-        return difference.abs().mean()
-    if loss == "huber":
-        return nn.functional.huber_loss(difference, torch.zeros_like(difference))
-    return difference.pow(2).mean()
+        terms = difference.abs()
+    elif loss == "huber":
+        terms = nn.functional.huber_loss(difference, torch.zeros_like(difference), reduction="none")
+    else:
+        terms = difference.pow(2)
+    return weighted_mean(terms, known, weights)
 
 
 class GaussianRegression(Objective):
     """Gaussian negative log-likelihood of ``batch["targets"]`` [B, n] under the network's means
     (first n outputs) and variances (softplus of the last n) over finite targets only. With
     ``label_errors`` the targets are [B, 2n]: the labels, then their errors (in the same standardised
-    units), whose squares are added to the variances. Inputs are made :func:`noisier` by ``noise``."""
+    units), whose squares are added to the variances. Inputs are made :func:`noisier` by ``noise``;
+    rows are weighted by ``batch["weights"]`` where given."""
 
     def __init__(self, label_errors: bool = False, noise: float = 0.0):
         super().__init__(ObjectiveConfig())
-        self.loss = nn.GaussianNLLLoss(eps=1e-4)
+        self.loss = nn.GaussianNLLLoss(eps=1e-4, reduction="none")
         self.label_errors, self.noise = label_errors, noise
 
     def __call__(self, network: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -143,7 +156,8 @@ class GaussianRegression(Objective):
             targets, errors = targets[:, : mean.shape[1]], targets[:, mean.shape[1] :]
             variance = variance + torch.nan_to_num(errors).pow(2)
         known = torch.isfinite(targets)
-        return {"target_gaussian_nll": self.loss(mean[known], targets[known], variance[known])}
+        terms = self.loss(mean, torch.nan_to_num(targets), variance)
+        return {"target_gaussian_nll": weighted_mean(terms, known, batch.get("weights"))}
 
 
 class ValueAndSpread(Objective):
@@ -165,6 +179,10 @@ class ValueAndSpread(Objective):
             f"target_{self.loss}": target_loss(mean, targets, self.loss),
             "spread_gaussian_nll": self.likelihood(mean.detach()[known], targets[known], variance[known]),
         }
+
+
+def _kept(weights: np.ndarray | None, keep: np.ndarray) -> np.ndarray | None:
+    return None if weights is None else weights[keep]
 
 
 def split_outputs(outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -195,6 +213,8 @@ class MLPHead(Head):
     @property
     def uses_input_errors(self) -> bool:
         return self.config.noise_augment > 0
+
+    takes_weights = True
 
     def _fitted(self, label: str, values: np.ndarray) -> np.ndarray:
         """A label's values in the units the networks fit: log10 for ``log_labels`` (NaN where <= 0)."""
@@ -271,8 +291,8 @@ class MLPHead(Head):
                 trainer = Trainer(
                     network,
                     [GaussianRegression(self.config.label_errors, self.config.noise_augment) if self.gaussian else TargetRegression(self.config.loss, self.config.noise_augment)],
-                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train], None if e_train is None else e_train[keep_train]),
-                    ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val]),
+                    ArrayDataset(x_train[keep_train], y_train[keep_train], train.ids[keep_train], None if e_train is None else e_train[keep_train], _kept(train.weights, keep_train)),
+                    ArrayDataset(x_val[keep_val], y_val[keep_val], validation.ids[keep_val], weights=_kept(validation.weights, keep_val)),
                     train_spec,
                     Path(run_dir) / tag,
                     seed=member_seed,

@@ -15,13 +15,14 @@ from specclip_core.heads.calibration import calibration
 from specclip_core.heads.inputs import PIXEL_ERRORS, head_inputs, spectra_input_errors
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.ood import OODReference, OODSettings, point_sigma, recon_chi2, reference_rows
+from specclip_core.heads.reweight import LabelReweighting, ReweightSpec, describe_weights
 from specclip_core.interfaces import Head, LabelledInputs, Stage
 from specclip_core.nn.embedders import load_embedder
 from specclip_core.report.plots import plot_one_to_one, plot_sbc_ranks
 from specclip_core.report.tables import metrics_table
 from specclip_core.rundir import HEAD, PREDICTIONS, HeadInputs, write_predictions
 from specclip_core.runner import StageContext
-from specclip_core.spec import HeadSpec, ModalityName, SpecModel, TrainSpec
+from specclip_core.spec import DataSpec, HeadSpec, ModalityName, SpecModel, TrainSpec
 from specclip_core.util import atomic_write_text
 
 
@@ -51,6 +52,7 @@ class HeadsConfig(SpecModel):
     labels: list[str] = Field(min_length=1, description="label columns of the store to predict")
     head: HeadSpec = Field(default_factory=lambda: HeadSpec(name="mlp"), description="registered head and its settings")
     select: dict[str, Range] = Field(default_factory=dict, description="keep rows whose labels fall in these ranges (train and test)")
+    reweight: ReweightSpec | None = Field(None, description="weight the training (and validation) stars' loss so that their labels follow another store's train split (importance weights; heads that take weights)")
     train: TrainSpec = Field(default_factory=_head_train_spec)
     seed_offset: int = Field(0, ge=0, description="added to the run's seed for this stage's head training and OOD reference: repeats of one head on the same encoder")
     units: dict[str, str] = Field(default_factory=dict, description="label -> unit, for plot axes and catalogue columns")
@@ -100,11 +102,26 @@ def _labelled(inputs: np.ndarray, store: SpectralStore, rows: np.ndarray, config
 
 
 def _built_head(config: HeadsConfig) -> Head:
-    """The stage's untrained head; one that trains on noisier copies of its inputs needs spectra inputs."""
+    """The stage's untrained head; one that trains on noisier copies of its inputs needs spectra
+    inputs, and one given ``reweight`` must take weights."""
     head = config.head.build()
     if head.uses_input_errors and config.input != "spectra":
         raise ValueError(f"head {config.head.name!r} trains on noisier copies of its inputs, which needs input: spectra (an embedding has no per-input errors), not {config.input!r}")
+    if config.reweight is not None and not head.takes_weights:
+        raise ValueError(f"reweight: head {config.head.name!r} does not weight its training loss by star; use a head that does (mlp)")
     return head
+
+
+def reweighted(parts: dict[str, LabelledInputs], spec: ReweightSpec, store: SpectralStore, rows: dict[str, np.ndarray], like: SpectralStore, seed: int) -> dict[str, Any]:
+    """Give ``parts["train"]`` and ``parts["val"]`` the weights that make their ``spec.labels`` follow
+    the train split of the ``like`` store (:mod:`specclip_core.heads.reweight`); the summary's entry."""
+    like_rows = np.flatnonzero(split_labels(like.ids) == "train")
+    like_labels = like.labels([spec.like_column(label) for label in spec.labels], like_rows)
+    like_labels = {label: like_labels[spec.like_column(label)] for label in spec.labels}
+    weighting = LabelReweighting(spec, store.labels(spec.labels, rows["train"]), like_labels, seed)
+    parts["train"].weights = weighting.training_weights()
+    parts["val"].weights = weighting.weights(store.labels(spec.labels, rows["val"])) if len(rows["val"]) else None
+    return {"like_stars": weighting.n_like, "train": describe_weights(parts["train"].weights)}
 
 
 def save_ood_reference(
@@ -145,7 +162,11 @@ class HeadsStage(Stage):
     requires_data = True
 
     def labels_read(self) -> dict[str, list[str]]:
-        return {"labels": list(self.config.labels), "select": list(self.config.select), "label_errors": list(self.config.label_errors.values())}
+        reweight = list(self.config.reweight.labels) if self.config.reweight else []
+        return {"labels": list(self.config.labels), "select": list(self.config.select), "label_errors": list(self.config.label_errors.values()), "reweight": reweight}
+
+    def inputs(self) -> dict[str, DataSpec]:
+        return {"reweight": self.config.reweight.like} if self.config.reweight else {}
 
     def run(self, context: StageContext) -> dict[str, Any]:
         config: HeadsConfig = context.config
@@ -162,9 +183,10 @@ class HeadsStage(Stage):
         inputs = head_inputs(config.input, store, modality, rows, encoder, progress=context.progress, errors=config.errors_input, other_modalities=others)
         errors = spectra_input_errors(store.read(modality, rows[split == "train"]), inputs.shape[1]) if head.uses_input_errors else None
         parts = {name: _labelled(inputs[split == name], store, rows[split == name], config, errors if name == "train" else None) for name in ("train", "val", "test")}
+        seed = context.seed + config.seed_offset
+        weights = reweighted(parts, config.reweight, store, {name: rows[split == name] for name in ("train", "val")}, context.input_store("reweight"), seed) if config.reweight else None
         simulated_read = [name for name in (modality, *others) if name in store.simulated_modalities]
         simulated = bool(simulated_read)
-        seed = context.seed + config.seed_offset
         fit_summary = head.fit(parts["train"], parts["val"], context.out_dir / "training", train_spec=config.train, seed=seed, progress=context.progress, resume=context.resume)
         head.save(context.out_dir / HEAD)
         validation = parts["val"]
@@ -194,4 +216,5 @@ class HeadsStage(Stage):
             "test": metrics,
             "validation": validation_metrics,
             "fit": fit_summary,
+            **({"reweight": weights} if weights else {}),
         }

@@ -17,8 +17,11 @@ held-out stars inside the simulated training label range (each of Teff, logg, [F
 1st-99th percentile of the simulated training labels). With ``--real-reference``, the same head
 trained on the real DR10 training 70% (LASP labels; 15% of them, by id hash, for early stopping) is
 evaluated on the same held-out stars: the goal is the sim-trained head within 1.5x of it per label.
+With ``--reweight LABEL ...`` the simulated training (and validation) stars are weighted so that those
+labels follow the real DR10 training 70%'s (LASP; specclip_core.heads.reweight, as the heads stage's
+``reweight``): the simulated library is 63% giants, DR10 7%.
 
-    .venv/bin/python bench/sim_to_real.py --paired STORE [--epochs 60] [--real-reference] [--seed 0]
+    .venv/bin/python bench/sim_to_real.py --paired STORE [--epochs 60] [--real-reference] [--seed 0] [--reweight teff logg]
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from specclip_core.data.store import SpectralStore
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
+from specclip_core.heads.reweight import LabelReweighting, ReweightSpec, describe_weights
 from specclip_core.interfaces import LabelledInputs
 from specclip_core.spec import TrainSpec
 from specclip_sim.observe import NativeObserver
@@ -57,6 +61,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"teff": ("teff", "teff"), "logg": ("logg", "logg"), "feh": ("fe_h", "feh")}  # name -> (paired column, DR10 column)
+
+
+def reweight(train: LabelledInputs, validation: LabelledInputs, labels: list[str], seed: int) -> dict[str, float]:
+    """Weight ``train`` and ``validation`` so that ``labels`` follow the real DR10 training stars' (the
+    70% that taught the empirical correction; the held-out 30% are never read); the weights' summary."""
+    real = dr10_store().spectra("lamost_lrs")
+    taught = in_train_split(real.ids)
+    like = {k: np.asarray(real.meta[LABELS[k][1]], dtype=float)[taught] for k in labels}
+    weighting = LabelReweighting(ReweightSpec(like={"stage": "dr10"}, labels=labels), {k: train.labels[k] for k in labels}, like, seed)
+    train.weights = weighting.training_weights()
+    validation.weights = weighting.weights({k: validation.labels[k] for k in labels})
+    return describe_weights(train.weights) | {"like_stars": weighting.n_like}
 
 
 def main() -> int:
@@ -71,6 +87,7 @@ def main() -> int:
     parser.add_argument("--real-reference", action="store_true", help="also train the head on the real DR10 training stars and compare on the held-out ones")
     parser.add_argument("--loss", default="mse", choices=["mse", "huber", "l1"], help="both heads' loss")
     parser.add_argument("--noise-augment", type=float, default=0.0, help="both heads' noise_augment (re-noise each batch by its own flux errors)")
+    parser.add_argument("--reweight", nargs="+", choices=list(LABELS), help="weight the simulated training stars so that these labels follow the real DR10 training stars'")
     args = parser.parse_args()
     config = MLPHeadConfig(joint=not args.per_label, loss=args.loss, noise_augment=args.noise_augment)
     if not have_dr10():
@@ -91,6 +108,7 @@ def main() -> int:
         return LabelledInputs(inputs, {k: labels[c][rows] for k, (c, _) in LABELS.items()}, paired.ids[rows], input_errors=errors)
 
     train, validation, test = labelled("train"), labelled("val"), labelled("test")
+    weights = reweight(train, validation, args.reweight, args.seed) if args.reweight else None
     head = MLPHead(config)
     run_dir = cache_dir() / "bench" / f"{args.name}_head"
     fit_started = time.perf_counter()
@@ -141,7 +159,7 @@ def main() -> int:
     lines = [
         "# Sim-to-real: MLP heads trained on SIMULATED LAMOST-like spectra, applied to real LAMOST DR10",
         "",
-        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''}{f' --loss {args.loss}' if args.loss != 'mse' else ''}{f' --noise-augment {args.noise_augment:g}' if args.noise_augment else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
+        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --reweight ' + ' '.join(args.reweight) if args.reweight else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''}{f' --loss {args.loss}' if args.loss != 'mse' else ''}{f' --noise-augment {args.noise_augment:g}' if args.noise_augment else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
         f"{time.perf_counter() - started:.0f} s (training {fit_seconds:.0f} s).",
         "",
         f"Training: core MLP head ({'one network per label' if args.per_label else 'one joint network for the three labels'}, hidden 1024-512-128, {head.n_parameters():,} parameters in all; loss {args.loss}, noise_augment {args.noise_augment:g}, for both heads) on stats + 1462 "
@@ -150,7 +168,13 @@ def main() -> int:
         + ", ".join(f"{k} best {v['best_epoch']} of {v['epochs']}" for k, v in summary.items()) + ".",
         f"Training Teff range (5-95th percentile): {np.percentile(train_teff, 5):.0f}-{np.percentile(train_teff, 95):.0f} K, "
         f"{np.mean(train_teff >= 7000):.0%} of training stars at >= 7000 K; logg < 3.5 for {np.mean(train.labels['logg'] < 3.5):.0%}. "
-        f"The DR10 stars: {np.mean(truth_dr10['teff'] >= 7000):.0%} at >= 7000 K, {np.mean(truth_dr10['logg'] < 3.5):.0%} with logg < 3.5.",
+        f"The DR10 stars: {np.mean(truth_dr10['teff'] >= 7000):.0%} at >= 7000 K, {np.mean(truth_dr10['logg'] < 3.5):.0%} with logg < 3.5."
+        + (
+            f" Training stars weighted to the DR10 training stars' {', '.join(args.reweight)}: effective number {weights['effective_n']:.0f} of {weights['n']}, largest weight {weights['max_weight']:.1f};"
+            f" weighted, {np.average(train_teff >= 7000, weights=train.weights):.0%} at >= 7000 K and logg < 3.5 for {np.average(train.labels['logg'] < 3.5, weights=train.weights):.0%}."
+            if weights
+            else ""
+        ),
         "",
         "| evaluated on | stars | Teff robust sigma (K) | bias | logg robust sigma | bias | [Fe/H] robust sigma | bias |",
         "|---|---|---|---|---|---|---|---|",
@@ -182,7 +206,7 @@ def main() -> int:
     ]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines))
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"metrics": metrics, "summary": summary, "fit_seconds": fit_seconds}, indent=1))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"metrics": metrics, "summary": summary, "fit_seconds": fit_seconds, "weights": weights}, indent=1))
     print("\n".join(lines))
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 8))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,11 @@ def zero_shot(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict[str, dic
             lasp: robust_sigma(np.asarray(table[label], dtype=float)[chosen] - np.asarray(truth[lasp], dtype=float)[chosen]) for lasp, label in LABELS.items()
         }
     return figures
+
+
+def zero_shots(run: Path, dr10: Path) -> dict[str, dict[str, dict[str, float]]]:
+    with tempfile.TemporaryDirectory() as work:
+        return {name: zero_shot(run, stage, dr10, Path(work)) for name, stage in BASES.items()}
 
 
 def adapted_test(directories: list[Path]) -> dict[str, list[float]]:
@@ -92,8 +98,6 @@ def main() -> None:
     parser.add_argument("--adapted", action="append", default=[], help="NAME=DIR,DIR,...: finished finetune stage directories (one per seed)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "reweight_lamost")
     args = parser.parse_args()
-    work = args.out.parent / f"{args.out.name}_work"
-    work.mkdir(parents=True, exist_ok=True)
     adapted = {}
     for entry in args.adapted:
         name, directories = entry.split("=", 1)
@@ -101,7 +105,7 @@ def main() -> None:
     result = {
         "note": f"{datetime.datetime.now():%Y-%m-%d %H:%M}; bases trained on SIMULATED spectra (APOGEE labels), scored on REAL DR10 spectra (LASP labels); robust sigma = biweight scale.",
         "weights": weights_summary(args.run),
-        "zero_shot": {name: zero_shot(args.run, stage, args.dr10, work) for name, stage in BASES.items()},
+        "zero_shot": zero_shots(args.run, args.dr10),
         "adapted_test": adapted,
     }
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2))

@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("--real-reference", action="store_true", help="also train the head on the real DR10 training stars and compare on the held-out ones")
     parser.add_argument("--loss", default="mse", choices=["mse", "huber", "l1"], help="both heads' loss")
     parser.add_argument("--noise-augment", type=float, default=0.0, help="both heads' noise_augment (re-noise each batch by its own flux errors)")
+    parser.add_argument("--feh-column", default="fe_h", help="the paired store's [Fe/H] column the simulated head trains on: fe_h (APOGEE's, missing for hot stars) or sim_fe_h (the value each spectrum was simulated with, imputed where APOGEE has none)")
     parser.add_argument("--reweight", nargs="+", choices=list(LABELS), help="weight the simulated training stars so that these labels follow the real DR10 training stars'")
     args = parser.parse_args()
     config = MLPHeadConfig(joint=not args.per_label, loss=args.loss, noise_augment=args.noise_augment)
@@ -98,14 +99,15 @@ def main() -> int:
     how = paired.meta["simulated"]["lamost_lrs"]
     print(f"paired store: R {how['resolving_power']}, correction {'yes' if how['settings'].get('correction') else 'no'}", flush=True)
     splits = split_labels(paired.ids)
-    labels = paired.labels([c for c, _ in LABELS.values()])
+    columns = {k: args.feh_column if k == "feh" else c for k, (c, _) in LABELS.items()}
+    labels = paired.labels(list(columns.values()))
 
     def labelled(split: str) -> LabelledInputs:
         rows = np.flatnonzero(splits == split)
         arrays = paired.read("lamost_lrs", rows)
         inputs = spectra_inputs(arrays)
         errors = spectra_input_errors(arrays, inputs.shape[1]) if args.noise_augment else None
-        return LabelledInputs(inputs, {k: labels[c][rows] for k, (c, _) in LABELS.items()}, paired.ids[rows], input_errors=errors)
+        return LabelledInputs(inputs, {k: labels[c][rows] for k, c in columns.items()}, paired.ids[rows], input_errors=errors)
 
     train, validation, test = labelled("train"), labelled("val"), labelled("test")
     weights = reweight(train, validation, args.reweight, args.seed) if args.reweight else None
@@ -159,12 +161,12 @@ def main() -> int:
     lines = [
         "# Sim-to-real: MLP heads trained on SIMULATED LAMOST-like spectra, applied to real LAMOST DR10",
         "",
-        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --reweight ' + ' '.join(args.reweight) if args.reweight else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''}{f' --loss {args.loss}' if args.loss != 'mse' else ''}{f' --noise-augment {args.noise_augment:g}' if args.noise_augment else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
+        f"`python bench/sim_to_real.py --paired {args.paired} --epochs {args.epochs}{' --no-correction' if args.no_correction else ''}{' --reweight ' + ' '.join(args.reweight) if args.reweight else ''}{f' --feh-column {args.feh_column}' if args.feh_column != 'fe_h' else ''}{' --real-reference' if args.real_reference else ''}{f' --seed {args.seed}' if args.seed else ''}{f' --loss {args.loss}' if args.loss != 'mse' else ''}{f' --noise-augment {args.noise_augment:g}' if args.noise_augment else ''} --name {args.name}`, {datetime.datetime.now():%Y-%m-%d %H:%M}; {load_at_start} (at start); "
         f"{time.perf_counter() - started:.0f} s (training {fit_seconds:.0f} s).",
         "",
         f"Training: core MLP head ({'one network per label' if args.per_label else 'one joint network for the three labels'}, hidden 1024-512-128, {head.n_parameters():,} parameters in all; loss {args.loss}, noise_augment {args.noise_augment:g}, for both heads) on stats + 1462 "
         f"preprocessed pixels of {len(train)} simulated spectra (train split; validation {len(validation)}), APOGEE labels; "
-        f"[Fe/H] trained on the {int(np.isfinite(train.labels['feh']).sum())} with a measured [Fe/H]. Epochs: "
+        f"[Fe/H] ({args.feh_column}) trained on the {int(np.isfinite(train.labels['feh']).sum())} with a value. Epochs: "
         + ", ".join(f"{k} best {v['best_epoch']} of {v['epochs']}" for k, v in summary.items()) + ".",
         f"Training Teff range (5-95th percentile): {np.percentile(train_teff, 5):.0f}-{np.percentile(train_teff, 95):.0f} K, "
         f"{np.mean(train_teff >= 7000):.0%} of training stars at >= 7000 K; logg < 3.5 for {np.mean(train.labels['logg'] < 3.5):.0%}. "

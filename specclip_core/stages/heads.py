@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -119,8 +120,9 @@ def reweighted(parts: dict[str, LabelledInputs], spec: ReweightSpec, store: Spec
     like_labels = like.labels([spec.like_column(label) for label in spec.labels], like_rows)
     like_labels = {label: like_labels[spec.like_column(label)] for label in spec.labels}
     weighting = LabelReweighting(spec, store.labels(spec.labels, rows["train"]), like_labels, seed)
-    parts["train"].weights = weighting.training_weights()
-    parts["val"].weights = weighting.weights(store.labels(spec.labels, rows["val"])) if len(rows["val"]) else None
+    parts["train"] = replace(parts["train"], weights=weighting.training_weights())
+    if len(rows["val"]):
+        parts["val"] = replace(parts["val"], weights=weighting.weights(store.labels(spec.labels, rows["val"])))
     return {"like_stars": weighting.n_like, "train": describe_weights(parts["train"].weights)}
 
 

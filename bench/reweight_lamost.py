@@ -1,11 +1,15 @@
-"""Does weighting the SIMULATED training stars to DR10's mix of stars help the real-LAMOST model? (issue 13)
+"""Simulated LAMOST bases for the real-LAMOST model: weighted to DR10's mix, or fitting sim_fe_h (issue 13)
 
 `lora-lamost-real-robust` trains its LAMOST spectra head on the SIMULATED twins of the apogee-xp
 stars (63% giants) and adapts it with LoRA on the real DR10 training spectra (7% giants).
 `heads_lamost_raw_dr10mix` is the same head with its training stars weighted so that their
-(Teff, log g) follow the real DR10 training stars' (heads ``reweight``); the finetune stage
-``lora2_all_gaussian_members5_holdout_dr10mix`` adapts it as the shipped ``lamost-dr10-lora`` recipe
-adapts the unweighted base.
+(Teff, log g) follow the real DR10 training stars' (heads ``reweight``); `heads_lamost_raw_simfeh`
+the same head with [Fe/H] trained on ``sim_fe_h``, the value each simulated spectrum was made with
+(APOGEE's ``fe_h`` is missing for every star above 7000 K). The finetune stages
+``lora2_all_gaussian_members5_holdout_{dr10mix,simfeh}`` adapt them as the shipped ``lamost-dr10-lora``
+recipe adapts the unweighted base; `heads_lamost_raw_seed1` (the unweighted base retrained from
+another seed) and its adaptation are the control that says how much a base's retraining alone moves
+the adapted figures.
 
 The choice is made on real spectra the adaptation never scores: each base's zero-shot robust sigma
 (biweight scale, LASP labels) on the real DR10 **train and validation** splits (the bases never saw
@@ -34,11 +38,17 @@ from specclip_core.predict import predict_catalog
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
-LABELS = {"teff": "teff", "logg": "logg", "feh": "fe_h"}  # LASP column -> the simulated head's label
-BASES = {"unweighted": "heads_lamost_raw", "dr10mix": "heads_lamost_raw_dr10mix"}
+LABELS = ("teff", "logg", "feh")  # LASP columns
+# base name -> (heads stage, its label for each LASP column)
+BASES = {
+    "unweighted": ("heads_lamost_raw", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
+    "dr10mix": ("heads_lamost_raw_dr10mix", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
+    "simfeh": ("heads_lamost_raw_simfeh", {"teff": "teff", "logg": "logg", "feh": "sim_fe_h"}),
+    "unweighted, base seed 1": ("heads_lamost_raw_seed1", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
+}
 
 
-def zero_shot(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict[str, dict[str, float]]:
+def zero_shot(run: Path, stage: str, trained: dict[str, str], dr10: Path, out_dir: Path) -> dict[str, dict[str, float]]:
     catalog = out_dir / f"zero_shot_{stage}.fits"
     predict_catalog(run, [str(dr10 / "spectra")], catalog, heads=[stage], progress=False)
     table = Table.read(catalog)
@@ -51,14 +61,14 @@ def zero_shot(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict[str, dic
     for part in ("train", "val"):
         chosen = split == part
         figures[part] = {"n": int(chosen.sum())} | {
-            lasp: robust_sigma(np.asarray(table[label], dtype=float)[chosen] - np.asarray(truth[lasp], dtype=float)[chosen]) for lasp, label in LABELS.items()
+            lasp: robust_sigma(np.asarray(table[label], dtype=float)[chosen] - np.asarray(truth[lasp], dtype=float)[chosen]) for lasp, label in trained.items()
         }
     return figures
 
 
 def zero_shots(run: Path, dr10: Path) -> dict[str, dict[str, dict[str, float]]]:
     with tempfile.TemporaryDirectory() as work:
-        return {name: zero_shot(run, stage, dr10, Path(work)) for name, stage in BASES.items()}
+        return {name: zero_shot(run, stage, trained, dr10, Path(work)) for name, (stage, trained) in BASES.items() if (run / stage / "manifest.json").exists()}
 
 
 def adapted_test(directories: list[Path]) -> dict[str, list[float]]:
@@ -68,7 +78,7 @@ def adapted_test(directories: list[Path]) -> dict[str, list[float]]:
 
 def weights_summary(run: Path) -> dict:
     manifest = json.loads((run / "manifest.json").read_text())
-    return manifest["stages"][BASES["dr10mix"]]["summary"].get("reweight", {})
+    return manifest["stages"][BASES["dr10mix"][0]]["summary"].get("reweight", {})
 
 
 def _cell(values: list[float], digits: int) -> str:
@@ -77,7 +87,7 @@ def _cell(values: list[float], digits: int) -> str:
 
 def markdown(result: dict) -> str:
     digits = {"teff": 1, "logg": 3, "feh": 3}
-    lines = ["# SIMULATED training stars weighted to DR10's mix, then LoRA on real DR10 (bench/reweight_lamost.py)", "", result["note"], ""]
+    lines = ["# Simulated LAMOST bases (unweighted; weighted to DR10's mix; [Fe/H] from sim_fe_h), then LoRA on real DR10 (bench/reweight_lamost.py)", "", result["note"], ""]
     w = result["weights"]
     if w:
         lines += [f"Weights of the {w['train']['n']} SIMULATED training stars (to {w['like_stars']} real DR10 training stars' Teff, log g): effective number {w['train']['effective_n']:.0f}, largest {w['train']['max_weight']:.1f}.", ""]

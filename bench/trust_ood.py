@@ -25,20 +25,29 @@ import numpy as np
 from astropy.table import Table
 from sklearn.metrics import roc_auc_score
 
+from specclip_core.data.splits import split_labels
 from specclip_core.heads.ood import OODReference
 from specclip_core.predict import predict_catalog
 from specclip_core.rundir import RunDir
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
-LASP_TO_TRAINED = {"teff": "teff", "logg": "logg", "feh": "fe_h"}
+LASP_TO_TRAINED = {"teff": ("teff",), "logg": ("logg",), "feh": ("fe_h", "sim_fe_h")}  # LASP column -> what a head may have trained it as
+
+
+def trained_name(lasp: str, label_range: dict) -> str:
+    """The head's label for a LASP column (a head trained on SIMULATED spectra may fit ``sim_fe_h``)."""
+    names = [name for name in LASP_TO_TRAINED[lasp] if name in label_range]
+    if not names:
+        raise SystemExit(f"the head has no label for LASP {lasp!r} (looked for {LASP_TO_TRAINED[lasp]}; it has {sorted(label_range)})")
+    return names[0]
 
 
 def outside_training_range(labels: Table, label_range: dict[str, tuple[float, float]]) -> np.ndarray:
     """True where any LASP label lies outside the range its trained counterpart had in training."""
     outside = np.zeros(len(labels), dtype=bool)
-    for lasp, trained in LASP_TO_TRAINED.items():
-        low, high = label_range[trained]
+    for lasp in LASP_TO_TRAINED:
+        low, high = label_range[trained_name(lasp, label_range)]
         values = np.asarray(labels[lasp], dtype=float)
         outside |= np.isfinite(values) & ((values < low) | (values > high))
     return outside
@@ -73,13 +82,16 @@ def lamost_separation(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict:
     rows = np.array([by_obsid[str(i)] for i in table["id"]])
     label_range = OODReference.load(RunDir(run).head(stage)).label_range
     outside = outside_training_range(labels[rows], label_range)
+    reweighted = "reweight" in json.loads((RunDir(run).stage(stage) / "manifest.json").read_text())["summary"]
+    unread = split_labels(np.asarray(table["id"]).astype(str)) != "train"  # stars whose labels the weights never read
     return {
         "stage": stage,
         "n_stars": int(len(table)),
         "n_outside": int(outside.sum()),
-        "training_label_range": {k: label_range[k] for k in LASP_TO_TRAINED.values()},
+        "training_label_range": {k: label_range[trained_name(k, label_range)] for k in LASP_TO_TRAINED},
         "predict_seconds": round(seconds, 1),
         "scores": separation(table, outside),
+        **({"unread": {"n_stars": int(unread.sum()), "n_outside": int(outside[unread].sum()), "scores": separation(table[unread], outside[unread])}} if reweighted else {}),
     }
 
 
@@ -95,17 +107,16 @@ def xp_archive_flags(run: Path, stage: str, out_dir: Path) -> list[dict]:
 def markdown(result: dict) -> str:
     lines = ["# Out-of-distribution flags on real spectra (bench/trust_ood.py)", "", result["note"], ""]
     for entry in result["lamost"]:
-        lines += [
-            f"## {entry['stage']}: {entry['n_stars']} real DR10 stars, {entry['n_outside']} outside the SIMULATED training label range",
-            "",
-            "| score | AUC outside vs inside | flagged outside | flagged inside |",
-            "|---|---|---|---|",
-        ]
-        for name, figures in entry["scores"].items():
-            auc = f"{figures['auc']:.3f}" if "auc" in figures else ""
-            flagged = [f"{figures[k]:.3f}" if k in figures else "" for k in ("flagged_outside", "flagged_inside")]
-            lines.append(f"| {name} | {auc} | {flagged[0]} | {flagged[1]} |")
-        lines.append("")
+        groups = [(f"{entry['stage']}: {entry['n_stars']} real DR10 stars", entry)]
+        if "unread" in entry:
+            groups.append((f"{entry['stage']}, the {entry['unread']['n_stars']} stars outside DR10's train split (whose labels the training weights never read)", entry["unread"]))
+        for title, group in groups:
+            lines += [f"## {title}, {group['n_outside']} outside the SIMULATED training label range", "", "| score | AUC outside vs inside | flagged outside | flagged inside |", "|---|---|---|---|"]
+            for name, figures in group["scores"].items():
+                auc = f"{figures['auc']:.3f}" if "auc" in figures else ""
+                flagged = [f"{figures[k]:.3f}" if k in figures else "" for k in ("flagged_outside", "flagged_inside")]
+                lines.append(f"| {name} | {auc} | {flagged[0]} | {flagged[1]} |")
+            lines.append("")
     if result.get("xp_archive"):
         lines += [f"## XP archive samples ({result['xp_stage']})", "", "```", json.dumps(result["xp_archive"], indent=1), "```"]
     return "\n".join(lines) + "\n"
@@ -124,7 +135,7 @@ def main() -> None:
     work.mkdir(parents=True)
     result = {"note": "Real spectra throughout.", "lamost": [lamost_separation(args.run, stage, args.dr10, work) for stage in args.stages]}
     if args.stages:
-        result["note"] = "Heads trained on SIMULATED LAMOST-like spectra (quickstart), applied to real LAMOST DR10 spectra; 'outside' = a LASP label outside the training label range."
+        result["note"] = "Heads trained on SIMULATED LAMOST-like spectra, applied to real LAMOST DR10 spectra; 'outside' = a LASP label outside the training label range."
     if args.xp_run:
         result["xp_stage"], result["xp_archive"] = args.xp_stage, xp_archive_flags(args.xp_run, args.xp_stage, work)
     args.out.parent.mkdir(parents=True, exist_ok=True)

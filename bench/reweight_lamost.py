@@ -7,8 +7,8 @@ stars (63% giants) and adapts it with LoRA on the real DR10 training spectra (7%
 the same head with [Fe/H] trained on ``sim_fe_h``, the value each simulated spectrum was made with
 (APOGEE's ``fe_h`` is missing for every star above 7000 K). The finetune stages
 ``lora2_all_gaussian_members5_holdout_{dr10mix,simfeh}`` adapt them as the shipped ``lamost-dr10-lora``
-recipe adapts the unweighted base; `heads_lamost_raw_seed1` (the unweighted base retrained from
-another seed) and its adaptation are the control that says how much a base's retraining alone moves
+recipe adapts the unweighted base; `heads_lamost_raw_seed1` and `_seed2` (the unweighted base retrained from
+other seeds) and its adaptation are the control that says how much a base's retraining alone moves
 the adapted figures.
 
 The choice is made on real spectra the adaptation never scores: each base's zero-shot robust sigma
@@ -45,6 +45,7 @@ BASES = {
     "dr10mix": ("heads_lamost_raw_dr10mix", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
     "simfeh": ("heads_lamost_raw_simfeh", {"teff": "teff", "logg": "logg", "feh": "sim_fe_h"}),
     "unweighted, base seed 1": ("heads_lamost_raw_seed1", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
+    "unweighted, base seed 2": ("heads_lamost_raw_seed2", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
 }
 
 

@@ -37,6 +37,7 @@ from specclip_core.components import create_component
 from specclip_core.data.dataset import StoreDataset
 from specclip_core.data.splits import split_labels
 from specclip_core.data.store import SpectralStore
+from specclip_core.heads.ood import recon_chi2
 from specclip_core.nn.modality_encoder import ModalityEncoder
 from specclip_core.spec import TrainSpec
 from specclip_core.train.loop import Trainer
@@ -47,11 +48,11 @@ TRAIN = {"epochs": 20, "batch_size": 256, "lr": 1.0e-3, "weight_decay": 0.1, "pa
 
 
 def residual_scores(flux: np.ndarray, rebuilt: np.ndarray, ivar: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    """The candidate scores (module docstring) of each row."""
-    good = ~mask & (ivar > 0)
+    """The candidate scores (module docstring) of each row; ``chi2`` is predict's own ``ood_recon_chi2``."""
+    chi2 = recon_chi2(rebuilt, {"flux": flux, "ivar": ivar, "mask": mask})
+    good = ~mask
     n = good.sum(axis=1).clip(min=1)
     r2 = np.where(good, (flux - rebuilt) ** 2, 0.0)
-    chi2 = np.where(good, ivar * r2, 0.0).sum(axis=1) / n
     weight = np.where(good, ivar, 0.0).sum(axis=1)
     return {"chi2": chi2, "excess": (chi2 - 1.0) * n / np.maximum(weight, 1e-30), "rms": np.sqrt(r2.sum(axis=1) / n)}
 

@@ -30,11 +30,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from astropy.table import Table
+from trust_ood import dr10_predicted
 
 from specclip_core.data.splits import split_labels
 from specclip_core.heads.metrics import robust_sigma
-from specclip_core.predict import predict_catalog
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
@@ -50,13 +49,7 @@ BASES = {
 
 
 def zero_shot(run: Path, stage: str, trained: dict[str, str], dr10: Path, out_dir: Path) -> dict[str, dict[str, float]]:
-    catalog = out_dir / f"zero_shot_{stage}.fits"
-    predict_catalog(run, [str(dr10 / "spectra")], catalog, heads=[stage], progress=False)
-    table = Table.read(catalog)
-    table = table[np.asarray(table["reason"], dtype=str) == ""]
-    labels = Table.read(dr10 / "labels.csv", format="ascii.csv")
-    by_obsid = {str(o): i for i, o in enumerate(labels["obsid"])}
-    truth = labels[np.array([by_obsid[str(i)] for i in table["id"]])]
+    table, truth = dr10_predicted(run, stage, dr10, out_dir)
     split = split_labels(np.asarray(table["id"]).astype(str))
     figures = {}
     for part in ("train", "val"):

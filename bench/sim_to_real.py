@@ -52,8 +52,8 @@ from specclip_core.data.store import SpectralStore
 from specclip_core.heads.inputs import spectra_input_errors, spectra_inputs
 from specclip_core.heads.metrics import regression_metrics
 from specclip_core.heads.mlp import MLPHead, MLPHeadConfig
-from specclip_core.heads.reweight import LabelReweighting, ReweightSpec, describe_weights
-from specclip_core.interfaces import LabelledInputs
+from specclip_core.heads.reweight import LabelReweighting, describe_weights
+from specclip_core.interfaces import LabelledInputs, Spectra
 from specclip_core.spec import TrainSpec
 from specclip_sim.observe import NativeObserver
 
@@ -63,13 +63,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 LABELS = {"teff": ("teff", "teff"), "logg": ("logg", "logg"), "feh": ("fe_h", "feh")}  # name -> (paired column, DR10 column)
 
 
-def reweight(train: LabelledInputs, validation: LabelledInputs, labels: list[str], seed: int) -> dict[str, float]:
-    """Weight ``train`` and ``validation`` so that ``labels`` follow the real DR10 training stars' (the
-    70% that taught the empirical correction; the held-out 30% are never read); the weights' summary."""
-    real = dr10_store().spectra("lamost_lrs")
+def reweight(train: LabelledInputs, validation: LabelledInputs, real: Spectra, labels: list[str], seed: int) -> dict[str, float]:
+    """Weight ``train`` and ``validation`` so that ``labels`` follow those of the ``real`` DR10 training
+    stars (the 70% that taught the empirical correction; the held-out 30% are never read); the weights' summary."""
     taught = in_train_split(real.ids)
     like = {k: np.asarray(real.meta[LABELS[k][1]], dtype=float)[taught] for k in labels}
-    weighting = LabelReweighting(ReweightSpec(like={"stage": "dr10"}, labels=labels), {k: train.labels[k] for k in labels}, like, seed)
+    weighting = LabelReweighting(labels, {k: train.labels[k] for k in labels}, like, seed=seed)
     train.weights = weighting.training_weights()
     validation.weights = weighting.weights({k: validation.labels[k] for k in labels})
     return describe_weights(train.weights) | {"like_stars": weighting.n_like}
@@ -110,15 +109,15 @@ def main() -> int:
         return LabelledInputs(inputs, {k: labels[c][rows] for k, c in columns.items()}, paired.ids[rows], input_errors=errors)
 
     train, validation, test = labelled("train"), labelled("val"), labelled("test")
-    weights = reweight(train, validation, args.reweight, args.seed) if args.reweight else None
+    dr10 = dr10_store()
+    real = dr10.spectra("lamost_lrs")
+    weights = reweight(train, validation, real, args.reweight, args.seed) if args.reweight else None
     head = MLPHead(config)
     run_dir = cache_dir() / "bench" / f"{args.name}_head"
     fit_started = time.perf_counter()
     summary = head.fit(train, validation, run_dir, TrainSpec(epochs=args.epochs, batch_size=256, lr=1e-3, weight_decay=0.0, patience=6, device="cpu"), seed=args.seed, progress=False)
     fit_seconds = time.perf_counter() - fit_started
 
-    dr10 = dr10_store()
-    real = dr10.spectra("lamost_lrs")
     ids, inputs = dr10_labels_for_simulation(dr10)
     twins, _, _ = simulate_preprocessed(NativeObserver("lamost_lrs", correction=not args.no_correction), ids, inputs, seed=args.seed + 1, workers=args.workers, progress=False)
     real, twins = align(real, twins)

@@ -70,18 +70,24 @@ def separation(table: Table, outside: np.ndarray) -> dict[str, dict[str, float]]
     return out
 
 
-def lamost_separation(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict:
-    started = time.perf_counter()
+def dr10_predicted(run: Path, stage: str, dr10: Path, out_dir: Path) -> tuple[Table, Table]:
+    """``specclip predict``'s catalogue of every DR10 spectrum by the heads ``stage`` of ``run`` (the
+    predicted rows only) and the LASP labels of the same rows, in the same order."""
     catalog = out_dir / f"dr10_{stage}.fits"
     predict_catalog(run, [str(dr10 / "spectra")], catalog, heads=[stage], progress=False)
-    seconds = time.perf_counter() - started
     table = Table.read(catalog)
     table = table[np.asarray(table["reason"], dtype=str) == ""]
     labels = Table.read(dr10 / "labels.csv", format="ascii.csv")
     by_obsid = {str(o): i for i, o in enumerate(labels["obsid"])}
-    rows = np.array([by_obsid[str(i)] for i in table["id"]])
+    return table, labels[np.array([by_obsid[str(i)] for i in table["id"]])]
+
+
+def lamost_separation(run: Path, stage: str, dr10: Path, out_dir: Path) -> dict:
+    started = time.perf_counter()
+    table, labels = dr10_predicted(run, stage, dr10, out_dir)
+    seconds = time.perf_counter() - started
     label_range = OODReference.load(RunDir(run).head(stage)).label_range
-    outside = outside_training_range(labels[rows], label_range)
+    outside = outside_training_range(labels, label_range)
     reweighted = "reweight" in json.loads((RunDir(run).stage(stage) / "manifest.json").read_text())["summary"]
     unread = split_labels(np.asarray(table["id"]).astype(str)) != "train"  # stars whose labels the weights never read
     return {

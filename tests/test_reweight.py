@@ -6,7 +6,7 @@ import torch
 
 from specclip_core.data.store import SpectralStore
 from specclip_core.heads.mlp import GaussianRegression, MLPHead, target_loss
-from specclip_core.heads.reweight import LabelReweighting, ReweightSpec
+from specclip_core.heads.reweight import LabelReweighting
 from specclip_core.runner import run_spec
 from specclip_core.spec import validate_spec
 
@@ -15,7 +15,7 @@ def test_weights_make_the_training_labels_follow_the_like_population():
     rng = np.random.default_rng(0)
     train = {"x": rng.normal(0.0, 1.0, 4000), "y": rng.uniform(0, 1, 4000)}
     like = {"x": rng.normal(1.0, 0.5, 1000), "y": rng.uniform(0, 1, 1000)}
-    weighting = LabelReweighting(ReweightSpec(like={"store": "unused.zarr"}, labels=["x"]), train, like, seed=0)
+    weighting = LabelReweighting(["x"], train, like, seed=0)
     weights = weighting.training_weights()
     assert weights.mean() == pytest.approx(1.0) and weights.max() <= 20.0 + 1e-9 and weights.min() >= 0
     weighted_mean = np.sum(weights * train["x"]) / weights.sum()
@@ -29,8 +29,8 @@ def test_weights_make_the_training_labels_follow_the_like_population():
 def test_max_weight_bounds_the_weights():
     rng = np.random.default_rng(1)
     train, like = {"x": rng.normal(0, 1, 3000)}, {"x": rng.normal(2.5, 0.3, 500)}
-    loose = LabelReweighting(ReweightSpec(like={"store": "s"}, labels=["x"], max_weight=1000), train, like).training_weights()
-    tight = LabelReweighting(ReweightSpec(like={"store": "s"}, labels=["x"], max_weight=3), train, like).training_weights()
+    loose = LabelReweighting(["x"], train, like, max_weight=1000).training_weights()
+    tight = LabelReweighting(["x"], train, like, max_weight=3).training_weights()
     assert tight.mean() == pytest.approx(1.0) and loose.mean() == pytest.approx(1.0)
     assert tight.max() < loose.max() / 2
     assert np.sum(np.isclose(tight, tight.max())) > 10  # every clipped star shares the largest weight

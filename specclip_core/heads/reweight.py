@@ -47,17 +47,18 @@ class ReweightSpec(SpecModel):
 
 
 class LabelReweighting:
-    """The fitted classifier of one :class:`ReweightSpec`, giving each row's weight from its labels."""
+    """A fitted classifier of ``labels`` (training stars against ``like`` stars), giving each row's
+    weight from its labels (clipped at ``max_weight``, see :class:`ReweightSpec`)."""
 
-    def __init__(self, spec: ReweightSpec, train: Mapping[str, np.ndarray], like: Mapping[str, np.ndarray], seed: int = 0):
+    def __init__(self, labels: list[str], train: Mapping[str, np.ndarray], like: Mapping[str, np.ndarray], max_weight: float = 20.0, seed: int = 0):
         from sklearn.ensemble import HistGradientBoostingClassifier
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-        self.spec = spec
+        self.labels, self.max_weight = list(labels), max_weight
         x_train, x_like = self._features(train), self._features(like)
         known = np.isfinite(x_like).any(axis=1)
         if known.sum() < 2 * FOLDS:
-            raise SpecCLIPError(f"reweight: the like store has {int(known.sum())} stars with any of {spec.labels} known; need at least {2 * FOLDS}")
+            raise SpecCLIPError(f"reweight: the like store has {int(known.sum())} stars with any of {self.labels} known; need at least {2 * FOLDS}")
         x_like = x_like[known]
         self.n_train, self.n_like = len(x_train), len(x_like)
         x = np.concatenate([x_train, x_like])
@@ -68,13 +69,13 @@ class LabelReweighting:
         self.classifier.fit(x, y)
 
     def _features(self, labels: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.stack([np.asarray(labels[label], dtype=np.float64) for label in self.spec.labels], axis=1)
+        return np.stack([np.asarray(labels[label], dtype=np.float64) for label in self.labels], axis=1)
 
     def _weights(self, probability: np.ndarray) -> np.ndarray:
         probability = np.clip(probability, 1e-6, 1 - 1e-6)
         weights = probability / (1 - probability) * self.n_train / self.n_like
         weights = weights / weights.mean()
-        clipped = np.minimum(weights, self.spec.max_weight)
+        clipped = np.minimum(weights, self.max_weight)
         return clipped / clipped.mean()
 
     def training_weights(self) -> np.ndarray:

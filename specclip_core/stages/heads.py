@@ -119,7 +119,7 @@ def reweighted(parts: dict[str, LabelledInputs], spec: ReweightSpec, store: Spec
     like_rows = np.flatnonzero(split_labels(like.ids) == "train")
     like_labels = like.labels([spec.like_column(label) for label in spec.labels], like_rows)
     like_labels = {label: like_labels[spec.like_column(label)] for label in spec.labels}
-    weighting = LabelReweighting(spec, store.labels(spec.labels, rows["train"]), like_labels, seed)
+    weighting = LabelReweighting(spec.labels, store.labels(spec.labels, rows["train"]), like_labels, spec.max_weight, seed)
     parts["train"] = replace(parts["train"], weights=weighting.training_weights())
     if len(rows["val"]):
         parts["val"] = replace(parts["val"], weights=weighting.weights(store.labels(spec.labels, rows["val"])))

@@ -38,13 +38,14 @@ from specclip_core.heads.metrics import robust_sigma
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "data"
 LABELS = ("teff", "logg", "feh")  # LASP columns
+FITTED = {"teff": "teff", "logg": "logg", "feh": "fe_h"}  # LASP column -> the simulated head's label
 # base name -> (heads stage, its label for each LASP column)
 BASES = {
-    "unweighted": ("heads_lamost_raw", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
-    "dr10mix": ("heads_lamost_raw_dr10mix", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
-    "simfeh": ("heads_lamost_raw_simfeh", {"teff": "teff", "logg": "logg", "feh": "sim_fe_h"}),
-    "unweighted, base seed 1": ("heads_lamost_raw_seed1", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
-    "unweighted, base seed 2": ("heads_lamost_raw_seed2", {"teff": "teff", "logg": "logg", "feh": "fe_h"}),
+    "unweighted": ("heads_lamost_raw", FITTED),
+    "dr10mix": ("heads_lamost_raw_dr10mix", FITTED),
+    "simfeh": ("heads_lamost_raw_simfeh", {**FITTED, "feh": "sim_fe_h"}),
+    "unweighted, base seed 1": ("heads_lamost_raw_seed1", FITTED),
+    "unweighted, base seed 2": ("heads_lamost_raw_seed2", FITTED),
 }
 
 
